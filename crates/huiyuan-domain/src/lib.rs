@@ -1,0 +1,13 @@
+//! Huiyuan's domain: the types and rules of a membership programme, with no I/O.
+//!
+//! Everything here is deterministic: clocks, randomness and keys are passed in by the caller,
+//! which keeps the rules testable with property tests and identical on every storage backend.
+
+pub mod access;
+pub mod check_digit;
+pub mod error;
+pub mod ids;
+pub mod member;
+pub mod pii;
+
+pub use error::{FieldError, ValidationError};

@@ -1,0 +1,254 @@
+//! PostgreSQL backend: for brands that outgrow one machine, with several API nodes sharing it.
+
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use huiyuan_store::sql::{Dialect, Row, SqlConnection, SqlTx, Value};
+use huiyuan_store::{Health, Result, Storage, StoreError, Tx};
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{Column, PgPool, Postgres, Row as _, TypeInfo, ValueRef};
+use time::OffsetDateTime;
+
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+#[derive(Clone)]
+pub struct PgStorage {
+    pool: PgPool,
+}
+
+impl PgStorage {
+    /// Connects without migrating; see [`PgStorage::migrate`].
+    pub async fn connect(url: &str, max_connections: u32) -> Result<Self> {
+        let options = PgConnectOptions::from_str(url).map_err(map_err)?;
+        Self::connect_with(options, max_connections).await
+    }
+
+    pub async fn connect_with(options: PgConnectOptions, max_connections: u32) -> Result<Self> {
+        let pool = PgPoolOptions::new()
+            .max_connections(max_connections)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect_with(options)
+            .await
+            .map_err(map_err)?;
+        Ok(Self { pool })
+    }
+
+    /// Applies pending migrations. Safe to run from several nodes at once: sqlx serialises
+    /// them with an advisory lock.
+    pub async fn migrate(&self) -> Result<()> {
+        MIGRATOR
+            .run(&self.pool)
+            .await
+            .map_err(|e| StoreError::Database(format!("migration failed: {e}")))
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+#[async_trait]
+impl Storage for PgStorage {
+    async fn write(&self) -> Result<Box<dyn Tx>> {
+        let tx = self.pool.begin().await.map_err(map_err)?;
+        Ok(Box::new(SqlTx::new(Box::new(PgConn { tx }))))
+    }
+
+    async fn read(&self) -> Result<Box<dyn Tx>> {
+        self.write().await
+    }
+
+    async fn health(&self) -> Result<Health> {
+        let applied: Vec<i64> =
+            match sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success")
+                .fetch_all(&self.pool)
+                .await
+            {
+                Ok(v) => v,
+                Err(sqlx::Error::Database(_)) => {
+                    return Ok(Health {
+                        reachable: true,
+                        migrations_current: false,
+                    })
+                }
+                Err(_) => {
+                    return Ok(Health {
+                        reachable: false,
+                        migrations_current: false,
+                    })
+                }
+            };
+        let current = MIGRATOR.iter().all(|m| applied.contains(&m.version));
+        Ok(Health {
+            reachable: true,
+            migrations_current: current,
+        })
+    }
+
+    fn backend(&self) -> &'static str {
+        "postgres"
+    }
+}
+
+struct PgConn {
+    tx: sqlx::Transaction<'static, Postgres>,
+}
+
+fn bind<'q>(
+    q: sqlx::query::Query<'q, Postgres, sqlx::postgres::PgArguments>,
+    v: Value,
+) -> sqlx::query::Query<'q, Postgres, sqlx::postgres::PgArguments> {
+    match v {
+        Value::Int(x) => q.bind(x),
+        Value::Text(x) => q.bind(x),
+        Value::Bytes(x) => q.bind(x),
+        Value::Bool(x) => q.bind(x),
+        Value::Time(x) => q.bind(x),
+    }
+}
+
+#[async_trait]
+impl SqlConnection for PgConn {
+    fn dialect(&self) -> Dialect {
+        Dialect::Postgres
+    }
+
+    async fn execute(&mut self, sql: &str, args: Vec<Value>) -> Result<u64> {
+        let q = args.into_iter().fold(sqlx::query(sql), bind);
+        Ok(q.execute(&mut *self.tx)
+            .await
+            .map_err(map_err)?
+            .rows_affected())
+    }
+
+    async fn fetch_all(&mut self, sql: &str, args: Vec<Value>) -> Result<Vec<Row>> {
+        let q = args.into_iter().fold(sqlx::query(sql), bind);
+        let rows = q.fetch_all(&mut *self.tx).await.map_err(map_err)?;
+        let Some(first) = rows.first() else {
+            return Ok(Vec::new());
+        };
+        let columns = Arc::new(
+            first
+                .columns()
+                .iter()
+                .map(|c| c.name().to_owned())
+                .collect::<Vec<_>>(),
+        );
+        rows.iter()
+            .map(|row| {
+                let values = (0..columns.len())
+                    .map(|i| decode(row, i))
+                    .collect::<Result<Vec<_>>>()?;
+                Ok(Row {
+                    columns: columns.clone(),
+                    values,
+                })
+            })
+            .collect()
+    }
+
+    async fn commit(self: Box<Self>) -> Result<()> {
+        self.tx.commit().await.map_err(map_err)
+    }
+}
+
+fn decode(row: &sqlx::postgres::PgRow, i: usize) -> Result<Value> {
+    let raw = row.try_get_raw(i).map_err(map_err)?;
+    if raw.is_null() {
+        return Ok(Value::Int(None));
+    }
+    let ty = raw.type_info().name().to_owned();
+    let get_err = |e| map_err(e);
+    Ok(match ty.as_str() {
+        "INT8" => Value::Int(Some(row.try_get::<i64, _>(i).map_err(get_err)?)),
+        "INT4" => Value::Int(Some(i64::from(row.try_get::<i32, _>(i).map_err(get_err)?))),
+        "INT2" => Value::Int(Some(i64::from(row.try_get::<i16, _>(i).map_err(get_err)?))),
+        "TEXT" | "VARCHAR" | "BPCHAR" | "NAME" => {
+            Value::Text(Some(row.try_get::<String, _>(i).map_err(get_err)?))
+        }
+        "BYTEA" => Value::Bytes(Some(row.try_get::<Vec<u8>, _>(i).map_err(get_err)?)),
+        "BOOL" => Value::Bool(Some(row.try_get::<bool, _>(i).map_err(get_err)?)),
+        "TIMESTAMPTZ" => Value::Time(Some(row.try_get::<OffsetDateTime, _>(i).map_err(get_err)?)),
+        other => {
+            return Err(StoreError::Corrupt(format!(
+                "unexpected PostgreSQL type {other}"
+            )))
+        }
+    })
+}
+
+fn map_err(e: sqlx::Error) -> StoreError {
+    match &e {
+        sqlx::Error::Database(db) if db.is_unique_violation() => {
+            StoreError::Conflict(db.constraint().unwrap_or(db.message()).to_owned())
+        }
+        sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => {
+            StoreError::Unavailable(e.to_string())
+        }
+        _ => StoreError::Database(e.to_string()),
+    }
+}
+
+/// Helpers for the test suites of this and the crates above it.
+pub mod testing {
+    use super::*;
+
+    /// The server the tests use: `HUIYUAN_TEST_DATABASE_URL`, or the local default.
+    pub fn admin_url() -> String {
+        std::env::var("HUIYUAN_TEST_DATABASE_URL")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
+    }
+
+    /// Connection options for a test database whose schema is this build's migrations.
+    ///
+    /// Tests isolate themselves by brand, so they share one database; its name carries a
+    /// digest of the migrations, so a changed schema gets a fresh database. Panics with a clear
+    /// message when PostgreSQL is unreachable: a run that cannot test PostgreSQL must fail.
+    pub async fn test_database() -> PgConnectOptions {
+        let url = admin_url();
+        let admin = PgConnectOptions::from_str(&url)
+            .unwrap_or_else(|e| panic!("HUIYUAN_TEST_DATABASE_URL {url:?} is not a URL: {e}"));
+        let digest = MIGRATOR
+            .iter()
+            .flat_map(|m| m.checksum.iter().copied())
+            .fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+                (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+            });
+        let name = format!("huiyuan_test_{digest:016x}");
+        let pool = PgPoolOptions::new()
+            .max_connections(1)
+            .acquire_timeout(Duration::from_secs(5))
+            .connect_with(admin.clone())
+            .await
+            .unwrap_or_else(|e| panic!("PostgreSQL is not reachable at {url} ({e}); start it or set HUIYUAN_TEST_DATABASE_URL"));
+        let exists: Option<i32> =
+            sqlx::query_scalar("SELECT 1 FROM pg_database WHERE datname = $1")
+                .bind(&name)
+                .fetch_optional(&pool)
+                .await
+                .expect("query pg_database");
+        if exists.is_none() {
+            if let Err(e) = sqlx::query(&format!("CREATE DATABASE {name}"))
+                .execute(&pool)
+                .await
+            {
+                // Another test process may have created it a moment ago.
+                let duplicate = e
+                    .as_database_error()
+                    .and_then(|d| d.code())
+                    .is_some_and(|c| c == "42P04" || c == "23505");
+                assert!(duplicate, "cannot create test database {name}: {e}");
+            }
+        }
+        pool.close().await;
+        let options = admin.database(&name);
+        let storage = PgStorage::connect_with(options.clone(), 1)
+            .await
+            .expect("connect to test database");
+        storage.migrate().await.expect("migrate test database");
+        storage.close().await;
+        options
+    }
+}

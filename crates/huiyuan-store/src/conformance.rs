@@ -1,0 +1,724 @@
+//! The behaviour every backend must have. Each backend's test binary runs all of it through
+//! [`conformance_tests!`](crate::conformance_tests), so SQLite and PostgreSQL are held to
+//! exactly the same checks. Every check works in brands of its own, so checks can share a
+//! database and run in parallel.
+
+use std::collections::hash_map::RandomState;
+use std::hash::{BuildHasher, Hasher};
+use std::sync::Arc;
+
+use huiyuan_domain::access::Role;
+use huiyuan_domain::ids::{ApiKeyId, AuditEventId, BrandId, MemberId, OperatorId, StoreId};
+use huiyuan_domain::member::MemberStatus;
+use time::{Duration, OffsetDateTime};
+
+use crate::records::*;
+use crate::{Storage, StoreError};
+
+/// Generates one `#[tokio::test]` per conformance check, given an async fn that opens a store.
+#[macro_export]
+macro_rules! conformance_tests {
+    ($open:path) => {
+        $crate::conformance_tests!(@each $open;
+            brands_round_trip, stores_are_scoped_by_brand, members_round_trip_with_optimistic_updates,
+            identities_are_unique_per_brand, concurrent_identity_claims_leave_one_owner, member_search_filters,
+            tags_add_remove_and_move, member_codes_are_used_once, audit_is_listed_newest_first,
+            idempotency_keys_claim_complete_release, sessions_and_api_keys, uncommitted_writes_vanish,
+            operator_usernames_are_unique, health_reports_current_migrations);
+    };
+    (@each $open:path; $($name:ident),*) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() {
+                let storage: std::sync::Arc<dyn $crate::Storage> = $open().await;
+                $crate::conformance::$name(storage).await;
+            }
+        )*
+    };
+}
+
+fn random() -> u128 {
+    let a = RandomState::new().build_hasher().finish();
+    let b = RandomState::new().build_hasher().finish();
+    (u128::from(a) << 64) | u128::from(b)
+}
+
+/// Now, to the millisecond: the precision both backends keep.
+pub fn now() -> OffsetDateTime {
+    let t = OffsetDateTime::now_utc();
+    t.replace_nanosecond(t.millisecond() as u32 * 1_000_000)
+        .expect("valid nanosecond")
+}
+
+/// Milliseconds for test IDs, strictly increasing so that creation order is ID order (ULIDs
+/// made within one millisecond are not ordered).
+fn ms() -> u64 {
+    static LAST: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let now = (now().unix_timestamp_nanos() / 1_000_000) as u64;
+    let next = |last: u64| last.max(now) + 1;
+    let ordering = std::sync::atomic::Ordering::SeqCst;
+    LAST.fetch_update(ordering, ordering, |last| Some(next(last)))
+        .map_or(now, next)
+}
+
+pub async fn new_brand(s: &dyn Storage) -> BrandRecord {
+    let id = BrandId::generate(ms(), random());
+    let b = BrandRecord {
+        slug: format!("b{}", id.as_str()[4..].to_lowercase()),
+        id,
+        name: "測試品牌".into(),
+        currency: "CNY".into(),
+        timezone: "Asia/Shanghai".into(),
+        code_key_ciphertext: vec![1, 2, 3],
+        created_at: now(),
+    };
+    let mut tx = s.write().await.unwrap();
+    tx.insert_brand(&b).await.unwrap();
+    tx.commit().await.unwrap();
+    b
+}
+
+pub fn member(brand: &BrandId) -> MemberRecord {
+    MemberRecord {
+        id: MemberId::generate(ms(), random()),
+        brand_id: brand.clone(),
+        status: MemberStatus::Active,
+        merged_into: None,
+        pii_ciphertext: Some(vec![9, 9, 9]),
+        birth_month: Some(5),
+        gender: Some("female".into()),
+        city: Some("上海".into()),
+        household_size: Some(3),
+        channel: "app".into(),
+        store_id: None,
+        consents: r#"{"sms":true,"email":false,"push":false}"#.into(),
+        attributes: "{}".into(),
+        enrolled_at: now(),
+        updated_at: now(),
+        erased_at: None,
+        version: 1,
+    }
+}
+
+async fn insert_member(s: &dyn Storage, m: &MemberRecord) {
+    let mut tx = s.write().await.unwrap();
+    tx.insert_member(m).await.unwrap();
+    tx.commit().await.unwrap();
+}
+
+fn identity(brand: &BrandId, member: &MemberId, hash: &[u8]) -> IdentityRecord {
+    IdentityRecord {
+        brand_id: brand.clone(),
+        kind: "phone".into(),
+        hash: hash.to_vec(),
+        member_id: member.clone(),
+    }
+}
+
+pub async fn brands_round_trip(s: Arc<dyn Storage>) {
+    let b = new_brand(&*s).await;
+    let mut tx = s.read().await.unwrap();
+    assert_eq!(tx.get_brand(&b.id).await.unwrap(), Some(b.clone()));
+    assert_eq!(
+        tx.get_brand_by_slug(&b.slug).await.unwrap(),
+        Some(b.clone())
+    );
+    assert!(tx.list_brands().await.unwrap().contains(&b));
+    drop(tx);
+    let mut dup = b.clone();
+    dup.id = BrandId::generate(ms(), random());
+    let mut tx = s.write().await.unwrap();
+    assert!(matches!(
+        tx.insert_brand(&dup).await,
+        Err(StoreError::Conflict(_))
+    ));
+}
+
+pub async fn stores_are_scoped_by_brand(s: Arc<dyn Storage>) {
+    let a = new_brand(&*s).await;
+    let b = new_brand(&*s).await;
+    let mut ids = Vec::new();
+    let mut tx = s.write().await.unwrap();
+    for (i, brand) in [&a, &a, &a, &b].into_iter().enumerate() {
+        let st = StoreRecord {
+            id: StoreId::generate(ms(), random()),
+            brand_id: brand.id.clone(),
+            code: format!("S{i}"),
+            name: format!("門店 {i}"),
+            city: Some("杭州".into()),
+            region: None,
+            active: true,
+            created_at: now(),
+        };
+        tx.insert_store(&st).await.unwrap();
+        ids.push(st);
+    }
+    tx.commit().await.unwrap();
+
+    let mut tx = s.read().await.unwrap();
+    let listed = tx.list_stores(&a.id, &Page::first(10)).await.unwrap();
+    assert_eq!(listed.len(), 3);
+    assert!(listed.iter().all(|st| st.brand_id == a.id));
+    assert_eq!(
+        tx.get_store(&a.id, &ids[3].id).await.unwrap(),
+        None,
+        "brand A must not see brand B's store"
+    );
+    assert_eq!(
+        tx.get_store(&b.id, &ids[3].id).await.unwrap(),
+        Some(ids[3].clone())
+    );
+
+    let first = tx.list_stores(&a.id, &Page::first(2)).await.unwrap();
+    let rest = tx
+        .list_stores(
+            &a.id,
+            &Page {
+                limit: 2,
+                starting_after: Some(first[1].id.to_string()),
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(first.len(), 2);
+    assert_eq!(rest.len(), 1);
+    assert!(
+        rest[0].id < first[1].id,
+        "pages go newest first without overlap"
+    );
+    drop(tx);
+
+    let mut tx = s.write().await.unwrap();
+    let mut dup = ids[0].clone();
+    dup.id = StoreId::generate(ms(), random());
+    assert!(
+        matches!(tx.insert_store(&dup).await, Err(StoreError::Conflict(_))),
+        "store codes are unique per brand"
+    );
+}
+
+pub async fn members_round_trip_with_optimistic_updates(s: Arc<dyn Storage>) {
+    let b = new_brand(&*s).await;
+    let other = new_brand(&*s).await;
+    let m = member(&b.id);
+    insert_member(&*s, &m).await;
+    let mut tx = s.write().await.unwrap();
+    assert_eq!(tx.get_member(&b.id, &m.id).await.unwrap(), Some(m.clone()));
+    assert_eq!(tx.get_member(&other.id, &m.id).await.unwrap(), None);
+    let mut changed = tx.lock_member(&b.id, &m.id).await.unwrap().unwrap();
+    changed.city = None;
+    changed.version += 1;
+    tx.update_member(&changed).await.unwrap();
+    // A writer that read version 1 loses.
+    let mut stale = m.clone();
+    stale.version = 2;
+    stale.city = Some("北京".into());
+    assert!(matches!(
+        tx.update_member(&stale).await,
+        Err(StoreError::Stale)
+    ));
+    tx.commit().await.unwrap();
+    let mut tx = s.read().await.unwrap();
+    assert_eq!(tx.get_member(&b.id, &m.id).await.unwrap(), Some(changed));
+    assert_eq!(tx.count_members(&b.id).await.unwrap(), 1);
+}
+
+pub async fn identities_are_unique_per_brand(s: Arc<dyn Storage>) {
+    let a = new_brand(&*s).await;
+    let b = new_brand(&*s).await;
+    let (m1, m2, mb) = (member(&a.id), member(&a.id), member(&b.id));
+    for m in [&m1, &m2, &mb] {
+        insert_member(&*s, m).await;
+    }
+    let mut tx = s.write().await.unwrap();
+    tx.insert_identity(&identity(&a.id, &m1.id, b"h1"))
+        .await
+        .unwrap();
+    assert!(matches!(
+        tx.insert_identity(&identity(&a.id, &m2.id, b"h1")).await,
+        Err(StoreError::Conflict(_))
+    ));
+    tx.commit().await.unwrap();
+    let mut tx = s.write().await.unwrap();
+    tx.insert_identity(&identity(&b.id, &mb.id, b"h1"))
+        .await
+        .unwrap();
+    assert_eq!(
+        tx.find_identity(&a.id, "phone", b"h1").await.unwrap(),
+        Some(m1.id.clone())
+    );
+    assert_eq!(
+        tx.find_identity(&b.id, "phone", b"h1").await.unwrap(),
+        Some(mb.id.clone())
+    );
+    assert_eq!(tx.find_identity(&a.id, "email", b"h1").await.unwrap(), None);
+    assert_eq!(tx.move_identities(&a.id, &m1.id, &m2.id).await.unwrap(), 1);
+    assert_eq!(
+        tx.list_identities(&a.id, &m2.id).await.unwrap(),
+        vec![identity(&a.id, &m2.id, b"h1")]
+    );
+    assert!(tx.delete_identity(&a.id, "phone", b"h1").await.unwrap());
+    assert_eq!(tx.find_identity(&a.id, "phone", b"h1").await.unwrap(), None);
+    assert_eq!(tx.delete_identities_of(&b.id, &mb.id).await.unwrap(), 1);
+    tx.commit().await.unwrap();
+}
+
+/// Two tills enrolling the same phone at the same moment: one member, one conflict.
+pub async fn concurrent_identity_claims_leave_one_owner(s: Arc<dyn Storage>) {
+    let b = new_brand(&*s).await;
+    let mut tasks = Vec::new();
+    for _ in 0..8 {
+        let s = s.clone();
+        let brand = b.id.clone();
+        tasks.push(tokio::spawn(async move {
+            let m = member(&brand);
+            let mut tx = s.write().await.unwrap();
+            tx.insert_member(&m).await.unwrap();
+            match tx
+                .insert_identity(&identity(&brand, &m.id, b"same-phone"))
+                .await
+            {
+                Ok(()) => {
+                    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                    tx.commit().await.map(|_| m.id).ok()
+                }
+                Err(StoreError::Conflict(_)) => None,
+                Err(e) => panic!("unexpected error {e}"),
+            }
+        }));
+    }
+    let mut winners = Vec::new();
+    for t in tasks {
+        if let Some(id) = t.await.unwrap() {
+            winners.push(id);
+        }
+    }
+    assert_eq!(winners.len(), 1, "exactly one claim may win");
+    let mut tx = s.read().await.unwrap();
+    assert_eq!(
+        tx.find_identity(&b.id, "phone", b"same-phone")
+            .await
+            .unwrap(),
+        Some(winners[0].clone())
+    );
+    assert_eq!(
+        tx.count_members(&b.id).await.unwrap(),
+        1,
+        "losers' members were rolled back"
+    );
+}
+
+pub async fn member_search_filters(s: Arc<dyn Storage>) {
+    let b = new_brand(&*s).await;
+    let members: Vec<_> = (0..5).map(|_| member(&b.id)).collect();
+    let mut tx = s.write().await.unwrap();
+    for (i, m) in members.iter().enumerate() {
+        tx.insert_member(m).await.unwrap();
+        tx.insert_identity(&identity(&b.id, &m.id, format!("phone{i}").as_bytes()))
+            .await
+            .unwrap();
+        let prefixes = if i < 2 {
+            vec![b"wang".to_vec(), b"wangx".to_vec()]
+        } else {
+            vec![b"li".to_vec()]
+        };
+        tx.replace_name_prefixes(&b.id, &m.id, &prefixes)
+            .await
+            .unwrap();
+        if i % 2 == 0 {
+            tx.add_tags(&b.id, &m.id, &["vip".into()]).await.unwrap();
+        }
+    }
+    tx.commit().await.unwrap();
+    let mut tx = s.read().await.unwrap();
+    let f = |identity: Option<(String, Vec<u8>)>, prefix: Option<&[u8]>, tag: Option<&str>| {
+        MemberFilter {
+            identity,
+            name_prefix_hash: prefix.map(<[u8]>::to_vec),
+            tag: tag.map(str::to_owned),
+            status: None,
+        }
+    };
+    let by_phone = tx
+        .list_members(
+            &b.id,
+            &f(Some(("phone".into(), b"phone3".to_vec())), None, None),
+            &Page::first(10),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        by_phone.iter().map(|m| &m.id).collect::<Vec<_>>(),
+        vec![&members[3].id]
+    );
+    let by_prefix = tx
+        .list_members(&b.id, &f(None, Some(b"wang"), None), &Page::first(10))
+        .await
+        .unwrap();
+    assert_eq!(by_prefix.len(), 2);
+    let by_tag = tx
+        .list_members(&b.id, &f(None, None, Some("vip")), &Page::first(10))
+        .await
+        .unwrap();
+    assert_eq!(by_tag.len(), 3);
+    let both = tx
+        .list_members(
+            &b.id,
+            &f(None, Some(b"wang"), Some("vip")),
+            &Page::first(10),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        both.iter().map(|m| &m.id).collect::<Vec<_>>(),
+        vec![&members[0].id]
+    );
+    let page1 = tx
+        .list_members(&b.id, &MemberFilter::default(), &Page::first(3))
+        .await
+        .unwrap();
+    let page2 = tx
+        .list_members(
+            &b.id,
+            &MemberFilter::default(),
+            &Page {
+                limit: 3,
+                starting_after: Some(page1[2].id.to_string()),
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(page1.len() + page2.len(), 5);
+    assert_eq!(page1[0].id, members[4].id, "newest first");
+    // Replacing prefixes drops the old ones.
+    drop(tx);
+    let mut tx = s.write().await.unwrap();
+    tx.replace_name_prefixes(&b.id, &members[0].id, &[b"zhao".to_vec()])
+        .await
+        .unwrap();
+    let by_prefix = tx
+        .list_members(&b.id, &f(None, Some(b"wang"), None), &Page::first(10))
+        .await
+        .unwrap();
+    assert_eq!(by_prefix.len(), 1);
+}
+
+pub async fn tags_add_remove_and_move(s: Arc<dyn Storage>) {
+    let b = new_brand(&*s).await;
+    let (m1, m2) = (member(&b.id), member(&b.id));
+    insert_member(&*s, &m1).await;
+    insert_member(&*s, &m2).await;
+    let mut tx = s.write().await.unwrap();
+    tx.add_tags(&b.id, &m1.id, &["b".into(), "a".into(), "a".into()])
+        .await
+        .unwrap();
+    tx.add_tags(&b.id, &m2.id, &["a".into(), "c".into()])
+        .await
+        .unwrap();
+    tx.remove_tags(&b.id, &m2.id, &["c".into()]).await.unwrap();
+    assert_eq!(tx.list_tags(&b.id, &m1.id).await.unwrap(), vec!["a", "b"]);
+    tx.move_tags(&b.id, &m1.id, &m2.id).await.unwrap();
+    assert_eq!(tx.list_tags(&b.id, &m2.id).await.unwrap(), vec!["a", "b"]);
+    assert!(tx.list_tags(&b.id, &m1.id).await.unwrap().is_empty());
+}
+
+pub async fn member_codes_are_used_once(s: Arc<dyn Storage>) {
+    let b = new_brand(&*s).await;
+    let m = member(&b.id);
+    insert_member(&*s, &m).await;
+    let code = MemberCodeRecord {
+        brand_id: b.id.clone(),
+        nonce: format!("n{}", random()),
+        code_hash: random().to_be_bytes().to_vec(),
+        member_id: m.id.clone(),
+        expires_at: now() + Duration::seconds(60),
+        used_at: None,
+        used_by: None,
+    };
+    let other = new_brand(&*s).await;
+    let mut tx = s.write().await.unwrap();
+    tx.insert_member_code(&code).await.unwrap();
+    tx.commit().await.unwrap();
+
+    let mut tasks = Vec::new();
+    for i in 0..10 {
+        let (s, brand, nonce) = (s.clone(), b.id.clone(), code.nonce.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut tx = s.write().await.unwrap();
+            let won = tx
+                .use_member_code(&brand, &nonce, now(), &format!("till-{i}"))
+                .await
+                .unwrap();
+            tx.commit().await.unwrap();
+            won
+        }));
+    }
+    let mut wins = 0;
+    for t in tasks {
+        wins += usize::from(t.await.unwrap());
+    }
+    assert_eq!(wins, 1, "a code is used exactly once");
+    let mut tx = s.write().await.unwrap();
+    let stored = tx
+        .find_member_code_by_hash(&b.id, &code.code_hash)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(stored.used_at.is_some() && stored.used_by.is_some());
+    assert_eq!(
+        tx.find_member_code_by_nonce(&b.id, &code.nonce)
+            .await
+            .unwrap()
+            .unwrap()
+            .member_id,
+        m.id
+    );
+    assert_eq!(
+        tx.find_member_code_by_nonce(&other.id, &code.nonce)
+            .await
+            .unwrap(),
+        None
+    );
+    assert!(
+        tx.purge_member_codes(now() + Duration::minutes(5))
+            .await
+            .unwrap()
+            >= 1
+    );
+    assert_eq!(
+        tx.find_member_code_by_nonce(&b.id, &code.nonce)
+            .await
+            .unwrap(),
+        None
+    );
+}
+
+pub async fn audit_is_listed_newest_first(s: Arc<dyn Storage>) {
+    let b = new_brand(&*s).await;
+    let mut tx = s.write().await.unwrap();
+    let mut ids = Vec::new();
+    for i in 0..4u64 {
+        let a = AuditRecord {
+            id: AuditEventId::generate(ms() + i, random()),
+            brand_id: b.id.clone(),
+            actor_kind: "operator".into(),
+            actor_id: if i == 0 {
+                "opr_a".into()
+            } else {
+                "opr_b".into()
+            },
+            action: if i % 2 == 0 {
+                "member.enrolled".into()
+            } else {
+                "member.updated".into()
+            },
+            target_kind: "member".into(),
+            target_id: format!("mem_{}", i % 2),
+            diff: "{}".into(),
+            request_id: Some("req-1".into()),
+            created_at: now(),
+        };
+        tx.insert_audit(&a).await.unwrap();
+        ids.push(a);
+    }
+    tx.commit().await.unwrap();
+    let mut tx = s.read().await.unwrap();
+    let all = tx
+        .list_audit(&b.id, &AuditFilter::default(), &Page::first(10))
+        .await
+        .unwrap();
+    assert_eq!(all.first(), ids.last());
+    assert_eq!(all.len(), 4);
+    let f = AuditFilter {
+        target_id: Some("mem_1".into()),
+        ..Default::default()
+    };
+    assert_eq!(
+        tx.list_audit(&b.id, &f, &Page::first(10))
+            .await
+            .unwrap()
+            .len(),
+        2
+    );
+    let f = AuditFilter {
+        actor_id: Some("opr_a".into()),
+        action: Some("member.enrolled".into()),
+        ..Default::default()
+    };
+    assert_eq!(
+        tx.list_audit(&b.id, &f, &Page::first(10)).await.unwrap(),
+        vec![ids[0].clone()]
+    );
+}
+
+pub async fn idempotency_keys_claim_complete_release(s: Arc<dyn Storage>) {
+    let b = new_brand(&*s).await;
+    let claim = IdempotencyRecord {
+        brand_id: b.id.clone(),
+        scope: "key_x".into(),
+        key: "k1".into(),
+        request_hash: vec![1; 32],
+        status: None,
+        body: None,
+        created_at: now(),
+    };
+    let mut tx = s.write().await.unwrap();
+    assert_eq!(tx.claim_idempotency_key(&claim).await.unwrap(), None);
+    let again = tx.claim_idempotency_key(&claim).await.unwrap().unwrap();
+    assert_eq!(again.status, None, "still in progress");
+    tx.complete_idempotency_key(&b.id, "key_x", "k1", 201, b"{\"id\":1}")
+        .await
+        .unwrap();
+    let done = tx.claim_idempotency_key(&claim).await.unwrap().unwrap();
+    assert_eq!(
+        (done.status, done.body.as_deref()),
+        (Some(201), Some(&b"{\"id\":1}"[..]))
+    );
+    // A completed key is never released.
+    tx.release_idempotency_key(&b.id, "key_x", "k1")
+        .await
+        .unwrap();
+    assert!(tx.claim_idempotency_key(&claim).await.unwrap().is_some());
+    // Another scope has its own key space.
+    let other = IdempotencyRecord {
+        scope: "key_y".into(),
+        ..claim.clone()
+    };
+    assert_eq!(tx.claim_idempotency_key(&other).await.unwrap(), None);
+    tx.release_idempotency_key(&b.id, "key_y", "k1")
+        .await
+        .unwrap();
+    assert_eq!(
+        tx.claim_idempotency_key(&other).await.unwrap(),
+        None,
+        "a released key can be claimed again"
+    );
+    assert!(
+        tx.purge_idempotency_keys(now() + Duration::hours(25))
+            .await
+            .unwrap()
+            >= 2
+    );
+    assert_eq!(tx.claim_idempotency_key(&claim).await.unwrap(), None);
+}
+
+pub async fn sessions_and_api_keys(s: Arc<dyn Storage>) {
+    let b = new_brand(&*s).await;
+    let other = new_brand(&*s).await;
+    let op = operator(&b.id);
+    let mut tx = s.write().await.unwrap();
+    tx.insert_operator(&op).await.unwrap();
+    let session = SessionRecord {
+        token_hash: random().to_be_bytes().to_vec(),
+        operator_id: op.id.clone(),
+        brand_id: b.id.clone(),
+        created_at: now(),
+        expires_at: now() + Duration::hours(8),
+    };
+    tx.insert_session(&session).await.unwrap();
+    assert_eq!(
+        tx.find_session(&session.token_hash).await.unwrap(),
+        Some(session.clone())
+    );
+    assert!(tx.delete_session(&session.token_hash).await.unwrap());
+    assert_eq!(tx.find_session(&session.token_hash).await.unwrap(), None);
+    tx.insert_session(&session).await.unwrap();
+    assert_eq!(tx.delete_sessions_of(&op.id).await.unwrap(), 1);
+
+    let key = ApiKeyRecord {
+        id: ApiKeyId::generate(ms(), random()),
+        brand_id: b.id.clone(),
+        name: "POS".into(),
+        role: Role::Clerk,
+        prefix: format!("hy_{}", random() % 1_000_000_000),
+        secret_hash: vec![7; 32],
+        created_by: op.id.to_string(),
+        created_at: now(),
+        revoked_at: None,
+    };
+    tx.insert_api_key(&key).await.unwrap();
+    assert_eq!(
+        tx.find_api_key_by_prefix(&key.prefix).await.unwrap(),
+        Some(key.clone())
+    );
+    assert_eq!(
+        tx.list_api_keys(&b.id, &Page::first(10)).await.unwrap(),
+        vec![key.clone()]
+    );
+    assert!(
+        !tx.revoke_api_key(&other.id, &key.id, now()).await.unwrap(),
+        "another brand cannot revoke it"
+    );
+    assert!(tx.revoke_api_key(&b.id, &key.id, now()).await.unwrap());
+    assert!(
+        !tx.revoke_api_key(&b.id, &key.id, now()).await.unwrap(),
+        "revoking twice changes nothing"
+    );
+    assert!(tx
+        .get_api_key(&b.id, &key.id)
+        .await
+        .unwrap()
+        .unwrap()
+        .revoked_at
+        .is_some());
+}
+
+fn operator(brand: &BrandId) -> OperatorRecord {
+    OperatorRecord {
+        id: OperatorId::generate(ms(), random()),
+        brand_id: brand.clone(),
+        username: format!("op{}", random()),
+        display_name: "店長".into(),
+        role: Role::Admin,
+        password_hash: "$argon2id$test".into(),
+        disabled: false,
+        created_at: now(),
+    }
+}
+
+pub async fn uncommitted_writes_vanish(s: Arc<dyn Storage>) {
+    let b = new_brand(&*s).await;
+    let m = member(&b.id);
+    {
+        let mut tx = s.write().await.unwrap();
+        tx.insert_member(&m).await.unwrap();
+        // dropped without commit
+    }
+    let mut tx = s.read().await.unwrap();
+    assert_eq!(tx.get_member(&b.id, &m.id).await.unwrap(), None);
+}
+
+pub async fn operator_usernames_are_unique(s: Arc<dyn Storage>) {
+    let a = new_brand(&*s).await;
+    let b = new_brand(&*s).await;
+    let op = operator(&a.id);
+    let mut tx = s.write().await.unwrap();
+    tx.insert_operator(&op).await.unwrap();
+    let mut clash = operator(&b.id);
+    clash.username = op.username.clone();
+    assert!(matches!(
+        tx.insert_operator(&clash).await,
+        Err(StoreError::Conflict(_))
+    ));
+    drop(tx);
+    let mut tx = s.write().await.unwrap();
+    tx.insert_operator(&op).await.unwrap();
+    let mut changed = op.clone();
+    changed.disabled = true;
+    changed.role = Role::Auditor;
+    tx.update_operator(&changed).await.unwrap();
+    assert_eq!(
+        tx.find_operator_by_username(&op.username).await.unwrap(),
+        Some(changed.clone())
+    );
+    assert_eq!(tx.get_operator(&b.id, &op.id).await.unwrap(), None);
+    assert_eq!(
+        tx.list_operators(&a.id, &Page::first(5)).await.unwrap(),
+        vec![changed]
+    );
+}
+
+pub async fn health_reports_current_migrations(s: Arc<dyn Storage>) {
+    let h = s.health().await.unwrap();
+    assert!(h.reachable && h.migrations_current, "{h:?}");
+}

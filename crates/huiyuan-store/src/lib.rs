@@ -1,0 +1,205 @@
+//! The storage boundary of Huiyuan.
+//!
+//! [`Storage`] hands out transactions ([`Tx`]) whose methods are the only way the use cases touch
+//! data. The SQL behind them is written once in [`sql`], in the subset of SQL that SQLite and
+//! PostgreSQL share; each backend crate supplies a connection that binds [`sql::Value`]s in its
+//! own native types, its own migrations, and the few places where the dialects differ
+//! ([`sql::Dialect`]). [`conformance`] is the suite both backends must pass.
+
+pub mod conformance;
+pub mod error;
+pub mod records;
+pub mod sql;
+
+use async_trait::async_trait;
+use huiyuan_domain::ids::{ApiKeyId, BrandId, MemberId, OperatorId, StoreId};
+use time::OffsetDateTime;
+
+pub use error::StoreError;
+pub use records::*;
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// A storage backend: SQLite embedded, or PostgreSQL shared by several nodes.
+#[async_trait]
+pub trait Storage: Send + Sync + 'static {
+    /// A transaction for writes. On SQLite writers are serialised; on PostgreSQL rows that a
+    /// use case must not see change under it are locked with [`Tx::lock_member`].
+    ///
+    /// Never open a second write transaction while holding one: on SQLite the second waits for
+    /// the first forever. After an error other than those a method documents as recoverable
+    /// ([`Tx::insert_identity`], [`Tx::claim_idempotency_key`]), drop the transaction: PostgreSQL
+    /// has already aborted it.
+    async fn write(&self) -> Result<Box<dyn Tx>>;
+    /// A transaction for reads: a consistent snapshot that never blocks writers.
+    async fn read(&self) -> Result<Box<dyn Tx>>;
+    /// Is the database reachable, and are all migrations this binary knows applied?
+    async fn health(&self) -> Result<Health>;
+    /// `sqlite` or `postgres`, for logs and `/readyz`.
+    fn backend(&self) -> &'static str;
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Health {
+    pub reachable: bool,
+    pub migrations_current: bool,
+}
+
+/// One database transaction. Dropping it without [`Tx::commit`] rolls everything back.
+#[async_trait]
+pub trait Tx: Send {
+    async fn commit(self: Box<Self>) -> Result<()>;
+
+    // Brands
+    async fn insert_brand(&mut self, brand: &BrandRecord) -> Result<()>;
+    async fn get_brand(&mut self, id: &BrandId) -> Result<Option<BrandRecord>>;
+    async fn get_brand_by_slug(&mut self, slug: &str) -> Result<Option<BrandRecord>>;
+    async fn list_brands(&mut self) -> Result<Vec<BrandRecord>>;
+    async fn update_brand(&mut self, brand: &BrandRecord) -> Result<()>;
+
+    // Stores (shops)
+    async fn insert_store(&mut self, store: &StoreRecord) -> Result<()>;
+    async fn update_store(&mut self, store: &StoreRecord) -> Result<()>;
+    async fn get_store(&mut self, brand: &BrandId, id: &StoreId) -> Result<Option<StoreRecord>>;
+    async fn list_stores(&mut self, brand: &BrandId, page: &Page) -> Result<Vec<StoreRecord>>;
+
+    // Operators and their sessions
+    async fn insert_operator(&mut self, op: &OperatorRecord) -> Result<()>;
+    async fn update_operator(&mut self, op: &OperatorRecord) -> Result<()>;
+    async fn get_operator(
+        &mut self,
+        brand: &BrandId,
+        id: &OperatorId,
+    ) -> Result<Option<OperatorRecord>>;
+    async fn find_operator_by_username(&mut self, username: &str)
+        -> Result<Option<OperatorRecord>>;
+    async fn list_operators(&mut self, brand: &BrandId, page: &Page)
+        -> Result<Vec<OperatorRecord>>;
+    async fn insert_session(&mut self, session: &SessionRecord) -> Result<()>;
+    async fn find_session(&mut self, token_hash: &[u8]) -> Result<Option<SessionRecord>>;
+    async fn delete_session(&mut self, token_hash: &[u8]) -> Result<bool>;
+    async fn delete_sessions_of(&mut self, operator: &OperatorId) -> Result<u64>;
+
+    // API keys
+    async fn insert_api_key(&mut self, key: &ApiKeyRecord) -> Result<()>;
+    async fn find_api_key_by_prefix(&mut self, prefix: &str) -> Result<Option<ApiKeyRecord>>;
+    async fn get_api_key(&mut self, brand: &BrandId, id: &ApiKeyId)
+        -> Result<Option<ApiKeyRecord>>;
+    async fn list_api_keys(&mut self, brand: &BrandId, page: &Page) -> Result<Vec<ApiKeyRecord>>;
+    async fn revoke_api_key(
+        &mut self,
+        brand: &BrandId,
+        id: &ApiKeyId,
+        at: OffsetDateTime,
+    ) -> Result<bool>;
+
+    // Members
+    async fn insert_member(&mut self, member: &MemberRecord) -> Result<()>;
+    /// Replaces the row when `member.version - 1` is the stored version (optimistic check).
+    async fn update_member(&mut self, member: &MemberRecord) -> Result<()>;
+    async fn get_member(&mut self, brand: &BrandId, id: &MemberId) -> Result<Option<MemberRecord>>;
+    /// Reads the member and, on PostgreSQL, locks the row until the transaction ends.
+    async fn lock_member(&mut self, brand: &BrandId, id: &MemberId)
+        -> Result<Option<MemberRecord>>;
+    async fn list_members(
+        &mut self,
+        brand: &BrandId,
+        filter: &MemberFilter,
+        page: &Page,
+    ) -> Result<Vec<MemberRecord>>;
+    async fn count_members(&mut self, brand: &BrandId) -> Result<i64>;
+
+    /// Claims an identity; [`StoreError::Conflict`] when the brand already has it, after which
+    /// the transaction can still be used (to look up the owner).
+    async fn insert_identity(&mut self, identity: &IdentityRecord) -> Result<()>;
+    async fn find_identity(
+        &mut self,
+        brand: &BrandId,
+        kind: &str,
+        hash: &[u8],
+    ) -> Result<Option<MemberId>>;
+    async fn list_identities(
+        &mut self,
+        brand: &BrandId,
+        member: &MemberId,
+    ) -> Result<Vec<IdentityRecord>>;
+    async fn delete_identity(&mut self, brand: &BrandId, kind: &str, hash: &[u8]) -> Result<bool>;
+    async fn delete_identities_of(&mut self, brand: &BrandId, member: &MemberId) -> Result<u64>;
+    async fn move_identities(
+        &mut self,
+        brand: &BrandId,
+        from: &MemberId,
+        to: &MemberId,
+    ) -> Result<u64>;
+
+    async fn replace_name_prefixes(
+        &mut self,
+        brand: &BrandId,
+        member: &MemberId,
+        hashes: &[Vec<u8>],
+    ) -> Result<()>;
+
+    async fn add_tags(&mut self, brand: &BrandId, member: &MemberId, tags: &[String])
+        -> Result<()>;
+    async fn remove_tags(
+        &mut self,
+        brand: &BrandId,
+        member: &MemberId,
+        tags: &[String],
+    ) -> Result<()>;
+    async fn list_tags(&mut self, brand: &BrandId, member: &MemberId) -> Result<Vec<String>>;
+    async fn move_tags(&mut self, brand: &BrandId, from: &MemberId, to: &MemberId) -> Result<()>;
+
+    // Dynamic member codes
+    async fn insert_member_code(&mut self, code: &MemberCodeRecord) -> Result<()>;
+    async fn find_member_code_by_nonce(
+        &mut self,
+        brand: &BrandId,
+        nonce: &str,
+    ) -> Result<Option<MemberCodeRecord>>;
+    async fn find_member_code_by_hash(
+        &mut self,
+        brand: &BrandId,
+        code_hash: &[u8],
+    ) -> Result<Option<MemberCodeRecord>>;
+    /// Marks a code used; false when it was already used (the caller lost the race).
+    async fn use_member_code(
+        &mut self,
+        brand: &BrandId,
+        nonce: &str,
+        at: OffsetDateTime,
+        by: &str,
+    ) -> Result<bool>;
+    async fn purge_member_codes(&mut self, expired_before: OffsetDateTime) -> Result<u64>;
+
+    // Audit log (append-only: there is no update or delete)
+    async fn insert_audit(&mut self, event: &AuditRecord) -> Result<()>;
+    async fn list_audit(
+        &mut self,
+        brand: &BrandId,
+        filter: &AuditFilter,
+        page: &Page,
+    ) -> Result<Vec<AuditRecord>>;
+
+    // Idempotency keys
+    /// Claims a key for a request; returns the existing record when the key was seen before.
+    async fn claim_idempotency_key(
+        &mut self,
+        claim: &IdempotencyRecord,
+    ) -> Result<Option<IdempotencyRecord>>;
+    async fn complete_idempotency_key(
+        &mut self,
+        brand: &BrandId,
+        scope: &str,
+        key: &str,
+        status: u16,
+        body: &[u8],
+    ) -> Result<()>;
+    async fn release_idempotency_key(
+        &mut self,
+        brand: &BrandId,
+        scope: &str,
+        key: &str,
+    ) -> Result<()>;
+    async fn purge_idempotency_keys(&mut self, created_before: OffsetDateTime) -> Result<u64>;
+}

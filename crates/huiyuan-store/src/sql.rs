@@ -1,0 +1,1111 @@
+//! The SQL behind [`Tx`], written once for both backends.
+//!
+//! Why not sqlx's `Any` driver: it has no BYTEA/BLOB or TIMESTAMPTZ mapping, no per-backend
+//! migrations and no way to say where dialects differ. Why not generic code over
+//! `sqlx::Database`: every function would repeat a dozen higher-ranked bounds. Instead a backend
+//! implements [`SqlConnection`] — bind typed [`Value`]s natively, decode rows into them — and
+//! everything else lives here, so a query is written and reviewed once.
+
+use async_trait::async_trait;
+use huiyuan_domain::access::Role;
+use huiyuan_domain::ids::{ApiKeyId, BrandId, MemberId, OperatorId, StoreId};
+use huiyuan_domain::member::MemberStatus;
+use std::sync::Arc;
+use time::OffsetDateTime;
+
+use crate::records::*;
+use crate::{Result, StoreError, Tx};
+
+/// A typed SQL value. Nulls keep their type because PostgreSQL needs it to plan the statement.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Value {
+    Int(Option<i64>),
+    Text(Option<String>),
+    Bytes(Option<Vec<u8>>),
+    Bool(Option<bool>),
+    /// Stored as TIMESTAMPTZ on PostgreSQL and as Unix milliseconds on SQLite.
+    Time(Option<OffsetDateTime>),
+}
+
+macro_rules! value_from {
+    ($t:ty, $variant:ident, $conv:expr) => {
+        impl From<$t> for Value {
+            fn from(v: $t) -> Self {
+                Value::$variant(Some($conv(v)))
+            }
+        }
+        impl From<Option<$t>> for Value {
+            fn from(v: Option<$t>) -> Self {
+                Value::$variant(v.map($conv))
+            }
+        }
+    };
+}
+value_from!(i64, Int, |v| v);
+value_from!(u8, Int, i64::from);
+value_from!(String, Text, |v| v);
+value_from!(&str, Text, str::to_owned);
+value_from!(&String, Text, String::clone);
+value_from!(Vec<u8>, Bytes, |v| v);
+value_from!(&[u8], Bytes, <[u8]>::to_vec);
+value_from!(&Vec<u8>, Bytes, Vec::clone);
+value_from!(bool, Bool, |v| v);
+value_from!(OffsetDateTime, Time, |v| v);
+
+impl Value {
+    pub fn is_null(&self) -> bool {
+        match self {
+            Value::Int(v) => v.is_none(),
+            Value::Text(v) => v.is_none(),
+            Value::Bytes(v) => v.is_none(),
+            Value::Bool(v) => v.is_none(),
+            Value::Time(v) => v.is_none(),
+        }
+    }
+}
+
+/// Where the two dialects differ.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    Sqlite,
+    Postgres,
+}
+
+impl Dialect {
+    /// Row locking: PostgreSQL needs it; SQLite serialises writers, so it has none.
+    pub fn for_update(self) -> &'static str {
+        match self {
+            Dialect::Sqlite => "",
+            Dialect::Postgres => " FOR UPDATE",
+        }
+    }
+}
+
+/// A result row decoded into [`Value`]s, read by column name.
+#[derive(Debug, Clone)]
+pub struct Row {
+    pub columns: Arc<Vec<String>>,
+    pub values: Vec<Value>,
+}
+
+impl Row {
+    fn value(&self, col: &str) -> Result<&Value> {
+        self.columns
+            .iter()
+            .position(|c| c == col)
+            .map(|i| &self.values[i])
+            .ok_or_else(|| StoreError::Corrupt(format!("missing column {col}")))
+    }
+
+    fn corrupt(col: &str, v: &Value) -> StoreError {
+        StoreError::Corrupt(format!("column {col} holds {v:?}"))
+    }
+
+    /// The value, or `None` for SQL NULL of whatever type the backend reported.
+    fn non_null(&self, col: &str) -> Result<Option<&Value>> {
+        let v = self.value(col)?;
+        Ok(if v.is_null() { None } else { Some(v) })
+    }
+
+    pub fn opt_i64(&self, col: &str) -> Result<Option<i64>> {
+        match self.non_null(col)? {
+            None => Ok(None),
+            Some(Value::Int(Some(i))) => Ok(Some(*i)),
+            Some(Value::Bool(Some(b))) => Ok(Some(i64::from(*b))),
+            Some(v) => Err(Self::corrupt(col, v)),
+        }
+    }
+    pub fn i64(&self, col: &str) -> Result<i64> {
+        self.opt_i64(col)?
+            .ok_or_else(|| StoreError::Corrupt(format!("{col} is null")))
+    }
+    pub fn opt_text(&self, col: &str) -> Result<Option<String>> {
+        match self.non_null(col)? {
+            None => Ok(None),
+            Some(Value::Text(Some(t))) => Ok(Some(t.clone())),
+            Some(v) => Err(Self::corrupt(col, v)),
+        }
+    }
+    pub fn text(&self, col: &str) -> Result<String> {
+        self.opt_text(col)?
+            .ok_or_else(|| StoreError::Corrupt(format!("{col} is null")))
+    }
+    pub fn opt_bytes(&self, col: &str) -> Result<Option<Vec<u8>>> {
+        match self.non_null(col)? {
+            None => Ok(None),
+            Some(Value::Bytes(Some(b))) => Ok(Some(b.clone())),
+            Some(v) => Err(Self::corrupt(col, v)),
+        }
+    }
+    pub fn bytes(&self, col: &str) -> Result<Vec<u8>> {
+        self.opt_bytes(col)?
+            .ok_or_else(|| StoreError::Corrupt(format!("{col} is null")))
+    }
+    pub fn bool(&self, col: &str) -> Result<bool> {
+        match self.non_null(col)? {
+            Some(Value::Bool(Some(b))) => Ok(*b),
+            Some(Value::Int(Some(i))) => Ok(*i != 0),
+            Some(v) => Err(Self::corrupt(col, v)),
+            None => Err(StoreError::Corrupt(format!("{col} is null"))),
+        }
+    }
+    pub fn opt_time(&self, col: &str) -> Result<Option<OffsetDateTime>> {
+        match self.non_null(col)? {
+            None => Ok(None),
+            Some(Value::Time(t)) => Ok(*t),
+            Some(Value::Int(Some(ms))) => {
+                OffsetDateTime::from_unix_timestamp_nanos(i128::from(*ms) * 1_000_000)
+                    .map(Some)
+                    .map_err(|_| StoreError::Corrupt(format!("{col} is out of range")))
+            }
+            Some(v) => Err(Self::corrupt(col, v)),
+        }
+    }
+    pub fn time(&self, col: &str) -> Result<OffsetDateTime> {
+        self.opt_time(col)?
+            .ok_or_else(|| StoreError::Corrupt(format!("{col} is null")))
+    }
+    fn parsed<T: std::str::FromStr>(&self, col: &str) -> Result<T> {
+        let s = self.text(col)?;
+        s.parse()
+            .map_err(|_| StoreError::Corrupt(format!("{col} holds {s:?}")))
+    }
+    fn opt_parsed<T: std::str::FromStr>(&self, col: &str) -> Result<Option<T>> {
+        match self.opt_text(col)? {
+            None => Ok(None),
+            Some(s) => s
+                .parse()
+                .map(Some)
+                .map_err(|_| StoreError::Corrupt(format!("{col} holds {s:?}"))),
+        }
+    }
+    fn role(&self, col: &str) -> Result<Role> {
+        let s = self.text(col)?;
+        Role::parse(&s).ok_or_else(|| StoreError::Corrupt(format!("{col} holds {s:?}")))
+    }
+    fn opt_u8(&self, col: &str) -> Result<Option<u8>> {
+        self.opt_i64(col)?
+            .map(|v| u8::try_from(v).map_err(|_| StoreError::Corrupt(format!("{col} holds {v}"))))
+            .transpose()
+    }
+}
+
+/// What a backend provides: one open transaction that runs SQL written with `$1, $2, …`.
+#[async_trait]
+pub trait SqlConnection: Send {
+    fn dialect(&self) -> Dialect;
+    /// Runs a statement; returns the number of rows it changed.
+    async fn execute(&mut self, sql: &str, args: Vec<Value>) -> Result<u64>;
+    async fn fetch_all(&mut self, sql: &str, args: Vec<Value>) -> Result<Vec<Row>>;
+    async fn commit(self: Box<Self>) -> Result<()>;
+}
+
+/// A statement built piece by piece, numbering its placeholders as values are pushed.
+#[derive(Debug, Default)]
+pub struct Query {
+    pub sql: String,
+    pub args: Vec<Value>,
+}
+
+impl Query {
+    pub fn new(sql: &str) -> Self {
+        Self {
+            sql: sql.to_owned(),
+            args: Vec::new(),
+        }
+    }
+    pub fn push(&mut self, sql: &str) -> &mut Self {
+        self.sql.push_str(sql);
+        self
+    }
+    /// Appends a placeholder for `value`.
+    pub fn bind(&mut self, value: impl Into<Value>) -> &mut Self {
+        self.args.push(value.into());
+        self.sql.push_str(&format!("${}", self.args.len()));
+        self
+    }
+}
+
+/// [`Tx`] over any [`SqlConnection`].
+pub struct SqlTx {
+    conn: Box<dyn SqlConnection>,
+}
+
+impl SqlTx {
+    pub fn new(conn: Box<dyn SqlConnection>) -> Self {
+        Self { conn }
+    }
+
+    async fn exec(&mut self, sql: &str, args: Vec<Value>) -> Result<u64> {
+        self.conn.execute(sql, args).await
+    }
+
+    async fn rows(&mut self, sql: &str, args: Vec<Value>) -> Result<Vec<Row>> {
+        self.conn.fetch_all(sql, args).await
+    }
+
+    async fn one<T>(
+        &mut self,
+        sql: &str,
+        args: Vec<Value>,
+        map: impl Fn(&Row) -> Result<T>,
+    ) -> Result<Option<T>> {
+        self.rows(sql, args).await?.first().map(map).transpose()
+    }
+
+    async fn all<T>(
+        &mut self,
+        sql: &str,
+        args: Vec<Value>,
+        map: impl Fn(&Row) -> Result<T>,
+    ) -> Result<Vec<T>> {
+        self.rows(sql, args).await?.iter().map(map).collect()
+    }
+
+    async fn query_all<T>(&mut self, q: Query, map: impl Fn(&Row) -> Result<T>) -> Result<Vec<T>> {
+        self.all(&q.sql, q.args, map).await
+    }
+}
+
+/// Appends the cursor condition and order for newest-first pages on `column`.
+fn paginate(q: &mut Query, column: &str, page: &Page) {
+    if let Some(after) = &page.starting_after {
+        q.push(&format!(" AND {column} < ")).bind(after.as_str());
+    }
+    q.push(&format!(" ORDER BY {column} DESC LIMIT "))
+        .bind(i64::from(page.limit.clamp(1, 1000)));
+}
+
+const BRAND_COLS: &str = "id, slug, name, currency, timezone, code_key_ciphertext, created_at";
+fn brand_row(r: &Row) -> Result<BrandRecord> {
+    Ok(BrandRecord {
+        id: r.parsed("id")?,
+        slug: r.text("slug")?,
+        name: r.text("name")?,
+        currency: r.text("currency")?,
+        timezone: r.text("timezone")?,
+        code_key_ciphertext: r.bytes("code_key_ciphertext")?,
+        created_at: r.time("created_at")?,
+    })
+}
+
+const STORE_COLS: &str = "id, brand_id, code, name, city, region, active, created_at";
+fn store_row(r: &Row) -> Result<StoreRecord> {
+    Ok(StoreRecord {
+        id: r.parsed("id")?,
+        brand_id: r.parsed("brand_id")?,
+        code: r.text("code")?,
+        name: r.text("name")?,
+        city: r.opt_text("city")?,
+        region: r.opt_text("region")?,
+        active: r.bool("active")?,
+        created_at: r.time("created_at")?,
+    })
+}
+
+const OPERATOR_COLS: &str =
+    "id, brand_id, username, display_name, role, password_hash, disabled, created_at";
+fn operator_row(r: &Row) -> Result<OperatorRecord> {
+    Ok(OperatorRecord {
+        id: r.parsed("id")?,
+        brand_id: r.parsed("brand_id")?,
+        username: r.text("username")?,
+        display_name: r.text("display_name")?,
+        role: r.role("role")?,
+        password_hash: r.text("password_hash")?,
+        disabled: r.bool("disabled")?,
+        created_at: r.time("created_at")?,
+    })
+}
+
+const API_KEY_COLS: &str =
+    "id, brand_id, name, role, prefix, secret_hash, created_by, created_at, revoked_at";
+fn api_key_row(r: &Row) -> Result<ApiKeyRecord> {
+    Ok(ApiKeyRecord {
+        id: r.parsed("id")?,
+        brand_id: r.parsed("brand_id")?,
+        name: r.text("name")?,
+        role: r.role("role")?,
+        prefix: r.text("prefix")?,
+        secret_hash: r.bytes("secret_hash")?,
+        created_by: r.text("created_by")?,
+        created_at: r.time("created_at")?,
+        revoked_at: r.opt_time("revoked_at")?,
+    })
+}
+
+const MEMBER_COLS: &str = "m.id, m.brand_id, m.status, m.merged_into, m.pii_ciphertext, m.birth_month, m.gender, \
+     m.city, m.household_size, m.channel, m.store_id, m.consents, m.attributes, m.enrolled_at, m.updated_at, \
+     m.erased_at, m.version";
+fn member_row(r: &Row) -> Result<MemberRecord> {
+    let status = r.text("status")?;
+    Ok(MemberRecord {
+        id: r.parsed("id")?,
+        brand_id: r.parsed("brand_id")?,
+        status: MemberStatus::parse(&status)
+            .ok_or_else(|| StoreError::Corrupt(format!("status {status:?}")))?,
+        merged_into: r.opt_parsed("merged_into")?,
+        pii_ciphertext: r.opt_bytes("pii_ciphertext")?,
+        birth_month: r.opt_u8("birth_month")?,
+        gender: r.opt_text("gender")?,
+        city: r.opt_text("city")?,
+        household_size: r.opt_u8("household_size")?,
+        channel: r.text("channel")?,
+        store_id: r.opt_parsed("store_id")?,
+        consents: r.text("consents")?,
+        attributes: r.text("attributes")?,
+        enrolled_at: r.time("enrolled_at")?,
+        updated_at: r.time("updated_at")?,
+        erased_at: r.opt_time("erased_at")?,
+        version: r.i64("version")?,
+    })
+}
+
+fn identity_row(r: &Row) -> Result<IdentityRecord> {
+    Ok(IdentityRecord {
+        brand_id: r.parsed("brand_id")?,
+        kind: r.text("kind")?,
+        hash: r.bytes("hash")?,
+        member_id: r.parsed("member_id")?,
+    })
+}
+
+const CODE_COLS: &str = "brand_id, nonce, code_hash, member_id, expires_at, used_at, used_by";
+fn code_row(r: &Row) -> Result<MemberCodeRecord> {
+    Ok(MemberCodeRecord {
+        brand_id: r.parsed("brand_id")?,
+        nonce: r.text("nonce")?,
+        code_hash: r.bytes("code_hash")?,
+        member_id: r.parsed("member_id")?,
+        expires_at: r.time("expires_at")?,
+        used_at: r.opt_time("used_at")?,
+        used_by: r.opt_text("used_by")?,
+    })
+}
+
+const AUDIT_COLS: &str = "id, brand_id, actor_kind, actor_id, action, target_kind, target_id, diff, request_id, created_at";
+fn audit_row(r: &Row) -> Result<AuditRecord> {
+    Ok(AuditRecord {
+        id: r.parsed("id")?,
+        brand_id: r.parsed("brand_id")?,
+        actor_kind: r.text("actor_kind")?,
+        actor_id: r.text("actor_id")?,
+        action: r.text("action")?,
+        target_kind: r.text("target_kind")?,
+        target_id: r.text("target_id")?,
+        diff: r.text("diff")?,
+        request_id: r.opt_text("request_id")?,
+        created_at: r.time("created_at")?,
+    })
+}
+
+const IDEMPOTENCY_COLS: &str = "brand_id, scope, idem_key, request_hash, status, body, created_at";
+fn idempotency_row(r: &Row) -> Result<IdempotencyRecord> {
+    Ok(IdempotencyRecord {
+        brand_id: r.parsed("brand_id")?,
+        scope: r.text("scope")?,
+        key: r.text("idem_key")?,
+        request_hash: r.bytes("request_hash")?,
+        status: r
+            .opt_i64("status")?
+            .map(|s| u16::try_from(s).map_err(|_| StoreError::Corrupt(format!("status {s}"))))
+            .transpose()?,
+        body: r.opt_bytes("body")?,
+        created_at: r.time("created_at")?,
+    })
+}
+
+fn v(x: impl Into<Value>) -> Value {
+    x.into()
+}
+
+#[async_trait]
+impl Tx for SqlTx {
+    async fn commit(self: Box<Self>) -> Result<()> {
+        self.conn.commit().await
+    }
+
+    async fn insert_brand(&mut self, b: &BrandRecord) -> Result<()> {
+        self.exec(
+            "INSERT INTO brands (id, slug, name, currency, timezone, code_key_ciphertext, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            vec![v(b.id.as_str()), v(&b.slug), v(&b.name), v(&b.currency), v(&b.timezone), v(&b.code_key_ciphertext), v(b.created_at)],
+        )
+        .await
+        .map(drop)
+    }
+
+    async fn get_brand(&mut self, id: &BrandId) -> Result<Option<BrandRecord>> {
+        self.one(
+            &format!("SELECT {BRAND_COLS} FROM brands WHERE id = $1"),
+            vec![v(id.as_str())],
+            brand_row,
+        )
+        .await
+    }
+
+    async fn get_brand_by_slug(&mut self, slug: &str) -> Result<Option<BrandRecord>> {
+        self.one(
+            &format!("SELECT {BRAND_COLS} FROM brands WHERE slug = $1"),
+            vec![v(slug)],
+            brand_row,
+        )
+        .await
+    }
+
+    async fn list_brands(&mut self) -> Result<Vec<BrandRecord>> {
+        self.all(
+            &format!("SELECT {BRAND_COLS} FROM brands ORDER BY id"),
+            vec![],
+            brand_row,
+        )
+        .await
+    }
+
+    async fn update_brand(&mut self, b: &BrandRecord) -> Result<()> {
+        self.exec(
+            "UPDATE brands SET name = $2, currency = $3, timezone = $4 WHERE id = $1",
+            vec![v(b.id.as_str()), v(&b.name), v(&b.currency), v(&b.timezone)],
+        )
+        .await
+        .map(drop)
+    }
+
+    async fn insert_store(&mut self, s: &StoreRecord) -> Result<()> {
+        self.exec(
+            "INSERT INTO stores (id, brand_id, code, name, city, region, active, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+            vec![
+                v(s.id.as_str()),
+                v(s.brand_id.as_str()),
+                v(&s.code),
+                v(&s.name),
+                v(s.city.clone()),
+                v(s.region.clone()),
+                v(s.active),
+                v(s.created_at),
+            ],
+        )
+        .await
+        .map(drop)
+    }
+
+    async fn update_store(&mut self, s: &StoreRecord) -> Result<()> {
+        self.exec(
+            "UPDATE stores SET code = $3, name = $4, city = $5, region = $6, active = $7 WHERE brand_id = $1 AND id = $2",
+            vec![v(s.brand_id.as_str()), v(s.id.as_str()), v(&s.code), v(&s.name), v(s.city.clone()), v(s.region.clone()), v(s.active)],
+        )
+        .await
+        .map(drop)
+    }
+
+    async fn get_store(&mut self, brand: &BrandId, id: &StoreId) -> Result<Option<StoreRecord>> {
+        self.one(
+            &format!("SELECT {STORE_COLS} FROM stores WHERE brand_id = $1 AND id = $2"),
+            vec![v(brand.as_str()), v(id.as_str())],
+            store_row,
+        )
+        .await
+    }
+
+    async fn list_stores(&mut self, brand: &BrandId, page: &Page) -> Result<Vec<StoreRecord>> {
+        let mut q = Query::new(&format!(
+            "SELECT {STORE_COLS} FROM stores WHERE brand_id = "
+        ));
+        q.bind(brand.as_str());
+        paginate(&mut q, "id", page);
+        self.query_all(q, store_row).await
+    }
+
+    async fn insert_operator(&mut self, o: &OperatorRecord) -> Result<()> {
+        self.exec(
+            "INSERT INTO operators (id, brand_id, username, display_name, role, password_hash, disabled, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+            vec![v(o.id.as_str()), v(o.brand_id.as_str()), v(&o.username), v(&o.display_name), v(o.role.as_str()), v(&o.password_hash), v(o.disabled), v(o.created_at)],
+        )
+        .await
+        .map(drop)
+    }
+
+    async fn update_operator(&mut self, o: &OperatorRecord) -> Result<()> {
+        self.exec(
+            "UPDATE operators SET display_name = $3, role = $4, password_hash = $5, disabled = $6 WHERE brand_id = $1 AND id = $2",
+            vec![v(o.brand_id.as_str()), v(o.id.as_str()), v(&o.display_name), v(o.role.as_str()), v(&o.password_hash), v(o.disabled)],
+        )
+        .await
+        .map(drop)
+    }
+
+    async fn get_operator(
+        &mut self,
+        brand: &BrandId,
+        id: &OperatorId,
+    ) -> Result<Option<OperatorRecord>> {
+        self.one(
+            &format!("SELECT {OPERATOR_COLS} FROM operators WHERE brand_id = $1 AND id = $2"),
+            vec![v(brand.as_str()), v(id.as_str())],
+            operator_row,
+        )
+        .await
+    }
+
+    async fn find_operator_by_username(
+        &mut self,
+        username: &str,
+    ) -> Result<Option<OperatorRecord>> {
+        self.one(
+            &format!("SELECT {OPERATOR_COLS} FROM operators WHERE username = $1"),
+            vec![v(username)],
+            operator_row,
+        )
+        .await
+    }
+
+    async fn list_operators(
+        &mut self,
+        brand: &BrandId,
+        page: &Page,
+    ) -> Result<Vec<OperatorRecord>> {
+        let mut q = Query::new(&format!(
+            "SELECT {OPERATOR_COLS} FROM operators WHERE brand_id = "
+        ));
+        q.bind(brand.as_str());
+        paginate(&mut q, "id", page);
+        self.query_all(q, operator_row).await
+    }
+
+    async fn insert_session(&mut self, s: &SessionRecord) -> Result<()> {
+        self.exec(
+            "INSERT INTO sessions (token_hash, operator_id, brand_id, created_at, expires_at) VALUES ($1, $2, $3, $4, $5)",
+            vec![v(&s.token_hash), v(s.operator_id.as_str()), v(s.brand_id.as_str()), v(s.created_at), v(s.expires_at)],
+        )
+        .await
+        .map(drop)
+    }
+
+    async fn find_session(&mut self, token_hash: &[u8]) -> Result<Option<SessionRecord>> {
+        self.one(
+            "SELECT token_hash, operator_id, brand_id, created_at, expires_at FROM sessions WHERE token_hash = $1",
+            vec![v(token_hash)],
+            |r| {
+                Ok(SessionRecord {
+                    token_hash: r.bytes("token_hash")?,
+                    operator_id: r.parsed("operator_id")?,
+                    brand_id: r.parsed("brand_id")?,
+                    created_at: r.time("created_at")?,
+                    expires_at: r.time("expires_at")?,
+                })
+            },
+        )
+        .await
+    }
+
+    async fn delete_session(&mut self, token_hash: &[u8]) -> Result<bool> {
+        Ok(self
+            .exec(
+                "DELETE FROM sessions WHERE token_hash = $1",
+                vec![v(token_hash)],
+            )
+            .await?
+            > 0)
+    }
+
+    async fn delete_sessions_of(&mut self, operator: &OperatorId) -> Result<u64> {
+        self.exec(
+            "DELETE FROM sessions WHERE operator_id = $1",
+            vec![v(operator.as_str())],
+        )
+        .await
+    }
+
+    async fn insert_api_key(&mut self, k: &ApiKeyRecord) -> Result<()> {
+        self.exec(
+            "INSERT INTO api_keys (id, brand_id, name, role, prefix, secret_hash, created_by, created_at, revoked_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+            vec![v(k.id.as_str()), v(k.brand_id.as_str()), v(&k.name), v(k.role.as_str()), v(&k.prefix), v(&k.secret_hash), v(&k.created_by), v(k.created_at), v(k.revoked_at)],
+        )
+        .await
+        .map(drop)
+    }
+
+    async fn find_api_key_by_prefix(&mut self, prefix: &str) -> Result<Option<ApiKeyRecord>> {
+        self.one(
+            &format!("SELECT {API_KEY_COLS} FROM api_keys WHERE prefix = $1"),
+            vec![v(prefix)],
+            api_key_row,
+        )
+        .await
+    }
+
+    async fn get_api_key(
+        &mut self,
+        brand: &BrandId,
+        id: &ApiKeyId,
+    ) -> Result<Option<ApiKeyRecord>> {
+        self.one(
+            &format!("SELECT {API_KEY_COLS} FROM api_keys WHERE brand_id = $1 AND id = $2"),
+            vec![v(brand.as_str()), v(id.as_str())],
+            api_key_row,
+        )
+        .await
+    }
+
+    async fn list_api_keys(&mut self, brand: &BrandId, page: &Page) -> Result<Vec<ApiKeyRecord>> {
+        let mut q = Query::new(&format!(
+            "SELECT {API_KEY_COLS} FROM api_keys WHERE brand_id = "
+        ));
+        q.bind(brand.as_str());
+        paginate(&mut q, "id", page);
+        self.query_all(q, api_key_row).await
+    }
+
+    async fn revoke_api_key(
+        &mut self,
+        brand: &BrandId,
+        id: &ApiKeyId,
+        at: OffsetDateTime,
+    ) -> Result<bool> {
+        Ok(self
+            .exec(
+                "UPDATE api_keys SET revoked_at = $3 WHERE brand_id = $1 AND id = $2 AND revoked_at IS NULL",
+                vec![v(brand.as_str()), v(id.as_str()), v(at)],
+            )
+            .await?
+            > 0)
+    }
+
+    async fn insert_member(&mut self, m: &MemberRecord) -> Result<()> {
+        self.exec(
+            "INSERT INTO members (id, brand_id, status, merged_into, pii_ciphertext, birth_month, gender, city, \
+             household_size, channel, store_id, consents, attributes, enrolled_at, updated_at, erased_at, version) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)",
+            member_values(m),
+        )
+        .await
+        .map(drop)
+    }
+
+    async fn update_member(&mut self, m: &MemberRecord) -> Result<()> {
+        let mut args = member_values(m);
+        args.push(v(m.version - 1));
+        let changed = self
+            .exec(
+                "UPDATE members SET status = $3, merged_into = $4, pii_ciphertext = $5, birth_month = $6, gender = $7, \
+                 city = $8, household_size = $9, channel = $10, store_id = $11, consents = $12, attributes = $13, \
+                 enrolled_at = $14, updated_at = $15, erased_at = $16, version = $17 \
+                 WHERE id = $1 AND brand_id = $2 AND version = $18",
+                args,
+            )
+            .await?;
+        if changed == 0 {
+            return Err(StoreError::Stale);
+        }
+        Ok(())
+    }
+
+    async fn get_member(&mut self, brand: &BrandId, id: &MemberId) -> Result<Option<MemberRecord>> {
+        self.one(
+            &format!("SELECT {MEMBER_COLS} FROM members m WHERE m.brand_id = $1 AND m.id = $2"),
+            vec![v(brand.as_str()), v(id.as_str())],
+            member_row,
+        )
+        .await
+    }
+
+    async fn lock_member(
+        &mut self,
+        brand: &BrandId,
+        id: &MemberId,
+    ) -> Result<Option<MemberRecord>> {
+        let lock = self.conn.dialect().for_update();
+        self.one(
+            &format!(
+                "SELECT {MEMBER_COLS} FROM members m WHERE m.brand_id = $1 AND m.id = $2{lock}"
+            ),
+            vec![v(brand.as_str()), v(id.as_str())],
+            member_row,
+        )
+        .await
+    }
+
+    async fn list_members(
+        &mut self,
+        brand: &BrandId,
+        f: &MemberFilter,
+        page: &Page,
+    ) -> Result<Vec<MemberRecord>> {
+        let mut q = Query::new(&format!(
+            "SELECT {MEMBER_COLS} FROM members m WHERE m.brand_id = "
+        ));
+        q.bind(brand.as_str());
+        if let Some((kind, hash)) = &f.identity {
+            q.push(" AND m.id IN (SELECT member_id FROM member_identities WHERE brand_id = ")
+                .bind(brand.as_str())
+                .push(" AND kind = ")
+                .bind(kind.as_str())
+                .push(" AND hash = ")
+                .bind(hash.clone())
+                .push(")");
+        }
+        if let Some(hash) = &f.name_prefix_hash {
+            q.push(" AND m.id IN (SELECT member_id FROM member_name_prefixes WHERE brand_id = ")
+                .bind(brand.as_str())
+                .push(" AND hash = ")
+                .bind(hash.clone())
+                .push(")");
+        }
+        if let Some(tag) = &f.tag {
+            q.push(" AND m.id IN (SELECT member_id FROM member_tags WHERE brand_id = ")
+                .bind(brand.as_str())
+                .push(" AND tag = ")
+                .bind(tag.as_str())
+                .push(")");
+        }
+        if let Some(status) = f.status {
+            q.push(" AND m.status = ").bind(status.as_str());
+        }
+        paginate(&mut q, "m.id", page);
+        self.query_all(q, member_row).await
+    }
+
+    async fn count_members(&mut self, brand: &BrandId) -> Result<i64> {
+        self.one(
+            "SELECT COUNT(*) AS n FROM members WHERE brand_id = $1 AND status = 'active'",
+            vec![v(brand.as_str())],
+            |r| r.i64("n"),
+        )
+        .await
+        .map(Option::unwrap_or_default)
+    }
+
+    async fn insert_identity(&mut self, i: &IdentityRecord) -> Result<()> {
+        // DO NOTHING rather than a unique violation: PostgreSQL aborts a transaction on any
+        // error, and the caller wants to go on (look up the owner) in the same transaction.
+        let inserted = self
+            .exec(
+                "INSERT INTO member_identities (brand_id, kind, hash, member_id) VALUES ($1, $2, $3, $4) \
+                 ON CONFLICT DO NOTHING",
+                vec![v(i.brand_id.as_str()), v(&i.kind), v(&i.hash), v(i.member_id.as_str())],
+            )
+            .await?;
+        if inserted == 0 {
+            return Err(StoreError::Conflict(format!(
+                "identity {} already claimed",
+                i.kind
+            )));
+        }
+        Ok(())
+    }
+
+    async fn find_identity(
+        &mut self,
+        brand: &BrandId,
+        kind: &str,
+        hash: &[u8],
+    ) -> Result<Option<MemberId>> {
+        self.one(
+            "SELECT member_id FROM member_identities WHERE brand_id = $1 AND kind = $2 AND hash = $3",
+            vec![v(brand.as_str()), v(kind), v(hash)],
+            |r| r.parsed("member_id"),
+        )
+        .await
+    }
+
+    async fn list_identities(
+        &mut self,
+        brand: &BrandId,
+        member: &MemberId,
+    ) -> Result<Vec<IdentityRecord>> {
+        self.all(
+            "SELECT brand_id, kind, hash, member_id FROM member_identities WHERE brand_id = $1 AND member_id = $2 ORDER BY kind",
+            vec![v(brand.as_str()), v(member.as_str())],
+            identity_row,
+        )
+        .await
+    }
+
+    async fn delete_identity(&mut self, brand: &BrandId, kind: &str, hash: &[u8]) -> Result<bool> {
+        Ok(self
+            .exec(
+                "DELETE FROM member_identities WHERE brand_id = $1 AND kind = $2 AND hash = $3",
+                vec![v(brand.as_str()), v(kind), v(hash)],
+            )
+            .await?
+            > 0)
+    }
+
+    async fn delete_identities_of(&mut self, brand: &BrandId, member: &MemberId) -> Result<u64> {
+        self.exec(
+            "DELETE FROM member_identities WHERE brand_id = $1 AND member_id = $2",
+            vec![v(brand.as_str()), v(member.as_str())],
+        )
+        .await
+    }
+
+    async fn move_identities(
+        &mut self,
+        brand: &BrandId,
+        from: &MemberId,
+        to: &MemberId,
+    ) -> Result<u64> {
+        self.exec(
+            "UPDATE member_identities SET member_id = $3 WHERE brand_id = $1 AND member_id = $2",
+            vec![v(brand.as_str()), v(from.as_str()), v(to.as_str())],
+        )
+        .await
+    }
+
+    async fn replace_name_prefixes(
+        &mut self,
+        brand: &BrandId,
+        member: &MemberId,
+        hashes: &[Vec<u8>],
+    ) -> Result<()> {
+        self.exec(
+            "DELETE FROM member_name_prefixes WHERE brand_id = $1 AND member_id = $2",
+            vec![v(brand.as_str()), v(member.as_str())],
+        )
+        .await?;
+        for h in hashes {
+            self.exec(
+                "INSERT INTO member_name_prefixes (brand_id, member_id, hash) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+                vec![v(brand.as_str()), v(member.as_str()), v(h)],
+            )
+            .await?;
+        }
+        Ok(())
+    }
+
+    async fn add_tags(
+        &mut self,
+        brand: &BrandId,
+        member: &MemberId,
+        tags: &[String],
+    ) -> Result<()> {
+        for t in tags {
+            self.exec(
+                "INSERT INTO member_tags (brand_id, member_id, tag) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+                vec![v(brand.as_str()), v(member.as_str()), v(t)],
+            )
+            .await?;
+        }
+        Ok(())
+    }
+
+    async fn remove_tags(
+        &mut self,
+        brand: &BrandId,
+        member: &MemberId,
+        tags: &[String],
+    ) -> Result<()> {
+        for t in tags {
+            self.exec(
+                "DELETE FROM member_tags WHERE brand_id = $1 AND member_id = $2 AND tag = $3",
+                vec![v(brand.as_str()), v(member.as_str()), v(t)],
+            )
+            .await?;
+        }
+        Ok(())
+    }
+
+    async fn list_tags(&mut self, brand: &BrandId, member: &MemberId) -> Result<Vec<String>> {
+        self.all(
+            "SELECT tag FROM member_tags WHERE brand_id = $1 AND member_id = $2 ORDER BY tag",
+            vec![v(brand.as_str()), v(member.as_str())],
+            |r| r.text("tag"),
+        )
+        .await
+    }
+
+    async fn move_tags(&mut self, brand: &BrandId, from: &MemberId, to: &MemberId) -> Result<()> {
+        self.exec(
+            "INSERT INTO member_tags (brand_id, member_id, tag) SELECT brand_id, $3, tag FROM member_tags \
+             WHERE brand_id = $1 AND member_id = $2 ON CONFLICT DO NOTHING",
+            vec![v(brand.as_str()), v(from.as_str()), v(to.as_str())],
+        )
+        .await?;
+        self.exec(
+            "DELETE FROM member_tags WHERE brand_id = $1 AND member_id = $2",
+            vec![v(brand.as_str()), v(from.as_str())],
+        )
+        .await
+        .map(drop)
+    }
+
+    async fn insert_member_code(&mut self, c: &MemberCodeRecord) -> Result<()> {
+        self.exec(
+            "INSERT INTO member_codes (brand_id, nonce, code_hash, member_id, expires_at, used_at, used_by) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            vec![v(c.brand_id.as_str()), v(&c.nonce), v(&c.code_hash), v(c.member_id.as_str()), v(c.expires_at), v(c.used_at), v(c.used_by.clone())],
+        )
+        .await
+        .map(drop)
+    }
+
+    async fn find_member_code_by_nonce(
+        &mut self,
+        brand: &BrandId,
+        nonce: &str,
+    ) -> Result<Option<MemberCodeRecord>> {
+        self.one(
+            &format!("SELECT {CODE_COLS} FROM member_codes WHERE brand_id = $1 AND nonce = $2"),
+            vec![v(brand.as_str()), v(nonce)],
+            code_row,
+        )
+        .await
+    }
+
+    async fn find_member_code_by_hash(
+        &mut self,
+        brand: &BrandId,
+        code_hash: &[u8],
+    ) -> Result<Option<MemberCodeRecord>> {
+        self.one(
+            &format!("SELECT {CODE_COLS} FROM member_codes WHERE brand_id = $1 AND code_hash = $2"),
+            vec![v(brand.as_str()), v(code_hash)],
+            code_row,
+        )
+        .await
+    }
+
+    async fn use_member_code(
+        &mut self,
+        brand: &BrandId,
+        nonce: &str,
+        at: OffsetDateTime,
+        by: &str,
+    ) -> Result<bool> {
+        Ok(self
+            .exec(
+                "UPDATE member_codes SET used_at = $3, used_by = $4 WHERE brand_id = $1 AND nonce = $2 AND used_at IS NULL",
+                vec![v(brand.as_str()), v(nonce), v(at), v(by)],
+            )
+            .await?
+            == 1)
+    }
+
+    async fn purge_member_codes(&mut self, expired_before: OffsetDateTime) -> Result<u64> {
+        self.exec(
+            "DELETE FROM member_codes WHERE expires_at < $1",
+            vec![v(expired_before)],
+        )
+        .await
+    }
+
+    async fn insert_audit(&mut self, a: &AuditRecord) -> Result<()> {
+        self.exec(
+            "INSERT INTO audit_events (id, brand_id, actor_kind, actor_id, action, target_kind, target_id, diff, request_id, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+            vec![v(a.id.as_str()), v(a.brand_id.as_str()), v(&a.actor_kind), v(&a.actor_id), v(&a.action), v(&a.target_kind), v(&a.target_id), v(&a.diff), v(a.request_id.clone()), v(a.created_at)],
+        )
+        .await
+        .map(drop)
+    }
+
+    async fn list_audit(
+        &mut self,
+        brand: &BrandId,
+        f: &AuditFilter,
+        page: &Page,
+    ) -> Result<Vec<AuditRecord>> {
+        let mut q = Query::new(&format!(
+            "SELECT {AUDIT_COLS} FROM audit_events WHERE brand_id = "
+        ));
+        q.bind(brand.as_str());
+        if let Some(t) = &f.target_id {
+            q.push(" AND target_id = ").bind(t.as_str());
+        }
+        if let Some(a) = &f.actor_id {
+            q.push(" AND actor_id = ").bind(a.as_str());
+        }
+        if let Some(a) = &f.action {
+            q.push(" AND action = ").bind(a.as_str());
+        }
+        paginate(&mut q, "id", page);
+        self.query_all(q, audit_row).await
+    }
+
+    async fn claim_idempotency_key(
+        &mut self,
+        c: &IdempotencyRecord,
+    ) -> Result<Option<IdempotencyRecord>> {
+        let inserted = self
+            .exec(
+                "INSERT INTO idempotency_keys (brand_id, scope, idem_key, request_hash, status, body, created_at) \
+                 VALUES ($1, $2, $3, $4, NULL, NULL, $5) ON CONFLICT DO NOTHING",
+                vec![v(c.brand_id.as_str()), v(&c.scope), v(&c.key), v(&c.request_hash), v(c.created_at)],
+            )
+            .await?;
+        if inserted == 1 {
+            return Ok(None);
+        }
+        self.one(
+            &format!("SELECT {IDEMPOTENCY_COLS} FROM idempotency_keys WHERE brand_id = $1 AND scope = $2 AND idem_key = $3"),
+            vec![v(c.brand_id.as_str()), v(&c.scope), v(&c.key)],
+            idempotency_row,
+        )
+        .await?
+        .map(Some)
+        .ok_or_else(|| StoreError::Database("idempotency key vanished while claimed".into()))
+    }
+
+    async fn complete_idempotency_key(
+        &mut self,
+        brand: &BrandId,
+        scope: &str,
+        key: &str,
+        status: u16,
+        body: &[u8],
+    ) -> Result<()> {
+        self.exec(
+            "UPDATE idempotency_keys SET status = $4, body = $5 WHERE brand_id = $1 AND scope = $2 AND idem_key = $3",
+            vec![v(brand.as_str()), v(scope), v(key), v(i64::from(status)), v(body)],
+        )
+        .await
+        .map(drop)
+    }
+
+    async fn release_idempotency_key(
+        &mut self,
+        brand: &BrandId,
+        scope: &str,
+        key: &str,
+    ) -> Result<()> {
+        self.exec(
+            "DELETE FROM idempotency_keys WHERE brand_id = $1 AND scope = $2 AND idem_key = $3 AND status IS NULL",
+            vec![v(brand.as_str()), v(scope), v(key)],
+        )
+        .await
+        .map(drop)
+    }
+
+    async fn purge_idempotency_keys(&mut self, created_before: OffsetDateTime) -> Result<u64> {
+        self.exec(
+            "DELETE FROM idempotency_keys WHERE created_at < $1",
+            vec![v(created_before)],
+        )
+        .await
+    }
+}
+
+fn member_values(m: &MemberRecord) -> Vec<Value> {
+    vec![
+        v(m.id.as_str()),
+        v(m.brand_id.as_str()),
+        v(m.status.as_str()),
+        v(m.merged_into.as_ref().map(|i| i.as_str())),
+        v(m.pii_ciphertext.clone()),
+        v(m.birth_month),
+        v(m.gender.clone()),
+        v(m.city.clone()),
+        v(m.household_size),
+        v(&m.channel),
+        v(m.store_id.as_ref().map(|s| s.as_str())),
+        v(&m.consents),
+        v(&m.attributes),
+        v(m.enrolled_at),
+        v(m.updated_at),
+        v(m.erased_at),
+        v(m.version),
+    ]
+}
