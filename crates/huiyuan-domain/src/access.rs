@@ -48,8 +48,8 @@ impl Role {
         use Role::*;
         match permission {
             BrandRead | StoresRead | MembersRead => true,
-            BrandManage | StoresManage | MembersErase | MembersExport | PiiReveal
-            | OperatorsManage | ApiKeysManage => self == Admin,
+            BrandManage | StoresManage | MembersErase | MembersExport | PiiReveal | OperatorsManage
+            | ApiKeysManage => self == Admin,
             MembersEnrol | MembersUpdate => matches!(self, Admin | Marketer | Clerk),
             MembersMerge | CodesIssue => matches!(self, Admin | Marketer),
             CodesVerify => matches!(self, Admin | Clerk),

@@ -58,9 +58,7 @@ impl Validator {
         if self.errors.is_empty() {
             Ok(())
         } else {
-            Err(ValidationError {
-                errors: self.errors,
-            })
+            Err(ValidationError { errors: self.errors })
         }
     }
 }

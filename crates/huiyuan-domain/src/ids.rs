@@ -107,11 +107,7 @@ mod tests {
         let id = MemberId::generate(1_700_000_000_000, 42);
         let parsed: MemberId = id.as_str().parse().unwrap();
         assert_eq!(parsed, id);
-        assert!(id
-            .as_str()
-            .replace("mem_", "brd_")
-            .parse::<MemberId>()
-            .is_err());
+        assert!(id.as_str().replace("mem_", "brd_").parse::<MemberId>().is_err());
         assert!("mem_not-a-ulid".parse::<MemberId>().is_err());
     }
 

@@ -31,13 +31,9 @@ impl MemberStatus {
     }
 
     pub fn parse(s: &str) -> Option<Self> {
-        [
-            MemberStatus::Active,
-            MemberStatus::Merged,
-            MemberStatus::Erased,
-        ]
-        .into_iter()
-        .find(|v| v.as_str() == s)
+        [MemberStatus::Active, MemberStatus::Merged, MemberStatus::Erased]
+            .into_iter()
+            .find(|v| v.as_str() == s)
     }
 }
 
@@ -203,9 +199,7 @@ pub struct UpdateInput {
 }
 
 /// Distinguishes an explicit `null` (Some(None)) from an absent field (None).
-fn present<'de, T: Deserialize<'de>, D: Deserializer<'de>>(
-    d: D,
-) -> Result<Option<Option<T>>, D::Error> {
+fn present<'de, T: Deserialize<'de>, D: Deserializer<'de>>(d: D) -> Result<Option<Option<T>>, D::Error> {
     Option::<T>::deserialize(d).map(Some)
 }
 
@@ -228,23 +222,11 @@ const MAX_TAGS: usize = 50;
 const MAX_ATTRIBUTES: usize = 50;
 
 /// Validates an enrolment as of `today` (a birthday cannot be in the future).
-pub fn validate_enrolment(
-    input: EnrolInput,
-    today: Date,
-) -> Result<ValidEnrolment, ValidationError> {
+pub fn validate_enrolment(input: EnrolInput, today: Date) -> Result<ValidEnrolment, ValidationError> {
     let mut v = Validator::default();
-    let name = input
-        .name
-        .as_deref()
-        .and_then(|n| v.check(validate_name(n)));
-    let phone = input
-        .phone
-        .as_deref()
-        .and_then(|p| v.check(Phone::parse(p)));
-    let email = input
-        .email
-        .as_deref()
-        .and_then(|e| v.check(Email::parse(e)));
+    let name = input.name.as_deref().and_then(|n| v.check(validate_name(n)));
+    let phone = input.phone.as_deref().and_then(|p| v.check(Phone::parse(p)));
+    let email = input.email.as_deref().and_then(|e| v.check(Email::parse(e)));
     let birthday = input
         .birthday
         .as_deref()
@@ -291,9 +273,7 @@ pub fn validate_enrolment(
             "an enrolment needs a phone, email, card number or external ID",
         );
     }
-    let tags = v
-        .check(validate_tags("tags", &input.tags))
-        .unwrap_or_default();
+    let tags = v.check(validate_tags("tags", &input.tags)).unwrap_or_default();
     let attributes = input.attributes.unwrap_or_default();
     v.check(validate_attributes(&attributes));
     v.finish()?;
@@ -368,10 +348,7 @@ pub fn normalise_card(s: &str) -> Result<String, ValidationError> {
     Ok(card)
 }
 
-pub fn validate_external_id(
-    ext: &ExternalIdInput,
-    field: &str,
-) -> Result<Identity, ValidationError> {
+pub fn validate_external_id(ext: &ExternalIdInput, field: &str) -> Result<Identity, ValidationError> {
     let channel = ext.channel.trim();
     if channel.is_empty()
         || channel.len() > 32
@@ -420,9 +397,7 @@ pub fn validate_tags(field: &str, tags: &[String]) -> Result<Vec<String>, Valida
     Ok(out)
 }
 
-pub fn validate_attributes(
-    attrs: &BTreeMap<String, serde_json::Value>,
-) -> Result<(), ValidationError> {
+pub fn validate_attributes(attrs: &BTreeMap<String, serde_json::Value>) -> Result<(), ValidationError> {
     if attrs.len() > MAX_ATTRIBUTES {
         return Err(ValidationError::field(
             "attributes",
@@ -438,9 +413,7 @@ pub fn validate_attributes(
         }
         let ok = match val {
             serde_json::Value::String(s) => s.chars().count() <= 256,
-            serde_json::Value::Number(_) | serde_json::Value::Bool(_) | serde_json::Value::Null => {
-                true
-            }
+            serde_json::Value::Number(_) | serde_json::Value::Bool(_) | serde_json::Value::Null => true,
             _ => false,
         };
         if !ok {
@@ -475,8 +448,7 @@ mod tests {
 
     #[test]
     fn needs_an_identity() {
-        let e =
-            validate_enrolment(input(r#"{"name":"王小明"}"#), date!(2026 - 11 - 25)).unwrap_err();
+        let e = validate_enrolment(input(r#"{"name":"王小明"}"#), date!(2026 - 11 - 25)).unwrap_err();
         assert_eq!(e.errors[0].field, "phone");
     }
 

@@ -23,10 +23,7 @@ impl Phone {
             return Err(ValidationError::field("phone", "must not be empty"));
         }
         if trimmed.len() > 32 {
-            return Err(ValidationError::field(
-                "phone",
-                "is longer than 32 characters",
-            ));
+            return Err(ValidationError::field("phone", "is longer than 32 characters"));
         }
         let normalised = match trimmed.strip_prefix("00") {
             Some(rest) => format!("+{rest}"),
@@ -76,9 +73,7 @@ impl Email {
         if folded.len() > 254 {
             return Err(err("is longer than 254 characters"));
         }
-        let (local, domain) = folded
-            .rsplit_once('@')
-            .ok_or_else(|| err("must contain `@`"))?;
+        let (local, domain) = folded.rsplit_once('@').ok_or_else(|| err("must contain `@`"))?;
         if local.is_empty() || local.len() > 64 {
             return Err(err("needs 1 to 64 characters before `@`"));
         }
@@ -123,17 +118,11 @@ pub fn mask_middle(s: &str, keep_start: usize, keep_end: usize) -> String {
     let chars: Vec<char> = s.chars().collect();
     if chars.len() < keep_start + keep_end + 4 {
         let first: String = chars.iter().take(1).collect();
-        return format!(
-            "{first}{}",
-            "*".repeat(chars.len().saturating_sub(1).max(3))
-        );
+        return format!("{first}{}", "*".repeat(chars.len().saturating_sub(1).max(3)));
     }
     let start: String = chars[..keep_start].iter().collect();
     let end: String = chars[chars.len() - keep_end..].iter().collect();
-    format!(
-        "{start}{}{end}",
-        "*".repeat(chars.len() - keep_start - keep_end)
-    )
+    format!("{start}{}{end}", "*".repeat(chars.len() - keep_start - keep_end))
 }
 
 /// `張*`, `歐***`, `L***`: the first character, then one star per hidden one (at most three).

@@ -61,25 +61,24 @@ impl Storage for PgStorage {
     }
 
     async fn health(&self) -> Result<Health> {
-        let applied: Vec<i64> =
-            match sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success")
-                .fetch_all(&self.pool)
-                .await
-            {
-                Ok(v) => v,
-                Err(sqlx::Error::Database(_)) => {
-                    return Ok(Health {
-                        reachable: true,
-                        migrations_current: false,
-                    })
-                }
-                Err(_) => {
-                    return Ok(Health {
-                        reachable: false,
-                        migrations_current: false,
-                    })
-                }
-            };
+        let applied: Vec<i64> = match sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success")
+            .fetch_all(&self.pool)
+            .await
+        {
+            Ok(v) => v,
+            Err(sqlx::Error::Database(_)) => {
+                return Ok(Health {
+                    reachable: true,
+                    migrations_current: false,
+                })
+            }
+            Err(_) => {
+                return Ok(Health {
+                    reachable: false,
+                    migrations_current: false,
+                })
+            }
+        };
         let current = MIGRATOR.iter().all(|m| applied.contains(&m.version));
         Ok(Health {
             reachable: true,
@@ -117,10 +116,7 @@ impl SqlConnection for PgConn {
 
     async fn execute(&mut self, sql: &str, args: Vec<Value>) -> Result<u64> {
         let q = args.into_iter().fold(sqlx::query(sql), bind);
-        Ok(q.execute(&mut *self.tx)
-            .await
-            .map_err(map_err)?
-            .rows_affected())
+        Ok(q.execute(&mut *self.tx).await.map_err(map_err)?.rows_affected())
     }
 
     async fn fetch_all(&mut self, sql: &str, args: Vec<Value>) -> Result<Vec<Row>> {
@@ -171,11 +167,7 @@ fn decode(row: &sqlx::postgres::PgRow, i: usize) -> Result<Value> {
         "BYTEA" => Value::Bytes(Some(row.try_get::<Vec<u8>, _>(i).map_err(get_err)?)),
         "BOOL" => Value::Bool(Some(row.try_get::<bool, _>(i).map_err(get_err)?)),
         "TIMESTAMPTZ" => Value::Time(Some(row.try_get::<OffsetDateTime, _>(i).map_err(get_err)?)),
-        other => {
-            return Err(StoreError::Corrupt(format!(
-                "unexpected PostgreSQL type {other}"
-            )))
-        }
+        other => return Err(StoreError::Corrupt(format!("unexpected PostgreSQL type {other}"))),
     })
 }
 
@@ -222,13 +214,16 @@ pub mod testing {
             .acquire_timeout(Duration::from_secs(5))
             .connect_with(admin.clone())
             .await
-            .unwrap_or_else(|e| panic!("PostgreSQL is not reachable at {url} ({e}); start it or set HUIYUAN_TEST_DATABASE_URL"));
-        let exists: Option<i32> =
-            sqlx::query_scalar("SELECT 1 FROM pg_database WHERE datname = $1")
-                .bind(&name)
-                .fetch_optional(&pool)
-                .await
-                .expect("query pg_database");
+            .unwrap_or_else(|e| {
+                panic!(
+                    "PostgreSQL is not reachable at {url} ({e}); start it or set HUIYUAN_TEST_DATABASE_URL"
+                )
+            });
+        let exists: Option<i32> = sqlx::query_scalar("SELECT 1 FROM pg_database WHERE datname = $1")
+            .bind(&name)
+            .fetch_optional(&pool)
+            .await
+            .expect("query pg_database");
         if exists.is_none() {
             if let Err(e) = sqlx::query(&format!("CREATE DATABASE {name}"))
                 .execute(&pool)

@@ -74,19 +74,18 @@ impl Storage for SqliteStorage {
     }
 
     async fn health(&self) -> Result<Health> {
-        let applied: Vec<i64> =
-            match sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success")
-                .fetch_all(&self.reader)
-                .await
-            {
-                Ok(v) => v,
-                Err(_) => {
-                    return Ok(Health {
-                        reachable: false,
-                        migrations_current: false,
-                    })
-                }
-            };
+        let applied: Vec<i64> = match sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success")
+            .fetch_all(&self.reader)
+            .await
+        {
+            Ok(v) => v,
+            Err(_) => {
+                return Ok(Health {
+                    reachable: false,
+                    migrations_current: false,
+                })
+            }
+        };
         let current = MIGRATOR.iter().all(|m| applied.contains(&m.version));
         Ok(Health {
             reachable: true,
@@ -143,10 +142,7 @@ impl SqlConnection for SqliteConn {
     async fn execute(&mut self, sql: &str, args: Vec<Value>) -> Result<u64> {
         let sql = sqlite_placeholders(sql);
         let q = args.into_iter().fold(sqlx::query(&sql), bind);
-        Ok(q.execute(&mut *self.tx)
-            .await
-            .map_err(map_err)?
-            .rows_affected())
+        Ok(q.execute(&mut *self.tx).await.map_err(map_err)?.rows_affected())
     }
 
     async fn fetch_all(&mut self, sql: &str, args: Vec<Value>) -> Result<Vec<Row>> {

@@ -112,6 +112,7 @@ fn identity(brand: &BrandId, member: &MemberId, hash: &[u8]) -> IdentityRecord {
         kind: "phone".into(),
         hash: hash.to_vec(),
         member_id: member.clone(),
+        value_ciphertext: vec![0xAA; 8],
     }
 }
 
@@ -119,10 +120,7 @@ pub async fn brands_round_trip(s: Arc<dyn Storage>) {
     let b = new_brand(&*s).await;
     let mut tx = s.read().await.unwrap();
     assert_eq!(tx.get_brand(&b.id).await.unwrap(), Some(b.clone()));
-    assert_eq!(
-        tx.get_brand_by_slug(&b.slug).await.unwrap(),
-        Some(b.clone())
-    );
+    assert_eq!(tx.get_brand_by_slug(&b.slug).await.unwrap(), Some(b.clone()));
     assert!(tx.list_brands().await.unwrap().contains(&b));
     drop(tx);
     let mut dup = b.clone();
@@ -182,10 +180,7 @@ pub async fn stores_are_scoped_by_brand(s: Arc<dyn Storage>) {
         .unwrap();
     assert_eq!(first.len(), 2);
     assert_eq!(rest.len(), 1);
-    assert!(
-        rest[0].id < first[1].id,
-        "pages go newest first without overlap"
-    );
+    assert!(rest[0].id < first[1].id, "pages go newest first without overlap");
     drop(tx);
 
     let mut tx = s.write().await.unwrap();
@@ -213,10 +208,7 @@ pub async fn members_round_trip_with_optimistic_updates(s: Arc<dyn Storage>) {
     let mut stale = m.clone();
     stale.version = 2;
     stale.city = Some("北京".into());
-    assert!(matches!(
-        tx.update_member(&stale).await,
-        Err(StoreError::Stale)
-    ));
+    assert!(matches!(tx.update_member(&stale).await, Err(StoreError::Stale)));
     tx.commit().await.unwrap();
     let mut tx = s.read().await.unwrap();
     assert_eq!(tx.get_member(&b.id, &m.id).await.unwrap(), Some(changed));
@@ -231,18 +223,14 @@ pub async fn identities_are_unique_per_brand(s: Arc<dyn Storage>) {
         insert_member(&*s, m).await;
     }
     let mut tx = s.write().await.unwrap();
-    tx.insert_identity(&identity(&a.id, &m1.id, b"h1"))
-        .await
-        .unwrap();
+    tx.insert_identity(&identity(&a.id, &m1.id, b"h1")).await.unwrap();
     assert!(matches!(
         tx.insert_identity(&identity(&a.id, &m2.id, b"h1")).await,
         Err(StoreError::Conflict(_))
     ));
     tx.commit().await.unwrap();
     let mut tx = s.write().await.unwrap();
-    tx.insert_identity(&identity(&b.id, &mb.id, b"h1"))
-        .await
-        .unwrap();
+    tx.insert_identity(&identity(&b.id, &mb.id, b"h1")).await.unwrap();
     assert_eq!(
         tx.find_identity(&a.id, "phone", b"h1").await.unwrap(),
         Some(m1.id.clone())
@@ -274,10 +262,7 @@ pub async fn concurrent_identity_claims_leave_one_owner(s: Arc<dyn Storage>) {
             let m = member(&brand);
             let mut tx = s.write().await.unwrap();
             tx.insert_member(&m).await.unwrap();
-            match tx
-                .insert_identity(&identity(&brand, &m.id, b"same-phone"))
-                .await
-            {
+            match tx.insert_identity(&identity(&brand, &m.id, b"same-phone")).await {
                 Ok(()) => {
                     tokio::time::sleep(std::time::Duration::from_millis(20)).await;
                     tx.commit().await.map(|_| m.id).ok()
@@ -296,9 +281,7 @@ pub async fn concurrent_identity_claims_leave_one_owner(s: Arc<dyn Storage>) {
     assert_eq!(winners.len(), 1, "exactly one claim may win");
     let mut tx = s.read().await.unwrap();
     assert_eq!(
-        tx.find_identity(&b.id, "phone", b"same-phone")
-            .await
-            .unwrap(),
+        tx.find_identity(&b.id, "phone", b"same-phone").await.unwrap(),
         Some(winners[0].clone())
     );
     assert_eq!(
@@ -322,22 +305,19 @@ pub async fn member_search_filters(s: Arc<dyn Storage>) {
         } else {
             vec![b"li".to_vec()]
         };
-        tx.replace_name_prefixes(&b.id, &m.id, &prefixes)
-            .await
-            .unwrap();
+        tx.replace_name_prefixes(&b.id, &m.id, &prefixes).await.unwrap();
         if i % 2 == 0 {
             tx.add_tags(&b.id, &m.id, &["vip".into()]).await.unwrap();
         }
     }
     tx.commit().await.unwrap();
     let mut tx = s.read().await.unwrap();
-    let f = |identity: Option<(String, Vec<u8>)>, prefix: Option<&[u8]>, tag: Option<&str>| {
-        MemberFilter {
-            identity,
-            name_prefix_hash: prefix.map(<[u8]>::to_vec),
-            tag: tag.map(str::to_owned),
-            status: None,
-        }
+    let f = |identity: Option<(String, Vec<u8>)>, prefix: Option<&[u8]>, tag: Option<&str>| MemberFilter {
+        identity,
+        name_prefix_hash: prefix.map(<[u8]>::to_vec),
+        tag: tag.map(str::to_owned),
+        status: None,
+        merged_into: None,
     };
     let by_phone = tx
         .list_members(
@@ -362,11 +342,7 @@ pub async fn member_search_filters(s: Arc<dyn Storage>) {
         .unwrap();
     assert_eq!(by_tag.len(), 3);
     let both = tx
-        .list_members(
-            &b.id,
-            &f(None, Some(b"wang"), Some("vip")),
-            &Page::first(10),
-        )
+        .list_members(&b.id, &f(None, Some(b"wang"), Some("vip")), &Page::first(10))
         .await
         .unwrap();
     assert_eq!(
@@ -479,16 +455,9 @@ pub async fn member_codes_are_used_once(s: Arc<dyn Storage>) {
             .unwrap(),
         None
     );
-    assert!(
-        tx.purge_member_codes(now() + Duration::minutes(5))
-            .await
-            .unwrap()
-            >= 1
-    );
+    assert!(tx.purge_member_codes(now() + Duration::minutes(5)).await.unwrap() >= 1);
     assert_eq!(
-        tx.find_member_code_by_nonce(&b.id, &code.nonce)
-            .await
-            .unwrap(),
+        tx.find_member_code_by_nonce(&b.id, &code.nonce).await.unwrap(),
         None
     );
 }
@@ -502,11 +471,7 @@ pub async fn audit_is_listed_newest_first(s: Arc<dyn Storage>) {
             id: AuditEventId::generate(ms() + i, random()),
             brand_id: b.id.clone(),
             actor_kind: "operator".into(),
-            actor_id: if i == 0 {
-                "opr_a".into()
-            } else {
-                "opr_b".into()
-            },
+            actor_id: if i == 0 { "opr_a".into() } else { "opr_b".into() },
             action: if i % 2 == 0 {
                 "member.enrolled".into()
             } else {
@@ -533,13 +498,7 @@ pub async fn audit_is_listed_newest_first(s: Arc<dyn Storage>) {
         target_id: Some("mem_1".into()),
         ..Default::default()
     };
-    assert_eq!(
-        tx.list_audit(&b.id, &f, &Page::first(10))
-            .await
-            .unwrap()
-            .len(),
-        2
-    );
+    assert_eq!(tx.list_audit(&b.id, &f, &Page::first(10)).await.unwrap().len(), 2);
     let f = AuditFilter {
         actor_id: Some("opr_a".into()),
         action: Some("member.enrolled".into()),
@@ -575,9 +534,7 @@ pub async fn idempotency_keys_claim_complete_release(s: Arc<dyn Storage>) {
         (Some(201), Some(&b"{\"id\":1}"[..]))
     );
     // A completed key is never released.
-    tx.release_idempotency_key(&b.id, "key_x", "k1")
-        .await
-        .unwrap();
+    tx.release_idempotency_key(&b.id, "key_x", "k1").await.unwrap();
     assert!(tx.claim_idempotency_key(&claim).await.unwrap().is_some());
     // Another scope has its own key space.
     let other = IdempotencyRecord {
@@ -585,9 +542,7 @@ pub async fn idempotency_keys_claim_complete_release(s: Arc<dyn Storage>) {
         ..claim.clone()
     };
     assert_eq!(tx.claim_idempotency_key(&other).await.unwrap(), None);
-    tx.release_idempotency_key(&b.id, "key_y", "k1")
-        .await
-        .unwrap();
+    tx.release_idempotency_key(&b.id, "key_y", "k1").await.unwrap();
     assert_eq!(
         tx.claim_idempotency_key(&other).await.unwrap(),
         None,

@@ -66,15 +66,9 @@ pub trait Tx: Send {
     // Operators and their sessions
     async fn insert_operator(&mut self, op: &OperatorRecord) -> Result<()>;
     async fn update_operator(&mut self, op: &OperatorRecord) -> Result<()>;
-    async fn get_operator(
-        &mut self,
-        brand: &BrandId,
-        id: &OperatorId,
-    ) -> Result<Option<OperatorRecord>>;
-    async fn find_operator_by_username(&mut self, username: &str)
-        -> Result<Option<OperatorRecord>>;
-    async fn list_operators(&mut self, brand: &BrandId, page: &Page)
-        -> Result<Vec<OperatorRecord>>;
+    async fn get_operator(&mut self, brand: &BrandId, id: &OperatorId) -> Result<Option<OperatorRecord>>;
+    async fn find_operator_by_username(&mut self, username: &str) -> Result<Option<OperatorRecord>>;
+    async fn list_operators(&mut self, brand: &BrandId, page: &Page) -> Result<Vec<OperatorRecord>>;
     async fn insert_session(&mut self, session: &SessionRecord) -> Result<()>;
     async fn find_session(&mut self, token_hash: &[u8]) -> Result<Option<SessionRecord>>;
     async fn delete_session(&mut self, token_hash: &[u8]) -> Result<bool>;
@@ -83,15 +77,9 @@ pub trait Tx: Send {
     // API keys
     async fn insert_api_key(&mut self, key: &ApiKeyRecord) -> Result<()>;
     async fn find_api_key_by_prefix(&mut self, prefix: &str) -> Result<Option<ApiKeyRecord>>;
-    async fn get_api_key(&mut self, brand: &BrandId, id: &ApiKeyId)
-        -> Result<Option<ApiKeyRecord>>;
+    async fn get_api_key(&mut self, brand: &BrandId, id: &ApiKeyId) -> Result<Option<ApiKeyRecord>>;
     async fn list_api_keys(&mut self, brand: &BrandId, page: &Page) -> Result<Vec<ApiKeyRecord>>;
-    async fn revoke_api_key(
-        &mut self,
-        brand: &BrandId,
-        id: &ApiKeyId,
-        at: OffsetDateTime,
-    ) -> Result<bool>;
+    async fn revoke_api_key(&mut self, brand: &BrandId, id: &ApiKeyId, at: OffsetDateTime) -> Result<bool>;
 
     // Members
     async fn insert_member(&mut self, member: &MemberRecord) -> Result<()>;
@@ -99,8 +87,7 @@ pub trait Tx: Send {
     async fn update_member(&mut self, member: &MemberRecord) -> Result<()>;
     async fn get_member(&mut self, brand: &BrandId, id: &MemberId) -> Result<Option<MemberRecord>>;
     /// Reads the member and, on PostgreSQL, locks the row until the transaction ends.
-    async fn lock_member(&mut self, brand: &BrandId, id: &MemberId)
-        -> Result<Option<MemberRecord>>;
+    async fn lock_member(&mut self, brand: &BrandId, id: &MemberId) -> Result<Option<MemberRecord>>;
     async fn list_members(
         &mut self,
         brand: &BrandId,
@@ -112,25 +99,11 @@ pub trait Tx: Send {
     /// Claims an identity; [`StoreError::Conflict`] when the brand already has it, after which
     /// the transaction can still be used (to look up the owner).
     async fn insert_identity(&mut self, identity: &IdentityRecord) -> Result<()>;
-    async fn find_identity(
-        &mut self,
-        brand: &BrandId,
-        kind: &str,
-        hash: &[u8],
-    ) -> Result<Option<MemberId>>;
-    async fn list_identities(
-        &mut self,
-        brand: &BrandId,
-        member: &MemberId,
-    ) -> Result<Vec<IdentityRecord>>;
+    async fn find_identity(&mut self, brand: &BrandId, kind: &str, hash: &[u8]) -> Result<Option<MemberId>>;
+    async fn list_identities(&mut self, brand: &BrandId, member: &MemberId) -> Result<Vec<IdentityRecord>>;
     async fn delete_identity(&mut self, brand: &BrandId, kind: &str, hash: &[u8]) -> Result<bool>;
     async fn delete_identities_of(&mut self, brand: &BrandId, member: &MemberId) -> Result<u64>;
-    async fn move_identities(
-        &mut self,
-        brand: &BrandId,
-        from: &MemberId,
-        to: &MemberId,
-    ) -> Result<u64>;
+    async fn move_identities(&mut self, brand: &BrandId, from: &MemberId, to: &MemberId) -> Result<u64>;
 
     async fn replace_name_prefixes(
         &mut self,
@@ -139,14 +112,8 @@ pub trait Tx: Send {
         hashes: &[Vec<u8>],
     ) -> Result<()>;
 
-    async fn add_tags(&mut self, brand: &BrandId, member: &MemberId, tags: &[String])
-        -> Result<()>;
-    async fn remove_tags(
-        &mut self,
-        brand: &BrandId,
-        member: &MemberId,
-        tags: &[String],
-    ) -> Result<()>;
+    async fn add_tags(&mut self, brand: &BrandId, member: &MemberId, tags: &[String]) -> Result<()>;
+    async fn remove_tags(&mut self, brand: &BrandId, member: &MemberId, tags: &[String]) -> Result<()>;
     async fn list_tags(&mut self, brand: &BrandId, member: &MemberId) -> Result<Vec<String>>;
     async fn move_tags(&mut self, brand: &BrandId, from: &MemberId, to: &MemberId) -> Result<()>;
 
@@ -183,10 +150,8 @@ pub trait Tx: Send {
 
     // Idempotency keys
     /// Claims a key for a request; returns the existing record when the key was seen before.
-    async fn claim_idempotency_key(
-        &mut self,
-        claim: &IdempotencyRecord,
-    ) -> Result<Option<IdempotencyRecord>>;
+    async fn claim_idempotency_key(&mut self, claim: &IdempotencyRecord)
+        -> Result<Option<IdempotencyRecord>>;
     async fn complete_idempotency_key(
         &mut self,
         brand: &BrandId,
@@ -195,11 +160,6 @@ pub trait Tx: Send {
         status: u16,
         body: &[u8],
     ) -> Result<()>;
-    async fn release_idempotency_key(
-        &mut self,
-        brand: &BrandId,
-        scope: &str,
-        key: &str,
-    ) -> Result<()>;
+    async fn release_idempotency_key(&mut self, brand: &BrandId, scope: &str, key: &str) -> Result<()>;
     async fn purge_idempotency_keys(&mut self, created_before: OffsetDateTime) -> Result<u64>;
 }

@@ -104,6 +104,8 @@ pub struct IdentityRecord {
     /// HMAC-SHA256 over brand, kind and normalised value.
     pub hash: Vec<u8>,
     pub member_id: MemberId,
+    /// The normalised value, encrypted, so the member's export and the console can show it.
+    pub value_ciphertext: Vec<u8>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -173,6 +175,7 @@ pub struct MemberFilter {
     pub name_prefix_hash: Option<Vec<u8>>,
     pub tag: Option<String>,
     pub status: Option<MemberStatus>,
+    pub merged_into: Option<MemberId>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -303,8 +303,7 @@ fn store_row(r: &Row) -> Result<StoreRecord> {
     })
 }
 
-const OPERATOR_COLS: &str =
-    "id, brand_id, username, display_name, role, password_hash, disabled, created_at";
+const OPERATOR_COLS: &str = "id, brand_id, username, display_name, role, password_hash, disabled, created_at";
 fn operator_row(r: &Row) -> Result<OperatorRecord> {
     Ok(OperatorRecord {
         id: r.parsed("id")?,
@@ -334,7 +333,8 @@ fn api_key_row(r: &Row) -> Result<ApiKeyRecord> {
     })
 }
 
-const MEMBER_COLS: &str = "m.id, m.brand_id, m.status, m.merged_into, m.pii_ciphertext, m.birth_month, m.gender, \
+const MEMBER_COLS: &str =
+    "m.id, m.brand_id, m.status, m.merged_into, m.pii_ciphertext, m.birth_month, m.gender, \
      m.city, m.household_size, m.channel, m.store_id, m.consents, m.attributes, m.enrolled_at, m.updated_at, \
      m.erased_at, m.version";
 fn member_row(r: &Row) -> Result<MemberRecord> {
@@ -367,6 +367,7 @@ fn identity_row(r: &Row) -> Result<IdentityRecord> {
         kind: r.text("kind")?,
         hash: r.bytes("hash")?,
         member_id: r.parsed("member_id")?,
+        value_ciphertext: r.bytes("value_ciphertext")?,
     })
 }
 
@@ -383,7 +384,8 @@ fn code_row(r: &Row) -> Result<MemberCodeRecord> {
     })
 }
 
-const AUDIT_COLS: &str = "id, brand_id, actor_kind, actor_id, action, target_kind, target_id, diff, request_id, created_at";
+const AUDIT_COLS: &str =
+    "id, brand_id, actor_kind, actor_id, action, target_kind, target_id, diff, request_id, created_at";
 fn audit_row(r: &Row) -> Result<AuditRecord> {
     Ok(AuditRecord {
         id: r.parsed("id")?,
@@ -429,7 +431,15 @@ impl Tx for SqlTx {
         self.exec(
             "INSERT INTO brands (id, slug, name, currency, timezone, code_key_ciphertext, created_at) \
              VALUES ($1, $2, $3, $4, $5, $6, $7)",
-            vec![v(b.id.as_str()), v(&b.slug), v(&b.name), v(&b.currency), v(&b.timezone), v(&b.code_key_ciphertext), v(b.created_at)],
+            vec![
+                v(b.id.as_str()),
+                v(&b.slug),
+                v(&b.name),
+                v(&b.currency),
+                v(&b.timezone),
+                v(&b.code_key_ciphertext),
+                v(b.created_at),
+            ],
         )
         .await
         .map(drop)
@@ -509,9 +519,7 @@ impl Tx for SqlTx {
     }
 
     async fn list_stores(&mut self, brand: &BrandId, page: &Page) -> Result<Vec<StoreRecord>> {
-        let mut q = Query::new(&format!(
-            "SELECT {STORE_COLS} FROM stores WHERE brand_id = "
-        ));
+        let mut q = Query::new(&format!("SELECT {STORE_COLS} FROM stores WHERE brand_id = "));
         q.bind(brand.as_str());
         paginate(&mut q, "id", page);
         self.query_all(q, store_row).await
@@ -536,11 +544,7 @@ impl Tx for SqlTx {
         .map(drop)
     }
 
-    async fn get_operator(
-        &mut self,
-        brand: &BrandId,
-        id: &OperatorId,
-    ) -> Result<Option<OperatorRecord>> {
+    async fn get_operator(&mut self, brand: &BrandId, id: &OperatorId) -> Result<Option<OperatorRecord>> {
         self.one(
             &format!("SELECT {OPERATOR_COLS} FROM operators WHERE brand_id = $1 AND id = $2"),
             vec![v(brand.as_str()), v(id.as_str())],
@@ -549,10 +553,7 @@ impl Tx for SqlTx {
         .await
     }
 
-    async fn find_operator_by_username(
-        &mut self,
-        username: &str,
-    ) -> Result<Option<OperatorRecord>> {
+    async fn find_operator_by_username(&mut self, username: &str) -> Result<Option<OperatorRecord>> {
         self.one(
             &format!("SELECT {OPERATOR_COLS} FROM operators WHERE username = $1"),
             vec![v(username)],
@@ -561,11 +562,7 @@ impl Tx for SqlTx {
         .await
     }
 
-    async fn list_operators(
-        &mut self,
-        brand: &BrandId,
-        page: &Page,
-    ) -> Result<Vec<OperatorRecord>> {
+    async fn list_operators(&mut self, brand: &BrandId, page: &Page) -> Result<Vec<OperatorRecord>> {
         let mut q = Query::new(&format!(
             "SELECT {OPERATOR_COLS} FROM operators WHERE brand_id = "
         ));
@@ -602,10 +599,7 @@ impl Tx for SqlTx {
 
     async fn delete_session(&mut self, token_hash: &[u8]) -> Result<bool> {
         Ok(self
-            .exec(
-                "DELETE FROM sessions WHERE token_hash = $1",
-                vec![v(token_hash)],
-            )
+            .exec("DELETE FROM sessions WHERE token_hash = $1", vec![v(token_hash)])
             .await?
             > 0)
     }
@@ -637,11 +631,7 @@ impl Tx for SqlTx {
         .await
     }
 
-    async fn get_api_key(
-        &mut self,
-        brand: &BrandId,
-        id: &ApiKeyId,
-    ) -> Result<Option<ApiKeyRecord>> {
+    async fn get_api_key(&mut self, brand: &BrandId, id: &ApiKeyId) -> Result<Option<ApiKeyRecord>> {
         self.one(
             &format!("SELECT {API_KEY_COLS} FROM api_keys WHERE brand_id = $1 AND id = $2"),
             vec![v(brand.as_str()), v(id.as_str())],
@@ -651,20 +641,13 @@ impl Tx for SqlTx {
     }
 
     async fn list_api_keys(&mut self, brand: &BrandId, page: &Page) -> Result<Vec<ApiKeyRecord>> {
-        let mut q = Query::new(&format!(
-            "SELECT {API_KEY_COLS} FROM api_keys WHERE brand_id = "
-        ));
+        let mut q = Query::new(&format!("SELECT {API_KEY_COLS} FROM api_keys WHERE brand_id = "));
         q.bind(brand.as_str());
         paginate(&mut q, "id", page);
         self.query_all(q, api_key_row).await
     }
 
-    async fn revoke_api_key(
-        &mut self,
-        brand: &BrandId,
-        id: &ApiKeyId,
-        at: OffsetDateTime,
-    ) -> Result<bool> {
+    async fn revoke_api_key(&mut self, brand: &BrandId, id: &ApiKeyId, at: OffsetDateTime) -> Result<bool> {
         Ok(self
             .exec(
                 "UPDATE api_keys SET revoked_at = $3 WHERE brand_id = $1 AND id = $2 AND revoked_at IS NULL",
@@ -712,16 +695,10 @@ impl Tx for SqlTx {
         .await
     }
 
-    async fn lock_member(
-        &mut self,
-        brand: &BrandId,
-        id: &MemberId,
-    ) -> Result<Option<MemberRecord>> {
+    async fn lock_member(&mut self, brand: &BrandId, id: &MemberId) -> Result<Option<MemberRecord>> {
         let lock = self.conn.dialect().for_update();
         self.one(
-            &format!(
-                "SELECT {MEMBER_COLS} FROM members m WHERE m.brand_id = $1 AND m.id = $2{lock}"
-            ),
+            &format!("SELECT {MEMBER_COLS} FROM members m WHERE m.brand_id = $1 AND m.id = $2{lock}"),
             vec![v(brand.as_str()), v(id.as_str())],
             member_row,
         )
@@ -761,6 +738,9 @@ impl Tx for SqlTx {
                 .bind(tag.as_str())
                 .push(")");
         }
+        if let Some(into) = &f.merged_into {
+            q.push(" AND m.merged_into = ").bind(into.as_str());
+        }
         if let Some(status) = f.status {
             q.push(" AND m.status = ").bind(status.as_str());
         }
@@ -783,9 +763,15 @@ impl Tx for SqlTx {
         // error, and the caller wants to go on (look up the owner) in the same transaction.
         let inserted = self
             .exec(
-                "INSERT INTO member_identities (brand_id, kind, hash, member_id) VALUES ($1, $2, $3, $4) \
-                 ON CONFLICT DO NOTHING",
-                vec![v(i.brand_id.as_str()), v(&i.kind), v(&i.hash), v(i.member_id.as_str())],
+                "INSERT INTO member_identities (brand_id, kind, hash, member_id, value_ciphertext) \
+                 VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
+                vec![
+                    v(i.brand_id.as_str()),
+                    v(&i.kind),
+                    v(&i.hash),
+                    v(i.member_id.as_str()),
+                    v(&i.value_ciphertext),
+                ],
             )
             .await?;
         if inserted == 0 {
@@ -797,12 +783,7 @@ impl Tx for SqlTx {
         Ok(())
     }
 
-    async fn find_identity(
-        &mut self,
-        brand: &BrandId,
-        kind: &str,
-        hash: &[u8],
-    ) -> Result<Option<MemberId>> {
+    async fn find_identity(&mut self, brand: &BrandId, kind: &str, hash: &[u8]) -> Result<Option<MemberId>> {
         self.one(
             "SELECT member_id FROM member_identities WHERE brand_id = $1 AND kind = $2 AND hash = $3",
             vec![v(brand.as_str()), v(kind), v(hash)],
@@ -811,13 +792,10 @@ impl Tx for SqlTx {
         .await
     }
 
-    async fn list_identities(
-        &mut self,
-        brand: &BrandId,
-        member: &MemberId,
-    ) -> Result<Vec<IdentityRecord>> {
+    async fn list_identities(&mut self, brand: &BrandId, member: &MemberId) -> Result<Vec<IdentityRecord>> {
         self.all(
-            "SELECT brand_id, kind, hash, member_id FROM member_identities WHERE brand_id = $1 AND member_id = $2 ORDER BY kind",
+            "SELECT brand_id, kind, hash, member_id, value_ciphertext FROM member_identities \
+             WHERE brand_id = $1 AND member_id = $2 ORDER BY kind, hash",
             vec![v(brand.as_str()), v(member.as_str())],
             identity_row,
         )
@@ -842,12 +820,7 @@ impl Tx for SqlTx {
         .await
     }
 
-    async fn move_identities(
-        &mut self,
-        brand: &BrandId,
-        from: &MemberId,
-        to: &MemberId,
-    ) -> Result<u64> {
+    async fn move_identities(&mut self, brand: &BrandId, from: &MemberId, to: &MemberId) -> Result<u64> {
         self.exec(
             "UPDATE member_identities SET member_id = $3 WHERE brand_id = $1 AND member_id = $2",
             vec![v(brand.as_str()), v(from.as_str()), v(to.as_str())],
@@ -876,12 +849,7 @@ impl Tx for SqlTx {
         Ok(())
     }
 
-    async fn add_tags(
-        &mut self,
-        brand: &BrandId,
-        member: &MemberId,
-        tags: &[String],
-    ) -> Result<()> {
+    async fn add_tags(&mut self, brand: &BrandId, member: &MemberId, tags: &[String]) -> Result<()> {
         for t in tags {
             self.exec(
                 "INSERT INTO member_tags (brand_id, member_id, tag) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
@@ -892,12 +860,7 @@ impl Tx for SqlTx {
         Ok(())
     }
 
-    async fn remove_tags(
-        &mut self,
-        brand: &BrandId,
-        member: &MemberId,
-        tags: &[String],
-    ) -> Result<()> {
+    async fn remove_tags(&mut self, brand: &BrandId, member: &MemberId, tags: &[String]) -> Result<()> {
         for t in tags {
             self.exec(
                 "DELETE FROM member_tags WHERE brand_id = $1 AND member_id = $2 AND tag = $3",
@@ -936,7 +899,15 @@ impl Tx for SqlTx {
         self.exec(
             "INSERT INTO member_codes (brand_id, nonce, code_hash, member_id, expires_at, used_at, used_by) \
              VALUES ($1, $2, $3, $4, $5, $6, $7)",
-            vec![v(c.brand_id.as_str()), v(&c.nonce), v(&c.code_hash), v(c.member_id.as_str()), v(c.expires_at), v(c.used_at), v(c.used_by.clone())],
+            vec![
+                v(c.brand_id.as_str()),
+                v(&c.nonce),
+                v(&c.code_hash),
+                v(c.member_id.as_str()),
+                v(c.expires_at),
+                v(c.used_at),
+                v(c.used_by.clone()),
+            ],
         )
         .await
         .map(drop)
@@ -1025,10 +996,7 @@ impl Tx for SqlTx {
         self.query_all(q, audit_row).await
     }
 
-    async fn claim_idempotency_key(
-        &mut self,
-        c: &IdempotencyRecord,
-    ) -> Result<Option<IdempotencyRecord>> {
+    async fn claim_idempotency_key(&mut self, c: &IdempotencyRecord) -> Result<Option<IdempotencyRecord>> {
         let inserted = self
             .exec(
                 "INSERT INTO idempotency_keys (brand_id, scope, idem_key, request_hash, status, body, created_at) \
@@ -1065,12 +1033,7 @@ impl Tx for SqlTx {
         .map(drop)
     }
 
-    async fn release_idempotency_key(
-        &mut self,
-        brand: &BrandId,
-        scope: &str,
-        key: &str,
-    ) -> Result<()> {
+    async fn release_idempotency_key(&mut self, brand: &BrandId, scope: &str, key: &str) -> Result<()> {
         self.exec(
             "DELETE FROM idempotency_keys WHERE brand_id = $1 AND scope = $2 AND idem_key = $3 AND status IS NULL",
             vec![v(brand.as_str()), v(scope), v(key)],
