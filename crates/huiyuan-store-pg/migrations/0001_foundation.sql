@@ -79,12 +79,14 @@ CREATE TABLE members (
     version        BIGINT NOT NULL
 );
 CREATE INDEX members_brand ON members (brand_id, id);
+CREATE INDEX members_merged_into ON members (merged_into);
 
 CREATE TABLE member_identities (
     brand_id  TEXT NOT NULL,
     kind      TEXT NOT NULL,
     hash      BYTEA NOT NULL,
-    member_id TEXT NOT NULL REFERENCES members (id),
+    member_id        TEXT NOT NULL REFERENCES members (id),
+    value_ciphertext BYTEA NOT NULL,
     PRIMARY KEY (brand_id, kind, hash)
 );
 CREATE INDEX member_identities_member ON member_identities (brand_id, member_id);
