@@ -1,1 +1,205 @@
+//! Huiyuan's HTTP API: `/v1/…` JSON over axum, errors as RFC 7807 problems, OpenAPI 3.1 at
+//! `/openapi.json` with a browsable page at `/docs` whose assets are compiled in.
 
+pub mod extract;
+pub mod middleware;
+pub mod problem;
+pub mod routes;
+
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use axum::extract::DefaultBodyLimit;
+use axum::http::{HeaderName, Request, StatusCode};
+use axum::response::IntoResponse;
+use axum::Router;
+use huiyuan_core::Core;
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::request_id::{MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer};
+use tower_http::trace::TraceLayer;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+use utoipa_swagger_ui::SwaggerUi;
+
+use crate::middleware::{RateLimits, REQUEST_ID};
+use crate::problem::ApiError;
+use crate::routes::{access, audit, brand, members, ops};
+
+/// Limits of the HTTP layer.
+#[derive(Debug, Clone)]
+pub struct ApiConfig {
+    /// Largest accepted request body.
+    pub body_limit_bytes: usize,
+    /// Requests a minute per API key or operator (also the burst).
+    pub rate_limit_per_minute: u32,
+    /// Sign-in attempts a minute per client address.
+    pub sign_in_per_minute: u32,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        Self { body_limit_bytes: 1024 * 1024, rate_limit_per_minute: 1200, sign_in_per_minute: 20 }
+    }
+}
+
+#[derive(Clone)]
+pub struct AppState {
+    pub core: Core,
+    pub config: Arc<ApiConfig>,
+    pub limits: Arc<RateLimits>,
+    pub metrics: PrometheusHandle,
+}
+
+impl AppState {
+    pub fn new(core: Core, config: ApiConfig) -> Self {
+        let limits = Arc::new(RateLimits::new(config.rate_limit_per_minute, config.sign_in_per_minute));
+        Self { core, config: Arc::new(config), limits, metrics: metrics_handle() }
+    }
+}
+
+/// The process-wide Prometheus recorder (the `metrics` facade has one global recorder).
+fn metrics_handle() -> PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            let builder = PrometheusBuilder::new()
+                .set_buckets_for_metric(
+                    Matcher::Full("http_request_duration_seconds".into()),
+                    &[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0],
+                )
+                .unwrap_or_else(|_| PrometheusBuilder::new());
+            let recorder = builder.build_recorder();
+            let handle = recorder.handle();
+            // Fails only if another recorder is installed, in which case ours stays empty.
+            let _ = metrics::set_global_recorder(recorder);
+            handle
+        })
+        .clone()
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Huiyuan API",
+        description = "Membership and loyalty operations. Authenticate with `Authorization: Bearer <API key or session token>`. \
+            Every POST, PATCH and DELETE accepts an `Idempotency-Key` header. Errors are RFC 7807 problems \
+            (`application/problem+json`) with a stable `code` and per-field `errors`.",
+        license(name = "Apache-2.0")
+    ),
+    modifiers(&BearerAuth),
+    security(("bearer" = [])),
+    tags(
+        (name = "members", description = "Enrol, find, change, merge, erase and export members"),
+        (name = "member codes", description = "Dynamic member codes (一碼通)"),
+        (name = "till", description = "The path a clerk uses at the till"),
+        (name = "brand"), (name = "stores"), (name = "auth"), (name = "operators"), (name = "api keys"),
+        (name = "audit"), (name = "operations", description = "Health, readiness and metrics")
+    )
+)]
+struct ApiDoc;
+
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).bearer_format("API key or session token").build()),
+        );
+    }
+}
+
+/// Request IDs for correlation in logs and problem responses (honoured when the caller sends one).
+#[derive(Clone, Default)]
+struct MakeId;
+
+impl MakeRequestId for MakeId {
+    fn make_request_id<B>(&mut self, _: &Request<B>) -> Option<RequestId> {
+        huiyuan_core::crypto::random_token(12).parse().ok().map(RequestId::new)
+    }
+}
+
+fn split(state: &AppState) -> (Router<AppState>, utoipa::openapi::OpenApi) {
+    let authenticated = OpenApiRouter::new()
+        .routes(routes!(members::enrol, members::list_members))
+        .routes(routes!(members::search_members))
+        .routes(routes!(members::get_member, members::update_member))
+        .routes(routes!(members::merge_members))
+        .routes(routes!(members::erase_member))
+        .routes(routes!(members::export_member))
+        .routes(routes!(members::issue_code))
+        .routes(routes!(members::verify_code))
+        .routes(routes!(members::till_identify))
+        .routes(routes!(brand::get_brand, brand::update_brand))
+        .routes(routes!(brand::list_stores, brand::create_store))
+        .routes(routes!(brand::get_store, brand::update_store))
+        .routes(routes!(access::logout))
+        .routes(routes!(access::me))
+        .routes(routes!(access::list_operators, access::create_operator))
+        .routes(routes!(access::update_operator))
+        .routes(routes!(access::list_api_keys, access::create_api_key))
+        .routes(routes!(access::revoke_api_key))
+        .routes(routes!(audit::list_audit))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), middleware::idempotency))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), middleware::authenticate));
+    let sign_in = OpenApiRouter::new()
+        .routes(routes!(access::login))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), middleware::limit_sign_in));
+    let operations = OpenApiRouter::new()
+        .routes(routes!(ops::healthz))
+        .routes(routes!(ops::readyz))
+        .routes(routes!(ops::metrics));
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .merge(authenticated)
+        .merge(sign_in)
+        .merge(operations)
+        .split_for_parts()
+}
+
+/// The OpenAPI document of every route.
+pub fn openapi(state: &AppState) -> utoipa::openapi::OpenApi {
+    split(state).1
+}
+
+/// The whole HTTP application.
+pub fn app(state: AppState) -> Router {
+    let (router, api) = split(&state);
+    let request_id = HeaderName::from_static(REQUEST_ID);
+    router
+        .route_layer(axum::middleware::from_fn(middleware::record_metrics))
+        .merge(SwaggerUi::new("/docs").url("/openapi.json", api))
+        // The console arrives at `/console`; until then the front door is the API's own docs.
+        .route("/", axum::routing::get(|| async { axum::response::Redirect::temporary("/docs/") }))
+        .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route") })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "this route does not take that method")
+        })
+        .layer(DefaultBodyLimit::max(state.config.body_limit_bytes))
+        .layer(CatchPanicLayer::custom(|_| {
+            ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "an internal error occurred").into_response()
+        }))
+        .layer(
+            // Only the route template and request ID are logged: never the query string or body,
+            // which can carry personal data.
+            TraceLayer::new_for_http()
+                .make_span_with(|req: &Request<_>| {
+                    let route = req
+                        .extensions()
+                        .get::<axum::extract::MatchedPath>()
+                        .map(|p| p.as_str().to_owned())
+                        .unwrap_or_default();
+                    let id = req.headers().get(REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or("");
+                    tracing::info_span!("request", method = %req.method(), route, request_id = id)
+                })
+                .on_response(|res: &axum::response::Response, latency: Duration, _span: &tracing::Span| {
+                    tracing::info!(status = res.status().as_u16(), latency_ms = latency.as_secs_f64() * 1000.0, "response");
+                }),
+        )
+        .layer(PropagateRequestIdLayer::new(request_id.clone()))
+        .layer(SetRequestIdLayer::new(request_id, MakeId))
+        .with_state(state)
+}

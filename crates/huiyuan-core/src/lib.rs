@@ -1,1 +1,91 @@
+//! Huiyuan's use cases. Each public method of [`Core`] is one thing a caller can do: it checks
+//! the caller's permission, validates input with the domain rules, and makes its changes (and
+//! the audit entry that records them) in one storage transaction.
 
+pub mod actor;
+pub mod audit;
+pub mod auth;
+pub mod brands;
+pub mod clock;
+pub mod codes;
+pub mod crypto;
+pub mod error;
+pub mod idempotency;
+pub mod members;
+pub mod views;
+
+use std::sync::Arc;
+
+use huiyuan_store::Storage;
+use rand::Rng;
+use time::{Duration, OffsetDateTime};
+
+pub use actor::{Actor, ActorKind};
+pub use error::{CodeRejection, CoreError, Result};
+
+use clock::Clock;
+use crypto::{Keyring, MasterKey};
+
+/// Tunables with the defaults the SPEC and the API conventions name.
+#[derive(Debug, Clone)]
+pub struct CoreConfig {
+    /// How long a dynamic member code is valid.
+    pub member_code_ttl: Duration,
+    /// How long an operator stays signed in.
+    pub session_ttl: Duration,
+    /// How long an idempotency key and its stored response are kept.
+    pub idempotency_ttl: Duration,
+}
+
+impl Default for CoreConfig {
+    fn default() -> Self {
+        Self {
+            member_code_ttl: Duration::seconds(60),
+            session_ttl: Duration::hours(12),
+            idempotency_ttl: Duration::hours(24),
+        }
+    }
+}
+
+/// The use cases, over one storage backend and one keyring.
+#[derive(Clone)]
+pub struct Core {
+    storage: Arc<dyn Storage>,
+    keys: Keyring,
+    clock: Arc<dyn Clock>,
+    config: CoreConfig,
+}
+
+impl Core {
+    pub fn new(storage: Arc<dyn Storage>, master: &MasterKey, clock: Arc<dyn Clock>, config: CoreConfig) -> Self {
+        Self { storage, keys: Keyring::new(master), clock, config }
+    }
+
+    pub fn storage(&self) -> &Arc<dyn Storage> {
+        &self.storage
+    }
+
+    pub fn config(&self) -> &CoreConfig {
+        &self.config
+    }
+
+    pub fn now(&self) -> OffsetDateTime {
+        self.clock.now()
+    }
+
+    /// A new time-ordered ID of type `T`.
+    fn new_id<T>(&self, make: fn(u64, u128) -> T) -> T {
+        let ms = (self.now().unix_timestamp_nanos() / 1_000_000) as u64;
+        make(ms, rand::thread_rng().gen())
+    }
+
+    /// Deletes what has outlived its purpose: spent idempotency keys, expired member codes.
+    pub async fn purge_expired(&self) -> Result<(u64, u64)> {
+        let now = self.now();
+        let mut tx = self.storage.write().await?;
+        let keys = tx.purge_idempotency_keys(now - self.config.idempotency_ttl).await?;
+        let codes = tx.purge_member_codes(now - Duration::hours(1)).await?;
+        tx.commit().await?;
+        Ok((keys, codes))
+    }
+}

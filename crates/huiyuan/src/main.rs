@@ -1,1 +1,298 @@
-fn main() {}
+//! `huiyuan`: one binary for the API, the console (later) and background jobs.
+
+mod config;
+mod demo;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use huiyuan_api::{app, AppState};
+use huiyuan_core::clock::SystemClock;
+use huiyuan_core::crypto::MasterKey;
+use huiyuan_core::{Core, CoreConfig};
+use huiyuan_store::Storage;
+use huiyuan_store_pg::PgStorage;
+use huiyuan_store_sqlite::SqliteStorage;
+
+use crate::config::Config;
+
+#[derive(Parser)]
+#[command(name = "huiyuan", version, about = "Huiyuan (會員): membership and loyalty operations")]
+struct Cli {
+    /// A TOML configuration file (default: ./huiyuan.toml when present).
+    #[arg(long, global = true)]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// Where the data lives; the same options for every command that opens the database.
+#[derive(clap::Args, Clone, Default)]
+struct StorageArgs {
+    /// Folder for the embedded SQLite database and the master key.
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// PostgreSQL URL (`postgres://user@host/db`); overrides --data for the database.
+    #[arg(long)]
+    database: Option<String>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the API.
+    Serve {
+        #[command(flatten)]
+        storage: StorageArgs,
+        /// Address to listen on, e.g. 127.0.0.1:8080.
+        #[arg(long)]
+        listen: Option<String>,
+        /// Do not apply pending migrations at start (PostgreSQL); `/readyz` reports them.
+        #[arg(long)]
+        no_migrate: bool,
+    },
+    /// Apply pending database migrations and exit.
+    Migrate {
+        #[command(flatten)]
+        storage: StorageArgs,
+    },
+    /// Create (or reuse) a data folder with a demo brand and serve it on 127.0.0.1.
+    Demo {
+        /// The data folder.
+        #[arg(long, default_value = "huiyuan-data")]
+        data: PathBuf,
+        #[arg(long, default_value_t = 8080)]
+        port: u16,
+        /// How many demo members to enrol on first run.
+        #[arg(long, default_value_t = 200)]
+        members: usize,
+    },
+    /// Installation-level brand management.
+    Brand {
+        #[command(subcommand)]
+        command: BrandCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum BrandCommand {
+    /// Create a brand with an admin operator and an admin API key (printed once).
+    Create {
+        #[command(flatten)]
+        storage: StorageArgs,
+        #[arg(long)]
+        slug: String,
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        admin_username: String,
+        /// The admin's password; read from HUIYUAN_ADMIN_PASSWORD when not given.
+        #[arg(long, env = "HUIYUAN_ADMIN_PASSWORD", hide_env_values = true)]
+        admin_password: String,
+        #[arg(long)]
+        currency: Option<String>,
+        #[arg(long)]
+        timezone: Option<String>,
+    },
+}
+
+type AnyError = Box<dyn std::error::Error + Send + Sync>;
+
+#[tokio::main]
+async fn main() {
+    let cli = Cli::parse();
+    let mut config = match Config::load(cli.config.as_deref()) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: configuration: {e}");
+            std::process::exit(2);
+        }
+    };
+    init_logging(&config.log_format);
+    if let Err(e) = run(cli.command, &mut config).await {
+        eprintln!("error: {e}");
+        std::process::exit(1);
+    }
+}
+
+fn init_logging(format: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if format == "text" {
+        builder.init();
+    } else {
+        builder.json().flatten_event(true).init();
+    }
+}
+
+async fn run(command: Command, config: &mut Config) -> Result<(), AnyError> {
+    match command {
+        Command::Serve { storage, listen, no_migrate } => {
+            apply(config, &storage);
+            if let Some(l) = listen {
+                config.listen = l;
+            }
+            let (store, key) = open(config, !no_migrate).await?;
+            serve(config, store, &key, config.listen.parse()?).await
+        }
+        Command::Migrate { storage } => {
+            apply(config, &storage);
+            let (store, _) = open(config, true).await?;
+            println!("{}: migrations applied", store.backend());
+            Ok(())
+        }
+        Command::Demo { data, port, members } => {
+            config.data = Some(data.clone());
+            config.database = None;
+            let (store, key) = open(config, true).await?;
+            let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+            let core = core(store.clone(), &key);
+            let creds = demo::prepare(&core, &data, members).await?;
+            println!();
+            println!("Huiyuan demo is running");
+            println!("  URL:      http://{addr}/");
+            println!("  API docs: http://{addr}/docs");
+            println!("  Login:    {} / {}", creds.username, creds.password);
+            println!("API key: {}", creds.api_key);
+            println!();
+            println!("Try: curl -H 'Authorization: Bearer {}' http://{addr}/v1/members", creds.api_key);
+            serve(config, store, &key, addr).await
+        }
+        Command::Brand { command: BrandCommand::Create { storage, slug, name, admin_username, admin_password, currency, timezone } } => {
+            apply(config, &storage);
+            let (store, key) = open(config, true).await?;
+            let core = core(store, &key);
+            let made = core
+                .bootstrap_brand(huiyuan_core::brands::NewBrand { slug, name, currency, timezone }, &admin_username, &admin_password)
+                .await?;
+            println!("Brand {} ({}) created; admin operator {}", made.brand.slug, made.brand.id, made.admin.username);
+            println!("API key: {}", made.api_key.secret);
+            Ok(())
+        }
+    }
+}
+
+fn apply(config: &mut Config, args: &StorageArgs) {
+    if args.data.is_some() {
+        config.data.clone_from(&args.data);
+    }
+    if args.database.is_some() {
+        config.database.clone_from(&args.database);
+    }
+}
+
+fn core(storage: Arc<dyn Storage>, key: &MasterKey) -> Core {
+    Core::new(storage, key, Arc::new(SystemClock), CoreConfig::default())
+}
+
+/// Opens the configured database (migrating when asked) and the master key.
+async fn open(config: &Config, migrate: bool) -> Result<(Arc<dyn Storage>, MasterKey), AnyError> {
+    let key = master_key(config)?;
+    let storage: Arc<dyn Storage> = match &config.database {
+        Some(url) => {
+            let pg = PgStorage::connect(url, config.database_max_connections).await?;
+            if migrate {
+                pg.migrate().await?;
+            }
+            Arc::new(pg)
+        }
+        None => {
+            let dir = config.data.clone().ok_or("give --data DIR (embedded SQLite) or --database postgres://…")?;
+            create_private_dir(&dir)?;
+            Arc::new(SqliteStorage::open(&dir.join("huiyuan.db")).await?)
+        }
+    };
+    Ok((storage, key))
+}
+
+/// The master key: from configuration, else `<data>/master.key`, created (0600) on first use.
+fn master_key(config: &Config) -> Result<MasterKey, AnyError> {
+    if let Some(k) = &config.master_key {
+        return Ok(MasterKey::from_base64(k)?);
+    }
+    let dir = config.data.as_ref().ok_or("no master key: set HUIYUAN_MASTER_KEY or give --data DIR")?;
+    create_private_dir(dir)?;
+    let path = dir.join("master.key");
+    if path.exists() {
+        return Ok(MasterKey::from_base64(&std::fs::read_to_string(&path)?)?);
+    }
+    let key = MasterKey::generate();
+    write_private(&path, &key.to_base64())?;
+    Ok(key)
+}
+
+/// Creates the data folder readable by its owner only (it holds the database and the key).
+fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    if dir.exists() {
+        return Ok(());
+    }
+    std::fs::create_dir_all(dir)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+    }
+    Ok(())
+}
+
+/// Writes a file only its owner can read.
+pub fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    #[cfg(unix)]
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    options.mode(0o600);
+    options.open(path)?.write_all(contents.as_bytes())
+}
+
+async fn serve(config: &Config, storage: Arc<dyn Storage>, key: &MasterKey, addr: SocketAddr) -> Result<(), AnyError> {
+    let core = core(storage.clone(), key);
+    let state = AppState::new(core.clone(), config.api());
+    let limits = state.limits.clone();
+    let maintenance = tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(600));
+        loop {
+            tick.tick().await;
+            match core.purge_expired().await {
+                Ok((keys, codes)) => tracing::info!(keys, codes, "purged expired idempotency keys and member codes"),
+                Err(e) => tracing::warn!(error = %e, "purge failed"),
+            }
+            limits.shrink();
+        }
+    });
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    tracing::info!(%addr, backend = storage.backend(), "listening");
+    axum::serve(listener, app(state).into_make_service_with_connect_info::<SocketAddr>())
+        .with_graceful_shutdown(shutdown_signal())
+        .await?;
+    maintenance.abort();
+    tracing::info!("shut down");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+    tracing::info!("shutdown signal received; finishing in-flight requests");
+}

@@ -1,0 +1,242 @@
+//! Cross-cutting request handling: authentication, rate limits, idempotency keys and metrics.
+
+use std::net::SocketAddr;
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::body::Body;
+use axum::extract::{ConnectInfo, MatchedPath, Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use governor::clock::{Clock, DefaultClock};
+use governor::middleware::StateInformationMiddleware;
+use governor::{Quota, RateLimiter};
+use huiyuan_core::idempotency::IdempotencyClaim;
+use huiyuan_core::Actor;
+use sha2::{Digest, Sha256};
+
+use crate::problem::ApiError;
+use crate::AppState;
+
+pub const REQUEST_ID: &str = "x-request-id";
+
+type KeyedLimiter = RateLimiter<
+    String,
+    governor::state::keyed::DefaultKeyedStateStore<String>,
+    DefaultClock,
+    StateInformationMiddleware,
+>;
+
+/// Per-caller request budgets (one per API key or operator, and one per client address for
+/// sign-in attempts).
+pub struct RateLimits {
+    per_caller: KeyedLimiter,
+    per_caller_limit: u32,
+    sign_in: KeyedLimiter,
+    sign_in_limit: u32,
+    clock: DefaultClock,
+}
+
+impl RateLimits {
+    pub fn new(per_minute: u32, sign_in_per_minute: u32) -> Self {
+        let quota = |n: u32| Quota::per_minute(NonZeroU32::new(n.max(1)).unwrap_or(NonZeroU32::MIN));
+        Self {
+            per_caller: RateLimiter::keyed(quota(per_minute)).with_middleware::<StateInformationMiddleware>(),
+            per_caller_limit: per_minute.max(1),
+            sign_in: RateLimiter::keyed(quota(sign_in_per_minute)).with_middleware::<StateInformationMiddleware>(),
+            sign_in_limit: sign_in_per_minute.max(1),
+            clock: DefaultClock::default(),
+        }
+    }
+
+    fn check(&self, limiter: &KeyedLimiter, limit: u32, key: String) -> Result<HeaderMap, ApiError> {
+        match limiter.check_key(&key) {
+            Ok(snapshot) => {
+                let mut h = HeaderMap::new();
+                h.insert("ratelimit-limit", HeaderValue::from(limit));
+                h.insert("ratelimit-remaining", HeaderValue::from(snapshot.remaining_burst_capacity()));
+                Ok(h)
+            }
+            Err(not_until) => {
+                let wait = not_until.wait_time_from(self.clock.now());
+                let mut err = ApiError::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "rate_limited",
+                    format!("too many requests; the limit is {limit} a minute"),
+                );
+                err.retry_after = Some(wait.as_secs() + 1);
+                Err(err)
+            }
+        }
+    }
+
+    /// Drops the state of callers that have been idle long enough to have a full budget again.
+    pub fn shrink(&self) {
+        self.per_caller.retain_recent();
+        self.sign_in.retain_recent();
+    }
+}
+
+/// Authenticates the bearer token and applies the caller's rate limit.
+pub async fn authenticate(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
+    let request_id = req.headers().get(REQUEST_ID).and_then(|v| v.to_str().ok()).map(str::to_owned);
+    let token = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+        .map(str::trim)
+        .map(str::to_owned);
+    let Some(token) = token else {
+        return ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthenticated",
+            "send an API key or session token as `Authorization: Bearer <token>`",
+        )
+        .into_response();
+    };
+    let actor = match state.core.authenticate(&token, request_id).await {
+        Ok(a) => a,
+        Err(e) => return ApiError::from(e).into_response(),
+    };
+    let limits = &state.limits;
+    let headers = match limits.check(&limits.per_caller, limits.per_caller_limit, actor.id.clone()) {
+        Ok(h) => h,
+        Err(e) => return e.into_response(),
+    };
+    req.extensions_mut().insert(actor);
+    let mut res = next.run(req).await;
+    res.headers_mut().extend(headers);
+    res
+}
+
+/// Limits sign-in attempts per client address.
+pub async fn limit_sign_in(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let addr = req
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip().to_string())
+        .unwrap_or_else(|| "unknown".into());
+    let limits = &state.limits;
+    match limits.check(&limits.sign_in, limits.sign_in_limit, addr) {
+        Ok(headers) => {
+            let mut res = next.run(req).await;
+            res.headers_mut().extend(headers);
+            res
+        }
+        Err(e) => e.into_response(),
+    }
+}
+
+/// `Idempotency-Key`: the first request runs; a retry with the same key and body gets the same
+/// response without running again; the same key with another body is refused.
+pub async fn idempotency(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    if !matches!(*req.method(), Method::POST | Method::PATCH | Method::DELETE) {
+        return next.run(req).await;
+    }
+    let Some(key) = req.headers().get("idempotency-key").map(|v| v.to_str().map(str::to_owned)) else {
+        return next.run(req).await;
+    };
+    let Ok(key) = key else {
+        return ApiError::field(
+            StatusCode::BAD_REQUEST,
+            "invalid_idempotency_key",
+            "Idempotency-Key",
+            "must be printable ASCII",
+        )
+        .into_response();
+    };
+    let Some(actor) = req.extensions().get::<Actor>().cloned() else {
+        return next.run(req).await;
+    };
+    let (parts, body) = req.into_parts();
+    let bytes = match axum::body::to_bytes(body, state.config.body_limit_bytes).await {
+        Ok(b) => b,
+        Err(_) => {
+            return ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", "the request body is too large")
+                .into_response()
+        }
+    };
+    let mut hasher = Sha256::new();
+    hasher.update(parts.method.as_str().as_bytes());
+    hasher.update([0]);
+    hasher.update(parts.uri.path().as_bytes());
+    hasher.update([0]);
+    hasher.update(parts.uri.query().unwrap_or("").as_bytes());
+    hasher.update([0]);
+    hasher.update(&bytes);
+    let request_hash = hasher.finalize().to_vec();
+
+    match state.core.claim_idempotency(&actor, &key, request_hash).await {
+        Err(e) => ApiError::from(e).into_response(),
+        Ok(IdempotencyClaim::Replay { status, body }) => {
+            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
+            let content_type = if status.is_success() { "application/json" } else { "application/problem+json" };
+            let mut res = (status, body).into_response();
+            res.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+            res.headers_mut().insert("idempotent-replayed", HeaderValue::from_static("true"));
+            res
+        }
+        Ok(IdempotencyClaim::InProgress) => ApiError::field(
+            StatusCode::CONFLICT,
+            "idempotency_key_in_use",
+            "Idempotency-Key",
+            "a request with this key is still being processed; retry shortly",
+        )
+        .into_response(),
+        Ok(IdempotencyClaim::Mismatch) => ApiError::field(
+            StatusCode::CONFLICT,
+            "idempotency_key_reused",
+            "Idempotency-Key",
+            "was already used for a different request",
+        )
+        .into_response(),
+        Ok(IdempotencyClaim::Proceed) => {
+            let res = next.run(Request::from_parts(parts, Body::from(bytes))).await;
+            let (res_parts, res_body) = res.into_parts();
+            let Ok(res_bytes) = axum::body::to_bytes(res_body, usize::MAX).await else {
+                let _ = state.core.release_idempotency(&actor, &key).await;
+                return ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "the response could not be read")
+                    .into_response();
+            };
+            // Server-side failures and lost races are not final: let a retry run again.
+            let retryable = res_parts.status.is_server_error()
+                || res_parts.status == StatusCode::TOO_MANY_REQUESTS
+                || res_parts.status == StatusCode::CONFLICT && is_transient_conflict(&res_bytes);
+            let stored = if retryable {
+                state.core.release_idempotency(&actor, &key).await
+            } else {
+                state.core.complete_idempotency(&actor, &key, res_parts.status.as_u16(), &res_bytes).await
+            };
+            if let Err(e) = stored {
+                tracing::error!(error = %e, "could not record the idempotent response");
+            }
+            Response::from_parts(res_parts, Body::from(res_bytes))
+        }
+    }
+}
+
+fn is_transient_conflict(body: &[u8]) -> bool {
+    serde_json::from_slice::<serde_json::Value>(body)
+        .ok()
+        .and_then(|v| v.get("code").and_then(|c| c.as_str()).map(|c| c == "conflict" || c == "concurrent_update"))
+        .unwrap_or(false)
+}
+
+/// Counts requests and records their latency per route (the route template, never the URL,
+/// so no ID or personal data becomes a label).
+pub async fn record_metrics(req: Request, next: Next) -> Response {
+    let route = req.extensions().get::<MatchedPath>().map(|p| p.as_str().to_owned()).unwrap_or_else(|| "unmatched".into());
+    let method = req.method().to_string();
+    let start = Instant::now();
+    let res = next.run(req).await;
+    let status = res.status().as_u16().to_string();
+    let labels = [("method", method), ("route", route), ("status", status)];
+    metrics::counter!("http_requests_total", &labels).increment(1);
+    metrics::histogram!("http_request_duration_seconds", &labels).record(start.elapsed().as_secs_f64());
+    res
+}
+
+pub type SharedLimits = Arc<RateLimits>;

@@ -1,0 +1,138 @@
+//! RFC 7807 problem details: every error the API returns, mapped from the use cases' errors
+//! in exactly one place ([`From<CoreError>`]).
+
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use huiyuan_core::{CodeRejection, CoreError};
+use huiyuan_domain::ids::MemberId;
+use huiyuan_domain::FieldError;
+use huiyuan_store::StoreError;
+use serde::Serialize;
+use utoipa::ToSchema;
+
+/// An error response (`application/problem+json`).
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Problem {
+    /// `urn:huiyuan:problem:<code>`
+    #[serde(rename = "type")]
+    pub type_uri: String,
+    pub title: String,
+    pub status: u16,
+    pub detail: String,
+    /// Stable, machine-readable reason, e.g. `validation_failed`, `identity_conflict`.
+    pub code: String,
+    /// The fields that were wrong and why.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<FieldError>,
+    /// For `member_merged`: the member to use instead.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub merged_into: Option<MemberId>,
+}
+
+/// A problem plus the headers that go with it.
+#[derive(Debug)]
+pub struct ApiError {
+    pub problem: Problem,
+    pub retry_after: Option<u64>,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: &str, detail: impl Into<String>) -> Self {
+        Self {
+            problem: Problem {
+                type_uri: format!("urn:huiyuan:problem:{code}"),
+                title: status.canonical_reason().unwrap_or("Error").to_owned(),
+                status: status.as_u16(),
+                detail: detail.into(),
+                code: code.to_owned(),
+                errors: Vec::new(),
+                merged_into: None,
+            },
+            retry_after: None,
+        }
+    }
+
+    pub fn with_errors(mut self, errors: Vec<FieldError>) -> Self {
+        self.problem.errors = errors;
+        self
+    }
+
+    pub fn field(status: StatusCode, code: &str, field: &str, reason: impl Into<String>) -> Self {
+        let reason = reason.into();
+        Self::new(status, code, format!("{field}: {reason}"))
+            .with_errors(vec![FieldError { field: field.to_owned(), reason }])
+    }
+
+    pub fn status(&self) -> StatusCode {
+        StatusCode::from_u16(self.problem.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+    }
+}
+
+impl From<CoreError> for ApiError {
+    fn from(e: CoreError) -> Self {
+        match e {
+            CoreError::Validation(v) => {
+                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "validation_failed", v.to_string()).with_errors(v.errors)
+            }
+            CoreError::NotFound(what) => ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("{what} not found")),
+            CoreError::Unauthenticated(why) => ApiError::new(StatusCode::UNAUTHORIZED, "unauthenticated", why),
+            e @ CoreError::Forbidden { .. } => ApiError::new(StatusCode::FORBIDDEN, "forbidden", e.to_string()),
+            CoreError::Conflict { code, message, errors } => {
+                ApiError::new(StatusCode::CONFLICT, code, message).with_errors(errors)
+            }
+            CoreError::Merged { from, into } => {
+                let mut err = ApiError::new(
+                    StatusCode::CONFLICT,
+                    "member_merged",
+                    format!("member {from} was merged into {into}; use that ID"),
+                );
+                err.problem.merged_into = Some(into);
+                err
+            }
+            CoreError::CodeRejected(r) => {
+                let status = match r {
+                    CodeRejection::Malformed | CodeRejection::Forged => StatusCode::UNPROCESSABLE_ENTITY,
+                    CodeRejection::Unknown => StatusCode::NOT_FOUND,
+                    CodeRejection::Expired { .. } => StatusCode::GONE,
+                    CodeRejection::AlreadyUsed { .. } => StatusCode::CONFLICT,
+                };
+                ApiError::new(status, r.code(), r.message())
+            }
+            CoreError::Store(StoreError::Conflict(_)) => {
+                ApiError::new(StatusCode::CONFLICT, "conflict", "a concurrent request changed the same record; retry")
+            }
+            CoreError::Store(StoreError::Stale) => {
+                ApiError::new(StatusCode::CONFLICT, "concurrent_update", "the record changed while updating; retry")
+            }
+            CoreError::Store(StoreError::Unavailable(detail)) => {
+                tracing::error!(%detail, "database unavailable");
+                let mut err = ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "the database is unavailable");
+                err.retry_after = Some(1);
+                err
+            }
+            other => {
+                tracing::error!(error = %other, "internal error");
+                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "an internal error occurred")
+            }
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        let body = serde_json::to_vec(&self.problem).unwrap_or_default();
+        let mut res = (status, body).into_response();
+        let headers = res.headers_mut();
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
+        if status == StatusCode::UNAUTHORIZED {
+            headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        if let Some(secs) = self.retry_after {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        res
+    }
+}
+
+pub type ApiResult<T> = Result<T, ApiError>;

@@ -1,0 +1,49 @@
+//! Health, readiness and metrics for operators of the installation.
+
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::IntoResponse;
+use axum::Json;
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use crate::problem::{ApiError, ApiResult};
+use crate::AppState;
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Health {
+    pub status: &'static str,
+    pub backend: &'static str,
+    pub version: &'static str,
+}
+
+/// The process is up.
+#[utoipa::path(get, path = "/healthz", tag = "operations", responses((status = 200, body = Health)))]
+pub async fn healthz(State(s): State<AppState>) -> Json<Health> {
+    Json(Health { status: "ok", backend: s.core.storage().backend(), version: env!("CARGO_PKG_VERSION") })
+}
+
+/// The database is reachable and every migration this binary knows is applied.
+#[utoipa::path(get, path = "/readyz", tag = "operations",
+    responses((status = 200, body = Health), (status = 503, body = crate::problem::Problem)))]
+pub async fn readyz(State(s): State<AppState>) -> ApiResult<Json<Health>> {
+    let backend = s.core.storage().backend();
+    match s.core.storage().health().await {
+        Ok(h) if h.reachable && h.migrations_current => {
+            Ok(Json(Health { status: "ready", backend, version: env!("CARGO_PKG_VERSION") }))
+        }
+        Ok(h) if h.reachable => Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "migrations_pending",
+            "the database needs migrating: run `huiyuan migrate`",
+        )),
+        _ => Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "database_unreachable", "the database is unreachable")),
+    }
+}
+
+/// Prometheus metrics: `http_requests_total` and `http_request_duration_seconds` per route.
+#[utoipa::path(get, path = "/metrics", tag = "operations",
+    responses((status = 200, description = "Prometheus text format", content_type = "text/plain")))]
+pub async fn metrics(State(s): State<AppState>) -> impl IntoResponse {
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], s.metrics.render())
+}

@@ -1,0 +1,172 @@
+//! Dynamic member codes (一碼通): an 18-digit code to type and a signed QR payload to scan,
+//! valid for a minute, accepted once.
+//!
+//! QR payload: `HY1.<brand>.<member>.<nonce>.<expires unix s>.<Ed25519 signature>`. A till
+//! with the brand's public key can check it offline; `verify` also checks it online and marks
+//! it used, so a screenshot cannot be replayed at another till or node.
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use ed25519_dalek::{Signature, Signer, SigningKey, Verifier};
+use huiyuan_domain::access::Permission;
+use huiyuan_domain::check_digit::{damm_digit, damm_valid};
+use huiyuan_domain::ids::{BrandId, MemberId};
+use huiyuan_domain::member::MemberStatus;
+use huiyuan_store::{MemberCodeRecord, Tx};
+use rand::Rng;
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+use utoipa::ToSchema;
+
+use crate::crypto::random_token;
+use crate::views::MemberView;
+use crate::{Actor, CodeRejection, Core, CoreError, Result};
+
+const QR_VERSION: &str = "HY1";
+/// Short codes are 17 random digits and a Damm check digit: ~56 bits, typed in one go.
+const SHORT_CODE_DIGITS: usize = 17;
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct MemberCode {
+    /// 18 digits to type at a till (the last is a check digit).
+    pub code: String,
+    /// The string to render as a QR code.
+    pub qr_payload: String,
+    #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    pub expires_at: OffsetDateTime,
+}
+
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct VerifyCodeInput {
+    /// The typed digits or the scanned QR payload.
+    pub code: String,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct VerifiedCode {
+    pub member: MemberView,
+    #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    pub verified_at: OffsetDateTime,
+}
+
+impl Core {
+    pub(crate) fn brand_code_key(&self, brand: &BrandId, sealed: &[u8]) -> Result<SigningKey> {
+        let bytes = self.keys.open(&format!("brand-code-key:{brand}"), sealed)?;
+        let arr: [u8; 32] = bytes.try_into().map_err(|_| CoreError::Corrupt("brand code key".into()))?;
+        Ok(SigningKey::from_bytes(&arr))
+    }
+
+    pub(crate) fn new_brand_code_key(&self, brand: &BrandId) -> Vec<u8> {
+        let key = SigningKey::generate(&mut rand::rngs::OsRng);
+        self.keys.seal(&format!("brand-code-key:{brand}"), &key.to_bytes())
+    }
+
+    async fn signing_key(&self, tx: &mut dyn Tx, brand: &BrandId) -> Result<SigningKey> {
+        let b = tx.get_brand(brand).await?.ok_or(CoreError::NotFound("brand"))?;
+        self.brand_code_key(brand, &b.code_key_ciphertext)
+    }
+
+    fn code_hash(&self, brand: &BrandId, digits: &str) -> Vec<u8> {
+        self.keys.lookup_hash(&[brand.as_str(), "member-code", digits])
+    }
+
+    /// Issues a fresh code for a member of the caller's brand.
+    pub async fn issue_code(&self, actor: &Actor, member: &MemberId) -> Result<MemberCode> {
+        actor.require(Permission::CodesIssue)?;
+        let brand = &actor.brand_id;
+        let mut tx = self.storage.write().await?;
+        let record = self.active_member(&mut *tx, brand, member, false).await?;
+        if record.status != MemberStatus::Active {
+            return Err(CoreError::conflict("member_erased", "an erased member has no member code"));
+        }
+        let key = self.signing_key(&mut *tx, brand).await?;
+        let expires_at = self.now() + self.config.member_code_ttl;
+        let nonce = random_token(16);
+        let mut digits: String = {
+            let mut rng = rand::thread_rng();
+            (0..SHORT_CODE_DIGITS).map(|_| char::from(b'0' + rng.gen_range(0..10u8))).collect()
+        };
+        digits.push(char::from(b'0' + damm_digit(&digits).unwrap_or(0)));
+        let signed = format!("{QR_VERSION}.{brand}.{member}.{nonce}.{}", expires_at.unix_timestamp());
+        let signature = key.sign(signed.as_bytes());
+        let qr_payload = format!("{signed}.{}", URL_SAFE_NO_PAD.encode(signature.to_bytes()));
+        tx.insert_member_code(&MemberCodeRecord {
+            brand_id: brand.clone(),
+            nonce,
+            code_hash: self.code_hash(brand, &digits),
+            member_id: member.clone(),
+            expires_at,
+            used_at: None,
+            used_by: None,
+        })
+        .await?;
+        tx.commit().await?;
+        Ok(MemberCode { code: digits, qr_payload, expires_at })
+    }
+
+    /// Resolves a code to its member, once. A second use, an expired code, a code of another
+    /// brand or any altered character is refused with the reason.
+    pub async fn verify_code(&self, actor: &Actor, input: &str) -> Result<VerifiedCode> {
+        actor.require(Permission::CodesVerify)?;
+        let brand = &actor.brand_id;
+        let input = input.trim();
+        let now = self.now();
+        let mut tx = self.storage.write().await?;
+        let code = if input.starts_with(QR_VERSION) {
+            let key = self.signing_key(&mut *tx, brand).await?;
+            let nonce = check_qr(input, brand, &key, now)?;
+            tx.find_member_code_by_nonce(brand, &nonce).await?
+        } else {
+            let digits: String = input.chars().filter(|c| !c.is_whitespace() && *c != '-').collect();
+            if digits.len() != SHORT_CODE_DIGITS + 1 || !damm_valid(&digits) {
+                return Err(CodeRejection::Malformed.into());
+            }
+            tx.find_member_code_by_hash(brand, &self.code_hash(brand, &digits)).await?
+        };
+        let code = code.ok_or(CodeRejection::Unknown)?;
+        if let (Some(at), by) = (code.used_at, &code.used_by) {
+            return Err(CodeRejection::AlreadyUsed { at, by: by.clone().unwrap_or_default() }.into());
+        }
+        if code.expires_at <= now {
+            return Err(CodeRejection::Expired { at: code.expires_at }.into());
+        }
+        let used_by = format!("{} {}", actor.kind.as_str(), actor.id);
+        if !tx.use_member_code(brand, &code.nonce, now, &used_by).await? {
+            // Another till won the race a moment ago.
+            return Err(CodeRejection::AlreadyUsed { at: now, by: "another till".into() }.into());
+        }
+        let record = self.active_member(&mut *tx, brand, &code.member_id, false).await?;
+        let member = self.member_view(&mut *tx, &record, false).await?;
+        tx.commit().await?;
+        Ok(VerifiedCode { member, verified_at: now })
+    }
+}
+
+/// Checks a QR payload's form, brand, signature and expiry; returns its nonce.
+fn check_qr(payload: &str, brand: &BrandId, key: &SigningKey, now: OffsetDateTime) -> Result<String, CodeRejection> {
+    let parts: Vec<&str> = payload.split('.').collect();
+    let [version, code_brand, _member, nonce, expires, signature] = parts.as_slice() else {
+        return Err(CodeRejection::Malformed);
+    };
+    if *version != QR_VERSION {
+        return Err(CodeRejection::Malformed);
+    }
+    let signature = URL_SAFE_NO_PAD
+        .decode(signature)
+        .ok()
+        .and_then(|b| Signature::from_slice(&b).ok())
+        .ok_or(CodeRejection::Forged)?;
+    let signed = &payload[..payload.len() - parts[5].len() - 1];
+    if *code_brand != brand.as_str() || key.verifying_key().verify(signed.as_bytes(), &signature).is_err() {
+        return Err(CodeRejection::Forged);
+    }
+    let expires: i64 = expires.parse().map_err(|_| CodeRejection::Malformed)?;
+    let expires_at = OffsetDateTime::from_unix_timestamp(expires).map_err(|_| CodeRejection::Malformed)?;
+    if expires_at <= now {
+        return Err(CodeRejection::Expired { at: expires_at });
+    }
+    Ok((*nonce).to_owned())
+}

@@ -1,0 +1,83 @@
+//! Errors of the use cases; the HTTP layer maps each to one status and problem type.
+
+use huiyuan_domain::access::{Permission, Role};
+use huiyuan_domain::ids::MemberId;
+use huiyuan_domain::{FieldError, ValidationError};
+use huiyuan_store::StoreError;
+use time::OffsetDateTime;
+
+#[derive(Debug, thiserror::Error)]
+pub enum CoreError {
+    #[error(transparent)]
+    Validation(#[from] ValidationError),
+    /// The record does not exist in the caller's brand (another brand's records included).
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    #[error("authentication failed: {0}")]
+    Unauthenticated(&'static str),
+    #[error("the role `{}` may not do `{}`", role.as_str(), permission.as_str())]
+    Forbidden { role: Role, permission: Permission },
+    /// A rule of the current state refuses the request; `code` is stable for clients.
+    #[error("{message}")]
+    Conflict { code: &'static str, message: String, errors: Vec<FieldError> },
+    /// The member was merged; requests must use the surviving ID.
+    #[error("member {from} was merged into {into}")]
+    Merged { from: MemberId, into: MemberId },
+    #[error("{}", .0.message())]
+    CodeRejected(CodeRejection),
+    #[error("stored data could not be read: {0}")]
+    Corrupt(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl CoreError {
+    pub fn conflict(code: &'static str, message: impl Into<String>) -> Self {
+        CoreError::Conflict { code, message: message.into(), errors: Vec::new() }
+    }
+}
+
+/// Why a member code was refused, in words a clerk can act on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CodeRejection {
+    Malformed,
+    Forged,
+    Unknown,
+    Expired { at: OffsetDateTime },
+    AlreadyUsed { at: OffsetDateTime, by: String },
+}
+
+impl CodeRejection {
+    pub fn code(&self) -> &'static str {
+        match self {
+            CodeRejection::Malformed => "code_malformed",
+            CodeRejection::Forged => "code_forged",
+            CodeRejection::Unknown => "code_unknown",
+            CodeRejection::Expired { .. } => "code_expired",
+            CodeRejection::AlreadyUsed { .. } => "code_already_used",
+        }
+    }
+
+    pub fn message(&self) -> String {
+        let fmt = |t: &OffsetDateTime| {
+            t.format(&time::format_description::well_known::Rfc3339).unwrap_or_else(|_| t.to_string())
+        };
+        match self {
+            CodeRejection::Malformed => "this is not a member code (check the digits or scan again)".into(),
+            CodeRejection::Forged => "the code's signature is not valid for this brand".into(),
+            CodeRejection::Unknown => "no such member code; ask the member to refresh it".into(),
+            CodeRejection::Expired { at } => {
+                format!("the code expired at {}; ask the member to refresh it", fmt(at))
+            }
+            CodeRejection::AlreadyUsed { at, by } => format!("the code was already used at {} by {by}", fmt(at)),
+        }
+    }
+}
+
+impl From<crate::crypto::CryptoError> for CoreError {
+    fn from(e: crate::crypto::CryptoError) -> Self {
+        CoreError::Corrupt(e.to_string())
+    }
+}
+
+pub type Result<T, E = CoreError> = std::result::Result<T, E>;

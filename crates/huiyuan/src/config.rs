@@ -1,0 +1,65 @@
+//! Configuration: defaults, then a TOML file, then `HUIYUAN_*` environment variables, then
+//! command-line flags — each overriding the one before.
+
+use std::path::{Path, PathBuf};
+
+use figment::providers::{Env, Format, Serialized, Toml};
+use figment::Figment;
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Address to listen on.
+    pub listen: String,
+    /// Folder of the embedded SQLite database and the master key file.
+    pub data: Option<PathBuf>,
+    /// `postgres://…` to use PostgreSQL instead of the embedded database.
+    pub database: Option<String>,
+    /// The master key (base64). When absent, `<data>/master.key` is used.
+    pub master_key: Option<String>,
+    /// `json` (default) or `text`.
+    pub log_format: String,
+    /// PostgreSQL pool size per process.
+    pub database_max_connections: u32,
+    pub rate_limit_per_minute: u32,
+    pub sign_in_per_minute: u32,
+    pub body_limit_bytes: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        let api = huiyuan_api::ApiConfig::default();
+        Self {
+            listen: "127.0.0.1:8080".into(),
+            data: None,
+            database: None,
+            master_key: None,
+            log_format: "json".into(),
+            database_max_connections: 16,
+            rate_limit_per_minute: api.rate_limit_per_minute,
+            sign_in_per_minute: api.sign_in_per_minute,
+            body_limit_bytes: api.body_limit_bytes,
+        }
+    }
+}
+
+impl Config {
+    /// Loads the layers; `file` is `--config`, else `huiyuan.toml` in the working folder if present.
+    pub fn load(file: Option<&Path>) -> Result<Self, Box<figment::Error>> {
+        let mut fig = Figment::from(Serialized::defaults(Config::default()));
+        match file {
+            Some(f) => fig = fig.merge(Toml::file_exact(f)),
+            None => fig = fig.merge(Toml::file("huiyuan.toml")),
+        }
+        fig.merge(Env::prefixed("HUIYUAN_").ignore(&["test_database_url"])).extract().map_err(Box::new)
+    }
+
+    pub fn api(&self) -> huiyuan_api::ApiConfig {
+        huiyuan_api::ApiConfig {
+            body_limit_bytes: self.body_limit_bytes,
+            rate_limit_per_minute: self.rate_limit_per_minute,
+            sign_in_per_minute: self.sign_in_per_minute,
+        }
+    }
+}
