@@ -35,7 +35,11 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
         }
         let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
             if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", "the request body is too large")
+                ApiError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "payload_too_large",
+                    "the request body is too large",
+                )
             } else {
                 ApiError::new(StatusCode::BAD_REQUEST, "unreadable_body", rejection.body_text())
             }
@@ -60,7 +64,12 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
         if inner.classify() == serde_json::error::Category::Data {
             let message = strip_position(&inner.to_string());
             let field = field_of(&path, &message);
-            ApiError::field(StatusCode::UNPROCESSABLE_ENTITY, "invalid_request_body", &field, message)
+            ApiError::field(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_request_body",
+                &field,
+                message,
+            )
         } else {
             syntax(&inner)
         }
@@ -79,9 +88,12 @@ fn strip_position(message: &str) -> String {
 
 /// The path of the offending field; for unknown and missing fields serde names it in the message.
 fn field_of(path: &str, message: &str) -> String {
-    let named = ["unknown field `", "missing field `"]
-        .iter()
-        .find_map(|p| message.split_once(p).and_then(|(_, rest)| rest.split_once('`')).map(|(f, _)| f.to_owned()));
+    let named = ["unknown field `", "missing field `"].iter().find_map(|p| {
+        message
+            .split_once(p)
+            .and_then(|(_, rest)| rest.split_once('`'))
+            .map(|(f, _)| f.to_owned())
+    });
     match (path, named) {
         (".", Some(f)) => f,
         (p, Some(f)) if message.starts_with("missing") => format!("{p}.{f}"),
@@ -115,18 +127,20 @@ impl<S: Send + Sync> FromRequestParts<S> for Auth {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        parts
-            .extensions
-            .get::<Actor>()
-            .cloned()
-            .map(Auth)
-            .ok_or_else(|| ApiError::new(StatusCode::UNAUTHORIZED, "unauthenticated", "no credentials were given"))
+        parts.extensions.get::<Actor>().cloned().map(Auth).ok_or_else(|| {
+            ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "unauthenticated",
+                "no credentials were given",
+            )
+        })
     }
 }
 
 /// Parses a path ID; a malformed ID is reported as not found, exactly like an ID of another brand.
 pub fn path_id<T: std::str::FromStr>(raw: &str, what: &'static str) -> Result<T, ApiError> {
-    raw.parse().map_err(|_| ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("{what} not found")))
+    raw.parse()
+        .map_err(|_| ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("{what} not found")))
 }
 
 #[cfg(test)]
@@ -149,17 +163,36 @@ mod tests {
 
     fn err(json: &str) -> (u16, String, String) {
         let e = parse_json::<Body>(json.as_bytes()).unwrap_err();
-        (e.problem.status, e.problem.code, e.problem.errors[0].field.clone())
+        (
+            e.problem.status,
+            e.problem.code,
+            e.problem.errors[0].field.clone(),
+        )
     }
 
     #[test]
     fn names_the_field() {
-        assert_eq!(err(r#"{"name":"a","nmae":1}"#), (422, "invalid_request_body".into(), "nmae".into()));
+        assert_eq!(
+            err(r#"{"name":"a","nmae":1}"#),
+            (422, "invalid_request_body".into(), "nmae".into())
+        );
         assert_eq!(err(r#"{}"#), (422, "invalid_request_body".into(), "name".into()));
-        assert_eq!(err(r#"{"name":5}"#), (422, "invalid_request_body".into(), "name".into()));
-        assert_eq!(err(r#"{"name":"a","inner":{"count":-1}}"#), (422, "invalid_request_body".into(), "inner.count".into()));
-        assert_eq!(err(r#"{"name":"a","inner":{}}"#), (422, "invalid_request_body".into(), "inner.count".into()));
+        assert_eq!(
+            err(r#"{"name":5}"#),
+            (422, "invalid_request_body".into(), "name".into())
+        );
+        assert_eq!(
+            err(r#"{"name":"a","inner":{"count":-1}}"#),
+            (422, "invalid_request_body".into(), "inner.count".into())
+        );
+        assert_eq!(
+            err(r#"{"name":"a","inner":{}}"#),
+            (422, "invalid_request_body".into(), "inner.count".into())
+        );
         assert_eq!(err(r#"{"name": "#), (400, "malformed_json".into(), "body".into()));
-        assert_eq!(err(r#"{"name":"a"} trailing"#), (400, "malformed_json".into(), "body".into()));
+        assert_eq!(
+            err(r#"{"name":"a"} trailing"#),
+            (400, "malformed_json".into(), "body".into())
+        );
     }
 }

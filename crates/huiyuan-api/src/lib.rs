@@ -41,7 +41,11 @@ pub struct ApiConfig {
 
 impl Default for ApiConfig {
     fn default() -> Self {
-        Self { body_limit_bytes: 1024 * 1024, rate_limit_per_minute: 1200, sign_in_per_minute: 20 }
+        Self {
+            body_limit_bytes: 1024 * 1024,
+            rate_limit_per_minute: 1200,
+            sign_in_per_minute: 20,
+        }
     }
 }
 
@@ -55,8 +59,16 @@ pub struct AppState {
 
 impl AppState {
     pub fn new(core: Core, config: ApiConfig) -> Self {
-        let limits = Arc::new(RateLimits::new(config.rate_limit_per_minute, config.sign_in_per_minute));
-        Self { core, config: Arc::new(config), limits, metrics: metrics_handle() }
+        let limits = Arc::new(RateLimits::new(
+            config.rate_limit_per_minute,
+            config.sign_in_per_minute,
+        ));
+        Self {
+            core,
+            config: Arc::new(config),
+            limits,
+            metrics: metrics_handle(),
+        }
     }
 }
 
@@ -68,7 +80,9 @@ fn metrics_handle() -> PrometheusHandle {
             let builder = PrometheusBuilder::new()
                 .set_buckets_for_metric(
                     Matcher::Full("http_request_duration_seconds".into()),
-                    &[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0],
+                    &[
+                        0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+                    ],
                 )
                 .unwrap_or_else(|_| PrometheusBuilder::new());
             let recorder = builder.build_recorder();
@@ -108,7 +122,12 @@ impl Modify for BearerAuth {
         let components = openapi.components.get_or_insert_with(Default::default);
         components.add_security_scheme(
             "bearer",
-            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).bearer_format("API key or session token").build()),
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("API key or session token")
+                    .build(),
+            ),
         );
     }
 }
@@ -119,7 +138,10 @@ struct MakeId;
 
 impl MakeRequestId for MakeId {
     fn make_request_id<B>(&mut self, _: &Request<B>) -> Option<RequestId> {
-        huiyuan_core::crypto::random_token(12).parse().ok().map(RequestId::new)
+        huiyuan_core::crypto::random_token(12)
+            .parse()
+            .ok()
+            .map(RequestId::new)
     }
 }
 
@@ -144,11 +166,21 @@ fn split(state: &AppState) -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(access::list_api_keys, access::create_api_key))
         .routes(routes!(access::revoke_api_key))
         .routes(routes!(audit::list_audit))
-        .layer(axum::middleware::from_fn_with_state(state.clone(), middleware::idempotency))
-        .layer(axum::middleware::from_fn_with_state(state.clone(), middleware::authenticate));
-    let sign_in = OpenApiRouter::new()
-        .routes(routes!(access::login))
-        .layer(axum::middleware::from_fn_with_state(state.clone(), middleware::limit_sign_in));
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            middleware::idempotency,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            middleware::authenticate,
+        ));
+    let sign_in =
+        OpenApiRouter::new()
+            .routes(routes!(access::login))
+            .layer(axum::middleware::from_fn_with_state(
+                state.clone(),
+                middleware::limit_sign_in,
+            ));
     let operations = OpenApiRouter::new()
         .routes(routes!(ops::healthz))
         .routes(routes!(ops::readyz))
@@ -173,14 +205,26 @@ pub fn app(state: AppState) -> Router {
         .route_layer(axum::middleware::from_fn(middleware::record_metrics))
         .merge(SwaggerUi::new("/docs").url("/openapi.json", api))
         // The console arrives at `/console`; until then the front door is the API's own docs.
-        .route("/", axum::routing::get(|| async { axum::response::Redirect::temporary("/docs/") }))
+        .route(
+            "/",
+            axum::routing::get(|| async { axum::response::Redirect::temporary("/docs/") }),
+        )
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route") })
         .method_not_allowed_fallback(|| async {
-            ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "this route does not take that method")
+            ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "this route does not take that method",
+            )
         })
         .layer(DefaultBodyLimit::max(state.config.body_limit_bytes))
         .layer(CatchPanicLayer::custom(|_| {
-            ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "an internal error occurred").into_response()
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "an internal error occurred",
+            )
+            .into_response()
         }))
         .layer(
             // Only the route template and request ID are logged: never the query string or body,
@@ -192,12 +236,22 @@ pub fn app(state: AppState) -> Router {
                         .get::<axum::extract::MatchedPath>()
                         .map(|p| p.as_str().to_owned())
                         .unwrap_or_default();
-                    let id = req.headers().get(REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or("");
+                    let id = req
+                        .headers()
+                        .get(REQUEST_ID)
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or("");
                     tracing::info_span!("request", method = %req.method(), route, request_id = id)
                 })
-                .on_response(|res: &axum::response::Response, latency: Duration, _span: &tracing::Span| {
-                    tracing::info!(status = res.status().as_u16(), latency_ms = latency.as_secs_f64() * 1000.0, "response");
-                }),
+                .on_response(
+                    |res: &axum::response::Response, latency: Duration, _span: &tracing::Span| {
+                        tracing::info!(
+                            status = res.status().as_u16(),
+                            latency_ms = latency.as_secs_f64() * 1000.0,
+                            "response"
+                        );
+                    },
+                ),
         )
         .layer(PropagateRequestIdLayer::new(request_id.clone()))
         .layer(SetRequestIdLayer::new(request_id, MakeId))

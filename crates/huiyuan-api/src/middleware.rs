@@ -45,7 +45,8 @@ impl RateLimits {
         Self {
             per_caller: RateLimiter::keyed(quota(per_minute)).with_middleware::<StateInformationMiddleware>(),
             per_caller_limit: per_minute.max(1),
-            sign_in: RateLimiter::keyed(quota(sign_in_per_minute)).with_middleware::<StateInformationMiddleware>(),
+            sign_in: RateLimiter::keyed(quota(sign_in_per_minute))
+                .with_middleware::<StateInformationMiddleware>(),
             sign_in_limit: sign_in_per_minute.max(1),
             clock: DefaultClock::default(),
         }
@@ -56,7 +57,10 @@ impl RateLimits {
             Ok(snapshot) => {
                 let mut h = HeaderMap::new();
                 h.insert("ratelimit-limit", HeaderValue::from(limit));
-                h.insert("ratelimit-remaining", HeaderValue::from(snapshot.remaining_burst_capacity()));
+                h.insert(
+                    "ratelimit-remaining",
+                    HeaderValue::from(snapshot.remaining_burst_capacity()),
+                );
                 Ok(h)
             }
             Err(not_until) => {
@@ -81,7 +85,11 @@ impl RateLimits {
 
 /// Authenticates the bearer token and applies the caller's rate limit.
 pub async fn authenticate(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
-    let request_id = req.headers().get(REQUEST_ID).and_then(|v| v.to_str().ok()).map(str::to_owned);
+    let request_id = req
+        .headers()
+        .get(REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
     let token = req
         .headers()
         .get(header::AUTHORIZATION)
@@ -136,7 +144,11 @@ pub async fn idempotency(State(state): State<AppState>, req: Request, next: Next
     if !matches!(*req.method(), Method::POST | Method::PATCH | Method::DELETE) {
         return next.run(req).await;
     }
-    let Some(key) = req.headers().get("idempotency-key").map(|v| v.to_str().map(str::to_owned)) else {
+    let Some(key) = req
+        .headers()
+        .get("idempotency-key")
+        .map(|v| v.to_str().map(str::to_owned))
+    else {
         return next.run(req).await;
     };
     let Ok(key) = key else {
@@ -155,8 +167,12 @@ pub async fn idempotency(State(state): State<AppState>, req: Request, next: Next
     let bytes = match axum::body::to_bytes(body, state.config.body_limit_bytes).await {
         Ok(b) => b,
         Err(_) => {
-            return ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", "the request body is too large")
-                .into_response()
+            return ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                "the request body is too large",
+            )
+            .into_response()
         }
     };
     let mut hasher = Sha256::new();
@@ -173,10 +189,16 @@ pub async fn idempotency(State(state): State<AppState>, req: Request, next: Next
         Err(e) => ApiError::from(e).into_response(),
         Ok(IdempotencyClaim::Replay { status, body }) => {
             let status = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
-            let content_type = if status.is_success() { "application/json" } else { "application/problem+json" };
+            let content_type = if status.is_success() {
+                "application/json"
+            } else {
+                "application/problem+json"
+            };
             let mut res = (status, body).into_response();
-            res.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
-            res.headers_mut().insert("idempotent-replayed", HeaderValue::from_static("true"));
+            res.headers_mut()
+                .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+            res.headers_mut()
+                .insert("idempotent-replayed", HeaderValue::from_static("true"));
             res
         }
         Ok(IdempotencyClaim::InProgress) => ApiError::field(
@@ -198,8 +220,12 @@ pub async fn idempotency(State(state): State<AppState>, req: Request, next: Next
             let (res_parts, res_body) = res.into_parts();
             let Ok(res_bytes) = axum::body::to_bytes(res_body, usize::MAX).await else {
                 let _ = state.core.release_idempotency(&actor, &key).await;
-                return ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "the response could not be read")
-                    .into_response();
+                return ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal",
+                    "the response could not be read",
+                )
+                .into_response();
             };
             // Server-side failures and lost races are not final: let a retry run again.
             let retryable = res_parts.status.is_server_error()
@@ -208,7 +234,10 @@ pub async fn idempotency(State(state): State<AppState>, req: Request, next: Next
             let stored = if retryable {
                 state.core.release_idempotency(&actor, &key).await
             } else {
-                state.core.complete_idempotency(&actor, &key, res_parts.status.as_u16(), &res_bytes).await
+                state
+                    .core
+                    .complete_idempotency(&actor, &key, res_parts.status.as_u16(), &res_bytes)
+                    .await
             };
             if let Err(e) = stored {
                 tracing::error!(error = %e, "could not record the idempotent response");
@@ -221,14 +250,22 @@ pub async fn idempotency(State(state): State<AppState>, req: Request, next: Next
 fn is_transient_conflict(body: &[u8]) -> bool {
     serde_json::from_slice::<serde_json::Value>(body)
         .ok()
-        .and_then(|v| v.get("code").and_then(|c| c.as_str()).map(|c| c == "conflict" || c == "concurrent_update"))
+        .and_then(|v| {
+            v.get("code")
+                .and_then(|c| c.as_str())
+                .map(|c| c == "conflict" || c == "concurrent_update")
+        })
         .unwrap_or(false)
 }
 
 /// Counts requests and records their latency per route (the route template, never the URL,
 /// so no ID or personal data becomes a label).
 pub async fn record_metrics(req: Request, next: Next) -> Response {
-    let route = req.extensions().get::<MatchedPath>().map(|p| p.as_str().to_owned()).unwrap_or_else(|| "unmatched".into());
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or_else(|| "unmatched".into());
     let method = req.method().to_string();
     let start = Instant::now();
     let res = next.run(req).await;

@@ -59,8 +59,10 @@ impl ApiError {
 
     pub fn field(status: StatusCode, code: &str, field: &str, reason: impl Into<String>) -> Self {
         let reason = reason.into();
-        Self::new(status, code, format!("{field}: {reason}"))
-            .with_errors(vec![FieldError { field: field.to_owned(), reason }])
+        Self::new(status, code, format!("{field}: {reason}")).with_errors(vec![FieldError {
+            field: field.to_owned(),
+            reason,
+        }])
     }
 
     pub fn status(&self) -> StatusCode {
@@ -71,15 +73,26 @@ impl ApiError {
 impl From<CoreError> for ApiError {
     fn from(e: CoreError) -> Self {
         match e {
-            CoreError::Validation(v) => {
-                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "validation_failed", v.to_string()).with_errors(v.errors)
+            CoreError::Validation(v) => ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "validation_failed",
+                v.to_string(),
+            )
+            .with_errors(v.errors),
+            CoreError::NotFound(what) => {
+                ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("{what} not found"))
             }
-            CoreError::NotFound(what) => ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("{what} not found")),
-            CoreError::Unauthenticated(why) => ApiError::new(StatusCode::UNAUTHORIZED, "unauthenticated", why),
-            e @ CoreError::Forbidden { .. } => ApiError::new(StatusCode::FORBIDDEN, "forbidden", e.to_string()),
-            CoreError::Conflict { code, message, errors } => {
-                ApiError::new(StatusCode::CONFLICT, code, message).with_errors(errors)
+            CoreError::Unauthenticated(why) => {
+                ApiError::new(StatusCode::UNAUTHORIZED, "unauthenticated", why)
             }
+            e @ CoreError::Forbidden { .. } => {
+                ApiError::new(StatusCode::FORBIDDEN, "forbidden", e.to_string())
+            }
+            CoreError::Conflict {
+                code,
+                message,
+                errors,
+            } => ApiError::new(StatusCode::CONFLICT, code, message).with_errors(errors),
             CoreError::Merged { from, into } => {
                 let mut err = ApiError::new(
                     StatusCode::CONFLICT,
@@ -98,21 +111,33 @@ impl From<CoreError> for ApiError {
                 };
                 ApiError::new(status, r.code(), r.message())
             }
-            CoreError::Store(StoreError::Conflict(_)) => {
-                ApiError::new(StatusCode::CONFLICT, "conflict", "a concurrent request changed the same record; retry")
-            }
-            CoreError::Store(StoreError::Stale) => {
-                ApiError::new(StatusCode::CONFLICT, "concurrent_update", "the record changed while updating; retry")
-            }
+            CoreError::Store(StoreError::Conflict(_)) => ApiError::new(
+                StatusCode::CONFLICT,
+                "conflict",
+                "a concurrent request changed the same record; retry",
+            ),
+            CoreError::Store(StoreError::Stale) => ApiError::new(
+                StatusCode::CONFLICT,
+                "concurrent_update",
+                "the record changed while updating; retry",
+            ),
             CoreError::Store(StoreError::Unavailable(detail)) => {
                 tracing::error!(%detail, "database unavailable");
-                let mut err = ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "the database is unavailable");
+                let mut err = ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "unavailable",
+                    "the database is unavailable",
+                );
                 err.retry_after = Some(1);
                 err
             }
             other => {
                 tracing::error!(error = %other, "internal error");
-                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "an internal error occurred")
+                ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal",
+                    "an internal error occurred",
+                )
             }
         }
     }
@@ -124,7 +149,10 @@ impl IntoResponse for ApiError {
         let body = serde_json::to_vec(&self.problem).unwrap_or_default();
         let mut res = (status, body).into_response();
         let headers = res.headers_mut();
-        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/problem+json"),
+        );
         if status == StatusCode::UNAUTHORIZED {
             headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }

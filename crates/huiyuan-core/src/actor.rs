@@ -39,7 +39,13 @@ pub struct Actor {
 
 impl Actor {
     pub fn system(brand_id: BrandId) -> Self {
-        Self { brand_id, kind: ActorKind::System, id: "system".into(), role: Role::Admin, request_id: None }
+        Self {
+            brand_id,
+            kind: ActorKind::System,
+            id: "system".into(),
+            role: Role::Admin,
+            request_id: None,
+        }
     }
 
     pub fn may(&self, permission: Permission) -> bool {
@@ -50,7 +56,10 @@ impl Actor {
         if self.may(permission) {
             Ok(())
         } else {
-            Err(CoreError::Forbidden { role: self.role, permission })
+            Err(CoreError::Forbidden {
+                role: self.role,
+                permission,
+            })
         }
     }
 }

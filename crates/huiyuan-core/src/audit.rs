@@ -33,7 +33,12 @@ impl Core {
         Ok(())
     }
 
-    pub async fn list_audit(&self, actor: &Actor, filter: &AuditFilter, page: &Page) -> Result<Vec<AuditView>> {
+    pub async fn list_audit(
+        &self,
+        actor: &Actor,
+        filter: &AuditFilter,
+        page: &Page,
+    ) -> Result<Vec<AuditView>> {
         actor.require(Permission::AuditRead)?;
         let mut tx = self.storage.read().await?;
         let records = tx.list_audit(&actor.brand_id, filter, page).await?;

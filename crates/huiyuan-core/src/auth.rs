@@ -78,9 +78,14 @@ fn validate_username(u: &str) -> Result<String, ValidationError> {
     let u = u.trim().to_lowercase();
     if u.len() < 3
         || u.len() > 64
-        || !u.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '@'))
+        || !u
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '@'))
     {
-        return Err(ValidationError::field("username", "must be 3 to 64 characters of a-z, 0-9, . _ - @"));
+        return Err(ValidationError::field(
+            "username",
+            "must be 3 to 64 characters of a-z, 0-9, . _ - @",
+        ));
     }
     Ok(u)
 }
@@ -95,7 +100,10 @@ fn validate_password(p: &str) -> Result<(), ValidationError> {
 fn validate_label(field: &str, s: &str) -> Result<String, ValidationError> {
     let t = s.trim();
     if t.is_empty() || t.chars().count() > 100 || t.chars().any(char::is_control) {
-        return Err(ValidationError::field(field, "must be 1 to 100 printable characters"));
+        return Err(ValidationError::field(
+            field,
+            "must be 1 to 100 printable characters",
+        ));
     }
     Ok(t.to_owned())
 }
@@ -104,7 +112,9 @@ fn validate_label(field: &str, s: &str) -> Result<String, ValidationError> {
 async fn hash_password(password: String) -> Result<String> {
     tokio::task::spawn_blocking(move || {
         let salt = SaltString::generate(&mut rand::rngs::OsRng);
-        Argon2::default().hash_password(password.as_bytes(), &salt).map(|h| h.to_string())
+        Argon2::default()
+            .hash_password(password.as_bytes(), &salt)
+            .map(|h| h.to_string())
     })
     .await
     .map_err(|e| CoreError::Corrupt(e.to_string()))?
@@ -113,7 +123,8 @@ async fn hash_password(password: String) -> Result<String> {
 
 async fn verify_password(password: String, hash: String) -> bool {
     tokio::task::spawn_blocking(move || {
-        PasswordHash::new(&hash).is_ok_and(|h| Argon2::default().verify_password(password.as_bytes(), &h).is_ok())
+        PasswordHash::new(&hash)
+            .is_ok_and(|h| Argon2::default().verify_password(password.as_bytes(), &h).is_ok())
     })
     .await
     .unwrap_or(false)
@@ -121,7 +132,8 @@ async fn verify_password(password: String, hash: String) -> bool {
 
 /// A valid hash of nothing in particular, verified against when the username is unknown so
 /// that a wrong username takes as long as a wrong password.
-const DUMMY_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$3IdWUxcT6xjKz9XFIvHHKZDAGyBLWk6BpS0Xn6U0Tqg";
+const DUMMY_HASH: &str =
+    "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$3IdWUxcT6xjKz9XFIvHHKZDAGyBLWk6BpS0Xn6U0Tqg";
 
 pub(crate) fn operator_view(o: &OperatorRecord) -> OperatorView {
     OperatorView {
@@ -155,7 +167,9 @@ impl Core {
             let mut tx = self.storage.read().await?;
             tx.find_operator_by_username(&username).await?
         };
-        let hash = operator.as_ref().map_or(DUMMY_HASH.to_owned(), |o| o.password_hash.clone());
+        let hash = operator
+            .as_ref()
+            .map_or(DUMMY_HASH.to_owned(), |o| o.password_hash.clone());
         let ok = verify_password(input.password, hash).await;
         let Some(operator) = operator.filter(|o| ok && !o.disabled) else {
             return Err(CoreError::Unauthenticated("wrong username or password"));
@@ -178,15 +192,33 @@ impl Core {
         };
         let mut tx = self.storage.write().await?;
         tx.insert_session(&session).await?;
-        self.audit(&mut *tx, &actor, "operator.signed_in", ("operator", operator.id.as_str()), json!({})).await?;
+        self.audit(
+            &mut *tx,
+            &actor,
+            "operator.signed_in",
+            ("operator", operator.id.as_str()),
+            json!({}),
+        )
+        .await?;
         tx.commit().await?;
-        Ok(Session { token, expires_at: session.expires_at, operator: operator_view(&operator) })
+        Ok(Session {
+            token,
+            expires_at: session.expires_at,
+            operator: operator_view(&operator),
+        })
     }
 
     pub async fn logout(&self, actor: &Actor, token: &str) -> Result<()> {
         let mut tx = self.storage.write().await?;
         if tx.delete_session(&self.keys.secret_hash(token)).await? {
-            self.audit(&mut *tx, actor, "operator.signed_out", ("operator", &actor.id), json!({})).await?;
+            self.audit(
+                &mut *tx,
+                actor,
+                "operator.signed_out",
+                ("operator", &actor.id),
+                json!({}),
+            )
+            .await?;
         }
         tx.commit().await?;
         Ok(())
@@ -201,7 +233,9 @@ impl Core {
                 .find_session(&self.keys.secret_hash(token))
                 .await?
                 .filter(|s| s.expires_at > now)
-                .ok_or(CoreError::Unauthenticated("the session has expired or was signed out"))?;
+                .ok_or(CoreError::Unauthenticated(
+                    "the session has expired or was signed out",
+                ))?;
             let operator = tx
                 .get_operator(&session.brand_id, &session.operator_id)
                 .await?
@@ -215,7 +249,8 @@ impl Core {
                 request_id,
             });
         }
-        let prefix = api_key_prefix(token).ok_or(CoreError::Unauthenticated("not an API key or session token"))?;
+        let prefix =
+            api_key_prefix(token).ok_or(CoreError::Unauthenticated("not an API key or session token"))?;
         let key = tx
             .find_api_key_by_prefix(prefix)
             .await?
@@ -227,7 +262,13 @@ impl Core {
         if key.revoked_at.is_some() {
             return Err(CoreError::Unauthenticated("the API key was revoked"));
         }
-        Ok(Actor { brand_id: key.brand_id, kind: ActorKind::ApiKey, id: key.id.to_string(), role: key.role, request_id })
+        Ok(Actor {
+            brand_id: key.brand_id,
+            kind: ActorKind::ApiKey,
+            id: key.id.to_string(),
+            role: key.role,
+            request_id,
+        })
     }
 
     pub async fn current_operator(&self, actor: &Actor) -> Result<Option<OperatorView>> {
@@ -236,7 +277,11 @@ impl Core {
         }
         let id: OperatorId = actor.id.parse()?;
         let mut tx = self.storage.read().await?;
-        Ok(tx.get_operator(&actor.brand_id, &id).await?.as_ref().map(operator_view))
+        Ok(tx
+            .get_operator(&actor.brand_id, &id)
+            .await?
+            .as_ref()
+            .map(operator_view))
     }
 
     pub async fn create_operator(&self, actor: &Actor, input: NewOperator) -> Result<OperatorView> {
@@ -264,13 +309,22 @@ impl Core {
             return Err(CoreError::Conflict {
                 code: "username_taken",
                 message: "that username is taken".into(),
-                errors: vec![huiyuan_domain::FieldError { field: "username".into(), reason: "is taken".into() }],
+                errors: vec![huiyuan_domain::FieldError {
+                    field: "username".into(),
+                    reason: "is taken".into(),
+                }],
             });
         }
         tx.insert_operator(&record).await?;
         let view = operator_view(&record);
-        self.audit(&mut *tx, actor, "operator.created", ("operator", record.id.as_str()), json!({ "after": view }))
-            .await?;
+        self.audit(
+            &mut *tx,
+            actor,
+            "operator.created",
+            ("operator", record.id.as_str()),
+            json!({ "after": view }),
+        )
+        .await?;
         tx.commit().await?;
         Ok(view)
     }
@@ -278,13 +332,26 @@ impl Core {
     pub async fn list_operators(&self, actor: &Actor, page: &Page) -> Result<Vec<OperatorView>> {
         actor.require(Permission::OperatorsManage)?;
         let mut tx = self.storage.read().await?;
-        Ok(tx.list_operators(&actor.brand_id, page).await?.iter().map(operator_view).collect())
+        Ok(tx
+            .list_operators(&actor.brand_id, page)
+            .await?
+            .iter()
+            .map(operator_view)
+            .collect())
     }
 
-    pub async fn update_operator(&self, actor: &Actor, id: &OperatorId, input: OperatorChanges) -> Result<OperatorView> {
+    pub async fn update_operator(
+        &self,
+        actor: &Actor,
+        id: &OperatorId,
+        input: OperatorChanges,
+    ) -> Result<OperatorView> {
         actor.require(Permission::OperatorsManage)?;
         let mut v = huiyuan_domain::error::Validator::default();
-        let display_name = input.display_name.as_deref().and_then(|d| v.check(validate_label("display_name", d)));
+        let display_name = input
+            .display_name
+            .as_deref()
+            .and_then(|d| v.check(validate_label("display_name", d)));
         if let Some(p) = &input.password {
             v.check(validate_password(p));
         }
@@ -294,9 +361,17 @@ impl Core {
             None => None,
         };
         let mut tx = self.storage.write().await?;
-        let mut record = tx.get_operator(&actor.brand_id, id).await?.ok_or(CoreError::NotFound("operator"))?;
-        if actor.id == id.as_str() && (input.disabled == Some(true) || input.role.is_some_and(|r| r != Role::Admin)) {
-            return Err(CoreError::conflict("self_lockout", "you cannot disable yourself or give up your own admin role"));
+        let mut record = tx
+            .get_operator(&actor.brand_id, id)
+            .await?
+            .ok_or(CoreError::NotFound("operator"))?;
+        if actor.id == id.as_str()
+            && (input.disabled == Some(true) || input.role.is_some_and(|r| r != Role::Admin))
+        {
+            return Err(CoreError::conflict(
+                "self_lockout",
+                "you cannot disable yourself or give up your own admin role",
+            ));
         }
         let before = operator_view(&record);
         if let Some(d) = display_name {
@@ -335,7 +410,10 @@ impl Core {
         // ThreadRng is not Send: keep it out of the future's state.
         let (public, secret_part) = {
             let mut rng = rand::thread_rng();
-            (Alphanumeric.sample_string(&mut rng, 10).to_lowercase(), Alphanumeric.sample_string(&mut rng, 40))
+            (
+                Alphanumeric.sample_string(&mut rng, 10).to_lowercase(),
+                Alphanumeric.sample_string(&mut rng, 40),
+            )
         };
         let prefix = format!("{API_KEY_PREFIX}{public}");
         let secret = format!("{prefix}_{secret_part}");
@@ -353,8 +431,14 @@ impl Core {
         let mut tx = self.storage.write().await?;
         tx.insert_api_key(&record).await?;
         let view = api_key_view(&record);
-        self.audit(&mut *tx, actor, "api_key.created", ("api_key", record.id.as_str()), json!({ "after": view }))
-            .await?;
+        self.audit(
+            &mut *tx,
+            actor,
+            "api_key.created",
+            ("api_key", record.id.as_str()),
+            json!({ "after": view }),
+        )
+        .await?;
         tx.commit().await?;
         Ok(CreatedApiKey { secret, key: view })
     }
@@ -362,16 +446,31 @@ impl Core {
     pub async fn list_api_keys(&self, actor: &Actor, page: &Page) -> Result<Vec<ApiKeyView>> {
         actor.require(Permission::ApiKeysManage)?;
         let mut tx = self.storage.read().await?;
-        Ok(tx.list_api_keys(&actor.brand_id, page).await?.iter().map(api_key_view).collect())
+        Ok(tx
+            .list_api_keys(&actor.brand_id, page)
+            .await?
+            .iter()
+            .map(api_key_view)
+            .collect())
     }
 
     pub async fn revoke_api_key(&self, actor: &Actor, id: &ApiKeyId) -> Result<ApiKeyView> {
         actor.require(Permission::ApiKeysManage)?;
         let mut tx = self.storage.write().await?;
         if tx.revoke_api_key(&actor.brand_id, id, self.now()).await? {
-            self.audit(&mut *tx, actor, "api_key.revoked", ("api_key", id.as_str()), json!({})).await?;
+            self.audit(
+                &mut *tx,
+                actor,
+                "api_key.revoked",
+                ("api_key", id.as_str()),
+                json!({}),
+            )
+            .await?;
         }
-        let record = tx.get_api_key(&actor.brand_id, id).await?.ok_or(CoreError::NotFound("API key"))?;
+        let record = tx
+            .get_api_key(&actor.brand_id, id)
+            .await?
+            .ok_or(CoreError::NotFound("API key"))?;
         tx.commit().await?;
         Ok(api_key_view(&record))
     }

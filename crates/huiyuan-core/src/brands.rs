@@ -66,7 +66,10 @@ pub struct BootstrappedBrand {
 fn text(field: &str, s: &str, max: usize) -> Result<String, ValidationError> {
     let t = s.trim();
     if t.is_empty() || t.chars().count() > max || t.chars().any(char::is_control) {
-        return Err(ValidationError::field(field, format!("must be 1 to {max} printable characters")));
+        return Err(ValidationError::field(
+            field,
+            format!("must be 1 to {max} printable characters"),
+        ));
     }
     Ok(t.to_owned())
 }
@@ -74,7 +77,10 @@ fn text(field: &str, s: &str, max: usize) -> Result<String, ValidationError> {
 fn currency(s: &str) -> Result<String, ValidationError> {
     let c = s.trim().to_uppercase();
     if c.len() != 3 || !c.chars().all(|ch| ch.is_ascii_uppercase()) {
-        return Err(ValidationError::field("currency", "must be a three-letter ISO 4217 code such as CNY"));
+        return Err(ValidationError::field(
+            "currency",
+            "must be a three-letter ISO 4217 code such as CNY",
+        ));
     }
     Ok(c)
 }
@@ -84,9 +90,13 @@ fn timezone(s: &str) -> Result<String, ValidationError> {
     let ok = t == "UTC"
         || (t.contains('/')
             && t.len() <= 64
-            && t.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '/' | '_' | '-' | '+')));
+            && t.chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '/' | '_' | '-' | '+')));
     if !ok {
-        return Err(ValidationError::field("timezone", "must be an IANA time zone such as Asia/Shanghai"));
+        return Err(ValidationError::field(
+            "timezone",
+            "must be an IANA time zone such as Asia/Shanghai",
+        ));
     }
     Ok(t.to_owned())
 }
@@ -117,7 +127,9 @@ impl Core {
         let slug = input.slug.trim().to_lowercase();
         if slug.len() < 2
             || slug.len() > 32
-            || !slug.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+            || !slug
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
         {
             v.push("slug", "must be 2 to 32 characters of a-z, 0-9 and -");
         }
@@ -146,13 +158,22 @@ impl Core {
                     return Err(CoreError::Conflict {
                         code: "slug_taken",
                         message: "a brand with this slug exists".into(),
-                        errors: vec![FieldError { field: "slug".into(), reason: "is taken".into() }],
+                        errors: vec![FieldError {
+                            field: "slug".into(),
+                            reason: "is taken".into(),
+                        }],
                     })
                 }
                 other => other?,
             }
-            self.audit(&mut *tx, &system, "brand.created", ("brand", id.as_str()), json!({ "slug": record.slug }))
-                .await?;
+            self.audit(
+                &mut *tx,
+                &system,
+                "brand.created",
+                ("brand", id.as_str()),
+                json!({ "slug": record.slug }),
+            )
+            .await?;
             tx.commit().await?;
         }
         let admin = self
@@ -166,20 +187,39 @@ impl Core {
                 },
             )
             .await?;
-        let api_key = self.create_api_key(&system, NewApiKey { name: "Admin key".into(), role: Role::Admin }).await?;
-        Ok(BootstrappedBrand { brand: self.brand_view(&record)?, admin, api_key })
+        let api_key = self
+            .create_api_key(
+                &system,
+                NewApiKey {
+                    name: "Admin key".into(),
+                    role: Role::Admin,
+                },
+            )
+            .await?;
+        Ok(BootstrappedBrand {
+            brand: self.brand_view(&record)?,
+            admin,
+            api_key,
+        })
     }
 
     /// The brand with the given slug (installation level, for the CLI).
     pub async fn find_brand(&self, slug: &str) -> Result<Option<BrandView>> {
         let mut tx = self.storage.read().await?;
-        tx.get_brand_by_slug(slug).await?.as_ref().map(|b| self.brand_view(b)).transpose()
+        tx.get_brand_by_slug(slug)
+            .await?
+            .as_ref()
+            .map(|b| self.brand_view(b))
+            .transpose()
     }
 
     pub async fn get_brand(&self, actor: &Actor) -> Result<BrandView> {
         actor.require(Permission::BrandRead)?;
         let mut tx = self.storage.read().await?;
-        let b = tx.get_brand(&actor.brand_id).await?.ok_or(CoreError::NotFound("brand"))?;
+        let b = tx
+            .get_brand(&actor.brand_id)
+            .await?
+            .ok_or(CoreError::NotFound("brand"))?;
         self.brand_view(&b)
     }
 
@@ -191,15 +231,24 @@ impl Core {
         let tz = input.timezone.as_deref().and_then(|t| v.check(timezone(t)));
         v.finish()?;
         let mut tx = self.storage.write().await?;
-        let mut b = tx.get_brand(&actor.brand_id).await?.ok_or(CoreError::NotFound("brand"))?;
+        let mut b = tx
+            .get_brand(&actor.brand_id)
+            .await?
+            .ok_or(CoreError::NotFound("brand"))?;
         let before = json!({ "name": b.name, "currency": b.currency, "timezone": b.timezone });
         b.name = name.unwrap_or(b.name);
         b.currency = cur.unwrap_or(b.currency);
         b.timezone = tz.unwrap_or(b.timezone);
         tx.update_brand(&b).await?;
         let after = json!({ "name": b.name, "currency": b.currency, "timezone": b.timezone });
-        self.audit(&mut *tx, actor, "brand.updated", ("brand", b.id.as_str()), json!({ "before": before, "after": after }))
-            .await?;
+        self.audit(
+            &mut *tx,
+            actor,
+            "brand.updated",
+            ("brand", b.id.as_str()),
+            json!({ "before": before, "after": after }),
+        )
+        .await?;
         tx.commit().await?;
         self.brand_view(&b)
     }
@@ -210,9 +259,14 @@ impl Core {
         let code = v.check(text("code", &input.code, 32));
         let name = v.check(text("name", &input.name, 100));
         let city = input.city.as_deref().and_then(|c| v.check(text("city", c, 64)));
-        let region = input.region.as_deref().and_then(|r| v.check(text("region", r, 64)));
+        let region = input
+            .region
+            .as_deref()
+            .and_then(|r| v.check(text("region", r, 64)));
         v.finish()?;
-        let (Some(code), Some(name)) = (code, name) else { unreachable!("validated above") };
+        let (Some(code), Some(name)) = (code, name) else {
+            unreachable!("validated above")
+        };
         let record = StoreRecord {
             id: self.new_id(StoreId::generate),
             brand_id: actor.brand_id.clone(),
@@ -229,13 +283,23 @@ impl Core {
                 return Err(CoreError::Conflict {
                     code: "store_code_taken",
                     message: "another store of this brand has this code".into(),
-                    errors: vec![FieldError { field: "code".into(), reason: "is taken".into() }],
+                    errors: vec![FieldError {
+                        field: "code".into(),
+                        reason: "is taken".into(),
+                    }],
                 })
             }
             other => other?,
         }
         let view = store_view(&record);
-        self.audit(&mut *tx, actor, "store.created", ("store", record.id.as_str()), json!({ "after": view })).await?;
+        self.audit(
+            &mut *tx,
+            actor,
+            "store.created",
+            ("store", record.id.as_str()),
+            json!({ "after": view }),
+        )
+        .await?;
         tx.commit().await?;
         Ok(view)
     }
@@ -245,10 +309,16 @@ impl Core {
         let mut v = Validator::default();
         let name = input.name.as_deref().and_then(|n| v.check(text("name", n, 100)));
         let city = input.city.as_deref().and_then(|c| v.check(text("city", c, 64)));
-        let region = input.region.as_deref().and_then(|r| v.check(text("region", r, 64)));
+        let region = input
+            .region
+            .as_deref()
+            .and_then(|r| v.check(text("region", r, 64)));
         v.finish()?;
         let mut tx = self.storage.write().await?;
-        let mut record = tx.get_store(&actor.brand_id, id).await?.ok_or(CoreError::NotFound("store"))?;
+        let mut record = tx
+            .get_store(&actor.brand_id, id)
+            .await?
+            .ok_or(CoreError::NotFound("store"))?;
         let before = store_view(&record);
         record.name = name.unwrap_or(record.name);
         record.city = city.or(record.city);
@@ -256,8 +326,14 @@ impl Core {
         record.active = input.active.unwrap_or(record.active);
         tx.update_store(&record).await?;
         let after = store_view(&record);
-        self.audit(&mut *tx, actor, "store.updated", ("store", id.as_str()), json!({ "before": before, "after": after }))
-            .await?;
+        self.audit(
+            &mut *tx,
+            actor,
+            "store.updated",
+            ("store", id.as_str()),
+            json!({ "before": before, "after": after }),
+        )
+        .await?;
         tx.commit().await?;
         Ok(after)
     }
@@ -265,13 +341,22 @@ impl Core {
     pub async fn get_store(&self, actor: &Actor, id: &StoreId) -> Result<StoreView> {
         actor.require(Permission::StoresRead)?;
         let mut tx = self.storage.read().await?;
-        tx.get_store(&actor.brand_id, id).await?.as_ref().map(store_view).ok_or(CoreError::NotFound("store"))
+        tx.get_store(&actor.brand_id, id)
+            .await?
+            .as_ref()
+            .map(store_view)
+            .ok_or(CoreError::NotFound("store"))
     }
 
     pub async fn list_stores(&self, actor: &Actor, page: &Page) -> Result<Vec<StoreView>> {
         actor.require(Permission::StoresRead)?;
         let mut tx = self.storage.read().await?;
-        Ok(tx.list_stores(&actor.brand_id, page).await?.iter().map(store_view).collect())
+        Ok(tx
+            .list_stores(&actor.brand_id, page)
+            .await?
+            .iter()
+            .map(store_view)
+            .collect())
     }
 }
 

@@ -36,5 +36,6 @@ impl Clock for OffsetClock {
 }
 
 pub fn truncate_ms(t: OffsetDateTime) -> OffsetDateTime {
-    t.replace_nanosecond(t.millisecond() as u32 * 1_000_000).unwrap_or(t)
+    t.replace_nanosecond(t.millisecond() as u32 * 1_000_000)
+        .unwrap_or(t)
 }

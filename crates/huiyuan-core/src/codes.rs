@@ -55,13 +55,16 @@ pub struct VerifiedCode {
 impl Core {
     pub(crate) fn brand_code_key(&self, brand: &BrandId, sealed: &[u8]) -> Result<SigningKey> {
         let bytes = self.keys.open(&format!("brand-code-key:{brand}"), sealed)?;
-        let arr: [u8; 32] = bytes.try_into().map_err(|_| CoreError::Corrupt("brand code key".into()))?;
+        let arr: [u8; 32] = bytes
+            .try_into()
+            .map_err(|_| CoreError::Corrupt("brand code key".into()))?;
         Ok(SigningKey::from_bytes(&arr))
     }
 
     pub(crate) fn new_brand_code_key(&self, brand: &BrandId) -> Vec<u8> {
         let key = SigningKey::generate(&mut rand::rngs::OsRng);
-        self.keys.seal(&format!("brand-code-key:{brand}"), &key.to_bytes())
+        self.keys
+            .seal(&format!("brand-code-key:{brand}"), &key.to_bytes())
     }
 
     async fn signing_key(&self, tx: &mut dyn Tx, brand: &BrandId) -> Result<SigningKey> {
@@ -80,17 +83,25 @@ impl Core {
         let mut tx = self.storage.write().await?;
         let record = self.active_member(&mut *tx, brand, member, false).await?;
         if record.status != MemberStatus::Active {
-            return Err(CoreError::conflict("member_erased", "an erased member has no member code"));
+            return Err(CoreError::conflict(
+                "member_erased",
+                "an erased member has no member code",
+            ));
         }
         let key = self.signing_key(&mut *tx, brand).await?;
         let expires_at = self.now() + self.config.member_code_ttl;
         let nonce = random_token(16);
         let mut digits: String = {
             let mut rng = rand::thread_rng();
-            (0..SHORT_CODE_DIGITS).map(|_| char::from(b'0' + rng.gen_range(0..10u8))).collect()
+            (0..SHORT_CODE_DIGITS)
+                .map(|_| char::from(b'0' + rng.gen_range(0..10u8)))
+                .collect()
         };
         digits.push(char::from(b'0' + damm_digit(&digits).unwrap_or(0)));
-        let signed = format!("{QR_VERSION}.{brand}.{member}.{nonce}.{}", expires_at.unix_timestamp());
+        let signed = format!(
+            "{QR_VERSION}.{brand}.{member}.{nonce}.{}",
+            expires_at.unix_timestamp()
+        );
         let signature = key.sign(signed.as_bytes());
         let qr_payload = format!("{signed}.{}", URL_SAFE_NO_PAD.encode(signature.to_bytes()));
         tx.insert_member_code(&MemberCodeRecord {
@@ -104,7 +115,11 @@ impl Core {
         })
         .await?;
         tx.commit().await?;
-        Ok(MemberCode { code: digits, qr_payload, expires_at })
+        Ok(MemberCode {
+            code: digits,
+            qr_payload,
+            expires_at,
+        })
     }
 
     /// Resolves a code to its member, once. A second use, an expired code, a code of another
@@ -120,15 +135,23 @@ impl Core {
             let nonce = check_qr(input, brand, &key, now)?;
             tx.find_member_code_by_nonce(brand, &nonce).await?
         } else {
-            let digits: String = input.chars().filter(|c| !c.is_whitespace() && *c != '-').collect();
+            let digits: String = input
+                .chars()
+                .filter(|c| !c.is_whitespace() && *c != '-')
+                .collect();
             if digits.len() != SHORT_CODE_DIGITS + 1 || !damm_valid(&digits) {
                 return Err(CodeRejection::Malformed.into());
             }
-            tx.find_member_code_by_hash(brand, &self.code_hash(brand, &digits)).await?
+            tx.find_member_code_by_hash(brand, &self.code_hash(brand, &digits))
+                .await?
         };
         let code = code.ok_or(CodeRejection::Unknown)?;
         if let (Some(at), by) = (code.used_at, &code.used_by) {
-            return Err(CodeRejection::AlreadyUsed { at, by: by.clone().unwrap_or_default() }.into());
+            return Err(CodeRejection::AlreadyUsed {
+                at,
+                by: by.clone().unwrap_or_default(),
+            }
+            .into());
         }
         if code.expires_at <= now {
             return Err(CodeRejection::Expired { at: code.expires_at }.into());
@@ -136,17 +159,31 @@ impl Core {
         let used_by = format!("{} {}", actor.kind.as_str(), actor.id);
         if !tx.use_member_code(brand, &code.nonce, now, &used_by).await? {
             // Another till won the race a moment ago.
-            return Err(CodeRejection::AlreadyUsed { at: now, by: "another till".into() }.into());
+            return Err(CodeRejection::AlreadyUsed {
+                at: now,
+                by: "another till".into(),
+            }
+            .into());
         }
-        let record = self.active_member(&mut *tx, brand, &code.member_id, false).await?;
+        let record = self
+            .active_member(&mut *tx, brand, &code.member_id, false)
+            .await?;
         let member = self.member_view(&mut *tx, &record, false).await?;
         tx.commit().await?;
-        Ok(VerifiedCode { member, verified_at: now })
+        Ok(VerifiedCode {
+            member,
+            verified_at: now,
+        })
     }
 }
 
 /// Checks a QR payload's form, brand, signature and expiry; returns its nonce.
-fn check_qr(payload: &str, brand: &BrandId, key: &SigningKey, now: OffsetDateTime) -> Result<String, CodeRejection> {
+fn check_qr(
+    payload: &str,
+    brand: &BrandId,
+    key: &SigningKey,
+    now: OffsetDateTime,
+) -> Result<String, CodeRejection> {
     let parts: Vec<&str> = payload.split('.').collect();
     let [version, code_brand, _member, nonce, expires, signature] = parts.as_slice() else {
         return Err(CodeRejection::Malformed);

@@ -65,10 +65,12 @@ impl Keyring {
         let hk = Hkdf::<Sha256>::new(Some(b"huiyuan/v1"), &master.0);
         let derive = |info: &[u8]| {
             let mut k = [0u8; 32];
-            hk.expand(info, &mut k).expect("32 bytes is a valid HKDF-SHA256 length");
+            hk.expand(info, &mut k)
+                .expect("32 bytes is a valid HKDF-SHA256 length");
             k
         };
-        let hmac = |k: [u8; 32]| <Hmac<Sha256> as Mac>::new_from_slice(&k).expect("HMAC takes any key length");
+        let hmac =
+            |k: [u8; 32]| <Hmac<Sha256> as Mac>::new_from_slice(&k).expect("HMAC takes any key length");
         Self {
             sealing: Aes256Gcm::new(&derive(b"seal").into()),
             lookup: hmac(derive(b"lookup")),
@@ -83,7 +85,13 @@ impl Keyring {
         rand::rngs::OsRng.fill_bytes(&mut nonce);
         let ct = self
             .sealing
-            .encrypt(Nonce::from_slice(&nonce), Payload { msg: plaintext, aad: context.as_bytes() })
+            .encrypt(
+                Nonce::from_slice(&nonce),
+                Payload {
+                    msg: plaintext,
+                    aad: context.as_bytes(),
+                },
+            )
             .expect("AES-GCM encryption of an in-memory buffer cannot fail");
         let mut out = Vec::with_capacity(1 + 12 + ct.len());
         out.push(SEAL_V1);
@@ -97,7 +105,13 @@ impl Keyring {
             return Err(CryptoError::Unsealable);
         }
         self.sealing
-            .decrypt(Nonce::from_slice(&sealed[1..13]), Payload { msg: &sealed[13..], aad: context.as_bytes() })
+            .decrypt(
+                Nonce::from_slice(&sealed[1..13]),
+                Payload {
+                    msg: &sealed[13..],
+                    aad: context.as_bytes(),
+                },
+            )
             .map_err(|_| CryptoError::Unsealable)
     }
 
@@ -151,15 +165,24 @@ mod tests {
     fn lookup_hashes_are_keyed_and_unambiguous() {
         let m = MasterKey::generate();
         let (a, b) = (Keyring::new(&m), Keyring::new(&m));
-        assert_eq!(a.lookup_hash(&["b", "phone", "x"]), b.lookup_hash(&["b", "phone", "x"]));
+        assert_eq!(
+            a.lookup_hash(&["b", "phone", "x"]),
+            b.lookup_hash(&["b", "phone", "x"])
+        );
         assert_ne!(a.lookup_hash(&["ab", "c"]), a.lookup_hash(&["a", "bc"]));
-        assert_ne!(a.lookup_hash(&["x"]), Keyring::new(&MasterKey::generate()).lookup_hash(&["x"]));
+        assert_ne!(
+            a.lookup_hash(&["x"]),
+            Keyring::new(&MasterKey::generate()).lookup_hash(&["x"])
+        );
     }
 
     #[test]
     fn master_key_round_trips() {
         let m = MasterKey::generate();
         assert_eq!(MasterKey::from_base64(&m.to_base64()).unwrap().0, m.0);
-        assert_eq!(MasterKey::from_base64("short").unwrap_err(), CryptoError::BadMasterKey);
+        assert_eq!(
+            MasterKey::from_base64("short").unwrap_err(),
+            CryptoError::BadMasterKey
+        );
     }
 }

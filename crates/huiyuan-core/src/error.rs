@@ -19,7 +19,11 @@ pub enum CoreError {
     Forbidden { role: Role, permission: Permission },
     /// A rule of the current state refuses the request; `code` is stable for clients.
     #[error("{message}")]
-    Conflict { code: &'static str, message: String, errors: Vec<FieldError> },
+    Conflict {
+        code: &'static str,
+        message: String,
+        errors: Vec<FieldError>,
+    },
     /// The member was merged; requests must use the surviving ID.
     #[error("member {from} was merged into {into}")]
     Merged { from: MemberId, into: MemberId },
@@ -33,7 +37,11 @@ pub enum CoreError {
 
 impl CoreError {
     pub fn conflict(code: &'static str, message: impl Into<String>) -> Self {
-        CoreError::Conflict { code, message: message.into(), errors: Vec::new() }
+        CoreError::Conflict {
+            code,
+            message: message.into(),
+            errors: Vec::new(),
+        }
     }
 }
 
@@ -60,7 +68,8 @@ impl CodeRejection {
 
     pub fn message(&self) -> String {
         let fmt = |t: &OffsetDateTime| {
-            t.format(&time::format_description::well_known::Rfc3339).unwrap_or_else(|_| t.to_string())
+            t.format(&time::format_description::well_known::Rfc3339)
+                .unwrap_or_else(|_| t.to_string())
         };
         match self {
             CodeRejection::Malformed => "this is not a member code (check the digits or scan again)".into(),
@@ -69,7 +78,9 @@ impl CodeRejection {
             CodeRejection::Expired { at } => {
                 format!("the code expired at {}; ask the member to refresh it", fmt(at))
             }
-            CodeRejection::AlreadyUsed { at, by } => format!("the code was already used at {} by {by}", fmt(at)),
+            CodeRejection::AlreadyUsed { at, by } => {
+                format!("the code was already used at {} by {by}", fmt(at))
+            }
         }
     }
 }

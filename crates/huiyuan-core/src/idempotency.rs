@@ -24,14 +24,22 @@ fn scope(actor: &Actor) -> String {
 
 pub fn validate_key(key: &str) -> Result<(), ValidationError> {
     if key.is_empty() || key.len() > 255 || !key.bytes().all(|b| b.is_ascii_graphic()) {
-        return Err(ValidationError::field("Idempotency-Key", "must be 1 to 255 printable ASCII characters"));
+        return Err(ValidationError::field(
+            "Idempotency-Key",
+            "must be 1 to 255 printable ASCII characters",
+        ));
     }
     Ok(())
 }
 
 impl Core {
     /// `request_hash` identifies the request (method, path, body).
-    pub async fn claim_idempotency(&self, actor: &Actor, key: &str, request_hash: Vec<u8>) -> Result<IdempotencyClaim> {
+    pub async fn claim_idempotency(
+        &self,
+        actor: &Actor,
+        key: &str,
+        request_hash: Vec<u8>,
+    ) -> Result<IdempotencyClaim> {
         validate_key(key)?;
         let claim = IdempotencyRecord {
             brand_id: actor.brand_id.clone(),
@@ -48,16 +56,28 @@ impl Core {
         Ok(match existing {
             None => IdempotencyClaim::Proceed,
             Some(e) if e.request_hash != claim.request_hash => IdempotencyClaim::Mismatch,
-            Some(IdempotencyRecord { status: Some(status), body, .. }) => {
-                IdempotencyClaim::Replay { status, body: body.unwrap_or_default() }
-            }
+            Some(IdempotencyRecord {
+                status: Some(status),
+                body,
+                ..
+            }) => IdempotencyClaim::Replay {
+                status,
+                body: body.unwrap_or_default(),
+            },
             Some(_) => IdempotencyClaim::InProgress,
         })
     }
 
-    pub async fn complete_idempotency(&self, actor: &Actor, key: &str, status: u16, body: &[u8]) -> Result<()> {
+    pub async fn complete_idempotency(
+        &self,
+        actor: &Actor,
+        key: &str,
+        status: u16,
+        body: &[u8],
+    ) -> Result<()> {
         let mut tx = self.storage.write().await?;
-        tx.complete_idempotency_key(&actor.brand_id, &scope(actor), key, status, body).await?;
+        tx.complete_idempotency_key(&actor.brand_id, &scope(actor), key, status, body)
+            .await?;
         tx.commit().await?;
         Ok(())
     }
@@ -65,7 +85,8 @@ impl Core {
     /// Forgets an unfinished claim (the request failed before changing anything), so a retry runs.
     pub async fn release_idempotency(&self, actor: &Actor, key: &str) -> Result<()> {
         let mut tx = self.storage.write().await?;
-        tx.release_idempotency_key(&actor.brand_id, &scope(actor), key).await?;
+        tx.release_idempotency_key(&actor.brand_id, &scope(actor), key)
+            .await?;
         tx.commit().await?;
         Ok(())
     }

@@ -57,8 +57,18 @@ pub struct Core {
 }
 
 impl Core {
-    pub fn new(storage: Arc<dyn Storage>, master: &MasterKey, clock: Arc<dyn Clock>, config: CoreConfig) -> Self {
-        Self { storage, keys: Keyring::new(master), clock, config }
+    pub fn new(
+        storage: Arc<dyn Storage>,
+        master: &MasterKey,
+        clock: Arc<dyn Clock>,
+        config: CoreConfig,
+    ) -> Self {
+        Self {
+            storage,
+            keys: Keyring::new(master),
+            clock,
+            config,
+        }
     }
 
     pub fn storage(&self) -> &Arc<dyn Storage> {
@@ -83,7 +93,9 @@ impl Core {
     pub async fn purge_expired(&self) -> Result<(u64, u64)> {
         let now = self.now();
         let mut tx = self.storage.write().await?;
-        let keys = tx.purge_idempotency_keys(now - self.config.idempotency_ttl).await?;
+        let keys = tx
+            .purge_idempotency_keys(now - self.config.idempotency_ttl)
+            .await?;
         let codes = tx.purge_member_codes(now - Duration::hours(1)).await?;
         tx.commit().await?;
         Ok((keys, codes))

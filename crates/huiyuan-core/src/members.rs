@@ -6,11 +6,13 @@ use huiyuan_domain::access::Permission;
 use huiyuan_domain::error::Validator;
 use huiyuan_domain::ids::{BrandId, MemberId, StoreId};
 use huiyuan_domain::member::{
-    normalise_card, parse_birthday, validate_attributes, validate_enrolment, validate_external_id, validate_name,
-    validate_tags, Channel, Consents, EnrolInput, Gender, Identity, MemberStatus, PersonalData, UpdateInput,
-    ValidEnrolment,
+    normalise_card, parse_birthday, validate_attributes, validate_enrolment, validate_external_id,
+    validate_name, validate_tags, Channel, Consents, EnrolInput, Gender, Identity, MemberStatus,
+    PersonalData, UpdateInput, ValidEnrolment,
 };
-use huiyuan_domain::pii::{mask_middle, mask_name, name_prefixes, normalise_name, Email, Phone, MAX_NAME_PREFIX};
+use huiyuan_domain::pii::{
+    mask_middle, mask_name, name_prefixes, normalise_name, Email, Phone, MAX_NAME_PREFIX,
+};
 use huiyuan_domain::{FieldError, ValidationError};
 use huiyuan_store::{IdentityRecord, MemberFilter, MemberRecord, Page, StoreError, Tx};
 use serde::{Deserialize, Serialize};
@@ -36,6 +38,7 @@ pub enum Enrolment {
 
 /// Search criteria as the API accepts them; at most one identity criterion is used.
 #[derive(Debug, Clone, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct MemberQuery {
     pub phone: Option<String>,
     pub email: Option<String>,
@@ -73,7 +76,8 @@ pub struct TillIdentity {
 
 impl Core {
     fn identity_hash(&self, brand: &BrandId, identity: &Identity) -> Vec<u8> {
-        self.keys.lookup_hash(&[brand.as_str(), &identity.kind(), identity.value()])
+        self.keys
+            .lookup_hash(&[brand.as_str(), &identity.kind(), identity.value()])
     }
 
     fn identity_record(&self, brand: &BrandId, member: &MemberId, identity: &Identity) -> IdentityRecord {
@@ -82,7 +86,9 @@ impl Core {
             brand_id: brand.clone(),
             hash: self.identity_hash(brand, identity),
             member_id: member.clone(),
-            value_ciphertext: self.keys.seal(&identity_context(brand, &kind), identity.value().as_bytes()),
+            value_ciphertext: self
+                .keys
+                .seal(&identity_context(brand, &kind), identity.value().as_bytes()),
             kind,
         }
     }
@@ -97,7 +103,12 @@ impl Core {
         .unwrap_or_default()
     }
 
-    fn seal_personal(&self, brand: &BrandId, member: &MemberId, pii: &PersonalData) -> Result<Option<Vec<u8>>> {
+    fn seal_personal(
+        &self,
+        brand: &BrandId,
+        member: &MemberId,
+        pii: &PersonalData,
+    ) -> Result<Option<Vec<u8>>> {
         if *pii == PersonalData::default() {
             return Ok(None);
         }
@@ -109,20 +120,33 @@ impl Core {
         match &record.pii_ciphertext {
             None => Ok(PersonalData::default()),
             Some(ct) => {
-                let json = self.keys.open(&member_context(&record.brand_id, &record.id), ct)?;
+                let json = self
+                    .keys
+                    .open(&member_context(&record.brand_id, &record.id), ct)?;
                 serde_json::from_slice(&json).map_err(|e| CoreError::Corrupt(e.to_string()))
             }
         }
     }
 
     /// Builds the view of a member; `reveal` shows personal data in clear.
-    pub(crate) async fn member_view(&self, tx: &mut dyn Tx, record: &MemberRecord, reveal: bool) -> Result<MemberView> {
+    pub(crate) async fn member_view(
+        &self,
+        tx: &mut dyn Tx,
+        record: &MemberRecord,
+        reveal: bool,
+    ) -> Result<MemberView> {
         let pii = self.open_personal(record)?;
         let mut identities = Vec::new();
         for i in tx.list_identities(&record.brand_id, &record.id).await? {
-            let value = self.keys.open(&identity_context(&record.brand_id, &i.kind), &i.value_ciphertext)?;
+            let value = self
+                .keys
+                .open(&identity_context(&record.brand_id, &i.kind), &i.value_ciphertext)?;
             let value = String::from_utf8(value).map_err(|e| CoreError::Corrupt(e.to_string()))?;
-            let value = if reveal { value } else { mask_identity(&i.kind, &value) };
+            let value = if reveal {
+                value
+            } else {
+                mask_identity(&i.kind, &value)
+            };
             identities.push(IdentityView { kind: i.kind, value });
         }
         let tags = tx.list_tags(&record.brand_id, &record.id).await?;
@@ -131,9 +155,18 @@ impl Core {
             id: record.id.clone(),
             status: record.status,
             pii_revealed: reveal,
-            name: pii.name.as_deref().map(|n| if reveal { n.to_owned() } else { mask_name(n) }),
-            phone: pii.phone.as_ref().map(|p| if reveal { p.e164().to_owned() } else { p.masked() }),
-            email: pii.email.as_ref().map(|e| if reveal { e.as_str().to_owned() } else { e.masked() }),
+            name: pii
+                .name
+                .as_deref()
+                .map(|n| if reveal { n.to_owned() } else { mask_name(n) }),
+            phone: pii
+                .phone
+                .as_ref()
+                .map(|p| if reveal { p.e164().to_owned() } else { p.masked() }),
+            email: pii
+                .email
+                .as_ref()
+                .map(|e| if reveal { e.as_str().to_owned() } else { e.masked() }),
             birthday: pii.birthday.map(|b| {
                 if reveal {
                     b.format(&birthday_format).unwrap_or_default()
@@ -159,22 +192,40 @@ impl Core {
 
     /// Reads a member of the caller's brand; a merged-away ID is reported as [`CoreError::Merged`]
     /// with the ID that survives, following chains of merges.
-    pub(crate) async fn active_member(&self, tx: &mut dyn Tx, brand: &BrandId, id: &MemberId, lock: bool) -> Result<MemberRecord> {
-        let record = if lock { tx.lock_member(brand, id).await? } else { tx.get_member(brand, id).await? };
+    pub(crate) async fn active_member(
+        &self,
+        tx: &mut dyn Tx,
+        brand: &BrandId,
+        id: &MemberId,
+        lock: bool,
+    ) -> Result<MemberRecord> {
+        let record = if lock {
+            tx.lock_member(brand, id).await?
+        } else {
+            tx.get_member(brand, id).await?
+        };
         let record = record.ok_or(CoreError::NotFound("member"))?;
         if record.status != MemberStatus::Merged {
             return Ok(record);
         }
-        let mut into = record.merged_into.clone().ok_or_else(|| CoreError::Corrupt("merged without target".into()))?;
+        let mut into = record
+            .merged_into
+            .clone()
+            .ok_or_else(|| CoreError::Corrupt("merged without target".into()))?;
         for _ in 0..MAX_MERGE_HOPS {
             match tx.get_member(brand, &into).await? {
                 Some(next) if next.status == MemberStatus::Merged => {
-                    into = next.merged_into.ok_or_else(|| CoreError::Corrupt("merged without target".into()))?;
+                    into = next
+                        .merged_into
+                        .ok_or_else(|| CoreError::Corrupt("merged without target".into()))?;
                 }
                 _ => break,
             }
         }
-        Err(CoreError::Merged { from: id.clone(), into })
+        Err(CoreError::Merged {
+            from: id.clone(),
+            into,
+        })
     }
 
     fn check_reveal(&self, actor: &Actor, reveal: bool) -> Result<()> {
@@ -208,21 +259,32 @@ impl Core {
         }
         let mut owners: Vec<(String, MemberId)> = Vec::new();
         for identity in &valid.identities {
-            if let Some(owner) = tx.find_identity(brand, &identity.kind(), &self.identity_hash(brand, identity)).await? {
+            if let Some(owner) = tx
+                .find_identity(brand, &identity.kind(), &self.identity_hash(brand, identity))
+                .await?
+            {
                 owners.push((identity.field(), owner));
             }
         }
         if let Some((_, first)) = owners.first() {
             if owners.iter().all(|(_, o)| o == first) {
-                let record = tx.get_member(brand, first).await?.ok_or(CoreError::NotFound("member"))?;
-                return Ok(Enrolment::Existing(self.member_view(&mut *tx, &record, false).await?));
+                let record = tx
+                    .get_member(brand, first)
+                    .await?
+                    .ok_or(CoreError::NotFound("member"))?;
+                return Ok(Enrolment::Existing(
+                    self.member_view(&mut *tx, &record, false).await?,
+                ));
             }
             return Err(CoreError::Conflict {
                 code: "identity_conflict",
                 message: "these identities belong to different members; merge them first".into(),
                 errors: owners
                     .into_iter()
-                    .map(|(field, owner)| FieldError { field, reason: format!("belongs to member {owner}") })
+                    .map(|(field, owner)| FieldError {
+                        field,
+                        reason: format!("belongs to member {owner}"),
+                    })
                     .collect(),
             });
         }
@@ -250,13 +312,25 @@ impl Core {
         };
         tx.insert_member(&record).await?;
         for identity in &valid.identities {
-            tx.insert_identity(&self.identity_record(brand, &id, identity)).await?;
+            tx.insert_identity(&self.identity_record(brand, &id, identity))
+                .await?;
         }
-        tx.replace_name_prefixes(brand, &id, &self.name_prefix_hashes(brand, valid.personal.name.as_deref()))
-            .await?;
+        tx.replace_name_prefixes(
+            brand,
+            &id,
+            &self.name_prefix_hashes(brand, valid.personal.name.as_deref()),
+        )
+        .await?;
         tx.add_tags(brand, &id, &valid.tags).await?;
         let view = self.member_view(&mut *tx, &record, false).await?;
-        self.audit(&mut *tx, actor, "member.enrolled", ("member", id.as_str()), json!({ "after": view })).await?;
+        self.audit(
+            &mut *tx,
+            actor,
+            "member.enrolled",
+            ("member", id.as_str()),
+            json!({ "after": view }),
+        )
+        .await?;
         tx.commit().await?;
         Ok(Enrolment::Created(view))
     }
@@ -269,7 +343,14 @@ impl Core {
             let mut tx = self.storage.write().await?;
             let record = self.active_member(&mut *tx, &actor.brand_id, id, false).await?;
             let view = self.member_view(&mut *tx, &record, true).await?;
-            self.audit(&mut *tx, actor, "member.pii_revealed", ("member", id.as_str()), json!({})).await?;
+            self.audit(
+                &mut *tx,
+                actor,
+                "member.pii_revealed",
+                ("member", id.as_str()),
+                json!({}),
+            )
+            .await?;
             tx.commit().await?;
             return Ok(view);
         }
@@ -278,14 +359,31 @@ impl Core {
         self.member_view(&mut *tx, &record, false).await
     }
 
-    pub async fn update_member(&self, actor: &Actor, id: &MemberId, input: UpdateInput) -> Result<MemberView> {
+    pub async fn update_member(
+        &self,
+        actor: &Actor,
+        id: &MemberId,
+        input: UpdateInput,
+    ) -> Result<MemberView> {
         actor.require(Permission::MembersUpdate)?;
         let today = self.now().date();
         let mut v = Validator::default();
-        let name = input.name.as_ref().map(|n| n.as_deref().and_then(|n| v.check(validate_name(n))));
-        let phone = input.phone.as_ref().map(|p| p.as_deref().and_then(|p| v.check(Phone::parse(p))));
-        let email = input.email.as_ref().map(|e| e.as_deref().and_then(|e| v.check(Email::parse(e))));
-        let birthday = input.birthday.as_ref().map(|b| b.as_deref().and_then(|b| v.check(parse_birthday(b, today))));
+        let name = input
+            .name
+            .as_ref()
+            .map(|n| n.as_deref().and_then(|n| v.check(validate_name(n))));
+        let phone = input
+            .phone
+            .as_ref()
+            .map(|p| p.as_deref().and_then(|p| v.check(Phone::parse(p))));
+        let email = input
+            .email
+            .as_ref()
+            .map(|e| e.as_deref().and_then(|e| v.check(Email::parse(e))));
+        let birthday = input
+            .birthday
+            .as_ref()
+            .map(|b| b.as_deref().and_then(|b| v.check(parse_birthday(b, today))));
         if let Some(Some(city)) = &input.city {
             if city.trim().is_empty() || city.chars().count() > 64 {
                 v.push("city", "must be 1 to 64 characters (send null to clear it)");
@@ -299,8 +397,12 @@ impl Core {
         if let Some(attrs) = &input.attributes {
             v.check(validate_attributes(attrs));
         }
-        let add_tags = v.check(validate_tags("add_tags", &input.add_tags)).unwrap_or_default();
-        let remove_tags = v.check(validate_tags("remove_tags", &input.remove_tags)).unwrap_or_default();
+        let add_tags = v
+            .check(validate_tags("add_tags", &input.add_tags))
+            .unwrap_or_default();
+        let remove_tags = v
+            .check(validate_tags("remove_tags", &input.remove_tags))
+            .unwrap_or_default();
         let mut new_externals = Vec::new();
         for (i, ext) in input.add_external_ids.iter().enumerate() {
             if let Some(id) = v.check(validate_external_id(ext, &format!("add_external_ids[{i}]"))) {
@@ -313,18 +415,27 @@ impl Core {
         let mut tx = self.storage.write().await?;
         let mut record = self.active_member(&mut *tx, brand, id, true).await?;
         if record.status == MemberStatus::Erased {
-            return Err(CoreError::conflict("member_erased", "this member's data was erased; it cannot be changed"));
+            return Err(CoreError::conflict(
+                "member_erased",
+                "this member's data was erased; it cannot be changed",
+            ));
         }
         let before = self.member_view(&mut *tx, &record, false).await?;
         let mut pii = self.open_personal(&record)?;
 
         let mut swaps: Vec<(Option<Identity>, Option<Identity>)> = Vec::new();
         if let Some(phone) = phone {
-            swaps.push((pii.phone.clone().map(Identity::Phone), phone.clone().map(Identity::Phone)));
+            swaps.push((
+                pii.phone.clone().map(Identity::Phone),
+                phone.clone().map(Identity::Phone),
+            ));
             pii.phone = phone;
         }
         if let Some(email) = email {
-            swaps.push((pii.email.clone().map(Identity::Email), email.clone().map(Identity::Email)));
+            swaps.push((
+                pii.email.clone().map(Identity::Email),
+                email.clone().map(Identity::Email),
+            ));
             pii.email = email;
         }
         swaps.extend(new_externals.into_iter().map(|e| (None, Some(e))));
@@ -333,13 +444,16 @@ impl Core {
                 continue;
             }
             if let Some(old) = old {
-                tx.delete_identity(brand, &old.kind(), &self.identity_hash(brand, &old)).await?;
+                tx.delete_identity(brand, &old.kind(), &self.identity_hash(brand, &old))
+                    .await?;
             }
             if let Some(new) = new {
                 match tx.insert_identity(&self.identity_record(brand, id, &new)).await {
                     Ok(()) => {}
                     Err(StoreError::Conflict(_)) => {
-                        let owner = tx.find_identity(brand, &new.kind(), &self.identity_hash(brand, &new)).await?;
+                        let owner = tx
+                            .find_identity(brand, &new.kind(), &self.identity_hash(brand, &new))
+                            .await?;
                         let reason = match owner {
                             Some(o) if &o == id => "is already this member's".to_owned(),
                             Some(o) => format!("belongs to member {o}"),
@@ -348,7 +462,10 @@ impl Core {
                         return Err(CoreError::Conflict {
                             code: "identity_conflict",
                             message: "an identity in this update belongs to another member".into(),
-                            errors: vec![FieldError { field: new.field(), reason }],
+                            errors: vec![FieldError {
+                                field: new.field(),
+                                reason,
+                            }],
                         });
                     }
                     Err(e) => return Err(e.into()),
@@ -357,7 +474,8 @@ impl Core {
         }
         if let Some(name) = name {
             pii.name = name;
-            tx.replace_name_prefixes(brand, id, &self.name_prefix_hashes(brand, pii.name.as_deref())).await?;
+            tx.replace_name_prefixes(brand, id, &self.name_prefix_hashes(brand, pii.name.as_deref()))
+                .await?;
         }
         if let Some(birthday) = birthday {
             pii.birthday = birthday;
@@ -395,13 +513,25 @@ impl Core {
         record.version += 1;
         tx.update_member(&record).await?;
         let after = self.member_view(&mut *tx, &record, false).await?;
-        self.audit(&mut *tx, actor, "member.updated", ("member", id.as_str()), changes(&before, &after)).await?;
+        self.audit(
+            &mut *tx,
+            actor,
+            "member.updated",
+            ("member", id.as_str()),
+            changes(&before, &after),
+        )
+        .await?;
         tx.commit().await?;
         Ok(after)
     }
 
     /// Finds members by one identity, a name prefix, a tag or a status (criteria combine).
-    pub async fn search_members(&self, actor: &Actor, q: &MemberQuery, page: &Page) -> Result<Vec<MemberView>> {
+    pub async fn search_members(
+        &self,
+        actor: &Actor,
+        q: &MemberQuery,
+        page: &Page,
+    ) -> Result<Vec<MemberView>> {
         actor.require(Permission::MembersRead)?;
         let brand = &actor.brand_id;
         let mut v = Validator::default();
@@ -413,12 +543,19 @@ impl Core {
             v.check(normalise_card(c)).map(Identity::Card)
         } else if let Some(id) = &q.external_id {
             let channel = q.external_channel.clone().unwrap_or_default();
-            let ext = huiyuan_domain::member::ExternalIdInput { channel, id: id.clone() };
+            let ext = huiyuan_domain::member::ExternalIdInput {
+                channel,
+                id: id.clone(),
+            };
             v.check(validate_external_id(&ext, "external"))
         } else {
             None
         };
-        let name = q.name_prefix.as_deref().map(normalise_name).filter(|n| !n.is_empty());
+        let name = q
+            .name_prefix
+            .as_deref()
+            .map(normalise_name)
+            .filter(|n| !n.is_empty());
         if let Some(tag) = &q.tag {
             v.check(validate_tags("tag", std::slice::from_ref(tag)));
         }
@@ -440,7 +577,11 @@ impl Core {
             // Names longer than the index are confirmed on the decrypted name.
             if let Some(n) = &name {
                 if n.chars().count() > MAX_NAME_PREFIX {
-                    let full = self.open_personal(r)?.name.map(|x| normalise_name(&x)).unwrap_or_default();
+                    let full = self
+                        .open_personal(r)?
+                        .name
+                        .map(|x| normalise_name(&x))
+                        .unwrap_or_default();
                     if !full.starts_with(n.as_str()) {
                         continue;
                     }
@@ -453,7 +594,12 @@ impl Core {
 
     /// Folds `merged` into `survivor`: identities, tags and missing profile fields move; the
     /// merged ID redirects to the survivor from now on.
-    pub async fn merge_members(&self, actor: &Actor, survivor: &MemberId, merged: &MemberId) -> Result<MemberView> {
+    pub async fn merge_members(
+        &self,
+        actor: &Actor,
+        survivor: &MemberId,
+        merged: &MemberId,
+    ) -> Result<MemberView> {
         actor.require(Permission::MembersMerge)?;
         if survivor == merged {
             return Err(ValidationError::field("merge_from", "a member cannot be merged into itself").into());
@@ -461,12 +607,19 @@ impl Core {
         let brand = &actor.brand_id;
         let mut tx = self.storage.write().await?;
         // Lock in ID order so two opposite merges cannot deadlock.
-        let (first, second) = if survivor < merged { (survivor, merged) } else { (merged, survivor) };
+        let (first, second) = if survivor < merged {
+            (survivor, merged)
+        } else {
+            (merged, survivor)
+        };
         let a = self.active_member(&mut *tx, brand, first, true).await?;
         let b = self.active_member(&mut *tx, brand, second, true).await?;
         let (mut keep, mut gone) = if &a.id == survivor { (a, b) } else { (b, a) };
         if keep.status == MemberStatus::Erased || gone.status == MemberStatus::Erased {
-            return Err(CoreError::conflict("member_erased", "an erased member cannot be merged"));
+            return Err(CoreError::conflict(
+                "member_erased",
+                "an erased member cannot be merged",
+            ));
         }
         let before = self.member_view(&mut *tx, &keep, false).await?;
         let mut keep_pii = self.open_personal(&keep)?;
@@ -480,8 +633,10 @@ impl Core {
         keep.gender = keep.gender.take().or(gone.gender.take());
         keep.city = keep.city.take().or(gone.city.take());
         keep.household_size = keep.household_size.or(gone.household_size);
-        let mut attrs: BTreeMap<String, serde_json::Value> = serde_json::from_str(&keep.attributes).unwrap_or_default();
-        let gone_attrs: BTreeMap<String, serde_json::Value> = serde_json::from_str(&gone.attributes).unwrap_or_default();
+        let mut attrs: BTreeMap<String, serde_json::Value> =
+            serde_json::from_str(&keep.attributes).unwrap_or_default();
+        let gone_attrs: BTreeMap<String, serde_json::Value> =
+            serde_json::from_str(&gone.attributes).unwrap_or_default();
         for (k, val) in gone_attrs {
             attrs.entry(k).or_insert(val);
         }
@@ -490,8 +645,12 @@ impl Core {
         let moved = tx.move_identities(brand, &gone.id, &keep.id).await?;
         tx.move_tags(brand, &gone.id, &keep.id).await?;
         if name_filled {
-            tx.replace_name_prefixes(brand, &keep.id, &self.name_prefix_hashes(brand, keep_pii.name.as_deref()))
-                .await?;
+            tx.replace_name_prefixes(
+                brand,
+                &keep.id,
+                &self.name_prefix_hashes(brand, keep_pii.name.as_deref()),
+            )
+            .await?;
         }
         tx.replace_name_prefixes(brand, &gone.id, &[]).await?;
         let now = self.now();
@@ -511,9 +670,22 @@ impl Core {
         let mut diff = changes(&before, &after);
         diff["merged_from"] = json!(gone.id);
         diff["identities_moved"] = json!(moved);
-        self.audit(&mut *tx, actor, "member.merged", ("member", keep.id.as_str()), diff).await?;
-        self.audit(&mut *tx, actor, "member.merged_away", ("member", gone.id.as_str()), json!({ "merged_into": keep.id }))
-            .await?;
+        self.audit(
+            &mut *tx,
+            actor,
+            "member.merged",
+            ("member", keep.id.as_str()),
+            diff,
+        )
+        .await?;
+        self.audit(
+            &mut *tx,
+            actor,
+            "member.merged_away",
+            ("member", gone.id.as_str()),
+            json!({ "merged_into": keep.id }),
+        )
+        .await?;
         tx.commit().await?;
         Ok(after)
     }
@@ -565,12 +737,22 @@ impl Core {
         let mut tx = self.storage.write().await?;
         let record = self.active_member(&mut *tx, brand, id, false).await?;
         let member = self.member_view(&mut *tx, &record, true).await?;
-        let merged_filter = MemberFilter { merged_into: Some(id.clone()), ..Default::default() };
-        let merged_from =
-            tx.list_members(brand, &merged_filter, &Page::first(1000)).await?.into_iter().map(|m| m.id).collect();
+        let merged_filter = MemberFilter {
+            merged_into: Some(id.clone()),
+            ..Default::default()
+        };
+        let merged_from = tx
+            .list_members(brand, &merged_filter, &Page::first(1000))
+            .await?
+            .into_iter()
+            .map(|m| m.id)
+            .collect();
         let mut history = Vec::new();
         let mut page = Page::first(1000);
-        let filter = huiyuan_store::AuditFilter { target_id: Some(id.to_string()), ..Default::default() };
+        let filter = huiyuan_store::AuditFilter {
+            target_id: Some(id.to_string()),
+            ..Default::default()
+        };
         loop {
             let batch = tx.list_audit(brand, &filter, &page).await?;
             let full = batch.len() == 1000;
@@ -580,30 +762,66 @@ impl Core {
                 break;
             }
         }
-        self.audit(&mut *tx, actor, "member.exported", ("member", id.as_str()), json!({})).await?;
+        self.audit(
+            &mut *tx,
+            actor,
+            "member.exported",
+            ("member", id.as_str()),
+            json!({}),
+        )
+        .await?;
         tx.commit().await?;
-        Ok(MemberExport { exported_at: self.now(), member, merged_from, history })
+        Ok(MemberExport {
+            exported_at: self.now(),
+            member,
+            merged_from,
+            history,
+        })
     }
 
     /// Till step 1: identify by code, phone or card; enrol an unknown phone.
     pub async fn till_identify(&self, actor: &Actor, input: TillIdentifyInput) -> Result<TillIdentity> {
-        let given = [input.code.is_some(), input.phone.is_some(), input.card_number.is_some()];
+        let given = [
+            input.code.is_some(),
+            input.phone.is_some(),
+            input.card_number.is_some(),
+        ];
         if given.iter().filter(|g| **g).count() != 1 {
-            return Err(ValidationError::field("code", "give exactly one of code, phone or card_number").into());
+            return Err(
+                ValidationError::field("code", "give exactly one of code, phone or card_number").into(),
+            );
         }
         if let Some(code) = &input.code {
             let verified = self.verify_code(actor, code).await?;
-            return Ok(TillIdentity { member: verified.member, enrolled: false, identified_by: "code".into() });
+            return Ok(TillIdentity {
+                member: verified.member,
+                enrolled: false,
+                identified_by: "code".into(),
+            });
         }
         actor.require(Permission::MembersRead)?;
         if let Some(card) = &input.card_number {
             let card = normalise_card(card)?;
-            let member = self.find_by_identity(actor, &Identity::Card(card)).await?.ok_or(CoreError::NotFound("member"))?;
-            return Ok(TillIdentity { member, enrolled: false, identified_by: "card".into() });
+            let member = self
+                .find_by_identity(actor, &Identity::Card(card))
+                .await?
+                .ok_or(CoreError::NotFound("member"))?;
+            return Ok(TillIdentity {
+                member,
+                enrolled: false,
+                identified_by: "card".into(),
+            });
         }
         let phone = Phone::parse(input.phone.as_deref().unwrap_or_default())?;
-        if let Some(member) = self.find_by_identity(actor, &Identity::Phone(phone.clone())).await? {
-            return Ok(TillIdentity { member, enrolled: false, identified_by: "phone".into() });
+        if let Some(member) = self
+            .find_by_identity(actor, &Identity::Phone(phone.clone()))
+            .await?
+        {
+            return Ok(TillIdentity {
+                member,
+                enrolled: false,
+                identified_by: "phone".into(),
+            });
         }
         if !input.enrol_if_unknown.unwrap_or(true) {
             return Err(CoreError::NotFound("member"));
@@ -615,15 +833,26 @@ impl Core {
             ..Default::default()
         };
         match self.enrol(actor, enrolment).await? {
-            Enrolment::Created(member) => Ok(TillIdentity { member, enrolled: true, identified_by: "phone".into() }),
-            Enrolment::Existing(member) => Ok(TillIdentity { member, enrolled: false, identified_by: "phone".into() }),
+            Enrolment::Created(member) => Ok(TillIdentity {
+                member,
+                enrolled: true,
+                identified_by: "phone".into(),
+            }),
+            Enrolment::Existing(member) => Ok(TillIdentity {
+                member,
+                enrolled: false,
+                identified_by: "phone".into(),
+            }),
         }
     }
 
     async fn find_by_identity(&self, actor: &Actor, identity: &Identity) -> Result<Option<MemberView>> {
         let brand = &actor.brand_id;
         let mut tx = self.storage.read().await?;
-        let Some(id) = tx.find_identity(brand, &identity.kind(), &self.identity_hash(brand, identity)).await? else {
+        let Some(id) = tx
+            .find_identity(brand, &identity.kind(), &self.identity_hash(brand, identity))
+            .await?
+        else {
             return Ok(None);
         };
         let record = self.active_member(&mut *tx, brand, &id, false).await?;
@@ -648,8 +877,12 @@ fn identity_context(brand: &BrandId, kind: &str) -> String {
 
 fn mask_identity(kind: &str, value: &str) -> String {
     match kind {
-        "phone" => Phone::parse(value).map(|p| p.masked()).unwrap_or_else(|_| mask_middle(value, 3, 4)),
-        "email" => Email::parse(value).map(|e| e.masked()).unwrap_or_else(|_| mask_middle(value, 1, 0)),
+        "phone" => Phone::parse(value)
+            .map(|p| p.masked())
+            .unwrap_or_else(|_| mask_middle(value, 3, 4)),
+        "email" => Email::parse(value)
+            .map(|e| e.masked())
+            .unwrap_or_else(|_| mask_middle(value, 1, 0)),
         "card" => mask_middle(value, 0, 4),
         _ => mask_middle(value, 2, 2),
     }

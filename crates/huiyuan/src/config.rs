@@ -52,7 +52,9 @@ impl Config {
             Some(f) => fig = fig.merge(Toml::file_exact(f)),
             None => fig = fig.merge(Toml::file("huiyuan.toml")),
         }
-        fig.merge(Env::prefixed("HUIYUAN_").ignore(&["test_database_url"])).extract().map_err(Box::new)
+        fig.merge(Env::prefixed("HUIYUAN_").ignore(&["test_database_url"]))
+            .extract()
+            .map_err(Box::new)
     }
 
     pub fn api(&self) -> huiyuan_api::ApiConfig {

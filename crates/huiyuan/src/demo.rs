@@ -23,8 +23,14 @@ pub struct Credentials {
 
 const CREDENTIALS_FILE: &str = "demo-credentials.json";
 
-const SURNAMES: &[&str] = &["王", "李", "張", "劉", "陳", "楊", "趙", "黃", "周", "吳", "徐", "孫", "胡", "朱", "高", "林", "何", "郭", "馬", "羅", "歐陽", "司馬"];
-const GIVEN: &[&str] = &["偉", "芳", "娜", "秀英", "敏", "靜", "麗", "強", "磊", "軍", "洋", "勇", "艷", "傑", "娟", "濤", "明", "超", "秀蘭", "霞", "平", "剛", "桂英", "小明", "子涵", "欣怡", "梓萱", "浩然", "宇軒", "一諾"];
+const SURNAMES: &[&str] = &[
+    "王", "李", "張", "劉", "陳", "楊", "趙", "黃", "周", "吳", "徐", "孫", "胡", "朱", "高", "林", "何",
+    "郭", "馬", "羅", "歐陽", "司馬",
+];
+const GIVEN: &[&str] = &[
+    "偉", "芳", "娜", "秀英", "敏", "靜", "麗", "強", "磊", "軍", "洋", "勇", "艷", "傑", "娟", "濤", "明",
+    "超", "秀蘭", "霞", "平", "剛", "桂英", "小明", "子涵", "欣怡", "梓萱", "浩然", "宇軒", "一諾",
+];
 const STORES: &[(&str, &str, &str, &str)] = &[
     ("SH01", "上海南京西路店", "上海", "華東"),
     ("SH02", "上海徐匯濱江店", "上海", "華東"),
@@ -35,7 +41,15 @@ const STORES: &[(&str, &str, &str, &str)] = &[
     ("GZ01", "廣州天河店", "廣州", "華南"),
     ("WEB", "天貓旗艦店", "線上", "線上"),
 ];
-const TAGS: &[&str] = &["新客", "高價值", "母嬰", "美妝", "運動", "咖啡愛好者", "會員日常客"];
+const TAGS: &[&str] = &[
+    "新客",
+    "高價值",
+    "母嬰",
+    "美妝",
+    "運動",
+    "咖啡愛好者",
+    "會員日常客",
+];
 
 /// Creates the demo brand on first run, or reads the credentials of the one already there.
 pub async fn prepare(core: &Core, data: &Path, members: usize) -> Result<Credentials, crate::AnyError> {
@@ -46,7 +60,12 @@ pub async fn prepare(core: &Core, data: &Path, members: usize) -> Result<Credent
     let password = huiyuan_core::crypto::random_token(12);
     let made = core
         .bootstrap_brand(
-            NewBrand { slug: "demo".into(), name: "匯源生活 Huiyuan Life".into(), currency: None, timezone: None },
+            NewBrand {
+                slug: "demo".into(),
+                name: "匯源生活 Huiyuan Life".into(),
+                currency: None,
+                timezone: None,
+            },
             "admin",
             &password,
         )
@@ -57,7 +76,12 @@ pub async fn prepare(core: &Core, data: &Path, members: usize) -> Result<Credent
         let s = core
             .create_store(
                 &system,
-                NewStore { code: (*code).into(), name: (*name).into(), city: Some((*city).into()), region: Some((*region).into()) },
+                NewStore {
+                    code: (*code).into(),
+                    name: (*name).into(),
+                    city: Some((*city).into()),
+                    region: Some((*region).into()),
+                },
             )
             .await?;
         store_ids.push(s.id);
@@ -84,31 +108,62 @@ pub async fn prepare(core: &Core, data: &Path, members: usize) -> Result<Credent
 }
 
 fn demo_member(rng: &mut StdRng, n: u32, stores: &[huiyuan_domain::ids::StoreId]) -> EnrolInput {
-    let name = format!("{}{}", SURNAMES.choose(rng).unwrap_or(&"王"), GIVEN.choose(rng).unwrap_or(&"偉"));
+    let name = format!(
+        "{}{}",
+        SURNAMES.choose(rng).unwrap_or(&"王"),
+        GIVEN.choose(rng).unwrap_or(&"偉")
+    );
     // 170 0000 xxxx: a mobile block of a virtual operator, formatted as members type it.
     let phone = format!("170 0000 {:04}", n);
-    let channel = *[Channel::App, Channel::MiniProgram, Channel::WebShop, Channel::Pos].choose(rng).unwrap_or(&Channel::App);
-    let store_id = (channel == Channel::Pos).then(|| stores.choose(rng).cloned()).flatten();
+    let channel = *[Channel::App, Channel::MiniProgram, Channel::WebShop, Channel::Pos]
+        .choose(rng)
+        .unwrap_or(&Channel::App);
+    let store_id = (channel == Channel::Pos)
+        .then(|| stores.choose(rng).cloned())
+        .flatten();
     let year = rng.gen_range(1965..2006);
     let tag_count = rng.gen_range(0..3);
-    let tags: Vec<String> = TAGS.choose_multiple(rng, tag_count).map(|t| (*t).to_owned()).collect();
+    let tags: Vec<String> = TAGS
+        .choose_multiple(rng, tag_count)
+        .map(|t| (*t).to_owned())
+        .collect();
     EnrolInput {
         name: Some(name),
         phone: Some(phone),
         email: (n % 3 == 0).then(|| format!("member{n}@example.com")),
-        birthday: Some(format!("{year}-{:02}-{:02}", rng.gen_range(1..=12), rng.gen_range(1..=28))),
-        gender: Some(*[Gender::Female, Gender::Female, Gender::Male, Gender::Undisclosed].choose(rng).unwrap_or(&Gender::Female)),
-        city: Some(["上海", "北京", "杭州", "成都", "深圳", "廣州"].choose(rng).unwrap_or(&"上海").to_string()),
+        birthday: Some(format!(
+            "{year}-{:02}-{:02}",
+            rng.gen_range(1..=12),
+            rng.gen_range(1..=28)
+        )),
+        gender: Some(
+            *[Gender::Female, Gender::Female, Gender::Male, Gender::Undisclosed]
+                .choose(rng)
+                .unwrap_or(&Gender::Female),
+        ),
+        city: Some(
+            ["上海", "北京", "杭州", "成都", "深圳", "廣州"]
+                .choose(rng)
+                .unwrap_or(&"上海")
+                .to_string(),
+        ),
         household_size: Some(rng.gen_range(1..6)),
         channel: Some(channel),
         store_id,
         external_ids: if channel == Channel::MiniProgram {
-            vec![ExternalIdInput { channel: "wechat".into(), id: format!("oDemo{n:08}") }]
+            vec![ExternalIdInput {
+                channel: "wechat".into(),
+                id: format!("oDemo{n:08}"),
+            }]
         } else {
             Vec::new()
         },
         card_number: None,
-        consents: Some(Consents { sms: rng.gen_bool(0.6), email: rng.gen_bool(0.3), push: rng.gen_bool(0.5) }),
+        consents: Some(Consents {
+            sms: rng.gen_bool(0.6),
+            email: rng.gen_bool(0.3),
+            push: rng.gen_bool(0.5),
+        }),
         attributes: None,
         tags,
     }

@@ -20,7 +20,11 @@ use huiyuan_store_sqlite::SqliteStorage;
 use crate::config::Config;
 
 #[derive(Parser)]
-#[command(name = "huiyuan", version, about = "Huiyuan (會員): membership and loyalty operations")]
+#[command(
+    name = "huiyuan",
+    version,
+    about = "Huiyuan (會員): membership and loyalty operations"
+)]
 struct Cli {
     /// A TOML configuration file (default: ./huiyuan.toml when present).
     #[arg(long, global = true)]
@@ -120,7 +124,9 @@ async fn main() {
 fn init_logging(format: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     if format == "text" {
         builder.init();
     } else {
@@ -130,7 +136,11 @@ fn init_logging(format: &str) {
 
 async fn run(command: Command, config: &mut Config) -> Result<(), AnyError> {
     match command {
-        Command::Serve { storage, listen, no_migrate } => {
+        Command::Serve {
+            storage,
+            listen,
+            no_migrate,
+        } => {
             apply(config, &storage);
             if let Some(l) = listen {
                 config.listen = l;
@@ -158,17 +168,43 @@ async fn run(command: Command, config: &mut Config) -> Result<(), AnyError> {
             println!("  Login:    {} / {}", creds.username, creds.password);
             println!("API key: {}", creds.api_key);
             println!();
-            println!("Try: curl -H 'Authorization: Bearer {}' http://{addr}/v1/members", creds.api_key);
+            println!(
+                "Try: curl -H 'Authorization: Bearer {}' http://{addr}/v1/members",
+                creds.api_key
+            );
             serve(config, store, &key, addr).await
         }
-        Command::Brand { command: BrandCommand::Create { storage, slug, name, admin_username, admin_password, currency, timezone } } => {
+        Command::Brand {
+            command:
+                BrandCommand::Create {
+                    storage,
+                    slug,
+                    name,
+                    admin_username,
+                    admin_password,
+                    currency,
+                    timezone,
+                },
+        } => {
             apply(config, &storage);
             let (store, key) = open(config, true).await?;
             let core = core(store, &key);
             let made = core
-                .bootstrap_brand(huiyuan_core::brands::NewBrand { slug, name, currency, timezone }, &admin_username, &admin_password)
+                .bootstrap_brand(
+                    huiyuan_core::brands::NewBrand {
+                        slug,
+                        name,
+                        currency,
+                        timezone,
+                    },
+                    &admin_username,
+                    &admin_password,
+                )
                 .await?;
-            println!("Brand {} ({}) created; admin operator {}", made.brand.slug, made.brand.id, made.admin.username);
+            println!(
+                "Brand {} ({}) created; admin operator {}",
+                made.brand.slug, made.brand.id, made.admin.username
+            );
             println!("API key: {}", made.api_key.secret);
             Ok(())
         }
@@ -200,7 +236,10 @@ async fn open(config: &Config, migrate: bool) -> Result<(Arc<dyn Storage>, Maste
             Arc::new(pg)
         }
         None => {
-            let dir = config.data.clone().ok_or("give --data DIR (embedded SQLite) or --database postgres://…")?;
+            let dir = config
+                .data
+                .clone()
+                .ok_or("give --data DIR (embedded SQLite) or --database postgres://…")?;
             create_private_dir(&dir)?;
             Arc::new(SqliteStorage::open(&dir.join("huiyuan.db")).await?)
         }
@@ -213,7 +252,10 @@ fn master_key(config: &Config) -> Result<MasterKey, AnyError> {
     if let Some(k) = &config.master_key {
         return Ok(MasterKey::from_base64(k)?);
     }
-    let dir = config.data.as_ref().ok_or("no master key: set HUIYUAN_MASTER_KEY or give --data DIR")?;
+    let dir = config
+        .data
+        .as_ref()
+        .ok_or("no master key: set HUIYUAN_MASTER_KEY or give --data DIR")?;
     create_private_dir(dir)?;
     let path = dir.join("master.key");
     if path.exists() {
@@ -250,7 +292,12 @@ pub fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
     options.open(path)?.write_all(contents.as_bytes())
 }
 
-async fn serve(config: &Config, storage: Arc<dyn Storage>, key: &MasterKey, addr: SocketAddr) -> Result<(), AnyError> {
+async fn serve(
+    config: &Config,
+    storage: Arc<dyn Storage>,
+    key: &MasterKey,
+    addr: SocketAddr,
+) -> Result<(), AnyError> {
     let core = core(storage.clone(), key);
     let state = AppState::new(core.clone(), config.api());
     let limits = state.limits.clone();
@@ -259,7 +306,9 @@ async fn serve(config: &Config, storage: Arc<dyn Storage>, key: &MasterKey, addr
         loop {
             tick.tick().await;
             match core.purge_expired().await {
-                Ok((keys, codes)) => tracing::info!(keys, codes, "purged expired idempotency keys and member codes"),
+                Ok((keys, codes)) => {
+                    tracing::info!(keys, codes, "purged expired idempotency keys and member codes")
+                }
                 Err(e) => tracing::warn!(error = %e, "purge failed"),
             }
             limits.shrink();
@@ -267,9 +316,12 @@ async fn serve(config: &Config, storage: Arc<dyn Storage>, key: &MasterKey, addr
     });
     let listener = tokio::net::TcpListener::bind(addr).await?;
     tracing::info!(%addr, backend = storage.backend(), "listening");
-    axum::serve(listener, app(state).into_make_service_with_connect_info::<SocketAddr>())
-        .with_graceful_shutdown(shutdown_signal())
-        .await?;
+    axum::serve(
+        listener,
+        app(state).into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown_signal())
+    .await?;
     maintenance.abort();
     tracing::info!("shut down");
     Ok(())

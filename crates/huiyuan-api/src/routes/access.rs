@@ -20,14 +20,25 @@ use crate::AppState;
 /// Signs an operator in and returns a session token (valid 12 hours).
 #[utoipa::path(post, path = "/v1/auth/login", tag = "auth", request_body = LoginInput, security(()),
     responses((status = 200, body = Session), (status = 401, body = Problem), (status = 429, body = Problem)))]
-pub async fn login(State(s): State<AppState>, headers: HeaderMap, ApiJson(input): ApiJson<LoginInput>) -> ApiResult<Json<Session>> {
-    let request_id = headers.get(REQUEST_ID).and_then(|v| v.to_str().ok()).map(str::to_owned);
+pub async fn login(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    ApiJson(input): ApiJson<LoginInput>,
+) -> ApiResult<Json<Session>> {
+    let request_id = headers
+        .get(REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
     Ok(Json(s.core.login(input, request_id).await?))
 }
 
 /// Ends the session whose token is presented.
 #[utoipa::path(post, path = "/v1/auth/logout", tag = "auth", responses((status = 204, description = "Signed out")))]
-pub async fn logout(State(s): State<AppState>, Auth(actor): Auth, headers: HeaderMap) -> ApiResult<StatusCode> {
+pub async fn logout(
+    State(s): State<AppState>,
+    Auth(actor): Auth,
+    headers: HeaderMap,
+) -> ApiResult<StatusCode> {
     let token = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -63,7 +74,11 @@ pub async fn me(State(s): State<AppState>, Auth(actor): Auth) -> ApiResult<Json<
         .into(),
         id: actor.id.clone(),
         role: actor.role,
-        permissions: Permission::ALL.iter().filter(|p| actor.may(**p)).map(|p| p.as_str().to_owned()).collect(),
+        permissions: Permission::ALL
+            .iter()
+            .filter(|p| actor.may(**p))
+            .map(|p| p.as_str().to_owned())
+            .collect(),
         operator,
     }))
 }
@@ -86,7 +101,10 @@ pub async fn create_operator(
     Auth(actor): Auth,
     ApiJson(input): ApiJson<NewOperator>,
 ) -> ApiResult<(StatusCode, Json<OperatorView>)> {
-    Ok((StatusCode::CREATED, Json(s.core.create_operator(&actor, input).await?)))
+    Ok((
+        StatusCode::CREATED,
+        Json(s.core.create_operator(&actor, input).await?),
+    ))
 }
 
 /// Changes an operator; disabling, a new password or a new role ends their sessions.
@@ -99,7 +117,11 @@ pub async fn update_operator(
     Path(id): Path<String>,
     ApiJson(input): ApiJson<OperatorChanges>,
 ) -> ApiResult<Json<OperatorView>> {
-    Ok(Json(s.core.update_operator(&actor, &path_id(&id, "operator")?, input).await?))
+    Ok(Json(
+        s.core
+            .update_operator(&actor, &path_id(&id, "operator")?, input)
+            .await?,
+    ))
 }
 
 #[utoipa::path(get, path = "/v1/api-keys", tag = "api keys", params(PageQuery),
@@ -121,13 +143,22 @@ pub async fn create_api_key(
     Auth(actor): Auth,
     ApiJson(input): ApiJson<NewApiKey>,
 ) -> ApiResult<(StatusCode, Json<CreatedApiKey>)> {
-    Ok((StatusCode::CREATED, Json(s.core.create_api_key(&actor, input).await?)))
+    Ok((
+        StatusCode::CREATED,
+        Json(s.core.create_api_key(&actor, input).await?),
+    ))
 }
 
 /// Revokes a key at once; revoking twice changes nothing.
 #[utoipa::path(post, path = "/v1/api-keys/{id}/revoke", tag = "api keys",
     params(("id" = String, Path, description = "API key ID")),
     responses((status = 200, body = ApiKeyView), (status = 404, body = Problem)))]
-pub async fn revoke_api_key(State(s): State<AppState>, Auth(actor): Auth, Path(id): Path<String>) -> ApiResult<Json<ApiKeyView>> {
-    Ok(Json(s.core.revoke_api_key(&actor, &path_id(&id, "API key")?).await?))
+pub async fn revoke_api_key(
+    State(s): State<AppState>,
+    Auth(actor): Auth,
+    Path(id): Path<String>,
+) -> ApiResult<Json<ApiKeyView>> {
+    Ok(Json(
+        s.core.revoke_api_key(&actor, &path_id(&id, "API key")?).await?,
+    ))
 }

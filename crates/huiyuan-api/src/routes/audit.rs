@@ -31,6 +31,10 @@ pub async fn list_audit(
     ApiQuery(q): ApiQuery<AuditQuery>,
 ) -> ApiResult<Json<List<AuditView>>> {
     let (p, limit) = page(q.limit, q.starting_after)?;
-    let filter = AuditFilter { target_id: q.target_id, actor_id: q.actor_id, action: q.action };
+    let filter = AuditFilter {
+        target_id: q.target_id,
+        actor_id: q.actor_id,
+        action: q.action,
+    };
     Ok(Json(list(s.core.list_audit(&actor, &filter, &p).await?, limit)))
 }

@@ -43,12 +43,19 @@ pub async fn create_store(
     Auth(actor): Auth,
     ApiJson(input): ApiJson<NewStore>,
 ) -> ApiResult<(StatusCode, Json<StoreView>)> {
-    Ok((StatusCode::CREATED, Json(s.core.create_store(&actor, input).await?)))
+    Ok((
+        StatusCode::CREATED,
+        Json(s.core.create_store(&actor, input).await?),
+    ))
 }
 
 #[utoipa::path(get, path = "/v1/stores/{id}", tag = "stores", params(("id" = String, Path, description = "Store ID")),
     responses((status = 200, body = StoreView), (status = 404, body = Problem)))]
-pub async fn get_store(State(s): State<AppState>, Auth(actor): Auth, Path(id): Path<String>) -> ApiResult<Json<StoreView>> {
+pub async fn get_store(
+    State(s): State<AppState>,
+    Auth(actor): Auth,
+    Path(id): Path<String>,
+) -> ApiResult<Json<StoreView>> {
     Ok(Json(s.core.get_store(&actor, &path_id(&id, "store")?).await?))
 }
 
@@ -60,5 +67,9 @@ pub async fn update_store(
     Path(id): Path<String>,
     ApiJson(input): ApiJson<StoreChanges>,
 ) -> ApiResult<Json<StoreView>> {
-    Ok(Json(s.core.update_store(&actor, &path_id(&id, "store")?, input).await?))
+    Ok(Json(
+        s.core
+            .update_store(&actor, &path_id(&id, "store")?, input)
+            .await?,
+    ))
 }

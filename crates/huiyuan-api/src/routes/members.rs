@@ -56,8 +56,15 @@ pub async fn list_members(
     ApiQuery(q): ApiQuery<ListQuery>,
 ) -> ApiResult<Json<List<MemberView>>> {
     let (p, limit) = page(q.limit, q.starting_after)?;
-    let query = MemberQuery { tag: q.tag, status: q.status, ..Default::default() };
-    Ok(Json(list(s.core.search_members(&actor, &query, &p).await?, limit)))
+    let query = MemberQuery {
+        tag: q.tag,
+        status: q.status,
+        ..Default::default()
+    };
+    Ok(Json(list(
+        s.core.search_members(&actor, &query, &p).await?,
+        limit,
+    )))
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -79,7 +86,10 @@ pub async fn search_members(
     ApiJson(req): ApiJson<SearchRequest>,
 ) -> ApiResult<Json<List<MemberView>>> {
     let (p, limit) = page(req.limit, req.starting_after)?;
-    Ok(Json(list(s.core.search_members(&actor, &req.filter, &p).await?, limit)))
+    Ok(Json(list(
+        s.core.search_members(&actor, &req.filter, &p).await?,
+        limit,
+    )))
 }
 
 #[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
@@ -130,7 +140,11 @@ pub async fn update_member(
     Path(id): Path<String>,
     ApiJson(input): ApiJson<UpdateInput>,
 ) -> ApiResult<Json<MemberView>> {
-    Ok(Json(s.core.update_member(&actor, &path_id(&id, "member")?, input).await?))
+    Ok(Json(
+        s.core
+            .update_member(&actor, &path_id(&id, "member")?, input)
+            .await?,
+    ))
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -150,14 +164,22 @@ pub async fn merge_members(
     Path(id): Path<String>,
     ApiJson(req): ApiJson<MergeRequest>,
 ) -> ApiResult<Json<MemberView>> {
-    Ok(Json(s.core.merge_members(&actor, &path_id(&id, "member")?, &req.merge_from).await?))
+    Ok(Json(
+        s.core
+            .merge_members(&actor, &path_id(&id, "member")?, &req.merge_from)
+            .await?,
+    ))
 }
 
 /// Erases the member's personal data (PIPL / GDPR); the record and its aggregates remain.
 #[utoipa::path(post, path = "/v1/members/{id}/erase", tag = "members",
     params(("id" = String, Path, description = "Member ID")),
     responses((status = 200, body = MemberView), (status = 404, body = Problem)))]
-pub async fn erase_member(State(s): State<AppState>, Auth(actor): Auth, Path(id): Path<String>) -> ApiResult<Json<MemberView>> {
+pub async fn erase_member(
+    State(s): State<AppState>,
+    Auth(actor): Auth,
+    Path(id): Path<String>,
+) -> ApiResult<Json<MemberView>> {
     Ok(Json(s.core.erase_member(&actor, &path_id(&id, "member")?).await?))
 }
 
@@ -165,8 +187,14 @@ pub async fn erase_member(State(s): State<AppState>, Auth(actor): Auth, Path(id)
 #[utoipa::path(get, path = "/v1/members/{id}/export", tag = "members",
     params(("id" = String, Path, description = "Member ID")),
     responses((status = 200, body = MemberExport), (status = 404, body = Problem)))]
-pub async fn export_member(State(s): State<AppState>, Auth(actor): Auth, Path(id): Path<String>) -> ApiResult<Json<MemberExport>> {
-    Ok(Json(s.core.export_member(&actor, &path_id(&id, "member")?).await?))
+pub async fn export_member(
+    State(s): State<AppState>,
+    Auth(actor): Auth,
+    Path(id): Path<String>,
+) -> ApiResult<Json<MemberExport>> {
+    Ok(Json(
+        s.core.export_member(&actor, &path_id(&id, "member")?).await?,
+    ))
 }
 
 /// Issues a dynamic member code: 18 digits and a signed QR payload, valid 60 seconds, usable once.
@@ -178,7 +206,10 @@ pub async fn issue_code(
     Auth(actor): Auth,
     Path(id): Path<String>,
 ) -> ApiResult<(StatusCode, Json<MemberCode>)> {
-    Ok((StatusCode::CREATED, Json(s.core.issue_code(&actor, &path_id(&id, "member")?).await?)))
+    Ok((
+        StatusCode::CREATED,
+        Json(s.core.issue_code(&actor, &path_id(&id, "member")?).await?),
+    ))
 }
 
 /// Resolves a member code (typed or scanned) to its member, once.
@@ -208,6 +239,10 @@ pub async fn till_identify(
     ApiJson(input): ApiJson<TillIdentifyInput>,
 ) -> ApiResult<(StatusCode, Json<TillIdentity>)> {
     let found = s.core.till_identify(&actor, input).await?;
-    let status = if found.enrolled { StatusCode::CREATED } else { StatusCode::OK };
+    let status = if found.enrolled {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
     Ok((status, Json(found)))
 }

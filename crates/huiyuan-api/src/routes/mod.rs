@@ -35,7 +35,13 @@ pub fn page(limit: Option<u32>, starting_after: Option<String>) -> Result<(Page,
             format!("must be between 1 and {MAX_LIMIT}"),
         ));
     }
-    Ok((Page { limit: limit + 1, starting_after }, limit))
+    Ok((
+        Page {
+            limit: limit + 1,
+            starting_after,
+        },
+        limit,
+    ))
 }
 
 pub fn list<T: ToSchema>(mut data: Vec<T>, limit: u32) -> List<T> {

@@ -20,7 +20,11 @@ pub struct Health {
 /// The process is up.
 #[utoipa::path(get, path = "/healthz", tag = "operations", responses((status = 200, body = Health)))]
 pub async fn healthz(State(s): State<AppState>) -> Json<Health> {
-    Json(Health { status: "ok", backend: s.core.storage().backend(), version: env!("CARGO_PKG_VERSION") })
+    Json(Health {
+        status: "ok",
+        backend: s.core.storage().backend(),
+        version: env!("CARGO_PKG_VERSION"),
+    })
 }
 
 /// The database is reachable and every migration this binary knows is applied.
@@ -29,15 +33,21 @@ pub async fn healthz(State(s): State<AppState>) -> Json<Health> {
 pub async fn readyz(State(s): State<AppState>) -> ApiResult<Json<Health>> {
     let backend = s.core.storage().backend();
     match s.core.storage().health().await {
-        Ok(h) if h.reachable && h.migrations_current => {
-            Ok(Json(Health { status: "ready", backend, version: env!("CARGO_PKG_VERSION") }))
-        }
+        Ok(h) if h.reachable && h.migrations_current => Ok(Json(Health {
+            status: "ready",
+            backend,
+            version: env!("CARGO_PKG_VERSION"),
+        })),
         Ok(h) if h.reachable => Err(ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "migrations_pending",
             "the database needs migrating: run `huiyuan migrate`",
         )),
-        _ => Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "database_unreachable", "the database is unreachable")),
+        _ => Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "database_unreachable",
+            "the database is unreachable",
+        )),
     }
 }
 
@@ -45,5 +55,8 @@ pub async fn readyz(State(s): State<AppState>) -> ApiResult<Json<Health>> {
 #[utoipa::path(get, path = "/metrics", tag = "operations",
     responses((status = 200, description = "Prometheus text format", content_type = "text/plain")))]
 pub async fn metrics(State(s): State<AppState>) -> impl IntoResponse {
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], s.metrics.render())
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        s.metrics.render(),
+    )
 }

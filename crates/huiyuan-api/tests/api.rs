@@ -1,0 +1,1342 @@
+//! The API, end to end over real HTTP, on SQLite and on PostgreSQL. Each check is an async fn
+//! taking a [`Harness`]; `both_backends!` runs it once per backend.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use huiyuan_api::{app, ApiConfig, AppState};
+use huiyuan_core::clock::OffsetClock;
+use huiyuan_core::crypto::MasterKey;
+use huiyuan_core::{Core, CoreConfig};
+use huiyuan_store::Storage;
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+
+/// One server on a free port, with one freshly bootstrapped brand.
+struct Harness {
+    base: String,
+    http: reqwest::Client,
+    core: Core,
+    clock: Arc<OffsetClock>,
+    admin_key: String,
+    admin_password: String,
+    admin_username: String,
+}
+
+#[derive(Clone, Copy)]
+enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+async fn storage(backend: Backend) -> Arc<dyn Storage> {
+    match backend {
+        Backend::Sqlite => {
+            let dir = std::env::temp_dir().join(format!("huiyuan-api-{}", std::process::id()));
+            std::fs::create_dir_all(&dir).unwrap();
+            let file = dir.join(format!("{}.db", huiyuan_core::crypto::random_token(8)));
+            Arc::new(huiyuan_store_sqlite::SqliteStorage::open(&file).await.unwrap())
+        }
+        Backend::Postgres => {
+            let options = huiyuan_store_pg::testing::test_database().await;
+            Arc::new(
+                huiyuan_store_pg::PgStorage::connect_with(options, 16)
+                    .await
+                    .unwrap(),
+            )
+        }
+    }
+}
+
+impl Harness {
+    async fn start(backend: Backend) -> Self {
+        Self::start_with(backend, ApiConfig::default()).await
+    }
+
+    async fn start_with(backend: Backend, config: ApiConfig) -> Self {
+        let clock = Arc::new(OffsetClock::default());
+        let core = Core::new(
+            storage(backend).await,
+            &MasterKey::generate(),
+            clock.clone(),
+            CoreConfig::default(),
+        );
+        let slug = format!(
+            "t{}",
+            huiyuan_core::crypto::random_token(6)
+                .to_lowercase()
+                .replace(['-', '_'], "x")
+        );
+        let admin_username = format!("admin-{slug}");
+        let admin_password = "correct horse battery".to_owned();
+        let made = core
+            .bootstrap_brand(
+                huiyuan_core::brands::NewBrand {
+                    slug,
+                    name: "Test".into(),
+                    currency: None,
+                    timezone: None,
+                },
+                &admin_username,
+                &admin_password,
+            )
+            .await
+            .unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let router = app(AppState::new(core.clone(), config));
+        tokio::spawn(async move {
+            axum::serve(
+                listener,
+                router.into_make_service_with_connect_info::<SocketAddr>(),
+            )
+            .await
+            .unwrap();
+        });
+        Self {
+            base: format!("http://{addr}"),
+            http: reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .unwrap(),
+            core,
+            clock,
+            admin_key: made.api_key.secret,
+            admin_password,
+            admin_username,
+        }
+    }
+
+    /// Another brand in the same installation, with its own admin key.
+    async fn other_brand(&self) -> String {
+        let slug = format!(
+            "o{}",
+            huiyuan_core::crypto::random_token(6)
+                .to_lowercase()
+                .replace(['-', '_'], "x")
+        );
+        let made = self
+            .core
+            .bootstrap_brand(
+                huiyuan_core::brands::NewBrand {
+                    slug: slug.clone(),
+                    name: "Other".into(),
+                    currency: None,
+                    timezone: None,
+                },
+                &format!("admin-{slug}"),
+                "another long password",
+            )
+            .await
+            .unwrap();
+        made.api_key.secret
+    }
+
+    async fn call(
+        &self,
+        key: Option<&str>,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        let (status, _, body) = self.call_full(key, method, path, body, &[]).await;
+        (status, body)
+    }
+
+    async fn call_full(
+        &self,
+        key: Option<&str>,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+        headers: &[(&str, &str)],
+    ) -> (StatusCode, reqwest::header::HeaderMap, Value) {
+        let mut req = self.http.request(method, format!("{}{path}", self.base));
+        if let Some(k) = key {
+            req = req.bearer_auth(k);
+        }
+        for (h, v) in headers {
+            req = req.header(*h, *v);
+        }
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let res = req.send().await.unwrap();
+        let status = res.status();
+        let headers = res.headers().clone();
+        let text = res.text().await.unwrap();
+        let value = serde_json::from_str(&text).unwrap_or(Value::String(text));
+        (status, headers, value)
+    }
+
+    async fn admin(&self, method: Method, path: &str, body: Option<Value>) -> (StatusCode, Value) {
+        self.call(Some(&self.admin_key), method, path, body).await
+    }
+
+    async fn key_for(&self, role: &str) -> String {
+        let (s, b) = self
+            .admin(
+                Method::POST,
+                "/v1/api-keys",
+                Some(json!({"name": role, "role": role})),
+            )
+            .await;
+        assert_eq!(s, StatusCode::CREATED, "{b}");
+        b["secret"].as_str().unwrap().to_owned()
+    }
+
+    async fn enrol(&self, body: Value) -> Value {
+        let (s, b) = self.admin(Method::POST, "/v1/members", Some(body)).await;
+        assert!(s == StatusCode::CREATED || s == StatusCode::OK, "{s} {b}");
+        b
+    }
+
+    async fn member_count(&self) -> usize {
+        let (s, b) = self.admin(Method::GET, "/v1/members?limit=100", None).await;
+        assert_eq!(s, StatusCode::OK);
+        b["data"].as_array().unwrap().len()
+    }
+}
+
+fn assert_problem(status: StatusCode, body: &Value, expected: StatusCode, code: &str) {
+    assert_eq!(status, expected, "{body}");
+    assert_eq!(body["code"], code, "{body}");
+    assert_eq!(body["status"], expected.as_u16(), "{body}");
+    assert!(body["type"].as_str().unwrap().ends_with(code), "{body}");
+}
+
+fn field_of(body: &Value) -> &str {
+    body["errors"][0]["field"].as_str().unwrap_or_default()
+}
+
+macro_rules! both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(super::Backend::Sqlite).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(super::Backend::Postgres).await;
+                }
+            )*
+        }
+    };
+}
+
+both_backends!(
+    health_and_openapi,
+    every_documented_route_exists,
+    no_key_is_401_problem,
+    clerk_cannot_manage_keys_or_read_audit,
+    another_brand_is_invisible_on_every_route,
+    same_phone_formatted_differently_is_one_member,
+    concurrent_enrolments_make_one_member,
+    idempotency_key_replays_and_refuses_other_bodies,
+    bad_input_names_the_field_and_writes_nothing,
+    member_code_is_accepted_once,
+    merged_member_redirects,
+    erase_removes_personal_data,
+    personal_data_is_masked_unless_revealed,
+    operators_sign_in_and_out,
+    till_identify_enrols_unknown_phone,
+    update_member_checks_identities,
+    rate_limit_answers_429,
+    search_and_pagination,
+);
+
+async fn health_and_openapi(backend: Backend) {
+    let h = Harness::start(backend).await;
+    let (s, b) = h.call(None, Method::GET, "/healthz", None).await;
+    assert_eq!((s, b["status"].as_str()), (StatusCode::OK, Some("ok")));
+    let (s, b) = h.call(None, Method::GET, "/readyz", None).await;
+    assert_eq!((s, b["status"].as_str()), (StatusCode::OK, Some("ready")), "{b}");
+    let (s, doc) = h.call(None, Method::GET, "/openapi.json", None).await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(
+        doc["openapi"].as_str().unwrap().starts_with("3.1"),
+        "{}",
+        doc["openapi"]
+    );
+    let (s, _) = h.call(None, Method::GET, "/docs/", None).await;
+    assert_eq!(s, StatusCode::OK, "the docs page is served from the binary");
+    h.admin(Method::GET, "/v1/members", None).await;
+    let (s, metrics) = h.call(None, Method::GET, "/metrics", None).await;
+    assert_eq!(s, StatusCode::OK);
+    let text = metrics.as_str().unwrap();
+    assert!(
+        text.contains("http_requests_total") && text.contains("route=\"/v1/members\""),
+        "{text}"
+    );
+    assert!(text.contains("http_request_duration_seconds_bucket"), "{text}");
+}
+
+/// Every (method, path) in the OpenAPI document is served (not the 404/405 fallback), so the
+/// document and the router cannot drift apart.
+async fn every_documented_route_exists(backend: Backend) {
+    let h = Harness::start(backend).await;
+    let (_, doc) = h.call(None, Method::GET, "/openapi.json", None).await;
+    let mut seen = 0;
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for method in item.as_object().unwrap().keys() {
+            let m = Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
+            let concrete = path.replace("{id}", "mem_01JD4ZQ7X8Y2K3M4N5P6Q7R8S9");
+            let (s, b) = h.call(Some(&h.admin_key), m.clone(), &concrete, None).await;
+            assert_ne!(b["detail"], "no such route", "{method} {path}");
+            assert_ne!(s, StatusCode::METHOD_NOT_ALLOWED, "{method} {path}");
+            seen += 1;
+        }
+    }
+    assert!(seen >= 27, "expected every route to be documented, saw {seen}");
+}
+
+async fn no_key_is_401_problem(backend: Backend) {
+    let h = Harness::start(backend).await;
+    let (s, headers, b) = h.call_full(None, Method::GET, "/v1/members", None, &[]).await;
+    assert_problem(s, &b, StatusCode::UNAUTHORIZED, "unauthenticated");
+    assert_eq!(headers["content-type"], "application/problem+json");
+    assert_eq!(headers["www-authenticate"], "Bearer");
+    let (s, b) = h
+        .call(Some("hy_nosuchkey0_xxxxxxxx"), Method::GET, "/v1/members", None)
+        .await;
+    assert_problem(s, &b, StatusCode::UNAUTHORIZED, "unauthenticated");
+    let (s, b) = h
+        .call(
+            Some("garbage"),
+            Method::POST,
+            "/v1/members",
+            Some(json!({"phone": "13800138000"})),
+        )
+        .await;
+    assert_problem(s, &b, StatusCode::UNAUTHORIZED, "unauthenticated");
+    assert_eq!(h.member_count().await, 0);
+}
+
+async fn clerk_cannot_manage_keys_or_read_audit(backend: Backend) {
+    let h = Harness::start(backend).await;
+    let clerk = h.key_for("clerk").await;
+    let (s, b) = h
+        .call(
+            Some(&clerk),
+            Method::POST,
+            "/v1/api-keys",
+            Some(json!({"name": "x", "role": "admin"})),
+        )
+        .await;
+    assert_problem(s, &b, StatusCode::FORBIDDEN, "forbidden");
+    let (s, b) = h.call(Some(&clerk), Method::GET, "/v1/audit-events", None).await;
+    assert_problem(s, &b, StatusCode::FORBIDDEN, "forbidden");
+    // …but a clerk can enrol at the till.
+    let (s, _) = h
+        .call(
+            Some(&clerk),
+            Method::POST,
+            "/v1/members",
+            Some(json!({"phone": "13800138000"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED);
+    let auditor = h.key_for("auditor").await;
+    let (s, b) = h
+        .call(Some(&auditor), Method::GET, "/v1/audit-events", None)
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(b["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|e| e["action"] == "member.enrolled"));
+    // A revoked key stops working at once.
+    let keys = h.admin(Method::GET, "/v1/api-keys", None).await.1;
+    let clerk_id = keys["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["role"] == "clerk")
+        .unwrap()["id"]
+        .clone();
+    let (s, _) = h
+        .admin(
+            Method::POST,
+            &format!("/v1/api-keys/{}/revoke", clerk_id.as_str().unwrap()),
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    let (s, b) = h.call(Some(&clerk), Method::GET, "/v1/members", None).await;
+    assert_problem(s, &b, StatusCode::UNAUTHORIZED, "unauthenticated");
+}
+
+/// Brand A's admin names brand B's records on every route that takes an ID: always 404, never
+/// B's data; lists and searches of A never contain B's records.
+async fn another_brand_is_invisible_on_every_route(backend: Backend) {
+    let h = Harness::start(backend).await;
+    let b_key = h.other_brand().await;
+    let call_b = |m: Method, p: &str, body: Option<Value>| {
+        let h = &h;
+        let b_key = b_key.clone();
+        let p = p.to_owned();
+        async move { h.call(Some(&b_key), m, &p, body).await }
+    };
+    let (_, b_member) = call_b(
+        Method::POST,
+        "/v1/members",
+        Some(json!({"phone": "13900139000", "name": "乙品牌會員"})),
+    )
+    .await;
+    let (_, b_store) = call_b(
+        Method::POST,
+        "/v1/stores",
+        Some(json!({"code": "B1", "name": "B store"})),
+    )
+    .await;
+    let (_, b_op) = call_b(
+        Method::POST,
+        "/v1/operators",
+        Some(json!({"username": format!("b-clerk-{}", huiyuan_core::crypto::random_token(4).to_lowercase()), "display_name": "B", "role": "clerk", "password": "long enough pw"})),
+    )
+    .await;
+    let (_, b_key_made) = call_b(
+        Method::POST,
+        "/v1/api-keys",
+        Some(json!({"name": "b", "role": "clerk"})),
+    )
+    .await;
+    let (_, b_code) = call_b(
+        Method::POST,
+        &format!("/v1/members/{}/code", b_member["id"].as_str().unwrap()),
+        None,
+    )
+    .await;
+    let (_, a_member) = h
+        .admin(Method::POST, "/v1/members", Some(json!({"phone": "13700137000"})))
+        .await;
+
+    let id_for = |path: &str| -> String {
+        if path.starts_with("/v1/members") {
+            b_member["id"].as_str().unwrap().to_owned()
+        } else if path.starts_with("/v1/stores") {
+            b_store["id"].as_str().unwrap().to_owned()
+        } else if path.starts_with("/v1/operators") {
+            b_op["id"].as_str().unwrap().to_owned()
+        } else if path.starts_with("/v1/api-keys") {
+            b_key_made["key"]["id"].as_str().unwrap().to_owned()
+        } else {
+            panic!("route {path} takes an ID but this test does not know which record of brand B to give it: add it")
+        }
+    };
+    let bodies = |path: &str, method: &str| -> Option<Value> {
+        match (path, method) {
+            (p, "post") if p.ends_with("/merge") => Some(json!({"merge_from": a_member["id"]})),
+            (_, "patch") => Some(json!({})),
+            _ => None,
+        }
+    };
+    let (_, doc) = h.call(None, Method::GET, "/openapi.json", None).await;
+    let mut checked = 0;
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        if !path.contains("{id}") {
+            continue;
+        }
+        for method in item.as_object().unwrap().keys() {
+            let concrete = path.replace("{id}", &id_for(path));
+            let m = Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
+            let (s, b) = h.admin(m, &concrete, bodies(path, method)).await;
+            assert_problem(s, &b, StatusCode::NOT_FOUND, "not_found");
+            checked += 1;
+        }
+    }
+    assert!(checked >= 10, "checked {checked} routes");
+    // Merging B's member into A's from A's side is also refused.
+    let (s, b) = h
+        .admin(
+            Method::POST,
+            &format!("/v1/members/{}/merge", a_member["id"].as_str().unwrap()),
+            Some(json!({"merge_from": b_member["id"]})),
+        )
+        .await;
+    assert_problem(s, &b, StatusCode::NOT_FOUND, "not_found");
+    // B's member code is not A's.
+    for code in [&b_code["code"], &b_code["qr_payload"]] {
+        let (s, b) = h
+            .admin(Method::POST, "/v1/codes/verify", Some(json!({"code": code})))
+            .await;
+        assert!(
+            s == StatusCode::NOT_FOUND || s == StatusCode::UNPROCESSABLE_ENTITY,
+            "{s} {b}"
+        );
+    }
+    // Lists, searches and the till never show B's records.
+    let b_ids = [
+        &b_member["id"],
+        &b_store["id"],
+        &b_op["id"],
+        &b_key_made["key"]["id"],
+    ];
+    for path in [
+        "/v1/members",
+        "/v1/stores",
+        "/v1/operators",
+        "/v1/api-keys",
+        "/v1/audit-events?limit=100",
+    ] {
+        let (s, body) = h.admin(Method::GET, path, None).await;
+        assert_eq!(s, StatusCode::OK);
+        for id in b_ids {
+            assert!(
+                !body.to_string().contains(id.as_str().unwrap()),
+                "{path} leaks {id}"
+            );
+        }
+    }
+    let (_, found) = h
+        .admin(
+            Method::POST,
+            "/v1/members/search",
+            Some(json!({"filter": {"phone": "13900139000"}})),
+        )
+        .await;
+    assert_eq!(found["data"], json!([]));
+    let (s, till) = h
+        .admin(
+            Method::POST,
+            "/v1/till/identify",
+            Some(json!({"phone": "13900139000", "enrol_if_unknown": false})),
+        )
+        .await;
+    assert_problem(s, &till, StatusCode::NOT_FOUND, "not_found");
+    // And B still has its member, untouched.
+    let (s, still) = call_b(
+        Method::GET,
+        &format!("/v1/members/{}", b_member["id"].as_str().unwrap()),
+        None,
+    )
+    .await;
+    assert_eq!((s, &still["status"]), (StatusCode::OK, &json!("active")));
+}
+
+async fn same_phone_formatted_differently_is_one_member(backend: Backend) {
+    let h = Harness::start(backend).await;
+    let (s1, first) = h
+        .admin(
+            Method::POST,
+            "/v1/members",
+            Some(json!({"phone": "138 0013 8000", "name": "王小明"})),
+        )
+        .await;
+    let (s2, second) = h
+        .admin(
+            Method::POST,
+            "/v1/members",
+            Some(json!({"phone": "+86-138-0013-8000"})),
+        )
+        .await;
+    let (s3, third) = h
+        .admin(
+            Method::POST,
+            "/v1/members",
+            Some(json!({"email": "x@y.cn", "phone": "008613800138000"})),
+        )
+        .await;
+    assert_eq!(
+        (s1, s2, s3),
+        (StatusCode::CREATED, StatusCode::OK, StatusCode::OK)
+    );
+    assert_eq!(first["id"], second["id"]);
+    assert_eq!(first["id"], third["id"]);
+    assert_eq!(
+        third["email"],
+        Value::Null,
+        "finding an existing member changes nothing"
+    );
+    let (s, _) = h
+        .admin(
+            Method::POST,
+            "/v1/members",
+            Some(json!({"email": "Li.Na@Example.COM"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED);
+    let (s, again) = h
+        .admin(
+            Method::POST,
+            "/v1/members",
+            Some(json!({"email": "li.na@example.com"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "emails are case-folded: {again}");
+    // Identities of two different members in one enrolment: a conflict naming both fields.
+    let (s, b) = h
+        .admin(
+            Method::POST,
+            "/v1/members",
+            Some(json!({"phone": "13800138000", "email": "li.na@example.com"})),
+        )
+        .await;
+    assert_problem(s, &b, StatusCode::CONFLICT, "identity_conflict");
+    assert_eq!(b["errors"].as_array().unwrap().len(), 2);
+    assert_eq!(h.member_count().await, 2);
+}
+
+async fn concurrent_enrolments_make_one_member(backend: Backend) {
+    let h = Arc::new(Harness::start(backend).await);
+    let forms = [
+        "13600136000",
+        "136 0013 6000",
+        "+8613600136000",
+        "0086 136 0013 6000",
+    ];
+    let mut tasks = Vec::new();
+    for i in 0..16 {
+        let h = h.clone();
+        let phone = forms[i % forms.len()];
+        tasks.push(tokio::spawn(async move {
+            h.admin(
+                Method::POST,
+                "/v1/members",
+                Some(json!({"phone": phone, "channel": "pos"})),
+            )
+            .await
+        }));
+    }
+    let mut ids = std::collections::HashSet::new();
+    let mut created = 0;
+    for t in tasks {
+        let (s, b) = t.await.unwrap();
+        assert!(s == StatusCode::CREATED || s == StatusCode::OK, "{s} {b}");
+        created += usize::from(s == StatusCode::CREATED);
+        ids.insert(b["id"].as_str().unwrap().to_owned());
+    }
+    assert_eq!(ids.len(), 1, "every caller got the same member");
+    assert_eq!(created, 1, "exactly one enrolment created it");
+    assert_eq!(h.member_count().await, 1);
+}
+
+async fn idempotency_key_replays_and_refuses_other_bodies(backend: Backend) {
+    let h = Harness::start(backend).await;
+    let body = json!({"code": "SH01", "name": "上海店"});
+    let key = [("Idempotency-Key", "store-create-1")];
+    let (s1, h1, b1) = h
+        .call_full(
+            Some(&h.admin_key),
+            Method::POST,
+            "/v1/stores",
+            Some(body.clone()),
+            &key,
+        )
+        .await;
+    let (s2, h2, b2) = h
+        .call_full(
+            Some(&h.admin_key),
+            Method::POST,
+            "/v1/stores",
+            Some(body.clone()),
+            &key,
+        )
+        .await;
+    assert_eq!(s1, StatusCode::CREATED);
+    assert_eq!((s1, &b1), (s2, &b2), "the retry gets the identical response");
+    assert!(h1.get("idempotent-replayed").is_none());
+    assert_eq!(h2["idempotent-replayed"], "true");
+    let (_, stores) = h.admin(Method::GET, "/v1/stores", None).await;
+    assert_eq!(stores["data"].as_array().unwrap().len(), 1, "one effect");
+    let (s, _, b) = h
+        .call_full(
+            Some(&h.admin_key),
+            Method::POST,
+            "/v1/stores",
+            Some(json!({"code": "SH02", "name": "x"})),
+            &key,
+        )
+        .await;
+    assert_problem(s, &b, StatusCode::CONFLICT, "idempotency_key_reused");
+    assert_eq!(field_of(&b), "Idempotency-Key");
+    // Without a key, the same body is a second request (and here a conflict on the store code).
+    let (s, b) = h.admin(Method::POST, "/v1/stores", Some(body)).await;
+    assert_problem(s, &b, StatusCode::CONFLICT, "store_code_taken");
+    // Concurrent retries of one enrolment with one key: one member, identical answers.
+    let h = Arc::new(h);
+    let mut tasks = Vec::new();
+    for _ in 0..8 {
+        let h = h.clone();
+        tasks.push(tokio::spawn(async move {
+            h.call_full(
+                Some(&h.admin_key),
+                Method::POST,
+                "/v1/members",
+                Some(json!({"phone": "13500135000"})),
+                &[("Idempotency-Key", "enrol-1")],
+            )
+            .await
+        }));
+    }
+    for t in tasks {
+        let (s, _, b) = t.await.unwrap();
+        assert!(
+            s == StatusCode::CREATED || b["code"] == "idempotency_key_in_use",
+            "{s} {b}"
+        );
+    }
+    let (s, b) = h.admin(Method::GET, "/v1/members", None).await;
+    assert_eq!((s, b["data"].as_array().unwrap().len()), (StatusCode::OK, 1));
+}
+
+async fn bad_input_names_the_field_and_writes_nothing(backend: Backend) {
+    let h = Harness::start(backend).await;
+    let send_raw = |body: Vec<u8>, content_type: &'static str| {
+        let req = h
+            .http
+            .post(format!("{}/v1/members", h.base))
+            .bearer_auth(&h.admin_key)
+            .header("content-type", content_type)
+            .body(body);
+        async move {
+            let res = req.send().await.unwrap();
+            let status = res.status();
+            let ct = res.headers()["content-type"].to_str().unwrap().to_owned();
+            (status, ct, res.json::<Value>().await.unwrap())
+        }
+    };
+    let (s, ct, b) = send_raw(b"{\"phone\": ".to_vec(), "application/json").await;
+    assert_problem(s, &b, StatusCode::BAD_REQUEST, "malformed_json");
+    assert_eq!(ct, "application/problem+json");
+    assert_eq!(field_of(&b), "body");
+    let (s, _, b) = send_raw(br#"{"phnoe": "13800138000"}"#.to_vec(), "application/json").await;
+    assert_problem(s, &b, StatusCode::UNPROCESSABLE_ENTITY, "invalid_request_body");
+    assert_eq!(field_of(&b), "phnoe");
+    let (s, _, b) = send_raw(br#"{"phone": "12345"}"#.to_vec(), "application/json").await;
+    assert_problem(s, &b, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed");
+    assert_eq!(field_of(&b), "phone");
+    let (s, _, b) = send_raw(br#"{"phone": 13800138000}"#.to_vec(), "application/json").await;
+    assert_problem(s, &b, StatusCode::UNPROCESSABLE_ENTITY, "invalid_request_body");
+    assert_eq!(field_of(&b), "phone");
+    let (s, _, b) = send_raw(
+        br#"{"phone": "13800138000", "external_ids": [{"channel": "Bad Channel", "id": "1"}]}"#.to_vec(),
+        "application/json",
+    )
+    .await;
+    assert_problem(s, &b, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed");
+    assert_eq!(field_of(&b), "external_ids[0].channel");
+    let (s, _, b) = send_raw(br#"{"phone": "13800138000"}"#.to_vec(), "text/plain").await;
+    assert_problem(
+        s,
+        &b,
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        "unsupported_media_type",
+    );
+    let big = format!(
+        r#"{{"phone": "13800138000", "name": "{}"}}"#,
+        "x".repeat(2 * 1024 * 1024)
+    );
+    let (s, _, b) = send_raw(big.into_bytes(), "application/json").await;
+    assert_problem(s, &b, StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large");
+    let (s, b) = h.admin(Method::GET, "/v1/members?limit=0", None).await;
+    assert_problem(s, &b, StatusCode::UNPROCESSABLE_ENTITY, "invalid_query");
+    assert_eq!(field_of(&b), "limit");
+    let (s, b) = h.admin(Method::GET, "/v1/members?limit=abc", None).await;
+    assert_problem(s, &b, StatusCode::UNPROCESSABLE_ENTITY, "invalid_query");
+    assert_eq!(field_of(&b), "limit");
+    let (s, b) = h.admin(Method::GET, "/v1/members/not-an-id", None).await;
+    assert_problem(s, &b, StatusCode::NOT_FOUND, "not_found");
+    assert_eq!(h.member_count().await, 0, "no bad request wrote a row");
+}
+
+async fn member_code_is_accepted_once(backend: Backend) {
+    let h = Harness::start(backend).await;
+    let clerk = h.key_for("clerk").await;
+    let m = h.enrol(json!({"phone": "13800138000", "name": "王小明"})).await;
+    let path = format!("/v1/members/{}/code", m["id"].as_str().unwrap());
+    let (s, code) = h.admin(Method::POST, &path, None).await;
+    assert_eq!(s, StatusCode::CREATED, "{code}");
+    let digits = code["code"].as_str().unwrap().to_owned();
+    assert_eq!(digits.len(), 18);
+    let (s, v) = h
+        .call(
+            Some(&clerk),
+            Method::POST,
+            "/v1/codes/verify",
+            Some(json!({"code": digits})),
+        )
+        .await;
+    assert_eq!((s, &v["member"]["id"]), (StatusCode::OK, &m["id"]), "{v}");
+    let (s, v) = h
+        .call(
+            Some(&clerk),
+            Method::POST,
+            "/v1/codes/verify",
+            Some(json!({"code": digits})),
+        )
+        .await;
+    assert_problem(s, &v, StatusCode::CONFLICT, "code_already_used");
+    assert!(v["detail"].as_str().unwrap().contains("already used at"), "{v}");
+
+    // The QR form, with one character flipped anywhere in the signed part, is refused.
+    let (_, code) = h.admin(Method::POST, &path, None).await;
+    let qr = code["qr_payload"].as_str().unwrap().to_owned();
+    for pos in [4, qr.len() / 2, qr.len() - 3] {
+        let mut bytes = qr.clone().into_bytes();
+        bytes[pos] = if bytes[pos] == b'A' { b'B' } else { b'A' };
+        let forged = String::from_utf8(bytes).unwrap();
+        let (s, v) = h
+            .call(
+                Some(&clerk),
+                Method::POST,
+                "/v1/codes/verify",
+                Some(json!({"code": forged})),
+            )
+            .await;
+        assert!(
+            s == StatusCode::UNPROCESSABLE_ENTITY,
+            "flipping position {pos}: {s} {v}"
+        );
+    }
+    let (s, _) = h
+        .call(
+            Some(&clerk),
+            Method::POST,
+            "/v1/codes/verify",
+            Some(json!({"code": qr})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "the genuine payload still works once");
+    let (s, v) = h
+        .call(
+            Some(&clerk),
+            Method::POST,
+            "/v1/codes/verify",
+            Some(json!({"code": qr})),
+        )
+        .await;
+    assert_problem(s, &v, StatusCode::CONFLICT, "code_already_used");
+
+    // One digit changed: the check digit catches it.
+    let (_, code) = h.admin(Method::POST, &path, None).await;
+    let digits = code["code"].as_str().unwrap();
+    let mut flipped = digits.as_bytes().to_vec();
+    flipped[5] = b'0' + (flipped[5] - b'0' + 1) % 10;
+    let (s, v) = h
+        .call(
+            Some(&clerk),
+            Method::POST,
+            "/v1/codes/verify",
+            Some(json!({"code": String::from_utf8(flipped).unwrap()})),
+        )
+        .await;
+    assert_problem(s, &v, StatusCode::UNPROCESSABLE_ENTITY, "code_malformed");
+
+    // Expired after 60 seconds.
+    h.clock.advance(time::Duration::seconds(61));
+    let (s, v) = h
+        .call(
+            Some(&clerk),
+            Method::POST,
+            "/v1/codes/verify",
+            Some(json!({"code": digits})),
+        )
+        .await;
+    assert_problem(s, &v, StatusCode::GONE, "code_expired");
+    // Concurrent verification of one fresh code: exactly one till wins.
+    let (_, code) = h.admin(Method::POST, &path, None).await;
+    let h = Arc::new(h);
+    let mut tasks = Vec::new();
+    for _ in 0..10 {
+        let (h, clerk, c) = (h.clone(), clerk.clone(), code["code"].clone());
+        tasks.push(tokio::spawn(async move {
+            h.call(
+                Some(&clerk),
+                Method::POST,
+                "/v1/codes/verify",
+                Some(json!({"code": c})),
+            )
+            .await
+            .0
+        }));
+    }
+    let mut ok = 0;
+    for t in tasks {
+        let s = t.await.unwrap();
+        assert!(s == StatusCode::OK || s == StatusCode::CONFLICT, "{s}");
+        ok += usize::from(s == StatusCode::OK);
+    }
+    assert_eq!(ok, 1);
+}
+
+async fn merged_member_redirects(backend: Backend) {
+    let h = Harness::start(backend).await;
+    let a = h
+        .enrol(json!({"phone": "13800138000", "name": "王小明", "tags": ["vip"]}))
+        .await;
+    let b = h
+        .enrol(json!({"email": "wang@example.com", "birthday": "1990-05-04", "tags": ["母嬰"], "external_ids": [{"channel": "wechat", "id": "oABC"}]}))
+        .await;
+    let (a_id, b_id) = (a["id"].as_str().unwrap(), b["id"].as_str().unwrap());
+    let (s, merged) = h
+        .admin(
+            Method::POST,
+            &format!("/v1/members/{a_id}/merge"),
+            Some(json!({"merge_from": b_id})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{merged}");
+    assert_eq!(merged["tags"], json!(["vip", "母嬰"]));
+    assert_eq!(merged["birth_month"], 5);
+    assert_eq!(merged["identities"].as_array().unwrap().len(), 3);
+    let (s, headers, body) = h
+        .call_full(
+            Some(&h.admin_key),
+            Method::GET,
+            &format!("/v1/members/{b_id}"),
+            None,
+            &[],
+        )
+        .await;
+    assert_eq!(s, StatusCode::PERMANENT_REDIRECT, "{body}");
+    assert_eq!(headers["location"], format!("/v1/members/{a_id}"));
+    assert_eq!(body["merged_into"], a["id"]);
+    let (_, found) = h
+        .admin(
+            Method::POST,
+            "/v1/members/search",
+            Some(json!({"filter": {"email": "WANG@example.com"}})),
+        )
+        .await;
+    assert_eq!(found["data"][0]["id"], a["id"]);
+    let (_, found) = h
+        .admin(
+            Method::POST,
+            "/v1/members/search",
+            Some(json!({"filter": {"external_channel": "wechat", "external_id": "oABC"}})),
+        )
+        .await;
+    assert_eq!(found["data"][0]["id"], a["id"]);
+    // Writes to the merged-away ID say where to go instead.
+    let (s, body) = h
+        .admin(
+            Method::PATCH,
+            &format!("/v1/members/{b_id}"),
+            Some(json!({"city": "上海"})),
+        )
+        .await;
+    assert_problem(s, &body, StatusCode::CONFLICT, "member_merged");
+    let (s, body) = h
+        .admin(
+            Method::POST,
+            &format!("/v1/members/{a_id}/merge"),
+            Some(json!({"merge_from": a_id})),
+        )
+        .await;
+    assert_problem(s, &body, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed");
+    let (_, export) = h
+        .admin(Method::GET, &format!("/v1/members/{a_id}/export"), None)
+        .await;
+    assert_eq!(export["merged_from"], json!([b_id]));
+    assert_eq!(
+        export["member"]["email"], "wang@example.com",
+        "the export is in clear"
+    );
+}
+
+async fn erase_removes_personal_data(backend: Backend) {
+    let h = Harness::start(backend).await;
+    let m = h.enrol(json!({"phone": "13800138000", "name": "王小明", "email": "w@x.cn", "tags": ["vip"], "city": "上海"})).await;
+    let id = m["id"].as_str().unwrap();
+    let marketer = h.key_for("marketer").await;
+    let (s, b) = h
+        .call(
+            Some(&marketer),
+            Method::POST,
+            &format!("/v1/members/{id}/erase"),
+            None,
+        )
+        .await;
+    assert_problem(s, &b, StatusCode::FORBIDDEN, "forbidden");
+    let (s, erased) = h
+        .admin(Method::POST, &format!("/v1/members/{id}/erase"), None)
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    for field in ["name", "phone", "email", "birthday", "city"] {
+        assert_eq!(erased[field], Value::Null, "{field}");
+    }
+    assert_eq!(
+        (&erased["status"], &erased["identities"], &erased["tags"]),
+        (&json!("erased"), &json!([]), &json!([]))
+    );
+    let (_, found) = h
+        .admin(
+            Method::POST,
+            "/v1/members/search",
+            Some(json!({"filter": {"phone": "13800138000"}})),
+        )
+        .await;
+    assert_eq!(found["data"], json!([]));
+    // The phone is free again: the person can enrol afresh as a new member.
+    let (s, again) = h
+        .admin(Method::POST, "/v1/members", Some(json!({"phone": "13800138000"})))
+        .await;
+    assert_eq!(s, StatusCode::CREATED);
+    assert_ne!(again["id"], m["id"]);
+    let (_, audit) = h
+        .admin(Method::GET, &format!("/v1/audit-events?target_id={id}"), None)
+        .await;
+    let actions: Vec<_> = audit["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(actions, ["member.erased", "member.enrolled"]);
+    assert!(
+        !audit.to_string().contains("13800138000"),
+        "the audit log holds no personal data"
+    );
+    let (s, _) = h
+        .admin(
+            Method::PATCH,
+            &format!("/v1/members/{id}"),
+            Some(json!({"name": "x"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CONFLICT);
+}
+
+async fn personal_data_is_masked_unless_revealed(backend: Backend) {
+    let h = Harness::start(backend).await;
+    let m = h.enrol(json!({"phone": "13800138000", "name": "王小明", "email": "wang@example.com", "birthday": "1990-05-04"})).await;
+    assert_eq!(m["phone"], "138****8000");
+    assert_eq!(m["name"], "王**");
+    assert_eq!(m["email"], "w***@example.com");
+    assert_eq!(m["birthday"], "****-05-**");
+    let id = m["id"].as_str().unwrap();
+    let marketer = h.key_for("marketer").await;
+    let (s, b) = h
+        .call(
+            Some(&marketer),
+            Method::GET,
+            &format!("/v1/members/{id}?reveal=true"),
+            None,
+        )
+        .await;
+    assert_problem(s, &b, StatusCode::FORBIDDEN, "forbidden");
+    let (s, b) = h
+        .admin(Method::GET, &format!("/v1/members/{id}?reveal=true"), None)
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(
+        (&b["phone"], &b["name"], &b["pii_revealed"]),
+        (&json!("+8613800138000"), &json!("王小明"), &json!(true))
+    );
+    let (_, audit) = h
+        .admin(Method::GET, "/v1/audit-events?action=member.pii_revealed", None)
+        .await;
+    assert_eq!(audit["data"].as_array().unwrap().len(), 1);
+    let (_, all_audit) = h.admin(Method::GET, "/v1/audit-events", None).await;
+    let text = all_audit.to_string();
+    assert!(
+        !text.contains("13800138000") && !text.contains("wang@example.com") && !text.contains("王小明"),
+        "{text}"
+    );
+}
+
+async fn operators_sign_in_and_out(backend: Backend) {
+    let h = Harness::start(backend).await;
+    let (s, b) = h
+        .call(
+            None,
+            Method::POST,
+            "/v1/auth/login",
+            Some(json!({"username": h.admin_username, "password": "wrong password"})),
+        )
+        .await;
+    assert_problem(s, &b, StatusCode::UNAUTHORIZED, "unauthenticated");
+    let (s, b) = h
+        .call(
+            None,
+            Method::POST,
+            "/v1/auth/login",
+            Some(json!({"username": "nobody-here", "password": "wrong password"})),
+        )
+        .await;
+    assert_problem(s, &b, StatusCode::UNAUTHORIZED, "unauthenticated");
+    let (s, session) = h
+        .call(
+            None,
+            Method::POST,
+            "/v1/auth/login",
+            Some(json!({"username": h.admin_username.to_uppercase(), "password": h.admin_password})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{session}");
+    let token = session["token"].as_str().unwrap().to_owned();
+    let (s, me) = h.call(Some(&token), Method::GET, "/v1/me", None).await;
+    assert_eq!(
+        (s, &me["role"], &me["kind"]),
+        (StatusCode::OK, &json!("admin"), &json!("operator"))
+    );
+    // An admin creates a clerk; the clerk signs in and may not manage operators.
+    let username = format!("clerk-{}", huiyuan_core::crypto::random_token(4).to_lowercase());
+    let (s, clerk) = h
+        .call(
+            Some(&token),
+            Method::POST,
+            "/v1/operators",
+            Some(json!({"username": username, "display_name": "店員", "role": "clerk", "password": "short"})),
+        )
+        .await;
+    assert_problem(s, &clerk, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed");
+    assert_eq!(field_of(&clerk), "password");
+    let (s, clerk) = h
+        .call(Some(&token), Method::POST, "/v1/operators", Some(json!({"username": username, "display_name": "店員", "role": "clerk", "password": "a long password"})))
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{clerk}");
+    let (_, clerk_session) = h
+        .call(
+            None,
+            Method::POST,
+            "/v1/auth/login",
+            Some(json!({"username": username, "password": "a long password"})),
+        )
+        .await;
+    let clerk_token = clerk_session["token"].as_str().unwrap().to_owned();
+    let (s, b) = h
+        .call(Some(&clerk_token), Method::GET, "/v1/operators", None)
+        .await;
+    assert_problem(s, &b, StatusCode::FORBIDDEN, "forbidden");
+    // Disabling the clerk ends their session at once.
+    let (s, _) = h
+        .call(
+            Some(&token),
+            Method::PATCH,
+            &format!("/v1/operators/{}", clerk["id"].as_str().unwrap()),
+            Some(json!({"disabled": true})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    let (s, b) = h.call(Some(&clerk_token), Method::GET, "/v1/me", None).await;
+    assert_problem(s, &b, StatusCode::UNAUTHORIZED, "unauthenticated");
+    let (s, _) = h.call(Some(&token), Method::POST, "/v1/auth/logout", None).await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
+    let (s, b) = h.call(Some(&token), Method::GET, "/v1/me", None).await;
+    assert_problem(s, &b, StatusCode::UNAUTHORIZED, "unauthenticated");
+}
+
+async fn till_identify_enrols_unknown_phone(backend: Backend) {
+    let h = Harness::start(backend).await;
+    let clerk = h.key_for("clerk").await;
+    let (_, store) = h
+        .admin(
+            Method::POST,
+            "/v1/stores",
+            Some(json!({"code": "SH01", "name": "上海店"})),
+        )
+        .await;
+    let body = json!({"phone": "139 0013 9000", "store_id": store["id"]});
+    let (s, first) = h
+        .call(
+            Some(&clerk),
+            Method::POST,
+            "/v1/till/identify",
+            Some(body.clone()),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{first}");
+    assert_eq!(
+        (&first["enrolled"], &first["member"]["channel"]),
+        (&json!(true), &json!("pos"))
+    );
+    assert_eq!(first["member"]["store_id"], store["id"]);
+    let (s, second) = h
+        .call(Some(&clerk), Method::POST, "/v1/till/identify", Some(body))
+        .await;
+    assert_eq!((s, &second["enrolled"]), (StatusCode::OK, &json!(false)));
+    assert_eq!(first["member"]["id"], second["member"]["id"]);
+    let (s, b) = h
+        .call(Some(&clerk), Method::POST, "/v1/till/identify", Some(json!({})))
+        .await;
+    assert_problem(s, &b, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed");
+    let (s, b) = h
+        .call(
+            Some(&clerk),
+            Method::POST,
+            "/v1/till/identify",
+            Some(json!({"phone": "13900139000", "store_id": "sto_01JD4ZQ7X8Y2K3M4N5P6Q7R8S9"})),
+        )
+        .await;
+    assert_eq!(
+        s,
+        StatusCode::OK,
+        "known phone: the store is not checked again: {b}"
+    );
+    let (s, b) = h
+        .call(
+            Some(&clerk),
+            Method::POST,
+            "/v1/till/identify",
+            Some(json!({"phone": "13700137000", "store_id": "sto_01JD4ZQ7X8Y2K3M4N5P6Q7R8S9"})),
+        )
+        .await;
+    assert_problem(s, &b, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed");
+    assert_eq!(field_of(&b), "store_id");
+}
+
+async fn update_member_checks_identities(backend: Backend) {
+    let h = Harness::start(backend).await;
+    let a = h.enrol(json!({"phone": "13800138000", "name": "甲"})).await;
+    let b = h.enrol(json!({"phone": "13900139000"})).await;
+    let b_path = format!("/v1/members/{}", b["id"].as_str().unwrap());
+    let (s, body) = h
+        .admin(Method::PATCH, &b_path, Some(json!({"phone": "138-0013-8000"})))
+        .await;
+    assert_problem(s, &body, StatusCode::CONFLICT, "identity_conflict");
+    assert_eq!(field_of(&body), "phone");
+    let (s, body) = h
+        .admin(Method::PATCH, &b_path, Some(json!({"phone": "13700137000", "name": "乙", "add_tags": ["vip"], "attributes": {"level": 3}})))
+        .await;
+    assert_eq!(s, StatusCode::OK, "{body}");
+    assert_eq!(
+        (&body["phone"], &body["tags"]),
+        (&json!("137****7000"), &json!(["vip"]))
+    );
+    // The old phone no longer finds B; the new one does.
+    let (_, old) = h
+        .admin(
+            Method::POST,
+            "/v1/members/search",
+            Some(json!({"filter": {"phone": "13900139000"}})),
+        )
+        .await;
+    assert_eq!(old["data"], json!([]));
+    let (_, new) = h
+        .admin(
+            Method::POST,
+            "/v1/members/search",
+            Some(json!({"filter": {"phone": "13700137000"}})),
+        )
+        .await;
+    assert_eq!(new["data"][0]["id"], b["id"]);
+    let (s, body) = h
+        .admin(
+            Method::PATCH,
+            &b_path,
+            Some(json!({"name": null, "attributes": {"level": null}})),
+        )
+        .await;
+    assert_eq!(
+        (s, &body["name"], &body["attributes"]),
+        (StatusCode::OK, &Value::Null, &json!({}))
+    );
+    let (_, audit) = h
+        .admin(
+            Method::GET,
+            &format!(
+                "/v1/audit-events?target_id={}&action=member.updated",
+                b["id"].as_str().unwrap()
+            ),
+            None,
+        )
+        .await;
+    let first = &audit["data"][1];
+    assert_eq!(first["diff"]["before"]["phone"], "139****9000");
+    assert_eq!(first["diff"]["after"]["phone"], "137****7000");
+    let _ = a;
+}
+
+async fn rate_limit_answers_429(backend: Backend) {
+    let h = Harness::start_with(
+        backend,
+        ApiConfig {
+            rate_limit_per_minute: 5,
+            ..ApiConfig::default()
+        },
+    )
+    .await;
+    for i in 0..5 {
+        let (s, headers, _) = h
+            .call_full(Some(&h.admin_key), Method::GET, "/v1/me", None, &[])
+            .await;
+        assert_eq!(s, StatusCode::OK);
+        assert_eq!(headers["ratelimit-limit"], "5");
+        assert_eq!(headers["ratelimit-remaining"], (4 - i).to_string().as_str());
+    }
+    let (s, headers, b) = h
+        .call_full(Some(&h.admin_key), Method::GET, "/v1/me", None, &[])
+        .await;
+    assert_problem(s, &b, StatusCode::TOO_MANY_REQUESTS, "rate_limited");
+    let retry: u64 = headers["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((1..=60).contains(&retry), "{retry}");
+}
+
+async fn search_and_pagination(backend: Backend) {
+    let h = Harness::start(backend).await;
+    for (i, name) in ["王小明", "王小紅", "王大力", "李四", "Alexander Hamilton-Smith"]
+        .iter()
+        .enumerate()
+    {
+        h.enrol(json!({"phone": format!("1380013800{i}"), "name": name, "tags": if i % 2 == 0 { vec!["vip"] } else { vec![] }})).await;
+    }
+    let h = &h;
+    let search = |filter: Value| async move {
+        let (s, b) = h
+            .admin(
+                Method::POST,
+                "/v1/members/search",
+                Some(json!({"filter": filter})),
+            )
+            .await;
+        assert_eq!(s, StatusCode::OK, "{b}");
+        b["data"].as_array().unwrap().len()
+    };
+    assert_eq!(search(json!({"name_prefix": "王"})).await, 3);
+    assert_eq!(search(json!({"name_prefix": "王小"})).await, 2);
+    assert_eq!(search(json!({"name_prefix": "王小明"})).await, 1);
+    assert_eq!(
+        search(json!({"name_prefix": "alexander ham"})).await,
+        1,
+        "past the indexed prefix, confirmed on the name"
+    );
+    assert_eq!(search(json!({"name_prefix": "alexander hax"})).await, 0);
+    assert_eq!(search(json!({"tag": "vip"})).await, 3);
+    assert_eq!(search(json!({"tag": "vip", "name_prefix": "王"})).await, 2);
+    let (s, b) = h
+        .admin(
+            Method::POST,
+            "/v1/members/search",
+            Some(json!({"filter": {"phone": "abc"}})),
+        )
+        .await;
+    assert_problem(s, &b, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed");
+    let (s, b) = h
+        .admin(
+            Method::POST,
+            "/v1/members/search",
+            Some(json!({"filter": {"phnoe": "1"}})),
+        )
+        .await;
+    assert_problem(s, &b, StatusCode::UNPROCESSABLE_ENTITY, "invalid_request_body");
+    assert_eq!(field_of(&b), "filter.phnoe");
+    let mut seen = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let path = match &cursor {
+            Some(c) => format!("/v1/members?limit=2&starting_after={c}"),
+            None => "/v1/members?limit=2".to_owned(),
+        };
+        let (_, page) = h.admin(Method::GET, &path, None).await;
+        let data = page["data"].as_array().unwrap();
+        seen.extend(data.iter().map(|m| m["id"].as_str().unwrap().to_owned()));
+        if !page["has_more"].as_bool().unwrap() {
+            break;
+        }
+        cursor = seen.last().cloned();
+    }
+    assert_eq!(seen.len(), 5);
+    let mut sorted = seen.clone();
+    sorted.sort();
+    sorted.reverse();
+    assert_eq!(seen, sorted, "newest first, no overlap");
+}
