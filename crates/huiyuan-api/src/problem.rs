@@ -32,14 +32,15 @@ pub struct Problem {
 /// A problem plus the headers that go with it.
 #[derive(Debug)]
 pub struct ApiError {
-    pub problem: Problem,
+    /// Boxed: errors travel in `Result`s on every path, so they should be small.
+    pub problem: Box<Problem>,
     pub retry_after: Option<u64>,
 }
 
 impl ApiError {
     pub fn new(status: StatusCode, code: &str, detail: impl Into<String>) -> Self {
         Self {
-            problem: Problem {
+            problem: Box::new(Problem {
                 type_uri: format!("urn:huiyuan:problem:{code}"),
                 title: status.canonical_reason().unwrap_or("Error").to_owned(),
                 status: status.as_u16(),
@@ -47,7 +48,7 @@ impl ApiError {
                 code: code.to_owned(),
                 errors: Vec::new(),
                 merged_into: None,
-            },
+            }),
             retry_after: None,
         }
     }

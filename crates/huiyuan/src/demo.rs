@@ -130,7 +130,7 @@ fn demo_member(rng: &mut StdRng, n: u32, stores: &[huiyuan_domain::ids::StoreId]
     EnrolInput {
         name: Some(name),
         phone: Some(phone),
-        email: (n % 3 == 0).then(|| format!("member{n}@example.com")),
+        email: n.is_multiple_of(3).then(|| format!("member{n}@example.com")),
         birthday: Some(format!(
             "{year}-{:02}-{:02}",
             rng.gen_range(1..=12),

@@ -1,0 +1,178 @@
+//! The binary as a user runs it: `huiyuan demo` on a free port, then checks from outside.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Starts `huiyuan demo` and returns it with the API key it printed.
+fn start_demo(data: &std::path::Path, port: u16) -> (Child, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_huiyuan"))
+        .args([
+            "demo",
+            "--data",
+            data.to_str().unwrap(),
+            "--port",
+            &port.to_string(),
+            "--members",
+            "40",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let mut key = None;
+    for line in BufReader::new(stdout).lines() {
+        let line = line.unwrap();
+        if let Some(k) = line.strip_prefix("API key: ") {
+            key = Some(k.trim().to_owned());
+            break;
+        }
+    }
+    (child, key.expect("demo printed `API key: <key>`"))
+}
+
+async fn wait_healthy(base: &str) {
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(60) {
+        if let Ok(r) = reqwest::get(format!("{base}/healthz")).await {
+            if r.status() == 200 {
+                return;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("the demo did not become healthy");
+}
+
+fn stop(mut child: Child) -> std::process::ExitStatus {
+    // SIGTERM: the server finishes in-flight requests and exits cleanly.
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let start = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        assert!(start.elapsed() < Duration::from_secs(20), "no exit after SIGTERM");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[tokio::test]
+async fn demo_serves_keeps_no_plaintext_and_reuses_its_folder() {
+    let data = std::env::temp_dir().join(format!("huiyuan-demo-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&data);
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let (child, key) = start_demo(&data, port);
+    wait_healthy(&base).await;
+
+    let http = reqwest::Client::new();
+    let doc: serde_json::Value = http
+        .get(format!("{base}/openapi.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3.1"));
+    let members: serde_json::Value = http
+        .get(format!("{base}/v1/members?limit=100"))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(members["data"].as_array().unwrap().len(), 40);
+    let unauthenticated = http.get(format!("{base}/v1/members")).send().await.unwrap();
+    assert_eq!(unauthenticated.status(), 401);
+    assert!(stop(child).success(), "graceful shutdown exits 0");
+
+    // The database files hold no phone number or email in clear, in any format.
+    // (Masked forms such as `m***@example.com` may appear in the audit log; full values may not.)
+    let mut needles: Vec<String> = ["+8617000000", "1700000", "170 0000"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    needles.extend((1..=40).map(|n| format!("member{n}@example.com")));
+    for entry in std::fs::read_dir(&data).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().to_string();
+        if !name.starts_with("huiyuan.db") {
+            continue;
+        }
+        let bytes = std::fs::read(&path).unwrap();
+        for n in &needles {
+            assert!(
+                !bytes.windows(n.len()).any(|w| w == n.as_bytes()),
+                "{name} contains {n:?}"
+            );
+        }
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(data.join("master.key"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600, "the key file is private");
+    }
+
+    // Run again on the same folder: same key, same members.
+    let (child, key2) = start_demo(&data, port);
+    wait_healthy(&base).await;
+    assert_eq!(key, key2);
+    let again: serde_json::Value = http
+        .get(format!("{base}/v1/members?limit=100"))
+        .bearer_auth(&key2)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(again["data"], members["data"]);
+    assert!(stop(child).success());
+    let _ = std::fs::remove_dir_all(&data);
+}
+
+#[test]
+fn bad_configuration_is_refused_with_the_reason() {
+    let out = Command::new(env!("CARGO_BIN_EXE_huiyuan"))
+        .args(["serve"])
+        .env("HUIYUAN_LISTEN", "127.0.0.1:0")
+        .env_remove("HUIYUAN_DATA")
+        .env_remove("HUIYUAN_DATABASE")
+        .env_remove("HUIYUAN_MASTER_KEY")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("master key") || err.contains("--data"), "{err}");
+    let out = Command::new(env!("CARGO_BIN_EXE_huiyuan"))
+        .args(["serve"])
+        .env("HUIYUAN_NO_SUCH_SETTING", "1")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("no_such_setting"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
