@@ -208,6 +208,45 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        /// However a mainland mobile number is typed, it is one identity, and its mask never
+        /// shows the four middle digits.
+        #[test]
+        fn every_format_of_a_number_is_one_identity(
+            prefix in proptest::sample::select(vec!["138", "139", "150", "186", "188", "199", "170"]),
+            rest in "[0-9]{8}",
+            style in 0usize..6,
+        ) {
+            let digits = format!("{prefix}{rest}");
+            let typed = match style {
+                0 => digits.clone(),
+                1 => format!("{} {} {}", &digits[..3], &digits[3..7], &digits[7..]),
+                2 => format!("+86 {digits}"),
+                3 => format!("0086{digits}"),
+                4 => format!("+86-{}-{}-{}", &digits[..3], &digits[3..7], &digits[7..]),
+                _ => format!("  {digits}  "),
+            };
+            let canonical = Phone::parse(&digits);
+            let parsed = Phone::parse(&typed);
+            proptest::prop_assert_eq!(canonical.is_ok(), parsed.is_ok());
+            if let (Ok(a), Ok(b)) = (canonical, parsed) {
+                proptest::prop_assert_eq!(a.e164(), b.e164());
+                proptest::prop_assert_eq!(a.e164(), format!("+86{digits}"));
+                let masked = a.masked();
+                proptest::prop_assert!(masked.starts_with(&digits[..3]) && masked.ends_with(&digits[7..]));
+                proptest::prop_assert_eq!(&masked[3..7], "****");
+            }
+        }
+
+        /// Case and surrounding space never make two identities of one address.
+        #[test]
+        fn email_case_is_folded(local in "[a-zA-Z0-9._]{1,20}", domain in "[a-zA-Z]{1,10}\\.(com|cn|COM)") {
+            let lower = Email::parse(&format!("{local}@{domain}").to_lowercase());
+            let mixed = Email::parse(&format!("  {}@{}  ", local.to_uppercase(), domain));
+            proptest::prop_assert_eq!(lower.map(|e| e.as_str().to_owned()).ok(), mixed.map(|e| e.as_str().to_owned()).ok());
+        }
+    }
+
     #[test]
     fn prefixes_cover_the_first_characters() {
         assert_eq!(name_prefixes("王小明"), vec!["王", "王小", "王小明"]);

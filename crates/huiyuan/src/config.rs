@@ -44,6 +44,10 @@ impl Default for Config {
     }
 }
 
+/// `HUIYUAN_*` variables that are not settings: a flag's environment fallback, or the tests' and
+/// benchmarks' own. Any other unknown `HUIYUAN_*` variable is refused as a likely typo.
+const NOT_SETTINGS: &[&str] = &["admin_password", "test_database_url", "bench_database_url"];
+
 impl Config {
     /// Loads the layers; `file` is `--config`, else `huiyuan.toml` in the working folder if present.
     pub fn load(file: Option<&Path>) -> Result<Self, Box<figment::Error>> {
@@ -52,7 +56,7 @@ impl Config {
             Some(f) => fig = fig.merge(Toml::file_exact(f)),
             None => fig = fig.merge(Toml::file("huiyuan.toml")),
         }
-        fig.merge(Env::prefixed("HUIYUAN_").ignore(&["test_database_url"]))
+        fig.merge(Env::prefixed("HUIYUAN_").ignore(NOT_SETTINGS))
             .extract()
             .map_err(Box::new)
     }

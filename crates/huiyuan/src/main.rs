@@ -3,6 +3,7 @@
 mod config;
 mod demo;
 
+use std::io::Write;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -161,17 +162,15 @@ async fn run(command: Command, config: &mut Config) -> Result<(), AnyError> {
             let addr: SocketAddr = ([127, 0, 0, 1], port).into();
             let core = core(store.clone(), &key);
             let creds = demo::prepare(&core, &data, members).await?;
-            println!();
-            println!("Huiyuan demo is running");
-            println!("  URL:      http://{addr}/");
-            println!("  API docs: http://{addr}/docs");
-            println!("  Login:    {} / {}", creds.username, creds.password);
-            println!("API key: {}", creds.api_key);
-            println!();
-            println!(
-                "Try: curl -H 'Authorization: Bearer {}' http://{addr}/v1/members",
-                creds.api_key
+            // Not `println!`: a closed stdout (`huiyuan demo | head`) must not stop the server.
+            let banner = format!(
+                "\nHuiyuan demo is running\n  URL:      http://{addr}/\n  API docs: http://{addr}/docs\n  \
+                 Login:    {} / {}\nAPI key: {}\n\nTry: curl -H 'Authorization: Bearer {}' http://{addr}/v1/members\n",
+                creds.username, creds.password, creds.api_key, creds.api_key
             );
+            let mut out = std::io::stdout().lock();
+            let _ = out.write_all(banner.as_bytes()).and_then(|()| out.flush());
+            drop(out);
             serve(config, store, &key, addr).await
         }
         Command::Brand {

@@ -29,15 +29,19 @@ fn start_demo(data: &std::path::Path, port: u16) -> (Child, String) {
         .spawn()
         .unwrap();
     let stdout = child.stdout.take().unwrap();
-    let mut key = None;
-    for line in BufReader::new(stdout).lines() {
-        let line = line.unwrap();
-        if let Some(k) = line.strip_prefix("API key: ") {
-            key = Some(k.trim().to_owned());
-            break;
+    let (tx, rx) = std::sync::mpsc::channel();
+    // Keep reading until the demo exits, as a terminal would.
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if let Some(k) = line.strip_prefix("API key: ") {
+                let _ = tx.send(k.trim().to_owned());
+            }
         }
-    }
-    (child, key.expect("demo printed `API key: <key>`"))
+    });
+    let key = rx
+        .recv_timeout(Duration::from_secs(120))
+        .expect("demo printed `API key: <key>`");
+    (child, key)
 }
 
 async fn wait_healthy(base: &str) {
@@ -175,4 +179,55 @@ fn bad_configuration_is_refused_with_the_reason() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+#[test]
+fn brand_create_then_migrate_on_the_same_folder() {
+    let data = std::env::temp_dir().join(format!("huiyuan-brand-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&data);
+    let run = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_huiyuan"))
+            .args(args)
+            .env("HUIYUAN_ADMIN_PASSWORD", "a long enough password")
+            .output()
+            .unwrap()
+    };
+    let d = data.to_str().unwrap();
+    let out = run(&[
+        "brand",
+        "create",
+        "--data",
+        d,
+        "--slug",
+        "acme",
+        "--name",
+        "Acme 上海",
+        "--admin-username",
+        "acme-admin",
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.lines().any(|l| l.starts_with("API key: hy_")), "{stdout}");
+    let again = run(&[
+        "brand",
+        "create",
+        "--data",
+        d,
+        "--slug",
+        "acme",
+        "--name",
+        "x",
+        "--admin-username",
+        "other",
+    ]);
+    assert!(!again.status.success());
+    assert!(
+        String::from_utf8_lossy(&again.stderr).contains("slug"),
+        "{}",
+        String::from_utf8_lossy(&again.stderr)
+    );
+    let migrate = run(&["migrate", "--data", d]);
+    assert!(migrate.status.success());
+    assert!(String::from_utf8_lossy(&migrate.stdout).contains("sqlite: migrations applied"));
+    let _ = std::fs::remove_dir_all(&data);
 }

@@ -10,6 +10,7 @@ use crate::problem::ApiResult;
 use crate::AppState;
 
 #[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct AuditQuery {
     /// Only events about this record (a member, store, operator or key ID).

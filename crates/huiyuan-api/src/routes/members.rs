@@ -38,6 +38,7 @@ pub async fn enrol(
 }
 
 #[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ListQuery {
     pub tag: Option<String>,
@@ -93,6 +94,7 @@ pub async fn search_members(
 }
 
 #[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct RevealQuery {
     /// Show personal data in clear (needs `pii.reveal`; audited).

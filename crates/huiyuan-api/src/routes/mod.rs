@@ -52,6 +52,7 @@ pub fn list<T: ToSchema>(mut data: Vec<T>, limit: u32) -> List<T> {
 
 /// Cursor parameters shared by list endpoints.
 #[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct PageQuery {
     /// 1 to 100; 20 when not given.
