@@ -1,11 +1,10 @@
 //! PostgreSQL backend: for brands that outgrow one machine, with several API nodes sharing it.
 
 use std::str::FromStr;
-use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use huiyuan_store::sql::{Dialect, Row, SqlConnection, SqlTx, Value};
+use huiyuan_store::sql::{self, Dialect, Row, SqlConnection, SqlTx, Value};
 use huiyuan_store::{Health, Result, Storage, StoreError, Tx};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{Column, PgPool, Postgres, Row as _, TypeInfo, ValueRef};
@@ -122,27 +121,11 @@ impl SqlConnection for PgConn {
     async fn fetch_all(&mut self, sql: &str, args: Vec<Value>) -> Result<Vec<Row>> {
         let q = args.into_iter().fold(sqlx::query(sql), bind);
         let rows = q.fetch_all(&mut *self.tx).await.map_err(map_err)?;
-        let Some(first) = rows.first() else {
-            return Ok(Vec::new());
-        };
-        let columns = Arc::new(
-            first
-                .columns()
-                .iter()
-                .map(|c| c.name().to_owned())
-                .collect::<Vec<_>>(),
-        );
-        rows.iter()
-            .map(|row| {
-                let values = (0..columns.len())
-                    .map(|i| decode(row, i))
-                    .collect::<Result<Vec<_>>>()?;
-                Ok(Row {
-                    columns: columns.clone(),
-                    values,
-                })
-            })
-            .collect()
+        sql::decode_rows(
+            &rows,
+            |r| r.columns().iter().map(|c| c.name().to_owned()).collect(),
+            decode,
+        )
     }
 
     async fn commit(self: Box<Self>) -> Result<()> {

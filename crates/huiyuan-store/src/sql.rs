@@ -190,6 +190,30 @@ impl Row {
     }
 }
 
+/// Builds [`Row`]s from a backend's native rows: the column names are read once and shared,
+/// each value is decoded by the backend's `decode(row, index)`.
+pub fn decode_rows<R>(
+    rows: &[R],
+    column_names: impl FnOnce(&R) -> Vec<String>,
+    decode: impl Fn(&R, usize) -> Result<Value>,
+) -> Result<Vec<Row>> {
+    let Some(first) = rows.first() else {
+        return Ok(Vec::new());
+    };
+    let columns = Arc::new(column_names(first));
+    rows.iter()
+        .map(|row| {
+            let values = (0..columns.len())
+                .map(|i| decode(row, i))
+                .collect::<Result<Vec<_>>>()?;
+            Ok(Row {
+                columns: columns.clone(),
+                values,
+            })
+        })
+        .collect()
+}
+
 /// What a backend provides: one open transaction that runs SQL written with `$1, $2, …`.
 #[async_trait]
 pub trait SqlConnection: Send {

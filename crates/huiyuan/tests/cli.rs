@@ -57,6 +57,16 @@ async fn wait_healthy(base: &str) {
     panic!("the demo did not become healthy");
 }
 
+async fn list_members(http: &reqwest::Client, base: &str, key: &str) -> serde_json::Value {
+    let res = http
+        .get(format!("{base}/v1/members?limit=100"))
+        .bearer_auth(key)
+        .send()
+        .await
+        .unwrap();
+    res.json().await.unwrap()
+}
+
 fn stop(mut child: Child) -> std::process::ExitStatus {
     // SIGTERM: the server finishes in-flight requests and exits cleanly.
     Command::new("kill")
@@ -92,15 +102,7 @@ async fn demo_serves_keeps_no_plaintext_and_reuses_its_folder() {
         .await
         .unwrap();
     assert!(doc["openapi"].as_str().unwrap().starts_with("3.1"));
-    let members: serde_json::Value = http
-        .get(format!("{base}/v1/members?limit=100"))
-        .bearer_auth(&key)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let members = list_members(&http, &base, &key).await;
     assert_eq!(members["data"].as_array().unwrap().len(), 40);
     let unauthenticated = http.get(format!("{base}/v1/members")).send().await.unwrap();
     assert_eq!(unauthenticated.status(), 401);
@@ -141,15 +143,7 @@ async fn demo_serves_keeps_no_plaintext_and_reuses_its_folder() {
     let (child, key2) = start_demo(&data, port);
     wait_healthy(&base).await;
     assert_eq!(key, key2);
-    let again: serde_json::Value = http
-        .get(format!("{base}/v1/members?limit=100"))
-        .bearer_auth(&key2)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let again = list_members(&http, &base, &key2).await;
     assert_eq!(again["data"], members["data"]);
     assert!(stop(child).success());
     let _ = std::fs::remove_dir_all(&data);
