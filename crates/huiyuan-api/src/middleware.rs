@@ -258,6 +258,25 @@ fn is_transient_conflict(body: &[u8]) -> bool {
         .unwrap_or(false)
 }
 
+/// Runs the rest of the request on its own task, so a client that disconnects cannot cancel it
+/// half-way: a transaction is always committed or rolled back by the code that opened it, and an
+/// idempotency key claimed for a request is always completed or released.
+pub async fn run_to_completion(req: Request, next: Next) -> Response {
+    use tracing::Instrument;
+    match tokio::spawn(next.run(req).in_current_span()).await {
+        Ok(res) => res,
+        Err(e) => {
+            tracing::error!(error = %e, "request task failed");
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "an internal error occurred",
+            )
+            .into_response()
+        }
+    }
+}
+
 /// Counts requests and records their latency per route (the route template, never the URL,
 /// so no ID or personal data becomes a label).
 pub async fn record_metrics(req: Request, next: Next) -> Response {

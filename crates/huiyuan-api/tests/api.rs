@@ -249,6 +249,7 @@ both_backends!(
     update_member_checks_identities,
     rate_limit_answers_429,
     search_and_pagination,
+    abandoned_request_still_completes,
 );
 
 async fn health_and_openapi(backend: Backend) {
@@ -1356,4 +1357,55 @@ async fn search_and_pagination(backend: Backend) {
     sorted.sort();
     sorted.reverse();
     assert_eq!(seen, sorted, "newest first, no overlap");
+}
+
+/// A client that gives up mid-request (a till losing its network) must not leave a half-done
+/// request behind: the work completes, and the retry with the same key gets its response.
+async fn abandoned_request_still_completes(backend: Backend) {
+    let h = Harness::start(backend).await;
+    let username = format!("late-{}", huiyuan_core::crypto::random_token(4).to_lowercase());
+    let body =
+        json!({"username": username, "display_name": "Late", "role": "clerk", "password": "a long password"});
+    let impatient = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_millis(5))
+        .build()
+        .unwrap();
+    let gave_up = impatient
+        .post(format!("{}/v1/operators", h.base))
+        .bearer_auth(&h.admin_key)
+        .header("Idempotency-Key", "op-late-1")
+        .json(&body)
+        .send()
+        .await;
+    assert!(
+        gave_up.is_err(),
+        "the client was meant to time out (password hashing takes longer)"
+    );
+    let mut retried = None;
+    for _ in 0..100 {
+        let (s, _, b) = h
+            .call_full(
+                Some(&h.admin_key),
+                Method::POST,
+                "/v1/operators",
+                Some(body.clone()),
+                &[("Idempotency-Key", "op-late-1")],
+            )
+            .await;
+        if b["code"] != "idempotency_key_in_use" {
+            retried = Some((s, b));
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let (s, b) = retried.expect("the abandoned request finished");
+    assert_eq!(s, StatusCode::CREATED, "{b}");
+    let (_, ops) = h.admin(Method::GET, "/v1/operators", None).await;
+    let named = ops["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|o| o["username"] == json!(username))
+        .count();
+    assert_eq!(named, 1);
 }

@@ -11,3 +11,30 @@ async fn open() -> Arc<dyn Storage> {
 }
 
 huiyuan_store::conformance_tests!(open);
+
+/// The audit log refuses UPDATE and DELETE even from a connection that bypasses Huiyuan.
+#[tokio::test]
+async fn audit_log_is_append_only_in_the_database() {
+    use sqlx::Connection;
+    let options = testing::test_database().await;
+    let storage = PgStorage::connect_with(options.clone(), 2).await.unwrap();
+    let brand = huiyuan_store::conformance::new_brand(&storage).await;
+    let mut conn = sqlx::PgConnection::connect_with(&options).await.unwrap();
+    let id = format!("aud_{}", brand.id.as_str());
+    sqlx::query(
+        "INSERT INTO audit_events (id, brand_id, actor_kind, actor_id, action, target_kind, target_id, diff, created_at) \
+         VALUES ($1, $2, 'system', 'system', 'x', 'brand', 'b', '{}', now())",
+    )
+    .bind(&id)
+    .bind(brand.id.as_str())
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    for sql in [
+        "UPDATE audit_events SET action = 'forged' WHERE id = $1",
+        "DELETE FROM audit_events WHERE id = $1",
+    ] {
+        let err = sqlx::query(sql).bind(&id).execute(&mut conn).await.unwrap_err();
+        assert!(err.to_string().contains("append-only"), "{sql}: {err}");
+    }
+}
