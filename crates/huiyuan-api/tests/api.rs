@@ -32,7 +32,8 @@ enum Backend {
 async fn storage(backend: Backend) -> Arc<dyn Storage> {
     match backend {
         Backend::Sqlite => {
-            let dir = std::env::temp_dir().join(format!("huiyuan-api-{}", std::process::id()));
+            let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+                .join(format!("huiyuan-api-{}", std::process::id()));
             std::fs::create_dir_all(&dir).unwrap();
             let file = dir.join(format!("{}.db", huiyuan_core::crypto::random_token(8)));
             Arc::new(huiyuan_store_sqlite::SqliteStorage::open(&file).await.unwrap())

@@ -42,10 +42,6 @@ impl PgStorage {
             .await
             .map_err(|e| StoreError::Database(format!("migration failed: {e}")))
     }
-
-    pub async fn close(&self) {
-        self.pool.close().await;
-    }
 }
 
 #[async_trait]
@@ -87,6 +83,10 @@ impl Storage for PgStorage {
 
     fn backend(&self) -> &'static str {
         "postgres"
+    }
+
+    async fn close(&self) {
+        self.pool.close().await;
     }
 }
 

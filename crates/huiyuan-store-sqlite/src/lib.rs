@@ -52,12 +52,6 @@ impl SqliteStorage {
             .map_err(map_err)?;
         Ok(Self { writer, reader })
     }
-
-    /// Closes both pools, checkpointing the WAL into the main file.
-    pub async fn close(&self) {
-        self.reader.close().await;
-        self.writer.close().await;
-    }
 }
 
 #[async_trait]
@@ -94,6 +88,11 @@ impl Storage for SqliteStorage {
 
     fn backend(&self) -> &'static str {
         "sqlite"
+    }
+
+    async fn close(&self) {
+        self.reader.close().await;
+        self.writer.close().await;
     }
 }
 

@@ -6,7 +6,7 @@ use huiyuan_store::Storage;
 use huiyuan_store_sqlite::SqliteStorage;
 
 async fn open() -> Arc<dyn Storage> {
-    let dir = std::env::temp_dir().join(format!(
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!(
         "huiyuan-conf-{}-{:?}",
         std::process::id(),
         std::thread::current().id()
@@ -28,7 +28,8 @@ huiyuan_store::conformance_tests!(open);
 #[tokio::test]
 async fn audit_log_is_append_only_in_the_database() {
     use sqlx::Connection;
-    let dir = std::env::temp_dir().join(format!("huiyuan-audit-{}", std::process::id()));
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("huiyuan-audit-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let file = dir.join("audit.db");
     let _ = std::fs::remove_file(&file);

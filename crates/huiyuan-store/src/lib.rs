@@ -37,6 +37,8 @@ pub trait Storage: Send + Sync + 'static {
     async fn health(&self) -> Result<Health>;
     /// `sqlite` or `postgres`, for logs and `/readyz`.
     fn backend(&self) -> &'static str;
+    /// Waits for open connections to finish and closes them (SQLite checkpoints its WAL).
+    async fn close(&self);
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

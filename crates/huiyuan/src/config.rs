@@ -77,10 +77,17 @@ mod tests {
     #[test]
     fn file_then_environment_and_typos_are_refused() {
         figment::Jail::expect_with(|jail| {
-            jail.create_file("huiyuan.toml", "listen = \"0.0.0.0:9000\"\nrate_limit_per_minute = 10\n")?;
+            jail.create_file(
+                "huiyuan.toml",
+                "listen = \"0.0.0.0:9000\"\nrate_limit_per_minute = 10\n",
+            )?;
             let c = Config::load(None).map_err(|e| e.to_string())?;
             assert_eq!((c.listen.as_str(), c.rate_limit_per_minute), ("0.0.0.0:9000", 10));
-            assert_eq!(c.body_limit_bytes, Config::default().body_limit_bytes, "defaults fill the rest");
+            assert_eq!(
+                c.body_limit_bytes,
+                Config::default().body_limit_bytes,
+                "defaults fill the rest"
+            );
             jail.set_env("HUIYUAN_RATE_LIMIT_PER_MINUTE", "20");
             jail.set_env("HUIYUAN_ADMIN_PASSWORD", "a flag's fallback, not a setting");
             let c = Config::load(None).map_err(|e| e.to_string())?;

@@ -322,6 +322,7 @@ async fn serve(
     .with_graceful_shutdown(shutdown_signal())
     .await?;
     maintenance.abort();
+    storage.close().await;
     tracing::info!("shut down");
     Ok(())
 }

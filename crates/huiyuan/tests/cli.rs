@@ -14,6 +14,7 @@ fn free_port() -> u16 {
 
 /// Starts `huiyuan demo` and returns it with the API key it printed.
 fn start_demo(data: &std::path::Path, port: u16) -> (Child, String) {
+    let log = std::fs::File::create(data.with_extension("log")).unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_huiyuan"))
         .args([
             "demo",
@@ -25,7 +26,7 @@ fn start_demo(data: &std::path::Path, port: u16) -> (Child, String) {
             "40",
         ])
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(log)
         .spawn()
         .unwrap();
     let stdout = child.stdout.take().unwrap();
@@ -85,7 +86,8 @@ fn stop(mut child: Child) -> std::process::ExitStatus {
 
 #[tokio::test]
 async fn demo_serves_keeps_no_plaintext_and_reuses_its_folder() {
-    let data = std::env::temp_dir().join(format!("huiyuan-demo-{}", std::process::id()));
+    let data = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("huiyuan-demo-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&data);
     let port = free_port();
     let base = format!("http://127.0.0.1:{port}");
@@ -106,7 +108,45 @@ async fn demo_serves_keeps_no_plaintext_and_reuses_its_folder() {
     assert_eq!(members["data"].as_array().unwrap().len(), 40);
     let unauthenticated = http.get(format!("{base}/v1/members")).send().await.unwrap();
     assert_eq!(unauthenticated.status(), 401);
+    // Requests that carry personal data, in bodies and (wrongly, but clients do it) in the URL.
+    let enrolled = http
+        .post(format!("{base}/v1/members"))
+        .bearer_auth(&key)
+        .json(&serde_json::json!({"phone": "139 1234 5678", "email": "log-check@example.com", "name": "日誌測試"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(enrolled.status(), 201);
+    let bad = http
+        .get(format!("{base}/v1/members?phone=13912345678"))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), 422, "phone is not a list filter");
+    let found = http
+        .post(format!("{base}/v1/members/search"))
+        .bearer_auth(&key)
+        .json(&serde_json::json!({"filter": {"phone": "13912345678"}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(found.status(), 200);
     assert!(stop(child).success(), "graceful shutdown exits 0");
+    let log = std::fs::read_to_string(data.with_extension("log")).unwrap();
+    assert!(
+        log.contains("\"route\":\"/v1/members/search\""),
+        "requests are logged"
+    );
+    for secret in [
+        "13912345678",
+        "1234 5678",
+        "log-check@example.com",
+        "日誌測試",
+        key.as_str(),
+    ] {
+        assert!(!log.contains(secret), "the log contains {secret:?}");
+    }
 
     // The database files hold no phone number or email in clear, in any format.
     // (Masked forms such as `m***@example.com` may appear in the audit log; full values may not.)
@@ -144,7 +184,15 @@ async fn demo_serves_keeps_no_plaintext_and_reuses_its_folder() {
     wait_healthy(&base).await;
     assert_eq!(key, key2);
     let again = list_members(&http, &base, &key2).await;
-    assert_eq!(again["data"], members["data"]);
+    assert_eq!(
+        again["data"].as_array().unwrap().len(),
+        41,
+        "the 40 demo members and the one enrolled above"
+    );
+    assert_eq!(
+        again["data"].as_array().unwrap()[1..],
+        members["data"].as_array().unwrap()[..]
+    );
     assert!(stop(child).success());
     let _ = std::fs::remove_dir_all(&data);
 }
@@ -177,7 +225,8 @@ fn bad_configuration_is_refused_with_the_reason() {
 
 #[test]
 fn brand_create_then_migrate_on_the_same_folder() {
-    let data = std::env::temp_dir().join(format!("huiyuan-brand-{}", std::process::id()));
+    let data = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("huiyuan-brand-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&data);
     let run = |args: &[&str]| {
         Command::new(env!("CARGO_BIN_EXE_huiyuan"))
