@@ -260,6 +260,15 @@ fn master_key(config: &Config) -> Result<MasterKey, AnyError> {
     if path.exists() {
         return Ok(MasterKey::from_base64(&std::fs::read_to_string(&path)?)?);
     }
+    if config.database.is_none() && dir.join("huiyuan.db").exists() {
+        // A new key would make every encrypted field of the existing database unreadable.
+        return Err(format!(
+            "{} holds a database but no master.key: restore the key file (or set HUIYUAN_MASTER_KEY) \
+             rather than start with a new key",
+            dir.display()
+        )
+        .into());
+    }
     let key = MasterKey::generate();
     write_private(&path, &key.to_base64())?;
     Ok(key)

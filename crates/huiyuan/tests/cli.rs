@@ -271,6 +271,11 @@ fn brand_create_then_migrate_on_the_same_folder() {
     );
     let migrate = run(&["migrate", "--data", d]);
     assert!(migrate.status.success());
+    std::fs::remove_file(data.join("master.key")).unwrap();
+    let keyless = run(&["migrate", "--data", d]);
+    assert!(!keyless.status.success(), "a database without its key is refused");
+    assert!(String::from_utf8_lossy(&keyless.stderr).contains("no master.key"));
+    assert!(!data.join("master.key").exists(), "and no new key was made");
     assert!(String::from_utf8_lossy(&migrate.stdout).contains("sqlite: migrations applied"));
     let _ = std::fs::remove_dir_all(&data);
 }
