@@ -5,6 +5,7 @@ use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, Salt
 use argon2::Argon2;
 use huiyuan_domain::access::{Permission, Role};
 use huiyuan_domain::ids::{ApiKeyId, OperatorId};
+use huiyuan_domain::member::validate_text;
 use huiyuan_domain::ValidationError;
 use huiyuan_store::{ApiKeyRecord, OperatorRecord, Page, SessionRecord};
 use rand::distributions::{Alphanumeric, DistString};
@@ -95,17 +96,6 @@ fn validate_password(p: &str) -> Result<(), ValidationError> {
         return Err(ValidationError::field("password", "must be 10 to 256 characters"));
     }
     Ok(())
-}
-
-fn validate_label(field: &str, s: &str) -> Result<String, ValidationError> {
-    let t = s.trim();
-    if t.is_empty() || t.chars().count() > 100 || t.chars().any(char::is_control) {
-        return Err(ValidationError::field(
-            field,
-            "must be 1 to 100 printable characters",
-        ));
-    }
-    Ok(t.to_owned())
 }
 
 /// Argon2id with the crate's defaults (19 MiB, 2 passes), off the async threads.
@@ -288,7 +278,7 @@ impl Core {
         actor.require(Permission::OperatorsManage)?;
         let mut v = huiyuan_domain::error::Validator::default();
         let username = v.check(validate_username(&input.username));
-        let display_name = v.check(validate_label("display_name", &input.display_name));
+        let display_name = v.check(validate_text("display_name", &input.display_name, 100));
         v.check(validate_password(&input.password));
         v.finish()?;
         let (Some(username), Some(display_name)) = (username, display_name) else {
@@ -351,7 +341,7 @@ impl Core {
         let display_name = input
             .display_name
             .as_deref()
-            .and_then(|d| v.check(validate_label("display_name", d)));
+            .and_then(|d| v.check(validate_text("display_name", d, 100)));
         if let Some(p) = &input.password {
             v.check(validate_password(p));
         }
@@ -406,7 +396,7 @@ impl Core {
 
     pub async fn create_api_key(&self, actor: &Actor, input: NewApiKey) -> Result<CreatedApiKey> {
         actor.require(Permission::ApiKeysManage)?;
-        let name = validate_label("name", &input.name)?;
+        let name = validate_text("name", &input.name, 100)?;
         // ThreadRng is not Send: keep it out of the future's state.
         let (public, secret_part) = {
             let mut rng = rand::thread_rng();

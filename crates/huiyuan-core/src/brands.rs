@@ -6,6 +6,7 @@ use base64::Engine;
 use huiyuan_domain::access::{Permission, Role};
 use huiyuan_domain::error::Validator;
 use huiyuan_domain::ids::{BrandId, StoreId};
+use huiyuan_domain::member::validate_text;
 use huiyuan_domain::{FieldError, ValidationError};
 use huiyuan_store::{BrandRecord, Page, StoreError, StoreRecord};
 use serde::Deserialize;
@@ -61,17 +62,6 @@ pub struct BootstrappedBrand {
     pub brand: BrandView,
     pub admin: OperatorView,
     pub api_key: CreatedApiKey,
-}
-
-fn text(field: &str, s: &str, max: usize) -> Result<String, ValidationError> {
-    let t = s.trim();
-    if t.is_empty() || t.chars().count() > max || t.chars().any(char::is_control) {
-        return Err(ValidationError::field(
-            field,
-            format!("must be 1 to {max} printable characters"),
-        ));
-    }
-    Ok(t.to_owned())
 }
 
 fn currency(s: &str) -> Result<String, ValidationError> {
@@ -133,7 +123,7 @@ impl Core {
         {
             v.push("slug", "must be 2 to 32 characters of a-z, 0-9 and -");
         }
-        let name = v.check(text("name", &input.name, 100));
+        let name = v.check(validate_text("name", &input.name, 100));
         let currency = v.check(currency(input.currency.as_deref().unwrap_or("CNY")));
         let timezone = v.check(timezone(input.timezone.as_deref().unwrap_or("Asia/Shanghai")));
         v.finish()?;
@@ -226,7 +216,10 @@ impl Core {
     pub async fn update_brand(&self, actor: &Actor, input: BrandChanges) -> Result<BrandView> {
         actor.require(Permission::BrandManage)?;
         let mut v = Validator::default();
-        let name = input.name.as_deref().and_then(|n| v.check(text("name", n, 100)));
+        let name = input
+            .name
+            .as_deref()
+            .and_then(|n| v.check(validate_text("name", n, 100)));
         let cur = input.currency.as_deref().and_then(|c| v.check(currency(c)));
         let tz = input.timezone.as_deref().and_then(|t| v.check(timezone(t)));
         v.finish()?;
@@ -256,13 +249,16 @@ impl Core {
     pub async fn create_store(&self, actor: &Actor, input: NewStore) -> Result<StoreView> {
         actor.require(Permission::StoresManage)?;
         let mut v = Validator::default();
-        let code = v.check(text("code", &input.code, 32));
-        let name = v.check(text("name", &input.name, 100));
-        let city = input.city.as_deref().and_then(|c| v.check(text("city", c, 64)));
+        let code = v.check(validate_text("code", &input.code, 32));
+        let name = v.check(validate_text("name", &input.name, 100));
+        let city = input
+            .city
+            .as_deref()
+            .and_then(|c| v.check(validate_text("city", c, 64)));
         let region = input
             .region
             .as_deref()
-            .and_then(|r| v.check(text("region", r, 64)));
+            .and_then(|r| v.check(validate_text("region", r, 64)));
         v.finish()?;
         let (Some(code), Some(name)) = (code, name) else {
             unreachable!("validated above")
@@ -307,12 +303,18 @@ impl Core {
     pub async fn update_store(&self, actor: &Actor, id: &StoreId, input: StoreChanges) -> Result<StoreView> {
         actor.require(Permission::StoresManage)?;
         let mut v = Validator::default();
-        let name = input.name.as_deref().and_then(|n| v.check(text("name", n, 100)));
-        let city = input.city.as_deref().and_then(|c| v.check(text("city", c, 64)));
+        let name = input
+            .name
+            .as_deref()
+            .and_then(|n| v.check(validate_text("name", n, 100)));
+        let city = input
+            .city
+            .as_deref()
+            .and_then(|c| v.check(validate_text("city", c, 64)));
         let region = input
             .region
             .as_deref()
-            .and_then(|r| v.check(text("region", r, 64)));
+            .and_then(|r| v.check(validate_text("region", r, 64)));
         v.finish()?;
         let mut tx = self.storage.write().await?;
         let mut record = tx

@@ -7,8 +7,8 @@ use huiyuan_domain::error::Validator;
 use huiyuan_domain::ids::{BrandId, MemberId, StoreId};
 use huiyuan_domain::member::{
     normalise_card, parse_birthday, validate_attributes, validate_enrolment, validate_external_id,
-    validate_name, validate_tags, Channel, Consents, EnrolInput, Gender, Identity, MemberStatus,
-    PersonalData, UpdateInput, ValidEnrolment,
+    validate_name, validate_tags, validate_text, Channel, Consents, EnrolInput, Gender, Identity,
+    MemberStatus, PersonalData, UpdateInput, ValidEnrolment,
 };
 use huiyuan_domain::pii::{
     mask_middle, mask_name, name_prefixes, normalise_name, Email, Phone, MAX_NAME_PREFIX,
@@ -384,11 +384,10 @@ impl Core {
             .birthday
             .as_ref()
             .map(|b| b.as_deref().and_then(|b| v.check(parse_birthday(b, today))));
-        if let Some(Some(city)) = &input.city {
-            if city.trim().is_empty() || city.chars().count() > 64 {
-                v.push("city", "must be 1 to 64 characters (send null to clear it)");
-            }
-        }
+        let city = input
+            .city
+            .as_ref()
+            .map(|c| c.as_deref().and_then(|c| v.check(validate_text("city", c, 64))));
         if let Some(Some(h)) = input.household_size {
             if h == 0 || h > 20 {
                 v.push("household_size", "must be between 1 and 20");
@@ -484,8 +483,8 @@ impl Core {
         if let Some(g) = input.gender {
             record.gender = g.map(enum_str);
         }
-        if let Some(c) = input.city {
-            record.city = c.map(|c| c.trim().to_owned());
+        if let Some(c) = city {
+            record.city = c;
         }
         if let Some(h) = input.household_size {
             record.household_size = h;

@@ -234,7 +234,7 @@ pub fn validate_enrolment(input: EnrolInput, today: Date) -> Result<ValidEnrolme
     let city = input
         .city
         .as_deref()
-        .and_then(|c| v.check(validate_short_text("city", c, 64)));
+        .and_then(|c| v.check(validate_text("city", c, 64)));
     if let Some(h) = input.household_size {
         if h == 0 || h > 20 {
             v.push("household_size", "must be between 1 and 20");
@@ -297,16 +297,14 @@ pub fn validate_enrolment(input: EnrolInput, today: Date) -> Result<ValidEnrolme
 }
 
 pub fn validate_name(name: &str) -> Result<String, ValidationError> {
-    validate_short_text("name", name, 64)
+    validate_text("name", name, 64)
 }
 
-fn validate_short_text(field: &str, s: &str, max_chars: usize) -> Result<String, ValidationError> {
+/// Trimmed text of 1 to `max_chars` printable characters: names, cities, labels, codes.
+pub fn validate_text(field: &str, s: &str, max_chars: usize) -> Result<String, ValidationError> {
     let t = s.trim();
     if t.is_empty() {
-        return Err(ValidationError::field(
-            field,
-            "must not be empty (send null to clear it)",
-        ));
+        return Err(ValidationError::field(field, "must not be empty"));
     }
     if t.chars().count() > max_chars {
         return Err(ValidationError::field(
