@@ -3,7 +3,7 @@
 use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
-use axum::http::{header, StatusCode};
+use axum::http::{header, HeaderMap, StatusCode};
 use huiyuan_core::Actor;
 use serde::de::DeserializeOwned;
 
@@ -137,6 +137,23 @@ impl<S: Send + Sync> FromRequestParts<S> for Auth {
     }
 }
 
+/// The token of an `Authorization: Bearer <token>` header. The scheme name is case-insensitive
+/// (RFC 7235), so `bearer` works too. The one place the header is read: authentication and
+/// sign-out must agree on which token a request carries.
+pub fn bearer_token(headers: &HeaderMap) -> Option<&str> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim())
+        .filter(|t| !t.is_empty())
+}
+
+/// The request's ID, as set (or passed through) by the request-ID layer.
+pub fn request_id(headers: &HeaderMap) -> Option<&str> {
+    headers.get(crate::middleware::REQUEST_ID)?.to_str().ok()
+}
+
 /// Parses a path ID; a malformed ID is reported as not found, exactly like an ID of another brand.
 pub fn path_id<T: std::str::FromStr>(raw: &str, what: &'static str) -> Result<T, ApiError> {
     raw.parse()
@@ -168,6 +185,21 @@ mod tests {
             e.problem.code,
             e.problem.errors[0].field.clone(),
         )
+    }
+
+    #[test]
+    fn bearer_scheme_is_case_insensitive() {
+        let with = |v: &str| {
+            let mut h = HeaderMap::new();
+            h.insert(header::AUTHORIZATION, v.parse().unwrap());
+            bearer_token(&h).map(str::to_owned)
+        };
+        assert_eq!(with("Bearer hy_x_y").as_deref(), Some("hy_x_y"));
+        assert_eq!(with("bearer  hys_tok ").as_deref(), Some("hys_tok"));
+        assert_eq!(with("BEARER t").as_deref(), Some("t"));
+        assert_eq!(with("Basic dXNlcjpwdw=="), None);
+        assert_eq!(with("Bearer "), None);
+        assert_eq!(bearer_token(&HeaderMap::new()), None);
     }
 
     #[test]

@@ -237,11 +237,7 @@ pub fn app(state: AppState) -> Router {
                         .get::<axum::extract::MatchedPath>()
                         .map(|p| p.as_str().to_owned())
                         .unwrap_or_default();
-                    let id = req
-                        .headers()
-                        .get(REQUEST_ID)
-                        .and_then(|v| v.to_str().ok())
-                        .unwrap_or("");
+                    let id = extract::request_id(req.headers()).unwrap_or("");
                     tracing::info_span!("request", method = %req.method(), route, request_id = id)
                 })
                 .on_response(

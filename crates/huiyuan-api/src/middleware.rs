@@ -17,6 +17,7 @@ use huiyuan_core::idempotency::IdempotencyClaim;
 use huiyuan_core::Actor;
 use sha2::{Digest, Sha256};
 
+use crate::extract::{bearer_token, request_id};
 use crate::problem::ApiError;
 use crate::AppState;
 
@@ -85,18 +86,8 @@ impl RateLimits {
 
 /// Authenticates the bearer token and applies the caller's rate limit.
 pub async fn authenticate(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
-    let request_id = req
-        .headers()
-        .get(REQUEST_ID)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned);
-    let token = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
-        .map(str::trim)
-        .map(str::to_owned);
+    let request_id = request_id(req.headers()).map(str::to_owned);
+    let token = bearer_token(req.headers()).map(str::to_owned);
     let Some(token) = token else {
         return ApiError::new(
             StatusCode::UNAUTHORIZED,

@@ -1142,6 +1142,34 @@ async fn operators_sign_in_and_out(backend: Backend) {
     assert_eq!(s, StatusCode::NO_CONTENT);
     let (s, b) = h.call(Some(&token), Method::GET, "/v1/me", None).await;
     assert_problem(s, &b, StatusCode::UNAUTHORIZED, "unauthenticated");
+    // Sign-out reads the token exactly as sign-in checks it: a lower-case scheme works for both.
+    let (_, session) = h
+        .call(
+            None,
+            Method::POST,
+            "/v1/auth/login",
+            Some(json!({"username": h.admin_username, "password": h.admin_password})),
+        )
+        .await;
+    let lower = format!("bearer {}", session["token"].as_str().unwrap());
+    let (s, _, _) = h
+        .call_full(None, Method::GET, "/v1/me", None, &[("authorization", &lower)])
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    let (s, _, _) = h
+        .call_full(
+            None,
+            Method::POST,
+            "/v1/auth/logout",
+            None,
+            &[("authorization", &lower)],
+        )
+        .await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
+    let (s, _, b) = h
+        .call_full(None, Method::GET, "/v1/me", None, &[("authorization", &lower)])
+        .await;
+    assert_problem(s, &b, StatusCode::UNAUTHORIZED, "unauthenticated");
 }
 
 async fn till_identify_enrols_unknown_phone(backend: Backend) {

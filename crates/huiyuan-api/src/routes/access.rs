@@ -1,7 +1,7 @@
 //! Sign-in, the caller, operators and API keys.
 
 use axum::extract::{Path, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{HeaderMap, StatusCode};
 use axum::Json;
 use huiyuan_core::auth::{CreatedApiKey, LoginInput, NewApiKey, NewOperator, OperatorChanges, Session};
 use huiyuan_core::views::{ApiKeyView, OperatorView};
@@ -12,8 +12,8 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use super::{list, page, List, PageQuery};
-use crate::extract::{path_id, ApiJson, ApiQuery, Auth};
-use crate::middleware::REQUEST_ID;
+use crate::extract::{bearer_token, path_id, request_id, ApiJson, ApiQuery, Auth};
+
 use crate::problem::{ApiResult, Problem};
 use crate::AppState;
 
@@ -25,11 +25,11 @@ pub async fn login(
     headers: HeaderMap,
     ApiJson(input): ApiJson<LoginInput>,
 ) -> ApiResult<Json<Session>> {
-    let request_id = headers
-        .get(REQUEST_ID)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned);
-    Ok(Json(s.core.login(input, request_id).await?))
+    Ok(Json(
+        s.core
+            .login(input, request_id(&headers).map(str::to_owned))
+            .await?,
+    ))
 }
 
 /// Ends the session whose token is presented.
@@ -39,12 +39,9 @@ pub async fn logout(
     Auth(actor): Auth,
     headers: HeaderMap,
 ) -> ApiResult<StatusCode> {
-    let token = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .unwrap_or_default();
-    s.core.logout(&actor, token.trim()).await?;
+    s.core
+        .logout(&actor, bearer_token(&headers).unwrap_or_default())
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
