@@ -18,7 +18,7 @@ use huiyuan_core::Actor;
 use sha2::{Digest, Sha256};
 
 use crate::extract::{bearer_token, request_id};
-use crate::problem::ApiError;
+use crate::problem::{ApiError, Transient};
 use crate::AppState;
 
 pub const REQUEST_ID: &str = "x-request-id";
@@ -219,9 +219,9 @@ pub async fn idempotency(State(state): State<AppState>, req: Request, next: Next
                 .into_response();
             };
             // Server-side failures and lost races are not final: let a retry run again.
-            let retryable = res_parts.status.is_server_error()
-                || res_parts.status == StatusCode::TOO_MANY_REQUESTS
-                || res_parts.status == StatusCode::CONFLICT && is_transient_conflict(&res_bytes);
+            // (Any 5xx counts, marked or not: it may not have come from an `ApiError`.)
+            let retryable =
+                res_parts.status.is_server_error() || res_parts.extensions.get::<Transient>().is_some();
             let stored = if retryable {
                 state.core.release_idempotency(&actor, &key).await
             } else {
@@ -236,17 +236,6 @@ pub async fn idempotency(State(state): State<AppState>, req: Request, next: Next
             Response::from_parts(res_parts, Body::from(res_bytes))
         }
     }
-}
-
-fn is_transient_conflict(body: &[u8]) -> bool {
-    serde_json::from_slice::<serde_json::Value>(body)
-        .ok()
-        .and_then(|v| {
-            v.get("code")
-                .and_then(|c| c.as_str())
-                .map(|c| c == "conflict" || c == "concurrent_update")
-        })
-        .unwrap_or(false)
 }
 
 /// Runs the rest of the request on its own task, so a client that disconnects cannot cancel it

@@ -29,6 +29,21 @@ pub struct Problem {
     pub merged_into: Option<MemberId>,
 }
 
+/// Marks an error response whose request may well succeed if simply sent again: a lost race
+/// with a concurrent request, a rate limit, a server-side failure. The idempotency layer does
+/// not keep such a response as the key's final answer.
+#[derive(Debug, Clone, Copy)]
+pub struct Transient;
+
+impl ApiError {
+    fn is_transient(&self) -> bool {
+        let status = self.status();
+        status.is_server_error()
+            || status == StatusCode::TOO_MANY_REQUESTS
+            || matches!(self.problem.code.as_str(), "conflict" | "concurrent_update")
+    }
+}
+
 /// A problem plus the headers that go with it.
 #[derive(Debug)]
 pub struct ApiError {
@@ -149,6 +164,9 @@ impl IntoResponse for ApiError {
         let status = self.status();
         let body = serde_json::to_vec(&self.problem).unwrap_or_default();
         let mut res = (status, body).into_response();
+        if self.is_transient() {
+            res.extensions_mut().insert(Transient);
+        }
         let headers = res.headers_mut();
         headers.insert(
             header::CONTENT_TYPE,
@@ -165,3 +183,31 @@ impl IntoResponse for ApiError {
 }
 
 pub type ApiResult<T> = Result<T, ApiError>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn transient(e: CoreError) -> bool {
+        ApiError::from(e)
+            .into_response()
+            .extensions()
+            .get::<Transient>()
+            .is_some()
+    }
+
+    #[test]
+    fn lost_races_and_outages_are_transient_final_answers_are_not() {
+        assert!(transient(CoreError::Store(StoreError::Stale)));
+        assert!(transient(CoreError::Store(StoreError::Conflict("x".into()))));
+        assert!(transient(CoreError::Store(StoreError::Unavailable(
+            "down".into()
+        ))));
+        assert!(transient(CoreError::Store(StoreError::Database("boom".into()))));
+        assert!(!transient(CoreError::conflict("identity_conflict", "taken")));
+        assert!(!transient(CoreError::NotFound("member")));
+        assert!(!transient(CoreError::Validation(
+            huiyuan_domain::ValidationError::field("phone", "bad")
+        )));
+    }
+}
