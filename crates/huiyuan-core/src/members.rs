@@ -7,8 +7,8 @@ use huiyuan_domain::error::Validator;
 use huiyuan_domain::ids::{BrandId, MemberId, StoreId};
 use huiyuan_domain::member::{
     normalise_card, parse_birthday, validate_attributes, validate_enrolment, validate_external_id,
-    validate_name, validate_tags, validate_text, Channel, Consents, EnrolInput, Gender, Identity,
-    MemberStatus, PersonalData, UpdateInput, ValidEnrolment,
+    validate_household_size, validate_name, validate_tags, validate_text, Channel, Consents, EnrolInput,
+    Gender, Identity, MemberStatus, PersonalData, UpdateInput, ValidEnrolment,
 };
 use huiyuan_domain::pii::{
     mask_middle, mask_name, name_prefixes, normalise_name, Email, Phone, MAX_NAME_PREFIX,
@@ -389,9 +389,7 @@ impl Core {
             .as_ref()
             .map(|c| c.as_deref().and_then(|c| v.check(validate_text("city", c, 64))));
         if let Some(Some(h)) = input.household_size {
-            if h == 0 || h > 20 {
-                v.push("household_size", "must be between 1 and 20");
-            }
+            v.check(validate_household_size(h));
         }
         if let Some(attrs) = &input.attributes {
             v.check(validate_attributes(attrs));

@@ -236,9 +236,7 @@ pub fn validate_enrolment(input: EnrolInput, today: Date) -> Result<ValidEnrolme
         .as_deref()
         .and_then(|c| v.check(validate_text("city", c, 64)));
     if let Some(h) = input.household_size {
-        if h == 0 || h > 20 {
-            v.push("household_size", "must be between 1 and 20");
-        }
+        v.check(validate_household_size(h));
     }
     let mut identities = Vec::new();
     if let Some(p) = &phone {
@@ -316,6 +314,16 @@ pub fn validate_text(field: &str, s: &str, max_chars: usize) -> Result<String, V
         return Err(ValidationError::field(field, "contains control characters"));
     }
     Ok(t.to_owned())
+}
+
+pub fn validate_household_size(h: u8) -> Result<u8, ValidationError> {
+    if h == 0 || h > 20 {
+        return Err(ValidationError::field(
+            "household_size",
+            "must be between 1 and 20",
+        ));
+    }
+    Ok(h)
 }
 
 pub fn parse_birthday(s: &str, today: Date) -> Result<Date, ValidationError> {
