@@ -7,6 +7,7 @@ pub mod access;
 pub mod check_digit;
 pub mod error;
 pub mod ids;
+pub mod loyalty;
 pub mod member;
 pub mod pii;
 

@@ -1,0 +1,294 @@
+//! Purchases, refunds, adjustments and redemptions as callers send them, and their validation.
+
+use serde::Deserialize;
+use time::OffsetDateTime;
+
+use super::earning::EarnLine;
+use super::programme::ActionKind;
+use crate::error::Validator;
+use crate::ids::{MemberId, StoreId};
+use crate::member::{validate_text, Channel};
+use crate::ValidationError;
+
+pub const MAX_LINES: usize = 500;
+/// Largest amount accepted anywhere, in minor units (10 billion yuan).
+pub const MAX_AMOUNT: i64 = 1_000_000_000_000;
+/// Largest number of points moved by one operation.
+pub const MAX_POINTS: i64 = 100_000_000;
+
+/// A purchase to record; `order_id` is the brand's own order number and makes the call
+/// idempotent: the same order sent again returns the first result and earns nothing more.
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PurchaseInput {
+    pub order_id: String,
+    /// The member: exactly one of `member_id`, `phone`, `member_code`.
+    pub member_id: Option<MemberId>,
+    pub phone: Option<String>,
+    /// A dynamic member code (18 digits or the QR payload), verified and used up.
+    pub member_code: Option<String>,
+    /// With `phone`: enrol an unknown number ("pay and you are a member"); default true.
+    pub enrol_if_unknown: Option<bool>,
+    pub store_id: Option<StoreId>,
+    pub channel: Channel,
+    /// When the sale happened (default: now). Earlier times are accepted (imports, offline tills).
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    pub occurred_at: Option<OffsetDateTime>,
+    pub lines: Vec<LineInput>,
+    /// What the member paid in money, minor units: discounts, coupons and points excluded.
+    pub paid_amount: i64,
+}
+
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LineInput {
+    pub sku: String,
+    pub category: Option<String>,
+    pub quantity: i64,
+    /// Line total in minor units.
+    pub amount: i64,
+    /// A reward or gift paid with points or a coupon: it never earns points.
+    #[serde(default)]
+    pub reward: bool,
+}
+
+/// A validated line, as stored with the purchase.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, Deserialize, utoipa::ToSchema)]
+pub struct PurchaseLine {
+    pub sku: String,
+    pub category: Option<String>,
+    pub quantity: i64,
+    pub amount: i64,
+    pub reward: bool,
+    /// Points this line earned.
+    #[serde(default)]
+    pub points: i64,
+    /// Quantity refunded so far.
+    #[serde(default)]
+    pub refunded_quantity: i64,
+}
+
+impl PurchaseLine {
+    pub fn earn_line(&self) -> EarnLine {
+        EarnLine {
+            category: self.category.clone(),
+            amount: self.amount,
+            reward: self.reward,
+        }
+    }
+}
+
+/// Checks a purchase's shape; returns its lines normalised.
+pub fn validate_purchase(p: &PurchaseInput) -> Result<Vec<PurchaseLine>, ValidationError> {
+    let mut v = Validator::default();
+    v.check(validate_reference("order_id", &p.order_id));
+    let who = [p.member_id.is_some(), p.phone.is_some(), p.member_code.is_some()]
+        .iter()
+        .filter(|x| **x)
+        .count();
+    if who != 1 {
+        v.push("member_id", "give exactly one of member_id, phone, member_code");
+    }
+    if p.lines.is_empty() || p.lines.len() > MAX_LINES {
+        v.push("lines", format!("must have between 1 and {MAX_LINES} lines"));
+    }
+    let mut lines = Vec::with_capacity(p.lines.len());
+    let mut total: i64 = 0;
+    for (i, l) in p.lines.iter().enumerate() {
+        let sku = v.check(validate_text(&format!("lines[{i}].sku"), &l.sku, 64));
+        let category = l
+            .category
+            .as_deref()
+            .and_then(|c| v.check(validate_text(&format!("lines[{i}].category"), c, 64)));
+        if !(1..=1_000_000).contains(&l.quantity) {
+            v.push(format!("lines[{i}].quantity"), "must be between 1 and 1000000");
+        }
+        if !(0..=MAX_AMOUNT).contains(&l.amount) {
+            v.push(
+                format!("lines[{i}].amount"),
+                format!("must be between 0 and {MAX_AMOUNT} minor units (no negative lines: give discounts through paid_amount)"),
+            );
+        }
+        total = total.saturating_add(l.amount.max(0));
+        lines.push(PurchaseLine {
+            sku: sku.unwrap_or_default(),
+            category,
+            quantity: l.quantity,
+            amount: l.amount,
+            reward: l.reward,
+            points: 0,
+            refunded_quantity: 0,
+        });
+    }
+    if p.paid_amount < 0 || p.paid_amount > total {
+        v.push(
+            "paid_amount",
+            format!("must be between 0 and the sum of the lines ({total})"),
+        );
+    }
+    v.finish()?;
+    Ok(lines)
+}
+
+/// A refund of a recorded purchase: by lines, by amount, or (neither given) all that remains.
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RefundInput {
+    /// The brand's refund number: the same refund sent again changes nothing.
+    pub refund_id: String,
+    /// Money returned, minor units (a partial refund by amount).
+    pub amount: Option<i64>,
+    /// Lines returned, by position in the purchase.
+    pub lines: Option<Vec<RefundLineInput>>,
+    pub reason: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RefundLineInput {
+    /// Index of the line in the purchase (0-based).
+    pub line: usize,
+    pub quantity: i64,
+}
+
+pub fn validate_refund(r: &RefundInput) -> Result<(), ValidationError> {
+    let mut v = Validator::default();
+    v.check(validate_reference("refund_id", &r.refund_id));
+    if r.amount.is_some() && r.lines.is_some() {
+        v.push("amount", "give amount or lines, not both");
+    }
+    if let Some(a) = r.amount {
+        if !(1..=MAX_AMOUNT).contains(&a) {
+            v.push("amount", format!("must be between 1 and {MAX_AMOUNT}"));
+        }
+    }
+    if let Some(lines) = &r.lines {
+        if lines.is_empty() || lines.len() > MAX_LINES {
+            v.push("lines", format!("must have between 1 and {MAX_LINES} lines"));
+        }
+        for (i, l) in lines.iter().enumerate() {
+            if l.quantity < 1 {
+                v.push(format!("lines[{i}].quantity"), "must be at least 1");
+            }
+        }
+    }
+    if let Some(reason) = &r.reason {
+        v.check(validate_text("reason", reason, 200));
+    }
+    v.finish()
+}
+
+/// An operator's grant (positive) or deduction (negative), with the reason the audit log keeps.
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AdjustmentInput {
+    pub points: i64,
+    pub reason: String,
+    /// A reference that makes the call idempotent (e.g. the support ticket number).
+    pub reference: String,
+}
+
+pub fn validate_adjustment(a: &AdjustmentInput) -> Result<String, ValidationError> {
+    let mut v = Validator::default();
+    if a.points == 0 || a.points.abs() > MAX_POINTS {
+        v.push("points", format!("must be non-zero and at most {MAX_POINTS} either way"));
+    }
+    let reason = v.check(validate_text("reason", &a.reason, 200));
+    v.check(validate_reference("reference", &a.reference));
+    v.finish()?;
+    Ok(reason.unwrap_or_default())
+}
+
+/// Spending points (the rewards catalogue and checkout build on this).
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RedeemInput {
+    pub points: i64,
+    /// Makes the call idempotent: the same reference spends once.
+    pub reference: String,
+    pub description: Option<String>,
+}
+
+pub fn validate_redeem(r: &RedeemInput) -> Result<(), ValidationError> {
+    let mut v = Validator::default();
+    if !(1..=MAX_POINTS).contains(&r.points) {
+        v.push("points", format!("must be between 1 and {MAX_POINTS}"));
+    }
+    v.check(validate_reference("reference", &r.reference));
+    if let Some(d) = &r.description {
+        v.check(validate_text("description", d, 200));
+    }
+    v.finish()
+}
+
+/// Points for an action (check-in, review, …), idempotent on `reference`.
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ActionInput {
+    pub action: ActionKind,
+    pub reference: String,
+}
+
+/// An external reference (order, refund, ticket): 1–64 visible characters.
+pub fn validate_reference(field: &str, s: &str) -> Result<String, ValidationError> {
+    let ok = !s.is_empty() && s.len() <= 64 && s.chars().all(|c| c.is_ascii_graphic() || c.is_alphanumeric());
+    if !ok {
+        return Err(ValidationError::field(
+            field,
+            "must be 1–64 characters with no spaces or control characters",
+        ));
+    }
+    Ok(s.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn input(json: serde_json::Value) -> PurchaseInput {
+        serde_json::from_value(json).unwrap()
+    }
+
+    #[test]
+    fn purchase_errors_name_each_field() {
+        let p = input(serde_json::json!({
+            "order_id": "has space", "phone": "13800138000", "member_id": "mem_01JABCDEFGHJKMNPQRSTVWXYZ0",
+            "channel": "pos", "paid_amount": 500,
+            "lines": [{"sku": "A", "quantity": 0, "amount": -1}, {"sku": "", "quantity": 1, "amount": 100}]
+        }));
+        let err = validate_purchase(&p).unwrap_err();
+        let fields: Vec<_> = err.errors.iter().map(|e| e.field.as_str()).collect();
+        assert_eq!(
+            fields,
+            ["order_id", "member_id", "lines[0].quantity", "lines[0].amount", "lines[1].sku", "paid_amount"]
+        );
+    }
+
+    #[test]
+    fn a_good_purchase_passes() {
+        let p = input(serde_json::json!({
+            "order_id": "SO-2026-0001", "phone": "13800138000", "channel": "pos", "paid_amount": 100,
+            "lines": [{"sku": "A", "category": "apparel", "quantity": 2, "amount": 100}]
+        }));
+        assert_eq!(validate_purchase(&p).unwrap()[0].quantity, 2);
+    }
+
+    #[test]
+    fn refunds_and_adjustments_are_checked() {
+        let r = RefundInput {
+            refund_id: "R1".into(),
+            amount: Some(0),
+            lines: Some(vec![]),
+            reason: None,
+        };
+        let fields: Vec<_> = validate_refund(&r).unwrap_err().errors.into_iter().map(|e| e.field).collect();
+        assert_eq!(fields, ["amount", "amount", "lines"]);
+        let a = AdjustmentInput {
+            points: 0,
+            reason: " ".into(),
+            reference: "T-1".into(),
+        };
+        let fields: Vec<_> = validate_adjustment(&a).unwrap_err().errors.into_iter().map(|e| e.field).collect();
+        assert_eq!(fields, ["points", "reason"]);
+    }
+}
