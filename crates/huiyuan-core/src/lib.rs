@@ -11,6 +11,7 @@ pub mod codes;
 pub mod crypto;
 pub mod error;
 pub mod idempotency;
+pub mod loyalty;
 pub mod members;
 pub mod views;
 
@@ -54,6 +55,7 @@ pub struct Core {
     keys: Keyring,
     clock: Arc<dyn Clock>,
     config: CoreConfig,
+    programmes: loyalty::ProgrammeCache,
 }
 
 impl Core {
@@ -68,6 +70,7 @@ impl Core {
             keys: Keyring::new(master),
             clock,
             config,
+            programmes: loyalty::ProgrammeCache::default(),
         }
     }
 

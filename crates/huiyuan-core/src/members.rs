@@ -75,7 +75,7 @@ pub struct TillIdentity {
 }
 
 impl Core {
-    fn identity_hash(&self, brand: &BrandId, identity: &Identity) -> Vec<u8> {
+    pub(crate) fn identity_hash(&self, brand: &BrandId, identity: &Identity) -> Vec<u8> {
         self.keys
             .lookup_hash(&[brand.as_str(), &identity.kind(), identity.value()])
     }
@@ -641,6 +641,7 @@ impl Core {
         // Consents are not merged: a consent given on one profile is not given on the other.
         let moved = tx.move_identities(brand, &gone.id, &keep.id).await?;
         tx.move_tags(brand, &gone.id, &keep.id).await?;
+        self.merge_points(&mut *tx, actor, &gone.id, &keep.id).await?;
         if name_filled {
             tx.replace_name_prefixes(
                 brand,

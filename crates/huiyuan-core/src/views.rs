@@ -136,3 +136,9 @@ pub struct MemberExport {
     /// Every audited change to this member, newest first (personal data masked, as stored).
     pub history: Vec<AuditView>,
 }
+
+/// An instant as RFC 3339 text, for JSON details stored beside records.
+pub fn rfc3339(t: OffsetDateTime) -> String {
+    t.format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_else(|_| t.to_string())
+}

@@ -53,7 +53,12 @@ impl Role {
             MembersEnrol | MembersUpdate => matches!(self, Admin | Marketer | Clerk),
             MembersMerge | CodesIssue => matches!(self, Admin | Marketer),
             CodesVerify => matches!(self, Admin | Clerk),
-            AuditRead => matches!(self, Admin | Auditor),
+            AuditRead | LedgerVerify | EventsRead => matches!(self, Admin | Auditor),
+            ProgrammeRead => true,
+            ProgrammeManage | PointsAdjust => matches!(self, Admin | Marketer),
+            PurchasesRecord | PointsRedeem | PointsActions => matches!(self, Admin | Marketer | Clerk),
+            PurchasesRefund => matches!(self, Admin | Clerk),
+            JobsRun => self == Admin,
         }
     }
 }
@@ -79,10 +84,23 @@ pub enum Permission {
     OperatorsManage,
     ApiKeysManage,
     AuditRead,
+    ProgrammeRead,
+    /// Publish a new programme version (rules, multipliers, tiers, expiry).
+    ProgrammeManage,
+    PurchasesRecord,
+    PurchasesRefund,
+    /// Grant or deduct points by hand, with a reason.
+    PointsAdjust,
+    PointsRedeem,
+    /// Reward members' actions (check-in, review, share, …).
+    PointsActions,
+    LedgerVerify,
+    EventsRead,
+    JobsRun,
 }
 
 impl Permission {
-    pub const ALL: [Permission; 16] = [
+    pub const ALL: [Permission; 26] = [
         Permission::BrandRead,
         Permission::BrandManage,
         Permission::StoresRead,
@@ -99,6 +117,16 @@ impl Permission {
         Permission::OperatorsManage,
         Permission::ApiKeysManage,
         Permission::AuditRead,
+        Permission::ProgrammeRead,
+        Permission::ProgrammeManage,
+        Permission::PurchasesRecord,
+        Permission::PurchasesRefund,
+        Permission::PointsAdjust,
+        Permission::PointsRedeem,
+        Permission::PointsActions,
+        Permission::LedgerVerify,
+        Permission::EventsRead,
+        Permission::JobsRun,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -119,6 +147,16 @@ impl Permission {
             Permission::OperatorsManage => "operators.manage",
             Permission::ApiKeysManage => "api_keys.manage",
             Permission::AuditRead => "audit.read",
+            Permission::ProgrammeRead => "programme.read",
+            Permission::ProgrammeManage => "programme.manage",
+            Permission::PurchasesRecord => "purchases.record",
+            Permission::PurchasesRefund => "purchases.refund",
+            Permission::PointsAdjust => "points.adjust",
+            Permission::PointsRedeem => "points.redeem",
+            Permission::PointsActions => "points.actions",
+            Permission::LedgerVerify => "ledger.verify",
+            Permission::EventsRead => "events.read",
+            Permission::JobsRun => "jobs.run",
         }
     }
 }

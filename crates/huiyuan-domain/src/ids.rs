@@ -97,6 +97,26 @@ prefixed_id!(
     /// An entry of the audit log.
     AuditEventId, "aud"
 );
+prefixed_id!(
+    /// A recorded purchase (the brand's own order number is kept beside it).
+    PurchaseId, "pur"
+);
+prefixed_id!(
+    /// A lot: points earned together, with their own maturity and expiry.
+    LotId, "lot"
+);
+prefixed_id!(
+    /// An entry of the points ledger.
+    EntryId, "ent"
+);
+prefixed_id!(
+    /// A domain event in the outbox.
+    EventId, "evt"
+);
+prefixed_id!(
+    /// A change of a member's tier.
+    TierChangeId, "tch"
+);
 
 #[cfg(test)]
 mod tests {

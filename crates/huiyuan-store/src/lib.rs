@@ -97,6 +97,14 @@ pub trait Tx: Send {
         page: &Page,
     ) -> Result<Vec<MemberRecord>>;
     async fn count_members(&mut self, brand: &BrandId) -> Result<i64>;
+    /// Active members whose birthday falls in `month`, in ID order after the cursor.
+    async fn members_born_in(
+        &mut self,
+        brand: &BrandId,
+        month: u8,
+        after: Option<&MemberId>,
+        limit: u32,
+    ) -> Result<Vec<MemberId>>;
 
     /// Claims an identity; [`StoreError::Conflict`] when the brand already has it, after which
     /// the transaction can still be used (to look up the owner).
@@ -164,4 +172,155 @@ pub trait Tx: Send {
     ) -> Result<()>;
     async fn release_idempotency_key(&mut self, brand: &BrandId, scope: &str, key: &str) -> Result<()>;
     async fn purge_idempotency_keys(&mut self, created_before: OffsetDateTime) -> Result<u64>;
+    // Programme versions
+    async fn insert_programme(&mut self, p: &ProgrammeRecord) -> Result<()>;
+    async fn latest_programme_version(&mut self, brand: &BrandId) -> Result<Option<i64>>;
+    async fn get_programme(&mut self, brand: &BrandId, version: i64) -> Result<Option<ProgrammeRecord>>;
+    /// Newest first, at most `limit`.
+    async fn list_programmes(&mut self, brand: &BrandId, limit: u32) -> Result<Vec<ProgrammeRecord>>;
+
+    // Point accounts
+    /// Creates the account unless it exists (never fails on an existing one).
+    async fn ensure_account(&mut self, account: &AccountRecord) -> Result<()>;
+    async fn get_account(&mut self, brand: &BrandId, member: &MemberId) -> Result<Option<AccountRecord>>;
+    /// Reads the account and, on PostgreSQL, locks it until the transaction ends: every change
+    /// to a member's points happens under this lock.
+    async fn lock_account(&mut self, brand: &BrandId, member: &MemberId) -> Result<Option<AccountRecord>>;
+    async fn update_account(&mut self, account: &AccountRecord) -> Result<()>;
+    /// Accounts in (brand, member) order after the cursor; all brands when `brand` is `None`.
+    async fn list_accounts(
+        &mut self,
+        brand: Option<&BrandId>,
+        after: Option<&(BrandId, MemberId)>,
+        limit: u32,
+    ) -> Result<Vec<AccountRecord>>;
+    async fn accounts_due_for_review(
+        &mut self,
+        now: OffsetDateTime,
+        limit: u32,
+    ) -> Result<Vec<AccountRecord>>;
+    async fn point_totals(&mut self, brand: &BrandId) -> Result<PointTotals>;
+
+    // Lots
+    async fn insert_lot(&mut self, lot: &LotRecord) -> Result<()>;
+    /// Writes `status`, `remaining` and `expiry_notified`.
+    async fn update_lot(&mut self, lot: &LotRecord) -> Result<()>;
+    /// A member's lots that still hold points, oldest first (earned, then ID).
+    async fn open_lots(&mut self, brand: &BrandId, member: &MemberId) -> Result<Vec<LotRecord>>;
+    /// Members with pending lots that matured by `now` (brand, member), at most `limit`.
+    async fn members_with_maturing_lots(
+        &mut self,
+        now: OffsetDateTime,
+        limit: u32,
+    ) -> Result<Vec<(BrandId, MemberId)>>;
+    /// Members with lots holding points that expired by `now`, at most `limit`.
+    async fn members_with_expiring_lots(
+        &mut self,
+        now: OffsetDateTime,
+        limit: u32,
+    ) -> Result<Vec<(BrandId, MemberId)>>;
+    /// Lots that expire before `until` and whose member was not yet reminded.
+    async fn lots_to_remind(
+        &mut self,
+        now: OffsetDateTime,
+        until: OffsetDateTime,
+        limit: u32,
+    ) -> Result<Vec<LotRecord>>;
+
+    // Ledger (append-only)
+    async fn insert_entry(&mut self, entry: &LedgerEntryRecord) -> Result<()>;
+    /// Entries newest first; `page.starting_after` is an entry ID.
+    async fn list_entries(
+        &mut self,
+        brand: &BrandId,
+        member: &MemberId,
+        page: &Page,
+    ) -> Result<Vec<LedgerEntryRecord>>;
+    /// A member's whole chain in order, for verification.
+    async fn chain(&mut self, brand: &BrandId, member: &MemberId) -> Result<Vec<LedgerEntryRecord>>;
+
+    // Purchases and refunds
+    /// Records a purchase; false when the brand already has this order ID (nothing written).
+    async fn insert_purchase(&mut self, p: &PurchaseRecord) -> Result<bool>;
+    async fn get_purchase(&mut self, brand: &BrandId, order_id: &str) -> Result<Option<PurchaseRecord>>;
+    /// Writes the refund columns: `points_reversed`, `refunded_amount`, `status`, `lines`.
+    async fn update_purchase_refund(&mut self, p: &PurchaseRecord) -> Result<()>;
+    async fn list_purchases(
+        &mut self,
+        brand: &BrandId,
+        member: &MemberId,
+        page: &Page,
+    ) -> Result<Vec<PurchaseRecord>>;
+    /// Net points, spend and visits of a member's purchases since `since`.
+    async fn purchase_totals(
+        &mut self,
+        brand: &BrandId,
+        member: &MemberId,
+        since: OffsetDateTime,
+    ) -> Result<PurchaseTotals>;
+    async fn move_purchases(&mut self, brand: &BrandId, from: &MemberId, to: &MemberId) -> Result<u64>;
+    /// Records a refund; false when the brand already has this refund ID.
+    async fn insert_refund(&mut self, r: &RefundRecord) -> Result<bool>;
+    async fn get_refund(&mut self, brand: &BrandId, refund_id: &str) -> Result<Option<RefundRecord>>;
+
+    // Idempotent point operations
+    /// Records an operation; false when (kind, reference) was already used in the brand.
+    async fn insert_operation(&mut self, op: &OperationRecord) -> Result<bool>;
+    async fn get_operation(
+        &mut self,
+        brand: &BrandId,
+        kind: &str,
+        reference: &str,
+    ) -> Result<Option<OperationRecord>>;
+    async fn count_operations(
+        &mut self,
+        brand: &BrandId,
+        member: &MemberId,
+        kind: &str,
+        since: Option<OffsetDateTime>,
+    ) -> Result<i64>;
+
+    // Tier history
+    async fn insert_tier_change(&mut self, change: &TierChangeRecord) -> Result<()>;
+    async fn list_tier_changes(
+        &mut self,
+        brand: &BrandId,
+        member: &MemberId,
+    ) -> Result<Vec<TierChangeRecord>>;
+
+    // Outbox
+    /// Appends an event; false when its dedupe key was already used (nothing written).
+    async fn insert_event(&mut self, event: &OutboxRecord) -> Result<bool>;
+    /// Events oldest first after the given event ID.
+    async fn list_events(
+        &mut self,
+        brand: &BrandId,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<OutboxRecord>>;
+
+    // Jobs
+    /// Creates the job unless it exists.
+    async fn ensure_job(&mut self, name: &str, due_at: OffsetDateTime) -> Result<()>;
+    /// Takes the lease of a job due by `due_by` whose lease is free or lapsed at `now`; false
+    /// when another process holds it or it is not due. On PostgreSQL a locked job row is
+    /// skipped, not waited for.
+    async fn claim_job(
+        &mut self,
+        name: &str,
+        owner: &str,
+        now: OffsetDateTime,
+        due_by: OffsetDateTime,
+        lease_until: OffsetDateTime,
+    ) -> Result<bool>;
+    /// Releases the lease and sets the next due time.
+    async fn finish_job(
+        &mut self,
+        name: &str,
+        owner: &str,
+        finished_at: OffsetDateTime,
+        next_due: OffsetDateTime,
+        error: Option<&str>,
+    ) -> Result<()>;
+    async fn list_jobs(&mut self) -> Result<Vec<JobRecord>>;
 }

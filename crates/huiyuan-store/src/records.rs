@@ -184,3 +184,179 @@ pub struct AuditFilter {
     pub actor_id: Option<String>,
     pub action: Option<String>,
 }
+
+/// One version of a brand's programme document (JSON); versions are never changed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProgrammeRecord {
+    pub brand_id: BrandId,
+    pub version: i64,
+    pub document: String,
+    pub created_by: String,
+    pub created_at: OffsetDateTime,
+}
+
+/// A member's points balances, the head of their ledger's hash chain, and their tier.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AccountRecord {
+    pub brand_id: BrandId,
+    pub member_id: MemberId,
+    pub available: i64,
+    pub pending: i64,
+    pub debt: i64,
+    /// Sequence number and hash of the member's latest ledger entry (0 and zeros when none).
+    pub last_seq: i64,
+    pub last_hash: Vec<u8>,
+    pub tier_code: Option<String>,
+    pub tier_since: Option<OffsetDateTime>,
+    pub tier_review_at: Option<OffsetDateTime>,
+    /// Set when a review found the member below their tier: they keep it until then.
+    pub tier_grace_until: Option<OffsetDateTime>,
+    pub updated_at: OffsetDateTime,
+}
+
+/// Points earned together, with their own maturity and expiry; spending takes the oldest first.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LotRecord {
+    pub id: String,
+    pub brand_id: BrandId,
+    pub member_id: MemberId,
+    /// `pending`, `active` or `closed`.
+    pub status: String,
+    /// The entry kind that created it (`earn`, `action`, `adjustment`, `merge_in`, …).
+    pub source: String,
+    /// The order (for purchase points) or other reference.
+    pub reference: Option<String>,
+    pub amount: i64,
+    pub remaining: i64,
+    pub earned_at: OffsetDateTime,
+    pub matures_at: Option<OffsetDateTime>,
+    pub expires_at: Option<OffsetDateTime>,
+    pub expiry_notified: bool,
+}
+
+/// One append-only ledger entry, chained to the member's previous entry by `prev_hash`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LedgerEntryRecord {
+    pub id: String,
+    pub brand_id: BrandId,
+    pub member_id: MemberId,
+    pub seq: i64,
+    pub kind: String,
+    pub available_delta: i64,
+    pub pending_delta: i64,
+    pub debt_delta: i64,
+    pub lot_id: Option<String>,
+    pub reference: Option<String>,
+    pub programme_version: Option<i64>,
+    /// JSON: the rules applied, the lots consumed, the reason given.
+    pub detail: String,
+    pub actor: String,
+    pub created_at: OffsetDateTime,
+    pub prev_hash: Vec<u8>,
+    pub hash: Vec<u8>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct PurchaseRecord {
+    pub brand_id: BrandId,
+    /// The brand's order number: the natural idempotency key.
+    pub order_id: String,
+    pub id: String,
+    pub member_id: MemberId,
+    pub store_id: Option<StoreId>,
+    pub channel: String,
+    pub occurred_at: OffsetDateTime,
+    pub paid_amount: i64,
+    pub eligible_amount: i64,
+    pub points: i64,
+    pub points_reversed: i64,
+    pub refunded_amount: i64,
+    /// `completed`, `partially_refunded` or `refunded`.
+    pub status: String,
+    /// JSON array of lines with their points and refunded quantities.
+    pub lines: String,
+    /// JSON of the earning breakdown.
+    pub earning: String,
+    pub programme_version: i64,
+    pub created_at: OffsetDateTime,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct RefundRecord {
+    pub brand_id: BrandId,
+    pub refund_id: String,
+    pub order_id: String,
+    pub member_id: MemberId,
+    pub amount: i64,
+    pub points_reversed: i64,
+    /// JSON of the refund's outcome, returned as is when the refund is sent again.
+    pub detail: String,
+    pub created_at: OffsetDateTime,
+}
+
+/// An idempotent points operation (adjustment, redemption, action), keyed by its reference.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OperationRecord {
+    pub brand_id: BrandId,
+    pub kind: String,
+    pub reference: String,
+    pub member_id: MemberId,
+    /// JSON of the outcome, returned as is when the operation is sent again.
+    pub result: String,
+    pub created_at: OffsetDateTime,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct TierChangeRecord {
+    pub id: String,
+    pub brand_id: BrandId,
+    pub member_id: MemberId,
+    pub from_tier: Option<String>,
+    pub to_tier: String,
+    pub reason: String,
+    pub created_at: OffsetDateTime,
+}
+
+/// A domain event, written in the transaction that caused it, for webhooks and automation.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OutboxRecord {
+    pub id: String,
+    pub brand_id: BrandId,
+    pub event_type: String,
+    /// The member (or other record) the event is about.
+    pub subject: String,
+    pub payload: String,
+    /// Jobs set it so that a re-run never emits the same event twice.
+    pub dedupe_key: Option<String>,
+    pub created_at: OffsetDateTime,
+}
+
+/// A periodic job and its lease: one process runs it at a time.
+#[derive(Debug, Clone, PartialEq)]
+pub struct JobRecord {
+    pub name: String,
+    pub due_at: OffsetDateTime,
+    pub lease_owner: Option<String>,
+    pub lease_until: Option<OffsetDateTime>,
+    pub last_started_at: Option<OffsetDateTime>,
+    pub last_finished_at: Option<OffsetDateTime>,
+    pub last_error: Option<String>,
+    pub runs: i64,
+}
+
+/// Sums of what a member achieved in a tier's qualifying window.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PurchaseTotals {
+    pub points: i64,
+    pub spend: i64,
+    pub visits: i64,
+}
+
+/// A brand's outstanding points.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PointTotals {
+    pub members: i64,
+    pub available: i64,
+    pub pending: i64,
+    pub debt: i64,
+}

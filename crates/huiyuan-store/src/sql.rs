@@ -79,6 +79,14 @@ impl Dialect {
             Dialect::Postgres => " FOR UPDATE",
         }
     }
+
+    /// Row locking that passes over rows another transaction holds (job claims).
+    pub fn for_update_skip_locked(self) -> &'static str {
+        match self {
+            Dialect::Sqlite => "",
+            Dialect::Postgres => " FOR UPDATE SKIP LOCKED",
+        }
+    }
 }
 
 /// A result row decoded into [`Value`]s, read by column name.
@@ -441,6 +449,191 @@ fn idempotency_row(r: &Row) -> Result<IdempotencyRecord> {
     })
 }
 
+const PROGRAMME_COLS: &str = "brand_id, version, document, created_by, created_at";
+fn programme_row(r: &Row) -> Result<ProgrammeRecord> {
+    Ok(ProgrammeRecord {
+        brand_id: r.parsed("brand_id")?,
+        version: r.i64("version")?,
+        document: r.text("document")?,
+        created_by: r.text("created_by")?,
+        created_at: r.time("created_at")?,
+    })
+}
+
+const ACCOUNT_COLS: &str = "brand_id, member_id, available, pending, debt, last_seq, last_hash, tier_code, \
+     tier_since, tier_review_at, tier_grace_until, updated_at";
+fn account_row(r: &Row) -> Result<AccountRecord> {
+    Ok(AccountRecord {
+        brand_id: r.parsed("brand_id")?,
+        member_id: r.parsed("member_id")?,
+        available: r.i64("available")?,
+        pending: r.i64("pending")?,
+        debt: r.i64("debt")?,
+        last_seq: r.i64("last_seq")?,
+        last_hash: r.bytes("last_hash")?,
+        tier_code: r.opt_text("tier_code")?,
+        tier_since: r.opt_time("tier_since")?,
+        tier_review_at: r.opt_time("tier_review_at")?,
+        tier_grace_until: r.opt_time("tier_grace_until")?,
+        updated_at: r.time("updated_at")?,
+    })
+}
+fn account_values(a: &AccountRecord) -> Vec<Value> {
+    vec![
+        v(a.brand_id.as_str()),
+        v(a.member_id.as_str()),
+        v(a.available),
+        v(a.pending),
+        v(a.debt),
+        v(a.last_seq),
+        v(&a.last_hash),
+        v(a.tier_code.clone()),
+        v(a.tier_since),
+        v(a.tier_review_at),
+        v(a.tier_grace_until),
+        v(a.updated_at),
+    ]
+}
+
+const LOT_COLS: &str = "id, brand_id, member_id, status, source, reference, amount, remaining, earned_at, \
+     matures_at, expires_at, expiry_notified";
+fn lot_row(r: &Row) -> Result<LotRecord> {
+    Ok(LotRecord {
+        id: r.text("id")?,
+        brand_id: r.parsed("brand_id")?,
+        member_id: r.parsed("member_id")?,
+        status: r.text("status")?,
+        source: r.text("source")?,
+        reference: r.opt_text("reference")?,
+        amount: r.i64("amount")?,
+        remaining: r.i64("remaining")?,
+        earned_at: r.time("earned_at")?,
+        matures_at: r.opt_time("matures_at")?,
+        expires_at: r.opt_time("expires_at")?,
+        expiry_notified: r.bool("expiry_notified")?,
+    })
+}
+
+const ENTRY_COLS: &str =
+    "id, brand_id, member_id, seq, kind, available_delta, pending_delta, debt_delta, lot_id, \
+     reference, programme_version, detail, actor, created_at, prev_hash, hash";
+fn entry_row(r: &Row) -> Result<LedgerEntryRecord> {
+    Ok(LedgerEntryRecord {
+        id: r.text("id")?,
+        brand_id: r.parsed("brand_id")?,
+        member_id: r.parsed("member_id")?,
+        seq: r.i64("seq")?,
+        kind: r.text("kind")?,
+        available_delta: r.i64("available_delta")?,
+        pending_delta: r.i64("pending_delta")?,
+        debt_delta: r.i64("debt_delta")?,
+        lot_id: r.opt_text("lot_id")?,
+        reference: r.opt_text("reference")?,
+        programme_version: r.opt_i64("programme_version")?,
+        detail: r.text("detail")?,
+        actor: r.text("actor")?,
+        created_at: r.time("created_at")?,
+        prev_hash: r.bytes("prev_hash")?,
+        hash: r.bytes("hash")?,
+    })
+}
+
+const PURCHASE_COLS: &str = "brand_id, order_id, id, member_id, store_id, channel, occurred_at, paid_amount, \
+     eligible_amount, points, points_reversed, refunded_amount, status, lines, earning, programme_version, created_at";
+fn purchase_row(r: &Row) -> Result<PurchaseRecord> {
+    Ok(PurchaseRecord {
+        brand_id: r.parsed("brand_id")?,
+        order_id: r.text("order_id")?,
+        id: r.text("id")?,
+        member_id: r.parsed("member_id")?,
+        store_id: r.opt_parsed("store_id")?,
+        channel: r.text("channel")?,
+        occurred_at: r.time("occurred_at")?,
+        paid_amount: r.i64("paid_amount")?,
+        eligible_amount: r.i64("eligible_amount")?,
+        points: r.i64("points")?,
+        points_reversed: r.i64("points_reversed")?,
+        refunded_amount: r.i64("refunded_amount")?,
+        status: r.text("status")?,
+        lines: r.text("lines")?,
+        earning: r.text("earning")?,
+        programme_version: r.i64("programme_version")?,
+        created_at: r.time("created_at")?,
+    })
+}
+
+const REFUND_COLS: &str =
+    "brand_id, refund_id, order_id, member_id, amount, points_reversed, detail, created_at";
+fn refund_row(r: &Row) -> Result<RefundRecord> {
+    Ok(RefundRecord {
+        brand_id: r.parsed("brand_id")?,
+        refund_id: r.text("refund_id")?,
+        order_id: r.text("order_id")?,
+        member_id: r.parsed("member_id")?,
+        amount: r.i64("amount")?,
+        points_reversed: r.i64("points_reversed")?,
+        detail: r.text("detail")?,
+        created_at: r.time("created_at")?,
+    })
+}
+
+const OPERATION_COLS: &str = "brand_id, kind, reference, member_id, result, created_at";
+fn operation_row(r: &Row) -> Result<OperationRecord> {
+    Ok(OperationRecord {
+        brand_id: r.parsed("brand_id")?,
+        kind: r.text("kind")?,
+        reference: r.text("reference")?,
+        member_id: r.parsed("member_id")?,
+        result: r.text("result")?,
+        created_at: r.time("created_at")?,
+    })
+}
+
+const TIER_CHANGE_COLS: &str = "id, brand_id, member_id, from_tier, to_tier, reason, created_at";
+fn tier_change_row(r: &Row) -> Result<TierChangeRecord> {
+    Ok(TierChangeRecord {
+        id: r.text("id")?,
+        brand_id: r.parsed("brand_id")?,
+        member_id: r.parsed("member_id")?,
+        from_tier: r.opt_text("from_tier")?,
+        to_tier: r.text("to_tier")?,
+        reason: r.text("reason")?,
+        created_at: r.time("created_at")?,
+    })
+}
+
+const EVENT_COLS: &str = "id, brand_id, event_type, subject, payload, dedupe_key, created_at";
+fn event_row(r: &Row) -> Result<OutboxRecord> {
+    Ok(OutboxRecord {
+        id: r.text("id")?,
+        brand_id: r.parsed("brand_id")?,
+        event_type: r.text("event_type")?,
+        subject: r.text("subject")?,
+        payload: r.text("payload")?,
+        dedupe_key: r.opt_text("dedupe_key")?,
+        created_at: r.time("created_at")?,
+    })
+}
+
+const JOB_COLS: &str =
+    "name, due_at, lease_owner, lease_until, last_started_at, last_finished_at, last_error, runs";
+fn job_row(r: &Row) -> Result<JobRecord> {
+    Ok(JobRecord {
+        name: r.text("name")?,
+        due_at: r.time("due_at")?,
+        lease_owner: r.opt_text("lease_owner")?,
+        lease_until: r.opt_time("lease_until")?,
+        last_started_at: r.opt_time("last_started_at")?,
+        last_finished_at: r.opt_time("last_finished_at")?,
+        last_error: r.opt_text("last_error")?,
+        runs: r.i64("runs")?,
+    })
+}
+
+fn member_pair(r: &Row) -> Result<(BrandId, MemberId)> {
+    Ok((r.parsed("brand_id")?, r.parsed("member_id")?))
+}
+
 fn v(x: impl Into<Value>) -> Value {
     x.into()
 }
@@ -782,6 +975,24 @@ impl Tx for SqlTx {
         .map(Option::unwrap_or_default)
     }
 
+    async fn members_born_in(
+        &mut self,
+        brand: &BrandId,
+        month: u8,
+        after: Option<&MemberId>,
+        limit: u32,
+    ) -> Result<Vec<MemberId>> {
+        let mut q = Query::new("SELECT id FROM members WHERE brand_id = ");
+        q.bind(brand.as_str()).push(" AND birth_month = ").bind(month);
+        q.push(" AND status = 'active'");
+        if let Some(after) = after {
+            q.push(" AND id > ").bind(after.as_str());
+        }
+        q.push(" ORDER BY id LIMIT ")
+            .bind(i64::from(limit.clamp(1, 10_000)));
+        self.query_all(q, |r| r.parsed("id")).await
+    }
+
     async fn insert_identity(&mut self, i: &IdentityRecord) -> Result<()> {
         // DO NOTHING rather than a unique violation: PostgreSQL aborts a transaction on any
         // error, and the caller wants to go on (look up the owner) in the same transaction.
@@ -1070,6 +1281,631 @@ impl Tx for SqlTx {
         self.exec(
             "DELETE FROM idempotency_keys WHERE created_at < $1",
             vec![v(created_before)],
+        )
+        .await
+    }
+    async fn insert_programme(&mut self, p: &ProgrammeRecord) -> Result<()> {
+        let inserted = self
+            .exec(
+                "INSERT INTO programmes (brand_id, version, document, created_by, created_at) \
+                 VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
+                vec![
+                    v(p.brand_id.as_str()),
+                    v(p.version),
+                    v(&p.document),
+                    v(&p.created_by),
+                    v(p.created_at),
+                ],
+            )
+            .await?;
+        if inserted == 0 {
+            return Err(StoreError::Conflict(format!(
+                "programme version {} exists",
+                p.version
+            )));
+        }
+        Ok(())
+    }
+
+    async fn latest_programme_version(&mut self, brand: &BrandId) -> Result<Option<i64>> {
+        self.one(
+            "SELECT MAX(version) AS version FROM programmes WHERE brand_id = $1",
+            vec![v(brand.as_str())],
+            |r| r.opt_i64("version"),
+        )
+        .await
+        .map(Option::flatten)
+    }
+
+    async fn get_programme(&mut self, brand: &BrandId, version: i64) -> Result<Option<ProgrammeRecord>> {
+        self.one(
+            &format!("SELECT {PROGRAMME_COLS} FROM programmes WHERE brand_id = $1 AND version = $2"),
+            vec![v(brand.as_str()), v(version)],
+            programme_row,
+        )
+        .await
+    }
+
+    async fn list_programmes(&mut self, brand: &BrandId, limit: u32) -> Result<Vec<ProgrammeRecord>> {
+        self.all(
+            &format!(
+                "SELECT {PROGRAMME_COLS} FROM programmes WHERE brand_id = $1 ORDER BY version DESC LIMIT $2"
+            ),
+            vec![v(brand.as_str()), v(i64::from(limit.clamp(1, 1000)))],
+            programme_row,
+        )
+        .await
+    }
+
+    async fn ensure_account(&mut self, a: &AccountRecord) -> Result<()> {
+        self.exec(
+            &format!(
+                "INSERT INTO point_accounts ({ACCOUNT_COLS}) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) ON CONFLICT DO NOTHING"
+            ),
+            account_values(a),
+        )
+        .await
+        .map(drop)
+    }
+
+    async fn get_account(&mut self, brand: &BrandId, member: &MemberId) -> Result<Option<AccountRecord>> {
+        self.one(
+            &format!("SELECT {ACCOUNT_COLS} FROM point_accounts WHERE brand_id = $1 AND member_id = $2"),
+            vec![v(brand.as_str()), v(member.as_str())],
+            account_row,
+        )
+        .await
+    }
+
+    async fn lock_account(&mut self, brand: &BrandId, member: &MemberId) -> Result<Option<AccountRecord>> {
+        let lock = self.conn.dialect().for_update();
+        self.one(
+            &format!(
+                "SELECT {ACCOUNT_COLS} FROM point_accounts WHERE brand_id = $1 AND member_id = $2{lock}"
+            ),
+            vec![v(brand.as_str()), v(member.as_str())],
+            account_row,
+        )
+        .await
+    }
+
+    async fn update_account(&mut self, a: &AccountRecord) -> Result<()> {
+        let changed = self
+            .exec(
+                "UPDATE point_accounts SET available = $3, pending = $4, debt = $5, last_seq = $6, last_hash = $7, \
+                 tier_code = $8, tier_since = $9, tier_review_at = $10, tier_grace_until = $11, updated_at = $12 \
+                 WHERE brand_id = $1 AND member_id = $2",
+                account_values(a),
+            )
+            .await?;
+        if changed == 0 {
+            return Err(StoreError::Database("point account vanished".into()));
+        }
+        Ok(())
+    }
+
+    async fn list_accounts(
+        &mut self,
+        brand: Option<&BrandId>,
+        after: Option<&(BrandId, MemberId)>,
+        limit: u32,
+    ) -> Result<Vec<AccountRecord>> {
+        let mut q = Query::new(&format!("SELECT {ACCOUNT_COLS} FROM point_accounts WHERE 1 = 1"));
+        if let Some(b) = brand {
+            q.push(" AND brand_id = ").bind(b.as_str());
+        }
+        if let Some((b, m)) = after {
+            q.push(" AND (brand_id > ").bind(b.as_str());
+            q.push(" OR (brand_id = ").bind(b.as_str());
+            q.push(" AND member_id > ").bind(m.as_str());
+            q.push("))");
+        }
+        q.push(" ORDER BY brand_id, member_id LIMIT ")
+            .bind(i64::from(limit.clamp(1, 10_000)));
+        self.query_all(q, account_row).await
+    }
+
+    async fn accounts_due_for_review(
+        &mut self,
+        now: OffsetDateTime,
+        limit: u32,
+    ) -> Result<Vec<AccountRecord>> {
+        self.all(
+            &format!(
+                "SELECT {ACCOUNT_COLS} FROM point_accounts WHERE tier_review_at <= $1 \
+                 ORDER BY tier_review_at, brand_id, member_id LIMIT $2"
+            ),
+            vec![v(now), v(i64::from(limit.clamp(1, 10_000)))],
+            account_row,
+        )
+        .await
+    }
+
+    async fn point_totals(&mut self, brand: &BrandId) -> Result<PointTotals> {
+        self.one(
+            "SELECT COUNT(*) AS members, CAST(COALESCE(SUM(available), 0) AS BIGINT) AS available, \
+             CAST(COALESCE(SUM(pending), 0) AS BIGINT) AS pending, CAST(COALESCE(SUM(debt), 0) AS BIGINT) AS debt \
+             FROM point_accounts WHERE brand_id = $1",
+            vec![v(brand.as_str())],
+            |r| {
+                Ok(PointTotals {
+                    members: r.i64("members")?,
+                    available: r.i64("available")?,
+                    pending: r.i64("pending")?,
+                    debt: r.i64("debt")?,
+                })
+            },
+        )
+        .await
+        .map(Option::unwrap_or_default)
+    }
+
+    async fn insert_lot(&mut self, l: &LotRecord) -> Result<()> {
+        self.exec(
+            &format!("INSERT INTO point_lots ({LOT_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"),
+            vec![
+                v(&l.id),
+                v(l.brand_id.as_str()),
+                v(l.member_id.as_str()),
+                v(&l.status),
+                v(&l.source),
+                v(l.reference.clone()),
+                v(l.amount),
+                v(l.remaining),
+                v(l.earned_at),
+                v(l.matures_at),
+                v(l.expires_at),
+                v(l.expiry_notified),
+            ],
+        )
+        .await
+        .map(drop)
+    }
+
+    async fn update_lot(&mut self, l: &LotRecord) -> Result<()> {
+        self.exec(
+            "UPDATE point_lots SET status = $2, remaining = $3, expiry_notified = $4 WHERE id = $1",
+            vec![v(&l.id), v(&l.status), v(l.remaining), v(l.expiry_notified)],
+        )
+        .await
+        .map(drop)
+    }
+
+    async fn open_lots(&mut self, brand: &BrandId, member: &MemberId) -> Result<Vec<LotRecord>> {
+        self.all(
+            &format!(
+                "SELECT {LOT_COLS} FROM point_lots WHERE brand_id = $1 AND member_id = $2 \
+                 AND status IN ('pending', 'active') ORDER BY earned_at, id"
+            ),
+            vec![v(brand.as_str()), v(member.as_str())],
+            lot_row,
+        )
+        .await
+    }
+
+    async fn members_with_maturing_lots(
+        &mut self,
+        now: OffsetDateTime,
+        limit: u32,
+    ) -> Result<Vec<(BrandId, MemberId)>> {
+        self.all(
+            "SELECT DISTINCT brand_id, member_id FROM point_lots WHERE status = 'pending' AND matures_at <= $1 \
+             ORDER BY brand_id, member_id LIMIT $2",
+            vec![v(now), v(i64::from(limit.clamp(1, 100_000)))],
+            member_pair,
+        )
+        .await
+    }
+
+    async fn members_with_expiring_lots(
+        &mut self,
+        now: OffsetDateTime,
+        limit: u32,
+    ) -> Result<Vec<(BrandId, MemberId)>> {
+        self.all(
+            "SELECT DISTINCT brand_id, member_id FROM point_lots WHERE status IN ('pending', 'active') \
+             AND expires_at <= $1 ORDER BY brand_id, member_id LIMIT $2",
+            vec![v(now), v(i64::from(limit.clamp(1, 100_000)))],
+            member_pair,
+        )
+        .await
+    }
+
+    async fn lots_to_remind(
+        &mut self,
+        now: OffsetDateTime,
+        until: OffsetDateTime,
+        limit: u32,
+    ) -> Result<Vec<LotRecord>> {
+        self.all(
+            &format!(
+                "SELECT {LOT_COLS} FROM point_lots WHERE status = 'active' AND expires_at > $1 AND expires_at <= $2 \
+                 AND expiry_notified = $3 AND remaining > 0 ORDER BY expires_at, id LIMIT $4"
+            ),
+            vec![v(now), v(until), v(false), v(i64::from(limit.clamp(1, 100_000)))],
+            lot_row,
+        )
+        .await
+    }
+
+    async fn insert_entry(&mut self, e: &LedgerEntryRecord) -> Result<()> {
+        self.exec(
+            &format!(
+                "INSERT INTO ledger_entries ({ENTRY_COLS}) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)"
+            ),
+            vec![
+                v(&e.id),
+                v(e.brand_id.as_str()),
+                v(e.member_id.as_str()),
+                v(e.seq),
+                v(&e.kind),
+                v(e.available_delta),
+                v(e.pending_delta),
+                v(e.debt_delta),
+                v(e.lot_id.clone()),
+                v(e.reference.clone()),
+                Value::Int(e.programme_version),
+                v(&e.detail),
+                v(&e.actor),
+                v(e.created_at),
+                v(&e.prev_hash),
+                v(&e.hash),
+            ],
+        )
+        .await
+        .map(drop)
+    }
+
+    async fn list_entries(
+        &mut self,
+        brand: &BrandId,
+        member: &MemberId,
+        page: &Page,
+    ) -> Result<Vec<LedgerEntryRecord>> {
+        let mut q = Query::new(&format!(
+            "SELECT {ENTRY_COLS} FROM ledger_entries WHERE brand_id = "
+        ));
+        q.bind(brand.as_str())
+            .push(" AND member_id = ")
+            .bind(member.as_str());
+        if let Some(after) = &page.starting_after {
+            q.push(" AND seq < (SELECT seq FROM ledger_entries WHERE id = ")
+                .bind(after.as_str());
+            q.push(")");
+        }
+        q.push(" ORDER BY seq DESC LIMIT ")
+            .bind(i64::from(page.limit.clamp(1, 1000)));
+        self.query_all(q, entry_row).await
+    }
+
+    async fn chain(&mut self, brand: &BrandId, member: &MemberId) -> Result<Vec<LedgerEntryRecord>> {
+        self.all(
+            &format!(
+                "SELECT {ENTRY_COLS} FROM ledger_entries WHERE brand_id = $1 AND member_id = $2 ORDER BY seq"
+            ),
+            vec![v(brand.as_str()), v(member.as_str())],
+            entry_row,
+        )
+        .await
+    }
+
+    async fn insert_purchase(&mut self, p: &PurchaseRecord) -> Result<bool> {
+        let inserted = self
+            .exec(
+                &format!(
+                    "INSERT INTO purchases ({PURCHASE_COLS}) VALUES \
+                     ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17) ON CONFLICT DO NOTHING"
+                ),
+                vec![
+                    v(p.brand_id.as_str()),
+                    v(&p.order_id),
+                    v(&p.id),
+                    v(p.member_id.as_str()),
+                    v(p.store_id.as_ref().map(|s| s.as_str())),
+                    v(&p.channel),
+                    v(p.occurred_at),
+                    v(p.paid_amount),
+                    v(p.eligible_amount),
+                    v(p.points),
+                    v(p.points_reversed),
+                    v(p.refunded_amount),
+                    v(&p.status),
+                    v(&p.lines),
+                    v(&p.earning),
+                    v(p.programme_version),
+                    v(p.created_at),
+                ],
+            )
+            .await?;
+        Ok(inserted == 1)
+    }
+
+    async fn get_purchase(&mut self, brand: &BrandId, order_id: &str) -> Result<Option<PurchaseRecord>> {
+        self.one(
+            &format!("SELECT {PURCHASE_COLS} FROM purchases WHERE brand_id = $1 AND order_id = $2"),
+            vec![v(brand.as_str()), v(order_id)],
+            purchase_row,
+        )
+        .await
+    }
+
+    async fn update_purchase_refund(&mut self, p: &PurchaseRecord) -> Result<()> {
+        self.exec(
+            "UPDATE purchases SET points_reversed = $3, refunded_amount = $4, status = $5, lines = $6 \
+             WHERE brand_id = $1 AND order_id = $2",
+            vec![
+                v(p.brand_id.as_str()),
+                v(&p.order_id),
+                v(p.points_reversed),
+                v(p.refunded_amount),
+                v(&p.status),
+                v(&p.lines),
+            ],
+        )
+        .await
+        .map(drop)
+    }
+
+    async fn list_purchases(
+        &mut self,
+        brand: &BrandId,
+        member: &MemberId,
+        page: &Page,
+    ) -> Result<Vec<PurchaseRecord>> {
+        let mut q = Query::new(&format!(
+            "SELECT {PURCHASE_COLS} FROM purchases WHERE brand_id = "
+        ));
+        q.bind(brand.as_str())
+            .push(" AND member_id = ")
+            .bind(member.as_str());
+        paginate(&mut q, "id", page);
+        self.query_all(q, purchase_row).await
+    }
+
+    async fn purchase_totals(
+        &mut self,
+        brand: &BrandId,
+        member: &MemberId,
+        since: OffsetDateTime,
+    ) -> Result<PurchaseTotals> {
+        self.one(
+            "SELECT CAST(COALESCE(SUM(points - points_reversed), 0) AS BIGINT) AS points, \
+             CAST(COALESCE(SUM(paid_amount - refunded_amount), 0) AS BIGINT) AS spend, \
+             COUNT(CASE WHEN status <> 'refunded' THEN 1 END) AS visits \
+             FROM purchases WHERE brand_id = $1 AND member_id = $2 AND occurred_at >= $3",
+            vec![v(brand.as_str()), v(member.as_str()), v(since)],
+            |r| {
+                Ok(PurchaseTotals {
+                    points: r.i64("points")?,
+                    spend: r.i64("spend")?,
+                    visits: r.i64("visits")?,
+                })
+            },
+        )
+        .await
+        .map(Option::unwrap_or_default)
+    }
+
+    async fn move_purchases(&mut self, brand: &BrandId, from: &MemberId, to: &MemberId) -> Result<u64> {
+        self.exec(
+            "UPDATE purchases SET member_id = $3 WHERE brand_id = $1 AND member_id = $2",
+            vec![v(brand.as_str()), v(from.as_str()), v(to.as_str())],
+        )
+        .await
+    }
+
+    async fn insert_refund(&mut self, r: &RefundRecord) -> Result<bool> {
+        let inserted = self
+            .exec(
+                &format!("INSERT INTO refunds ({REFUND_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT DO NOTHING"),
+                vec![
+                    v(r.brand_id.as_str()),
+                    v(&r.refund_id),
+                    v(&r.order_id),
+                    v(r.member_id.as_str()),
+                    v(r.amount),
+                    v(r.points_reversed),
+                    v(&r.detail),
+                    v(r.created_at),
+                ],
+            )
+            .await?;
+        Ok(inserted == 1)
+    }
+
+    async fn get_refund(&mut self, brand: &BrandId, refund_id: &str) -> Result<Option<RefundRecord>> {
+        self.one(
+            &format!("SELECT {REFUND_COLS} FROM refunds WHERE brand_id = $1 AND refund_id = $2"),
+            vec![v(brand.as_str()), v(refund_id)],
+            refund_row,
+        )
+        .await
+    }
+
+    async fn insert_operation(&mut self, o: &OperationRecord) -> Result<bool> {
+        let inserted = self
+            .exec(
+                &format!("INSERT INTO point_operations ({OPERATION_COLS}) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING"),
+                vec![
+                    v(o.brand_id.as_str()),
+                    v(&o.kind),
+                    v(&o.reference),
+                    v(o.member_id.as_str()),
+                    v(&o.result),
+                    v(o.created_at),
+                ],
+            )
+            .await?;
+        Ok(inserted == 1)
+    }
+
+    async fn get_operation(
+        &mut self,
+        brand: &BrandId,
+        kind: &str,
+        reference: &str,
+    ) -> Result<Option<OperationRecord>> {
+        self.one(
+            &format!("SELECT {OPERATION_COLS} FROM point_operations WHERE brand_id = $1 AND kind = $2 AND reference = $3"),
+            vec![v(brand.as_str()), v(kind), v(reference)],
+            operation_row,
+        )
+        .await
+    }
+
+    async fn count_operations(
+        &mut self,
+        brand: &BrandId,
+        member: &MemberId,
+        kind: &str,
+        since: Option<OffsetDateTime>,
+    ) -> Result<i64> {
+        let mut q = Query::new("SELECT COUNT(*) AS n FROM point_operations WHERE brand_id = ");
+        q.bind(brand.as_str())
+            .push(" AND member_id = ")
+            .bind(member.as_str());
+        q.push(" AND kind = ").bind(kind);
+        if let Some(since) = since {
+            q.push(" AND created_at >= ").bind(since);
+        }
+        self.one(&q.sql, q.args, |r| r.i64("n"))
+            .await
+            .map(Option::unwrap_or_default)
+    }
+
+    async fn insert_tier_change(&mut self, c: &TierChangeRecord) -> Result<()> {
+        self.exec(
+            &format!("INSERT INTO tier_changes ({TIER_CHANGE_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7)"),
+            vec![
+                v(&c.id),
+                v(c.brand_id.as_str()),
+                v(c.member_id.as_str()),
+                v(c.from_tier.clone()),
+                v(&c.to_tier),
+                v(&c.reason),
+                v(c.created_at),
+            ],
+        )
+        .await
+        .map(drop)
+    }
+
+    async fn list_tier_changes(
+        &mut self,
+        brand: &BrandId,
+        member: &MemberId,
+    ) -> Result<Vec<TierChangeRecord>> {
+        self.all(
+            &format!(
+                "SELECT {TIER_CHANGE_COLS} FROM tier_changes WHERE brand_id = $1 AND member_id = $2 \
+                 ORDER BY created_at DESC, id DESC LIMIT 200"
+            ),
+            vec![v(brand.as_str()), v(member.as_str())],
+            tier_change_row,
+        )
+        .await
+    }
+
+    async fn insert_event(&mut self, e: &OutboxRecord) -> Result<bool> {
+        let inserted = self
+            .exec(
+                &format!("INSERT INTO outbox_events ({EVENT_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING"),
+                vec![
+                    v(&e.id),
+                    v(e.brand_id.as_str()),
+                    v(&e.event_type),
+                    v(&e.subject),
+                    v(&e.payload),
+                    v(e.dedupe_key.clone()),
+                    v(e.created_at),
+                ],
+            )
+            .await?;
+        Ok(inserted == 1)
+    }
+
+    async fn list_events(
+        &mut self,
+        brand: &BrandId,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<OutboxRecord>> {
+        let mut q = Query::new(&format!(
+            "SELECT {EVENT_COLS} FROM outbox_events WHERE brand_id = "
+        ));
+        q.bind(brand.as_str());
+        if let Some(after) = after {
+            q.push(" AND id > ").bind(after);
+        }
+        q.push(" ORDER BY id LIMIT ")
+            .bind(i64::from(limit.clamp(1, 1000)));
+        self.query_all(q, event_row).await
+    }
+
+    async fn ensure_job(&mut self, name: &str, due_at: OffsetDateTime) -> Result<()> {
+        self.exec(
+            "INSERT INTO jobs (name, due_at, runs) VALUES ($1, $2, 0) ON CONFLICT DO NOTHING",
+            vec![v(name), v(due_at)],
+        )
+        .await
+        .map(drop)
+    }
+
+    async fn claim_job(
+        &mut self,
+        name: &str,
+        owner: &str,
+        now: OffsetDateTime,
+        due_by: OffsetDateTime,
+        lease_until: OffsetDateTime,
+    ) -> Result<bool> {
+        let skip = self.conn.dialect().for_update_skip_locked();
+        let free = self
+            .rows(
+                &format!(
+                    "SELECT name FROM jobs WHERE name = $1 AND due_at <= $3 \
+                     AND (lease_until IS NULL OR lease_until < $2){skip}"
+                ),
+                vec![v(name), v(now), v(due_by)],
+            )
+            .await?;
+        if free.is_empty() {
+            return Ok(false);
+        }
+        let changed = self
+            .exec(
+                "UPDATE jobs SET lease_owner = $2, lease_until = $3, last_started_at = $4, runs = runs + 1 \
+                 WHERE name = $1 AND (lease_until IS NULL OR lease_until < $4)",
+                vec![v(name), v(owner), v(lease_until), v(now)],
+            )
+            .await?;
+        Ok(changed == 1)
+    }
+
+    async fn finish_job(
+        &mut self,
+        name: &str,
+        owner: &str,
+        finished_at: OffsetDateTime,
+        next_due: OffsetDateTime,
+        error: Option<&str>,
+    ) -> Result<()> {
+        self.exec(
+            "UPDATE jobs SET lease_owner = NULL, lease_until = NULL, last_finished_at = $3, due_at = $4, last_error = $5 \
+             WHERE name = $1 AND lease_owner = $2",
+            vec![v(name), v(owner), v(finished_at), v(next_due), v(error)],
+        )
+        .await
+        .map(drop)
+    }
+
+    async fn list_jobs(&mut self) -> Result<Vec<JobRecord>> {
+        self.all(
+            &format!("SELECT {JOB_COLS} FROM jobs ORDER BY name"),
+            vec![],
+            job_row,
         )
         .await
     }

@@ -94,7 +94,8 @@ pub fn evaluate(programme: &Programme, facts: &PurchaseFacts<'_>, so_far: Earned
             }
             continue;
         }
-        let share = Decimal::from(line.amount) * Decimal::from(eligible_total) / Decimal::from(earnable_total);
+        let share =
+            Decimal::from(line.amount) * Decimal::from(eligible_total) / Decimal::from(earnable_total);
         let points = share * rule.points / Decimal::from(rule.per_amount);
         line_base[li] = points;
         match per_rule.iter_mut().find(|(i, _)| *i == ri) {
@@ -123,11 +124,7 @@ pub fn evaluate(programme: &Programme, facts: &PurchaseFacts<'_>, so_far: Earned
     let mut cumulative = Decimal::ONE;
     let mut running = base;
     let applied: Vec<&(String, String, Decimal)> = match programme.multipliers.stacking {
-        Stacking::Max => factors
-            .iter()
-            .max_by(|a, b| a.2.cmp(&b.2))
-            .into_iter()
-            .collect(),
+        Stacking::Max => factors.iter().max_by(|a, b| a.2.cmp(&b.2)).into_iter().collect(),
         _ => factors.iter().collect(),
     };
     for (source, label, factor) in applied {
@@ -189,8 +186,10 @@ fn rule_matches(rule: &super::programme::EarnRule, line: &EarnLine, facts: &Purc
             .category
             .as_deref()
             .is_some_and(|c| rule.categories.iter().any(|x| x == c));
-    let store_ok =
-        rule.stores.is_empty() || facts.store_code.is_some_and(|s| rule.stores.iter().any(|x| x == s));
+    let store_ok = rule.stores.is_empty()
+        || facts
+            .store_code
+            .is_some_and(|s| rule.stores.iter().any(|x| x == s));
     let channel_ok = rule.channels.is_empty() || rule.channels.contains(&facts.channel);
     category_ok && store_ok && channel_ok
 }
@@ -322,7 +321,11 @@ mod tests {
     fn one_point_per_yuan_and_gift_cards_earn_nothing() {
         let p = Programme::demo();
         let lines = [line("apparel", 19_990), line("gift_card", 50_000)];
-        let e = evaluate(&p, &facts(&lines, 69_990, date!(2026 - 10 - 03), None), EarnedSoFar::default());
+        let e = evaluate(
+            &p,
+            &facts(&lines, 69_990, date!(2026 - 10 - 03), None),
+            EarnedSoFar::default(),
+        );
         assert_eq!(e.points, 199);
         assert_eq!(e.line_points, vec![199, 0]);
         assert_eq!(e.items.iter().map(|i| i.points).sum::<i64>(), e.points);
@@ -334,22 +337,39 @@ mod tests {
         let gold = &p.tiers.levels[2];
         let lines = [line("apparel", 20_000)];
         // 8 November: member day (×3), birthday month (×2), gold (×1.5) → 200 × 9 = 1800.
-        let e = evaluate(&p, &facts(&lines, 20_000, date!(2026 - 11 - 08), Some(gold)), EarnedSoFar::default());
+        let e = evaluate(
+            &p,
+            &facts(&lines, 20_000, date!(2026 - 11 - 08), Some(gold)),
+            EarnedSoFar::default(),
+        );
         let items: Vec<_> = e.items.iter().map(|i| (i.source.as_str(), i.points)).collect();
         assert_eq!(
             items,
-            [("base", 200), ("tier:gold", 100), ("member_day", 600), ("birthday_month", 900)]
+            [
+                ("base", 200),
+                ("tier:gold", 100),
+                ("member_day", 600),
+                ("birthday_month", 900)
+            ]
         );
         assert_eq!(e.points, 1_800);
 
         let mut add = p.clone();
         add.multipliers.stacking = Stacking::Add;
-        let e = evaluate(&add, &facts(&lines, 20_000, date!(2026 - 11 - 08), Some(gold)), EarnedSoFar::default());
+        let e = evaluate(
+            &add,
+            &facts(&lines, 20_000, date!(2026 - 11 - 08), Some(gold)),
+            EarnedSoFar::default(),
+        );
         // 1 + 0.5 + 2 + 1 = 4.5
         assert_eq!(e.points, 900);
         let mut max = p.clone();
         max.multipliers.stacking = Stacking::Max;
-        let e = evaluate(&max, &facts(&lines, 20_000, date!(2026 - 11 - 08), Some(gold)), EarnedSoFar::default());
+        let e = evaluate(
+            &max,
+            &facts(&lines, 20_000, date!(2026 - 11 - 08), Some(gold)),
+            EarnedSoFar::default(),
+        );
         assert_eq!(e.points, 600);
         assert_eq!(e.items.len(), 2);
     }
@@ -370,30 +390,48 @@ mod tests {
         let mut f = facts(&lines, 10_000, date!(2026 - 11 - 11), None);
         f.birth_month = None;
         f.at = datetime!(2026-11-11 12:00 +8);
-        assert_eq!(evaluate(&p, &f, EarnedSoFar::default()).points, 100, "wrong channel");
+        assert_eq!(
+            evaluate(&p, &f, EarnedSoFar::default()).points,
+            100,
+            "wrong channel"
+        );
         f.channel = Channel::WebShop;
         assert_eq!(evaluate(&p, &f, EarnedSoFar::default()).points, 200);
         f.at = datetime!(2026-11-12 00:00 +8);
-        assert_eq!(evaluate(&p, &f, EarnedSoFar::default()).points, 100, "window is half-open");
+        assert_eq!(
+            evaluate(&p, &f, EarnedSoFar::default()).points,
+            100,
+            "window is half-open"
+        );
     }
 
     #[test]
     fn caps_hold_and_are_itemised() {
         let p = Programme::demo();
         let lines = [line("apparel", 100_000_000)];
-        let e = evaluate(&p, &facts(&lines, 100_000_000, date!(2026 - 10 - 03), None), EarnedSoFar::default());
+        let e = evaluate(
+            &p,
+            &facts(&lines, 100_000_000, date!(2026 - 10 - 03), None),
+            EarnedSoFar::default(),
+        );
         assert_eq!(e.points, 100_000);
         let e = evaluate(
             &p,
             &facts(&lines, 100_000_000, date!(2026 - 10 - 03), None),
-            EarnedSoFar { today: 150_000, this_month: 0 },
+            EarnedSoFar {
+                today: 150_000,
+                this_month: 0,
+            },
         );
         assert_eq!(e.points, 50_000);
         assert_eq!(e.items.iter().map(|i| i.points).sum::<i64>(), 50_000);
         let e = evaluate(
             &p,
             &facts(&lines, 100_000_000, date!(2026 - 10 - 03), None),
-            EarnedSoFar { today: 250_000, this_month: 0 },
+            EarnedSoFar {
+                today: 250_000,
+                this_month: 0,
+            },
         );
         assert_eq!(e.points, 0);
     }
@@ -410,7 +448,11 @@ mod tests {
                 reward: true,
             },
         ];
-        let e = evaluate(&p, &facts(&lines, 8_000, date!(2026 - 10 - 03), None), EarnedSoFar::default());
+        let e = evaluate(
+            &p,
+            &facts(&lines, 8_000, date!(2026 - 10 - 03), None),
+            EarnedSoFar::default(),
+        );
         assert_eq!(e.eligible_amount, 8_000);
         assert_eq!(e.points, 80);
         assert_eq!(e.line_points, vec![80, 0]);
@@ -421,7 +463,11 @@ mod tests {
         let mut p = Programme::demo();
         p.earn_rules[1].min_spend = 5_000;
         let lines = [line("apparel", 4_000)];
-        let e = evaluate(&p, &facts(&lines, 4_000, date!(2026 - 10 - 03), None), EarnedSoFar::default());
+        let e = evaluate(
+            &p,
+            &facts(&lines, 4_000, date!(2026 - 10 - 03), None),
+            EarnedSoFar::default(),
+        );
         assert_eq!(e.points, 0);
         assert_eq!(e.not_applied, ["base: minimum spend 5000 not reached"]);
     }

@@ -163,14 +163,20 @@ pub struct Caps {
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Expiry {
     /// Points expire N months after they were earned.
-    RollingMonths { months: u16 },
+    RollingMonths {
+        months: u16,
+    },
     /// Points expire at the end of the calendar year (brand time zone) `years_after` years after
     /// the year they were earned (0: the same year).
-    EndOfYear { years_after: u8 },
+    EndOfYear {
+        years_after: u8,
+    },
     Never,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, utoipa::ToSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum ActionKind {
     CheckIn,
@@ -306,7 +312,11 @@ impl Programme {
         let de = &mut serde_json::Deserializer::from_str(text);
         let programme: Programme = serde_path_to_error::deserialize(de).map_err(|e| {
             let path = e.path().to_string();
-            let field = if path == "." || path == "?" { "programme".to_owned() } else { path };
+            let field = if path == "." || path == "?" {
+                "programme".to_owned()
+            } else {
+                path
+            };
             ValidationError::field(field, e.into_inner().to_string())
         })?;
         programme.validate()?;
@@ -404,7 +414,10 @@ impl Programme {
                 v.push(f("points"), "must be between 0 and 1000000");
             }
             if reward.per_day == Some(0) || reward.per_member == Some(0) {
-                v.push(f("per_day"), "a limit of 0 disables the action; remove the action instead");
+                v.push(
+                    f("per_day"),
+                    "a limit of 0 disables the action; remove the action instead",
+                );
             }
         }
         self.tiers.validate(&mut v, one, hundred, max_mult);
@@ -465,7 +478,10 @@ impl TierProgramme {
             }
             if i == 0 {
                 if !t.thresholds.is_empty() {
-                    v.push(f("thresholds"), "the first tier is where members start: no thresholds");
+                    v.push(
+                        f("thresholds"),
+                        "the first tier is where members start: no thresholds",
+                    );
                 }
             } else if t.thresholds.is_empty() {
                 v.push(f("thresholds"), "needs at least one of points, spend, visits");
@@ -513,7 +529,10 @@ mod tests {
     #[test]
     fn demo_programme_is_valid_and_has_the_spec_defaults() {
         let p = Programme::demo();
-        assert_eq!(p.earn_rules.last().map(|r| (r.points, r.per_amount)), Some((Decimal::ONE, 100)));
+        assert_eq!(
+            p.earn_rules.last().map(|r| (r.points, r.per_amount)),
+            Some((Decimal::ONE, 100))
+        );
         assert_eq!(p.pending_days, 7);
         assert_eq!(p.expiry, Expiry::RollingMonths { months: 12 });
         let md = p.multipliers.member_day.as_ref().map(|m| m.multiplier);
@@ -534,7 +553,10 @@ mod tests {
         let err = Programme::parse_json(&doc.to_string()).unwrap_err();
         let fields: Vec<_> = err.errors.iter().map(|e| e.field.as_str()).collect();
         assert!(fields.contains(&"earn_rules[0].per_amount"), "{fields:?}");
-        assert!(fields.contains(&"tiers.levels[2].thresholds.points"), "{fields:?}");
+        assert!(
+            fields.contains(&"tiers.levels[2].thresholds.points"),
+            "{fields:?}"
+        );
 
         doc = serde_json::from_str(DEMO_PROGRAMME_JSON).unwrap();
         doc["multipliers"]["member_day"]["multipler"] = serde_json::json!(3);

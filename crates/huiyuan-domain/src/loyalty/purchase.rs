@@ -191,7 +191,10 @@ pub struct AdjustmentInput {
 pub fn validate_adjustment(a: &AdjustmentInput) -> Result<String, ValidationError> {
     let mut v = Validator::default();
     if a.points == 0 || a.points.abs() > MAX_POINTS {
-        v.push("points", format!("must be non-zero and at most {MAX_POINTS} either way"));
+        v.push(
+            "points",
+            format!("must be non-zero and at most {MAX_POINTS} either way"),
+        );
     }
     let reason = v.check(validate_text("reason", &a.reason, 200));
     v.check(validate_reference("reference", &a.reference));
@@ -260,7 +263,14 @@ mod tests {
         let fields: Vec<_> = err.errors.iter().map(|e| e.field.as_str()).collect();
         assert_eq!(
             fields,
-            ["order_id", "member_id", "lines[0].quantity", "lines[0].amount", "lines[1].sku", "paid_amount"]
+            [
+                "order_id",
+                "member_id",
+                "lines[0].quantity",
+                "lines[0].amount",
+                "lines[1].sku",
+                "paid_amount"
+            ]
         );
     }
 
@@ -281,14 +291,24 @@ mod tests {
             lines: Some(vec![]),
             reason: None,
         };
-        let fields: Vec<_> = validate_refund(&r).unwrap_err().errors.into_iter().map(|e| e.field).collect();
+        let fields: Vec<_> = validate_refund(&r)
+            .unwrap_err()
+            .errors
+            .into_iter()
+            .map(|e| e.field)
+            .collect();
         assert_eq!(fields, ["amount", "amount", "lines"]);
         let a = AdjustmentInput {
             points: 0,
             reason: " ".into(),
             reference: "T-1".into(),
         };
-        let fields: Vec<_> = validate_adjustment(&a).unwrap_err().errors.into_iter().map(|e| e.field).collect();
+        let fields: Vec<_> = validate_adjustment(&a)
+            .unwrap_err()
+            .errors
+            .into_iter()
+            .map(|e| e.field)
+            .collect();
         assert_eq!(fields, ["points", "reason"]);
     }
 }

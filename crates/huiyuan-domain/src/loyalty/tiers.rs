@@ -88,7 +88,13 @@ pub enum ReviewDecision {
 
 /// A review of a member at `current` who qualifies for `qualified`; `grace_over` tells whether
 /// a grace period started by an earlier review has ended.
-pub fn review(current: usize, qualified: usize, grace_started: bool, grace_over: bool, grace_days: u16) -> ReviewDecision {
+pub fn review(
+    current: usize,
+    qualified: usize,
+    grace_started: bool,
+    grace_over: bool,
+    grace_days: u16,
+) -> ReviewDecision {
     if qualified >= current {
         ReviewDecision::Confirm { level: qualified }
     } else if grace_days == 0 || (grace_started && grace_over) {
@@ -146,7 +152,11 @@ mod tests {
         assert_eq!(qualified_level(&p.tiers, &m(0, 0)), 0);
         assert_eq!(qualified_level(&p.tiers, &m(4_999, 0)), 0);
         assert_eq!(qualified_level(&p.tiers, &m(5_000, 0)), 1);
-        assert_eq!(qualified_level(&p.tiers, &m(0, 1_000_000)), 2, "spend 10,000 yuan → gold");
+        assert_eq!(
+            qualified_level(&p.tiers, &m(0, 1_000_000)),
+            2,
+            "spend 10,000 yuan → gold"
+        );
         assert_eq!(qualified_level(&p.tiers, &m(80_000, 0)), 4);
         let mut all = p.tiers.clone();
         all.qualify = Qualify::All;
@@ -159,12 +169,24 @@ mod tests {
 
     #[test]
     fn downgrade_waits_for_the_grace() {
-        assert_eq!(review(2, 2, false, false, 30), ReviewDecision::Confirm { level: 2 });
-        assert_eq!(review(2, 3, false, false, 30), ReviewDecision::Confirm { level: 3 });
+        assert_eq!(
+            review(2, 2, false, false, 30),
+            ReviewDecision::Confirm { level: 2 }
+        );
+        assert_eq!(
+            review(2, 3, false, false, 30),
+            ReviewDecision::Confirm { level: 3 }
+        );
         assert_eq!(review(2, 0, false, false, 30), ReviewDecision::StartGrace);
         assert_eq!(review(2, 0, true, false, 30), ReviewDecision::StartGrace);
-        assert_eq!(review(2, 1, true, true, 30), ReviewDecision::Downgrade { level: 1 });
-        assert_eq!(review(2, 1, false, false, 0), ReviewDecision::Downgrade { level: 1 });
+        assert_eq!(
+            review(2, 1, true, true, 30),
+            ReviewDecision::Downgrade { level: 1 }
+        );
+        assert_eq!(
+            review(2, 1, false, false, 0),
+            ReviewDecision::Downgrade { level: 1 }
+        );
     }
 
     #[test]

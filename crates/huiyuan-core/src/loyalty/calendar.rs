@@ -1,0 +1,69 @@
+//! Calendar days in a brand's time zone: member days, birthday months, daily caps, expiry at
+//! the end of a local day, calendar-year windows.
+
+use jiff::tz::TimeZone;
+use time::{Date, Month, OffsetDateTime};
+
+use crate::{CoreError, Result};
+
+/// A brand's time zone, resolved from the bundled IANA database (no system files needed).
+#[derive(Debug, Clone)]
+pub struct BrandCalendar {
+    tz: TimeZone,
+}
+
+impl BrandCalendar {
+    pub fn new(zone: &str) -> Result<Self> {
+        let tz =
+            TimeZone::get(zone).map_err(|_| CoreError::Corrupt(format!("unknown time zone {zone:?}")))?;
+        Ok(Self { tz })
+    }
+
+    /// Is this an IANA zone the binary knows? (Used to validate brand settings.)
+    pub fn is_known(zone: &str) -> bool {
+        TimeZone::get(zone).is_ok()
+    }
+
+    /// The local calendar date of an instant.
+    pub fn date_of(&self, t: OffsetDateTime) -> Date {
+        let ts =
+            jiff::Timestamp::from_nanosecond(t.unix_timestamp_nanos()).unwrap_or(jiff::Timestamp::UNIX_EPOCH);
+        let d = ts.to_zoned(self.tz.clone()).date();
+        Month::try_from(d.month() as u8)
+            .ok()
+            .and_then(|m| Date::from_calendar_date(i32::from(d.year()), m, d.day() as u8).ok())
+            .unwrap_or(Date::MIN)
+    }
+
+    /// The instant a local date begins (the first valid instant, should midnight be skipped).
+    pub fn start_of(&self, date: Date) -> OffsetDateTime {
+        let civil =
+            jiff::civil::Date::new(date.year() as i16, u8::from(date.month()) as i8, date.day() as i8);
+        civil
+            .ok()
+            .and_then(|d| d.to_zoned(self.tz.clone()).ok())
+            .and_then(|z| OffsetDateTime::from_unix_timestamp_nanos(z.timestamp().as_nanosecond()).ok())
+            .unwrap_or(OffsetDateTime::UNIX_EPOCH)
+    }
+
+    /// The first day of the local month of `date`.
+    pub fn month_start(date: Date) -> Date {
+        date.replace_day(1).unwrap_or(date)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use time::macros::{date, datetime};
+
+    #[test]
+    fn shanghai_days_start_at_16_utc() {
+        let c = BrandCalendar::new("Asia/Shanghai").unwrap();
+        assert_eq!(c.date_of(datetime!(2026-11-07 16:30 UTC)), date!(2026 - 11 - 08));
+        assert_eq!(c.date_of(datetime!(2026-11-07 15:59 UTC)), date!(2026 - 11 - 07));
+        assert_eq!(c.start_of(date!(2026 - 11 - 08)), datetime!(2026-11-07 16:00 UTC));
+        assert!(BrandCalendar::is_known("UTC"));
+        assert!(!BrandCalendar::is_known("Mars/Olympus"));
+    }
+}

@@ -1,0 +1,491 @@
+//! The loyalty engine's use cases: programme versions, purchases and refunds, points
+//! operations, tiers, the jobs that mature and expire points, and the ledger verifier.
+//!
+//! Every change to a member's points happens under their account lock ([`Tx::lock_account`])
+//! and goes through [`Posting`], which appends the hash-chained ledger entry and keeps the
+//! account's buckets equal to the sums of the entries.
+
+pub mod calendar;
+pub mod jobs;
+pub mod points;
+pub mod programme;
+pub mod purchases;
+pub mod tiers;
+pub mod verify;
+pub mod views;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use huiyuan_domain::ids::{BrandId, EntryId, EventId, LotId, MemberId};
+use huiyuan_domain::loyalty::ledger::{
+    consume_oldest_first, entry_hash, repay_debt_first, Deltas, EntryContent, EntryKind, GENESIS_HASH,
+};
+use huiyuan_domain::loyalty::programme::Programme;
+use huiyuan_store::{AccountRecord, LedgerEntryRecord, LotRecord, OutboxRecord, Tx};
+use serde_json::json;
+use time::{Duration, OffsetDateTime};
+
+use crate::{Core, CoreError, Result};
+use calendar::BrandCalendar;
+
+/// A brand's current programme, parsed, with its time zone.
+pub struct LoyaltyContext {
+    pub version: i64,
+    pub programme: Programme,
+    pub calendar: BrandCalendar,
+}
+
+impl LoyaltyContext {
+    /// When points earned at `at` expire: the start of the local day the expiry policy names.
+    pub fn expires_at(&self, at: OffsetDateTime) -> Option<OffsetDateTime> {
+        huiyuan_domain::loyalty::tiers::expiry_date(self.programme.expiry, self.calendar.date_of(at))
+            .map(|d| self.calendar.start_of(d))
+    }
+}
+
+/// Parsed programmes by brand, refreshed whenever a newer version is stored (by any node).
+#[derive(Default, Clone)]
+pub struct ProgrammeCache(Arc<Mutex<HashMap<BrandId, Arc<LoyaltyContext>>>>);
+
+impl ProgrammeCache {
+    fn get(&self, brand: &BrandId, version: i64) -> Option<Arc<LoyaltyContext>> {
+        let map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        map.get(brand).filter(|c| c.version == version).cloned()
+    }
+    fn put(&self, brand: &BrandId, ctx: Arc<LoyaltyContext>) {
+        let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        map.insert(brand.clone(), ctx);
+    }
+    pub(crate) fn forget(&self, brand: &BrandId) {
+        let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        map.remove(brand);
+    }
+}
+
+impl Core {
+    /// The brand's current programme; a conflict error when it has none yet.
+    pub(crate) async fn loyalty_context(
+        &self,
+        tx: &mut dyn Tx,
+        brand: &BrandId,
+    ) -> Result<Arc<LoyaltyContext>> {
+        let version = tx.latest_programme_version(brand).await?.ok_or_else(|| {
+            CoreError::conflict(
+                "no_programme",
+                "the brand has no loyalty programme yet; publish one with PUT /v1/programme",
+            )
+        })?;
+        if let Some(ctx) = self.programmes.get(brand, version) {
+            return Ok(ctx);
+        }
+        let record = tx
+            .get_programme(brand, version)
+            .await?
+            .ok_or_else(|| CoreError::Corrupt("programme version vanished".into()))?;
+        let programme = Programme::parse_json(&record.document)
+            .map_err(|e| CoreError::Corrupt(format!("stored programme {version} is invalid: {e}")))?;
+        let brand_record = tx.get_brand(brand).await?.ok_or(CoreError::NotFound("brand"))?;
+        let ctx = Arc::new(LoyaltyContext {
+            version,
+            programme,
+            calendar: BrandCalendar::new(&brand_record.timezone)?,
+        });
+        self.programmes.put(brand, ctx.clone());
+        Ok(ctx)
+    }
+
+    /// Locks a member's account, creating it on first use.
+    pub(crate) async fn lock_account(
+        &self,
+        tx: &mut dyn Tx,
+        brand: &BrandId,
+        member: &MemberId,
+    ) -> Result<AccountRecord> {
+        if let Some(a) = tx.lock_account(brand, member).await? {
+            return Ok(a);
+        }
+        tx.ensure_account(&AccountRecord {
+            brand_id: brand.clone(),
+            member_id: member.clone(),
+            available: 0,
+            pending: 0,
+            debt: 0,
+            last_seq: 0,
+            last_hash: GENESIS_HASH.to_vec(),
+            tier_code: None,
+            tier_since: None,
+            tier_review_at: None,
+            tier_grace_until: None,
+            updated_at: self.now(),
+        })
+        .await?;
+        tx.lock_account(brand, member)
+            .await?
+            .ok_or_else(|| CoreError::Corrupt("point account vanished".into()))
+    }
+
+    /// Appends an event to the outbox in the caller's transaction.
+    pub(crate) async fn emit(
+        &self,
+        tx: &mut dyn Tx,
+        brand: &BrandId,
+        event_type: &str,
+        subject: &str,
+        payload: serde_json::Value,
+        dedupe_key: Option<String>,
+    ) -> Result<bool> {
+        let record = OutboxRecord {
+            id: self.new_id(EventId::generate).to_string(),
+            brand_id: brand.clone(),
+            event_type: event_type.into(),
+            subject: subject.into(),
+            payload: payload.to_string(),
+            dedupe_key,
+            created_at: self.now(),
+        };
+        Ok(tx.insert_event(&record).await?)
+    }
+}
+
+/// Where points taken from a member came from.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Taken {
+    pub from_available: i64,
+    pub from_pending: i64,
+    /// (lot, points) in the order they were consumed.
+    pub lots: Vec<(String, i64)>,
+}
+
+impl Taken {
+    pub fn total(&self) -> i64 {
+        self.from_available + self.from_pending
+    }
+    pub fn lots_json(&self) -> serde_json::Value {
+        json!(self
+            .lots
+            .iter()
+            .map(|(lot, points)| json!({ "lot": lot, "points": points }))
+            .collect::<Vec<_>>())
+    }
+}
+
+/// Where new points come from and when they mature and expire.
+pub(crate) struct NewLot<'a> {
+    pub source: EntryKind,
+    pub reference: Option<&'a str>,
+    pub earned_at: OffsetDateTime,
+    /// Pending until then (when in the future).
+    pub matures_at: Option<OffsetDateTime>,
+    pub expires_at: Option<OffsetDateTime>,
+}
+
+/// Changes to one member's points inside one transaction, under their account lock.
+pub(crate) struct Posting<'c> {
+    core: &'c Core,
+    pub account: AccountRecord,
+    /// The member's lots that still hold points, oldest first, as changed so far.
+    lots: Option<Vec<LotRecord>>,
+    dirty_lots: Vec<String>,
+    actor: String,
+    pub entries: Vec<LedgerEntryRecord>,
+}
+
+impl<'c> Posting<'c> {
+    pub async fn open(
+        core: &'c Core,
+        tx: &mut dyn Tx,
+        brand: &BrandId,
+        member: &MemberId,
+        actor: &str,
+    ) -> Result<Self> {
+        let account = core.lock_account(tx, brand, member).await?;
+        Ok(Self {
+            core,
+            account,
+            lots: None,
+            dirty_lots: Vec::new(),
+            actor: actor.into(),
+            entries: Vec::new(),
+        })
+    }
+
+    pub async fn lots(&mut self, tx: &mut dyn Tx) -> Result<&mut Vec<LotRecord>> {
+        if self.lots.is_none() {
+            let lots = tx
+                .open_lots(&self.account.brand_id, &self.account.member_id)
+                .await?;
+            self.lots = Some(lots);
+        }
+        Ok(self.lots.get_or_insert_with(Vec::new))
+    }
+
+    fn touch(&mut self, lot_id: &str) {
+        if !self.dirty_lots.iter().any(|l| l == lot_id) {
+            self.dirty_lots.push(lot_id.to_owned());
+        }
+    }
+
+    /// Appends an entry and applies its deltas; refuses any change that would leave a bucket
+    /// negative (a bug, never a member's problem: callers check balances first).
+    #[allow(clippy::too_many_arguments)]
+    pub async fn append(
+        &mut self,
+        tx: &mut dyn Tx,
+        kind: EntryKind,
+        deltas: Deltas,
+        lot_id: Option<&str>,
+        reference: Option<&str>,
+        programme_version: Option<i64>,
+        detail: serde_json::Value,
+    ) -> Result<LedgerEntryRecord> {
+        let a = &mut self.account;
+        let (available, pending, debt) = (
+            a.available + deltas.available,
+            a.pending + deltas.pending,
+            a.debt + deltas.debt,
+        );
+        if available < 0 || pending < 0 || debt < 0 {
+            return Err(CoreError::Corrupt(format!(
+                "{} on {} would leave a negative bucket ({available}/{pending}/{debt})",
+                kind.as_str(),
+                a.member_id
+            )));
+        }
+        let now = self.core.now();
+        let id = self.core.new_id(EntryId::generate).to_string();
+        let detail = detail.to_string();
+        let seq = a.last_seq + 1;
+        let created_at_ms = (now.unix_timestamp_nanos() / 1_000_000) as i64;
+        let hash = entry_hash(
+            &a.last_hash,
+            &EntryContent {
+                brand_id: a.brand_id.as_str(),
+                member_id: a.member_id.as_str(),
+                seq,
+                entry_id: &id,
+                kind,
+                deltas,
+                lot_id,
+                reference,
+                programme_version,
+                detail: &detail,
+                created_at_ms,
+            },
+        );
+        let entry = LedgerEntryRecord {
+            id,
+            brand_id: a.brand_id.clone(),
+            member_id: a.member_id.clone(),
+            seq,
+            kind: kind.as_str().into(),
+            available_delta: deltas.available,
+            pending_delta: deltas.pending,
+            debt_delta: deltas.debt,
+            lot_id: lot_id.map(str::to_owned),
+            reference: reference.map(str::to_owned),
+            programme_version,
+            detail,
+            actor: self.actor.clone(),
+            created_at: now,
+            prev_hash: a.last_hash.clone(),
+            hash: hash.to_vec(),
+        };
+        tx.insert_entry(&entry).await?;
+        a.available = available;
+        a.pending = pending;
+        a.debt = debt;
+        a.last_seq = seq;
+        a.last_hash = hash.to_vec();
+        a.updated_at = now;
+        self.entries.push(entry.clone());
+        Ok(entry)
+    }
+
+    /// Adds points: debt is repaid first, the rest becomes a lot (pending until `matures_at`).
+    /// Returns (repaid debt, lot ID, points put in the lot).
+    pub async fn add_points(
+        &mut self,
+        tx: &mut dyn Tx,
+        points: i64,
+        new: NewLot<'_>,
+    ) -> Result<(i64, Option<String>, i64, bool)> {
+        let NewLot {
+            source,
+            reference,
+            earned_at,
+            matures_at,
+            expires_at,
+        } = new;
+        let (repaid, rest) = repay_debt_first(points, self.account.debt);
+        let now = self.core.now();
+        let pending = matures_at.is_some_and(|m| m > now);
+        let lot_id = if rest > 0 {
+            let lot = LotRecord {
+                id: self.core.new_id(LotId::generate).to_string(),
+                brand_id: self.account.brand_id.clone(),
+                member_id: self.account.member_id.clone(),
+                status: if pending { "pending" } else { "active" }.into(),
+                source: source.as_str().into(),
+                reference: reference.map(str::to_owned),
+                amount: rest,
+                remaining: rest,
+                earned_at,
+                matures_at: if pending { matures_at } else { None },
+                expires_at,
+                expiry_notified: false,
+            };
+            tx.insert_lot(&lot).await?;
+            let id = lot.id.clone();
+            let lots = self.lots(tx).await?;
+            lots.push(lot);
+            lots.sort_by(|a, b| (a.earned_at, &a.id).cmp(&(b.earned_at, &b.id)));
+            Some(id)
+        } else {
+            None
+        };
+        Ok((repaid, lot_id, rest, pending))
+    }
+
+    /// Takes points from lots oldest first: from `preferred` lots first (a refunded order's own
+    /// lots), then, when `any_active`, from any active lot. Returns what was taken; the caller
+    /// decides what to do with the shortfall.
+    pub async fn take_points(
+        &mut self,
+        tx: &mut dyn Tx,
+        amount: i64,
+        preferred: impl Fn(&LotRecord) -> bool,
+        any_active: bool,
+    ) -> Result<Taken> {
+        let lots = self.lots(tx).await?;
+        let mut order: Vec<(usize, i64)> = Vec::new();
+        // A refunded order's own points: pending ones first (never spendable yet), then active.
+        for want_pending in [true, false] {
+            for (i, l) in lots.iter().enumerate() {
+                if preferred(l) && (l.status == "pending") == want_pending && l.remaining > 0 {
+                    order.push((i, l.remaining));
+                }
+            }
+        }
+        if any_active {
+            for (i, l) in lots.iter().enumerate() {
+                if l.status == "active" && l.remaining > 0 && !order.iter().any(|(j, _)| *j == i) {
+                    order.push((i, l.remaining));
+                }
+            }
+        }
+        let (takes, _short) = consume_oldest_first(&order, amount);
+        let mut taken = Taken::default();
+        let mut touched = Vec::new();
+        for (i, take) in takes {
+            let lot = &mut lots[i];
+            lot.remaining -= take;
+            if lot.status == "pending" {
+                taken.from_pending += take;
+            } else {
+                taken.from_available += take;
+            }
+            if lot.remaining == 0 {
+                lot.status = "closed".into();
+            }
+            taken.lots.push((lot.id.clone(), take));
+            touched.push(lot.id.clone());
+        }
+        for id in touched {
+            self.touch(&id);
+        }
+        Ok(taken)
+    }
+
+    /// Writes the changed lots and the account. Must be called before commit.
+    pub async fn save(mut self, tx: &mut dyn Tx) -> Result<(AccountRecord, Vec<LedgerEntryRecord>)> {
+        if let Some(lots) = &self.lots {
+            for id in std::mem::take(&mut self.dirty_lots) {
+                if let Some(lot) = lots.iter().find(|l| l.id == id) {
+                    tx.update_lot(lot).await?;
+                }
+            }
+        }
+        tx.update_account(&self.account).await?;
+        Ok((self.account, self.entries))
+    }
+
+    /// Moves a pending lot to active (its return window closed).
+    pub async fn activate(&mut self, tx: &mut dyn Tx, lot_id: &str) -> Result<()> {
+        let lots = self.lots(tx).await?;
+        let Some(lot) = lots.iter_mut().find(|l| l.id == lot_id && l.status == "pending") else {
+            return Ok(());
+        };
+        let points = lot.remaining;
+        lot.status = if points > 0 { "active" } else { "closed" }.into();
+        let reference = lot.reference.clone();
+        self.touch(lot_id);
+        if points > 0 {
+            self.append(
+                tx,
+                EntryKind::Activate,
+                Deltas {
+                    available: points,
+                    pending: -points,
+                    debt: 0,
+                },
+                Some(lot_id),
+                reference.as_deref(),
+                None,
+                json!({ "reason": "return window closed" }),
+            )
+            .await?;
+        }
+        Ok(())
+    }
+
+    /// Expires what is left of a lot.
+    pub async fn expire(&mut self, tx: &mut dyn Tx, lot_id: &str) -> Result<i64> {
+        let lots = self.lots(tx).await?;
+        let Some(lot) = lots.iter_mut().find(|l| l.id == lot_id && l.status != "closed") else {
+            return Ok(0);
+        };
+        let points = lot.remaining;
+        let was_pending = lot.status == "pending";
+        let expires_at = lot.expires_at;
+        lot.remaining = 0;
+        lot.status = "closed".into();
+        self.touch(lot_id);
+        if points > 0 {
+            let deltas = if was_pending {
+                Deltas {
+                    available: 0,
+                    pending: -points,
+                    debt: 0,
+                }
+            } else {
+                Deltas {
+                    available: -points,
+                    pending: 0,
+                    debt: 0,
+                }
+            };
+            self.append(
+                tx,
+                EntryKind::Expire,
+                deltas,
+                Some(lot_id),
+                None,
+                None,
+                json!({ "expired_at": expires_at.map(crate::views::rfc3339) }),
+            )
+            .await?;
+        }
+        Ok(points)
+    }
+}
+
+/// The default interval between runs of the maintenance jobs.
+pub(crate) fn job_interval(name: &str) -> Duration {
+    match name {
+        jobs::MATURE | jobs::EXPIRE => Duration::minutes(5),
+        jobs::REMIND => Duration::hours(1),
+        jobs::BIRTHDAYS => Duration::hours(6),
+        _ => Duration::hours(1),
+    }
+}
