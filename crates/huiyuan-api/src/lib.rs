@@ -26,7 +26,7 @@ use utoipa_swagger_ui::SwaggerUi;
 
 use crate::middleware::{RateLimits, REQUEST_ID};
 use crate::problem::ApiError;
-use crate::routes::{access, audit, brand, members, ops};
+use crate::routes::{access, audit, brand, loyalty, members, ops};
 
 /// Limits of the HTTP layer.
 #[derive(Debug, Clone)]
@@ -110,7 +110,11 @@ fn metrics_handle() -> PrometheusHandle {
         (name = "member codes", description = "Dynamic member codes (一碼通)"),
         (name = "till", description = "The path a clerk uses at the till"),
         (name = "brand"), (name = "stores"), (name = "auth"), (name = "operators"), (name = "api keys"),
-        (name = "audit"), (name = "operations", description = "Health, readiness and metrics")
+        (name = "audit"), (name = "operations", description = "Health, readiness and metrics"),
+        (name = "programme", description = "Earning rules, multipliers, caps, expiry and tiers, versioned"),
+        (name = "purchases", description = "Purchases and refunds: points earned and reversed"),
+        (name = "points", description = "Balances, statements, adjustments, redemptions, tiers, ledger verification"),
+        (name = "events", description = "The event outbox and the maintenance jobs")
     )
 )]
 struct ApiDoc;
@@ -166,6 +170,23 @@ fn split(state: &AppState) -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(access::list_api_keys, access::create_api_key))
         .routes(routes!(access::revoke_api_key))
         .routes(routes!(audit::list_audit))
+        .routes(routes!(loyalty::get_programme, loyalty::publish_programme))
+        .routes(routes!(loyalty::list_programme_versions))
+        .routes(routes!(loyalty::record_purchase))
+        .routes(routes!(loyalty::record_purchases))
+        .routes(routes!(loyalty::get_purchase))
+        .routes(routes!(loyalty::refund_purchase))
+        .routes(routes!(loyalty::balance))
+        .routes(routes!(loyalty::statement))
+        .routes(routes!(loyalty::adjust))
+        .routes(routes!(loyalty::redeem))
+        .routes(routes!(loyalty::action))
+        .routes(routes!(loyalty::verify_member))
+        .routes(routes!(loyalty::tier_history))
+        .routes(routes!(loyalty::member_purchases))
+        .routes(routes!(loyalty::verify_brand))
+        .routes(routes!(loyalty::list_events))
+        .routes(routes!(loyalty::run_jobs))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             middleware::idempotency,

@@ -251,6 +251,13 @@ both_backends!(
     rate_limit_answers_429,
     search_and_pagination,
     abandoned_request_still_completes,
+    purchases_earn_itemised_points_once,
+    concurrent_copies_of_an_order_earn_once,
+    refund_after_spending_becomes_a_debt_repaid_first,
+    tier_upgrades_on_the_crossing_purchase_and_downgrades_after_grace,
+    member_day_birthday_and_tier_multipliers_stack,
+    points_expire_after_maturing_and_ledger_verifies,
+    bad_purchases_name_the_field_and_roles_are_enforced,
 );
 
 async fn health_and_openapi(backend: Backend) {
@@ -452,6 +459,15 @@ async fn another_brand_is_invisible_on_every_route(backend: Backend) {
     let bodies = |path: &str, method: &str| -> Option<Value> {
         match (path, method) {
             (p, "post") if p.ends_with("/merge") => Some(json!({"merge_from": a_member["id"]})),
+            (p, "post") if p.ends_with("/points/adjustments") => {
+                Some(json!({"points": 5, "reason": "test", "reference": "X-1"}))
+            }
+            (p, "post") if p.ends_with("/points/redemptions") => {
+                Some(json!({"points": 5, "reference": "X-1"}))
+            }
+            (p, "post") if p.ends_with("/points/actions") => {
+                Some(json!({"action": "check_in", "reference": "X-1"}))
+            }
             (_, "patch") => Some(json!({})),
             _ => None,
         }
@@ -1437,4 +1453,495 @@ async fn abandoned_request_still_completes(backend: Backend) {
         .filter(|o| o["username"] == json!(username))
         .count();
     assert_eq!(named, 1);
+}
+
+// ---- Loyalty engine -------------------------------------------------------------------------
+
+impl Harness {
+    async fn publish_demo_programme(&self) {
+        let doc: Value =
+            serde_json::from_str(huiyuan_domain::loyalty::programme::DEMO_PROGRAMME_JSON).unwrap();
+        let (s, b) = self.admin(Method::PUT, "/v1/programme", Some(doc)).await;
+        assert_eq!(s, StatusCode::CREATED, "{b}");
+    }
+
+    async fn buy(&self, body: Value) -> (StatusCode, Value) {
+        self.admin(Method::POST, "/v1/transactions", Some(body)).await
+    }
+
+    async fn balance(&self, member: &str) -> Value {
+        let (s, b) = self
+            .admin(Method::GET, &format!("/v1/members/{member}/points"), None)
+            .await;
+        assert_eq!(s, StatusCode::OK, "{b}");
+        b
+    }
+
+    async fn run_jobs(&self) {
+        let (s, b) = self.admin(Method::POST, "/v1/jobs/run", None).await;
+        assert_eq!(s, StatusCode::OK, "{b}");
+        assert!(b.as_array().unwrap().iter().all(|r| r["error"].is_null()), "{b}");
+    }
+
+    async fn verify_ok(&self) {
+        let (s, b) = self.admin(Method::GET, "/v1/ledger/verify", None).await;
+        assert_eq!(s, StatusCode::OK, "{b}");
+        assert_eq!(b["problems"], json!([]), "{b}");
+    }
+}
+
+fn sale(order: &str, member: &str, yuan: i64) -> Value {
+    json!({"order_id": order, "member_id": member, "channel": "pos",
+           "lines": [{"sku": "TEE", "category": "apparel", "quantity": 1, "amount": yuan * 100}],
+           "paid_amount": yuan * 100})
+}
+
+async fn purchases_earn_itemised_points_once(backend: Backend) {
+    let h = Harness::start(backend).await;
+    let m = h.enrol(json!({"phone": "13800138000"})).await;
+    let id = m["id"].as_str().unwrap();
+    // Without a programme: a clear conflict, nothing recorded.
+    let (s, b) = h.buy(sale("SO-1", id, 100)).await;
+    assert_problem(s, &b, StatusCode::CONFLICT, "no_programme");
+    h.publish_demo_programme().await;
+    let (s, b) = h.buy(sale("SO-1", id, 100)).await;
+    assert_eq!(s, StatusCode::CREATED, "{b}");
+    assert_eq!(b["purchase"]["points"], 100);
+    let items = b["purchase"]["earning"]["items"].as_array().unwrap();
+    assert_eq!(
+        items.iter().map(|i| i["points"].as_i64().unwrap()).sum::<i64>(),
+        100
+    );
+    assert_eq!(items[0]["source"], "base");
+    // The same order again: the first answer, nothing earned twice.
+    let (s, again) = h.buy(sale("SO-1", id, 100)).await;
+    assert_eq!(s, StatusCode::OK, "{again}");
+    assert_eq!(again["created"], false);
+    assert_eq!(again["purchase"]["id"], b["purchase"]["id"]);
+    // The same order number for another sale is refused.
+    let (s, b) = h.buy(sale("SO-1", id, 120)).await;
+    assert_problem(s, &b, StatusCode::CONFLICT, "order_id_reused");
+    let bal = h.balance(id).await;
+    assert_eq!(
+        (bal["available"].as_i64(), bal["pending"].as_i64()),
+        (Some(0), Some(100)),
+        "{bal}"
+    );
+    assert_eq!(bal["tier"]["code"], "regular");
+    assert_eq!(bal["tier"]["next"]["missing"]["points"], 4_900);
+    // Pay and you are a member: an unknown phone is enrolled by its first purchase.
+    let (s, b) = h
+        .buy(
+            json!({"order_id": "SO-2", "phone": "139 0013 9000", "channel": "pos",
+                    "lines": [{"sku": "A", "quantity": 2, "amount": 5000}], "paid_amount": 5000}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{b}");
+    assert_eq!(b["member_enrolled"], true);
+    assert_eq!(b["purchase"]["points"], 50);
+    // The statement says why.
+    let (s, st) = h
+        .admin(Method::GET, &format!("/v1/members/{id}/points/entries"), None)
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(st["data"][0]["kind"], "earn");
+    assert_eq!(st["data"][0]["programme_version"], 1);
+    assert_eq!(st["data"][0]["detail"]["items"][0]["source"], "base");
+    // The batch endpoint: good items recorded, a bad one reported with its own status.
+    let (s, b) = h
+        .admin(
+            Method::POST,
+            "/v1/transactions/batch",
+            Some(json!({"purchases": [
+                sale("B-1", id, 10), sale("SO-1", id, 100),
+                {"order_id": "B-2", "member_id": id, "channel": "pos", "lines": [], "paid_amount": 0}
+            ]})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let statuses: Vec<_> = b["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["status"].as_u64().unwrap())
+        .collect();
+    assert_eq!(statuses, [201, 200, 422]);
+    assert_eq!(b["results"][2]["problem"]["errors"][0]["field"], "lines");
+    h.verify_ok().await;
+}
+
+async fn concurrent_copies_of_an_order_earn_once(backend: Backend) {
+    let h = Arc::new(Harness::start(backend).await);
+    h.publish_demo_programme().await;
+    let m = h.enrol(json!({"phone": "13800138001"})).await;
+    let id = m["id"].as_str().unwrap().to_owned();
+    let mut tasks = Vec::new();
+    for _ in 0..16 {
+        let h = h.clone();
+        let id = id.clone();
+        tasks.push(tokio::spawn(
+            async move { h.buy(sale("SO-RACE", &id, 300)).await.0 },
+        ));
+    }
+    let mut created = 0;
+    for t in tasks {
+        let s = t.await.unwrap();
+        assert!(s == StatusCode::CREATED || s == StatusCode::OK, "{s}");
+        created += usize::from(s == StatusCode::CREATED);
+    }
+    assert_eq!(created, 1);
+    assert_eq!(h.balance(&id).await["pending"], 300);
+    h.verify_ok().await;
+}
+
+async fn refund_after_spending_becomes_a_debt_repaid_first(backend: Backend) {
+    let h = Harness::start(backend).await;
+    h.publish_demo_programme().await;
+    let id = h.enrol(json!({"phone": "13800138002"})).await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (s, b) = h.buy(sale("SO-1", &id, 1000)).await;
+    assert_eq!(s, StatusCode::CREATED, "{b}");
+    // Inside the return window the points are pending and cannot be spent.
+    let redeem = |n: i64, r: &str| json!({"points": n, "reference": r});
+    let (s, b) = h
+        .admin(
+            Method::POST,
+            &format!("/v1/members/{id}/points/redemptions"),
+            Some(redeem(800, "R-0")),
+        )
+        .await;
+    assert_problem(s, &b, StatusCode::CONFLICT, "insufficient_points");
+    h.clock.advance(time::Duration::days(8));
+    h.run_jobs().await;
+    assert_eq!(h.balance(&id).await["available"], 1000);
+    let (s, b) = h
+        .admin(
+            Method::POST,
+            &format!("/v1/members/{id}/points/redemptions"),
+            Some(redeem(800, "R-1")),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{b}");
+    // A partial refund by amount reverses in proportion.
+    let (s, b) = h
+        .admin(
+            Method::POST,
+            "/v1/transactions/SO-1/refunds",
+            Some(json!({"refund_id": "RF-1", "amount": 25000})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{b}");
+    assert_eq!(
+        (b["points_reversed"].as_i64(), b["from_available"].as_i64()),
+        (Some(250), Some(200)),
+        "{b}"
+    );
+    assert_eq!(b["debt_added"], 50);
+    // The rest: everything left is reversed; what was spent becomes debt, not a lost reversal.
+    let (s, b) = h
+        .admin(
+            Method::POST,
+            "/v1/transactions/SO-1/refunds",
+            Some(json!({"refund_id": "RF-2"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{b}");
+    assert_eq!(
+        (b["points_reversed"].as_i64(), b["debt_added"].as_i64()),
+        (Some(750), Some(750)),
+        "{b}"
+    );
+    let bal = h.balance(&id).await;
+    assert_eq!(
+        (bal["available"].as_i64(), bal["debt"].as_i64()),
+        (Some(0), Some(800)),
+        "{bal}"
+    );
+    // Refunded twice? No: the same refund replays, a new one is refused.
+    let (s, b) = h
+        .admin(
+            Method::POST,
+            "/v1/transactions/SO-1/refunds",
+            Some(json!({"refund_id": "RF-2"})),
+        )
+        .await;
+    assert_eq!((s, b["debt_added"].as_i64()), (StatusCode::OK, Some(750)));
+    let (s, b) = h
+        .admin(
+            Method::POST,
+            "/v1/transactions/SO-1/refunds",
+            Some(json!({"refund_id": "RF-3"})),
+        )
+        .await;
+    assert_problem(s, &b, StatusCode::CONFLICT, "already_refunded");
+    // The next earnings repay the debt first.
+    let (s, b) = h.buy(sale("SO-2", &id, 500)).await;
+    assert_eq!(
+        (s, b["debt_repaid"].as_i64()),
+        (StatusCode::CREATED, Some(500)),
+        "{b}"
+    );
+    let bal = h.balance(&id).await;
+    assert_eq!(
+        (bal["pending"].as_i64(), bal["debt"].as_i64()),
+        (Some(0), Some(300)),
+        "{bal}"
+    );
+    let (_, st) = h
+        .admin(
+            Method::GET,
+            &format!("/v1/members/{id}/points/entries?limit=3"),
+            None,
+        )
+        .await;
+    let kinds: Vec<_> = st["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, ["earn", "refund_reversal", "refund_reversal"]);
+    assert_eq!(st["data"][0]["debt_delta"], -500);
+    h.verify_ok().await;
+}
+
+async fn tier_upgrades_on_the_crossing_purchase_and_downgrades_after_grace(backend: Backend) {
+    let h = Harness::start(backend).await;
+    h.publish_demo_programme().await;
+    let id = h.enrol(json!({"phone": "13800138003"})).await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let now = h.core.now();
+    let at = |days: i64| {
+        (now - time::Duration::days(days))
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap()
+    };
+    let mut a = sale("T-1", &id, 4_999);
+    a["occurred_at"] = json!(at(20));
+    let (_, b) = h.buy(a).await;
+    assert!(b["tier_change"].is_null(), "{b}");
+    let mut c = sale("T-2", &id, 1);
+    c["occurred_at"] = json!(at(19));
+    let (_, b) = h.buy(c).await;
+    assert_eq!(b["tier_change"]["to_tier"], "silver", "{b}");
+    // Refunds count against qualification, but the downgrade waits for the review.
+    for (order, refund) in [("T-1", "TR-1"), ("T-2", "TR-2")] {
+        let (s, b) = h
+            .admin(
+                Method::POST,
+                &format!("/v1/transactions/{order}/refunds"),
+                Some(json!({"refund_id": refund})),
+            )
+            .await;
+        assert_eq!(s, StatusCode::CREATED, "{b}");
+    }
+    let bal = h.balance(&id).await;
+    assert_eq!(bal["tier"]["code"], "silver", "{bal}");
+    assert_eq!(bal["tier"]["qualifying"]["points"], 0);
+    // At the review (12 months on) the grace starts; the member keeps silver.
+    h.clock.advance(time::Duration::days(366));
+    h.run_jobs().await;
+    let bal = h.balance(&id).await;
+    assert_eq!(bal["tier"]["code"], "silver", "{bal}");
+    assert!(bal["tier"]["grace_until"].is_string(), "{bal}");
+    // After the grace: down to the tier they qualify for, with the reason.
+    h.clock.advance(time::Duration::days(31));
+    h.run_jobs().await;
+    assert_eq!(h.balance(&id).await["tier"]["code"], "regular");
+    let (_, history) = h
+        .admin(Method::GET, &format!("/v1/members/{id}/tier/history"), None)
+        .await;
+    let changes: Vec<_> = history
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["to_tier"].as_str().unwrap())
+        .collect();
+    assert_eq!(changes, ["regular", "silver"]);
+    assert!(
+        history[0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("review after grace"),
+        "{history}"
+    );
+    assert!(
+        history[1]["reason"].as_str().unwrap().contains("purchase T-2"),
+        "{history}"
+    );
+    h.verify_ok().await;
+}
+
+async fn member_day_birthday_and_tier_multipliers_stack(backend: Backend) {
+    let h = Harness::start(backend).await;
+    h.publish_demo_programme().await;
+    let id = h
+        .enrol(json!({"phone": "13800138004", "birthday": "1990-11-20"}))
+        .await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // 8 November (Shanghai): member day ×3 in the birthday month ×2.
+    let mut s1 = sale("M-1", &id, 200);
+    s1["occurred_at"] = json!("2026-11-08T10:00:00+08:00");
+    let (s, b) = h.buy(s1).await;
+    assert_eq!(s, StatusCode::CREATED, "{b}");
+    let items: Vec<(String, i64)> = b["purchase"]["earning"]["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| {
+            (
+                i["source"].as_str().unwrap().to_owned(),
+                i["points"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        items,
+        [
+            ("base".to_owned(), 200),
+            ("member_day".to_owned(), 400),
+            ("birthday_month".to_owned(), 600)
+        ]
+    );
+    assert_eq!(b["purchase"]["points"], 1_200);
+    // 7 November 23:59 Shanghai is not member day, whatever UTC says.
+    let mut s2 = sale("M-2", &id, 100);
+    s2["occurred_at"] = json!("2026-11-07T23:59:00+08:00");
+    let (_, b) = h.buy(s2).await;
+    assert_eq!(b["purchase"]["points"], 200, "{b}");
+}
+
+async fn points_expire_after_maturing_and_ledger_verifies(backend: Backend) {
+    let h = Harness::start(backend).await;
+    h.publish_demo_programme().await;
+    let id = h.enrol(json!({"phone": "13800138005"})).await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    h.buy(sale("E-1", &id, 100)).await;
+    h.clock.advance(time::Duration::days(8));
+    h.run_jobs().await;
+    let bal = h.balance(&id).await;
+    assert_eq!(bal["available"], 100, "{bal}");
+    h.clock.advance(time::Duration::days(340));
+    h.run_jobs().await;
+    let bal = h.balance(&id).await;
+    assert_eq!(bal["expiring_soon"], 100, "{bal}");
+    // Running the jobs twice changes nothing more (one reminder, one expiry).
+    h.clock.advance(time::Duration::days(30));
+    h.run_jobs().await;
+    h.run_jobs().await;
+    let bal = h.balance(&id).await;
+    assert_eq!(bal["available"], 0, "{bal}");
+    let (_, st) = h
+        .admin(Method::GET, &format!("/v1/members/{id}/points/entries"), None)
+        .await;
+    let kinds: Vec<_> = st["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, ["expire", "activate", "earn"]);
+    let (_, events) = h.admin(Method::GET, "/v1/events?limit=1000", None).await;
+    let count = |t: &str| {
+        events
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["type"] == t)
+            .count()
+    };
+    assert_eq!(
+        (
+            count("points.expiring_soon"),
+            count("points.expired"),
+            count("points.activated")
+        ),
+        (1, 1, 1)
+    );
+    h.verify_ok().await;
+}
+
+async fn bad_purchases_name_the_field_and_roles_are_enforced(backend: Backend) {
+    let h = Harness::start(backend).await;
+    h.publish_demo_programme().await;
+    let id = h.enrol(json!({"phone": "13800138006"})).await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (s, b) = h
+        .buy(
+            json!({"order_id": "X-1", "member_id": id, "channel": "pos", "paid_amount": 100,
+                    "lines": [{"sku": "A", "quantity": 1, "amount": -5}]}),
+        )
+        .await;
+    assert_problem(s, &b, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed");
+    assert_eq!(field_of(&b), "lines[0].amount");
+    let (s, b) = h
+        .buy(json!({"order_id": "X-2", "member_id": id, "channel": "pos", "paid_amount": 100, "store_id": "sto_01JD4ZQ7X8Y2K3M4N5P6Q7R8S9",
+                    "lines": [{"sku": "A", "quantity": 1, "amount": 100}]}))
+        .await;
+    assert_problem(s, &b, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed");
+    assert_eq!(field_of(&b), "store_id");
+    let (s, b) = h.admin(Method::GET, "/v1/transactions/X-1", None).await;
+    assert_problem(s, &b, StatusCode::NOT_FOUND, "not_found");
+    let (s, b) = h
+        .admin(
+            Method::POST,
+            &format!("/v1/members/{id}/points/adjustments"),
+            Some(json!({"points": 10, "reason": "", "reference": "T-1"})),
+        )
+        .await;
+    assert_problem(s, &b, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed");
+    assert_eq!(field_of(&b), "reason");
+    let auditor = h.key_for("auditor").await;
+    let (s, _) = h
+        .call(
+            Some(&auditor),
+            Method::POST,
+            "/v1/transactions",
+            Some(sale("X-3", &id, 1)),
+        )
+        .await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    let clerk = h.key_for("clerk").await;
+    let (s, _) = h
+        .call(
+            Some(&clerk),
+            Method::POST,
+            &format!("/v1/members/{id}/points/adjustments"),
+            Some(json!({"points": 10, "reason": "goodwill", "reference": "T-2"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    let (s, _) = h
+        .call(Some(&clerk), Method::PUT, "/v1/programme", Some(json!({})))
+        .await;
+    assert!(s == StatusCode::FORBIDDEN || s == StatusCode::UNPROCESSABLE_ENTITY);
+    // An adjustment by a marketer is audited with its reason.
+    let marketer = h.key_for("marketer").await;
+    let (s, b) = h
+        .call(
+            Some(&marketer),
+            Method::POST,
+            &format!("/v1/members/{id}/points/adjustments"),
+            Some(json!({"points": 30, "reason": "missing points for SO-9", "reference": "T-3"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{b}");
+    let (_, audit) = h
+        .admin(Method::GET, "/v1/audit-events?action=points.adjusted", None)
+        .await;
+    assert_eq!(
+        audit["data"][0]["diff"]["reason"], "missing points for SO-9",
+        "{audit}"
+    );
+    assert_eq!(h.balance(&id).await["available"], 30);
 }

@@ -6,11 +6,15 @@ use std::path::Path;
 use huiyuan_core::brands::{NewBrand, NewStore};
 use huiyuan_core::members::Enrolment;
 use huiyuan_core::{Actor, Core};
+use huiyuan_domain::ids::{MemberId, StoreId};
+use huiyuan_domain::loyalty::programme::Programme;
+use huiyuan_domain::loyalty::purchase::{LineInput, PurchaseInput};
 use huiyuan_domain::member::{Channel, Consents, EnrolInput, ExternalIdInput, Gender};
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
+use time::Duration;
 
 /// What the demo prints on every start, kept (0600) in the data folder.
 #[derive(Debug, Serialize, Deserialize)]
@@ -86,6 +90,9 @@ pub async fn prepare(core: &Core, data: &Path, members: usize) -> Result<Credent
             .await?;
         store_ids.push(s.id);
     }
+    // The SPEC's default programme: 1 yuan = 1 point, member day ×3, birthday month ×2, 7 days
+    // pending, 12-month expiry, 普通 / 銀卡 / 金卡 / 鉑金 / 鑽石.
+    core.publish_programme(&system, Programme::demo()).await?;
     // Fixed seed: every fresh demo has the same members.
     let mut rng = StdRng::seed_from_u64(20261125);
     let mut enrolled = 0;
@@ -93,10 +100,13 @@ pub async fn prepare(core: &Core, data: &Path, members: usize) -> Result<Credent
     while enrolled < members {
         n += 1;
         let input = demo_member(&mut rng, n, &store_ids);
-        if let Enrolment::Created(_) = core.enrol(&system, input).await? {
+        if let Enrolment::Created(m) = core.enrol(&system, input).await? {
             enrolled += 1;
+            demo_purchases(core, &system, &mut rng, &m.id, &store_ids).await?;
         }
     }
+    // Mature the purchases whose return window has closed, expire what is over a year old.
+    core.run_jobs("demo", true).await?;
     let creds = Credentials {
         brand_slug: made.brand.slug,
         username: made.admin.username,
@@ -105,6 +115,70 @@ pub async fn prepare(core: &Core, data: &Path, members: usize) -> Result<Credent
     };
     crate::write_private(&file, &serde_json::to_string_pretty(&creds)?)?;
     Ok(creds)
+}
+
+const PRODUCTS: &[(&str, &str, i64)] = &[
+    ("TEE-001", "apparel", 9_900),
+    ("JKT-014", "apparel", 59_900),
+    ("SRM-203", "beauty", 32_800),
+    ("LIP-077", "beauty", 18_900),
+    ("CAF-010", "food", 3_200),
+    ("SNK-102", "food", 1_500),
+    ("GC-500", "gift_card", 50_000),
+];
+
+/// A few purchases of the last 15 months through the real engine (rules, ledger, tiers).
+async fn demo_purchases(
+    core: &Core,
+    system: &Actor,
+    rng: &mut StdRng,
+    member: &MemberId,
+    stores: &[StoreId],
+) -> Result<(), crate::AnyError> {
+    let now = core.now();
+    let count = rng.gen_range(0..8);
+    let mut days: Vec<i64> = (0..count).map(|_| rng.gen_range(0..450)).collect();
+    days.sort_unstable_by(|a, b| b.cmp(a));
+    for (i, days_ago) in days.into_iter().enumerate() {
+        let mut lines = Vec::new();
+        for _ in 0..rng.gen_range(1..4) {
+            let (sku, category, price) = PRODUCTS.choose(rng).copied().unwrap_or(PRODUCTS[0]);
+            let quantity = rng.gen_range(1..3);
+            lines.push(LineInput {
+                sku: sku.into(),
+                category: Some(category.into()),
+                quantity,
+                amount: price * quantity,
+                reward: false,
+            });
+        }
+        let total: i64 = lines.iter().map(|l| l.amount).sum();
+        // Now and then a 10% discount.
+        let paid = if rng.gen_bool(0.2) { total * 9 / 10 } else { total };
+        let store = stores.choose(rng).cloned();
+        let channel = if store.as_ref() == stores.last() {
+            Channel::WebShop
+        } else {
+            Channel::Pos
+        };
+        core.record_purchase(
+            system,
+            PurchaseInput {
+                order_id: format!("DEMO-{}-{i}", &member.as_str()[4..]),
+                member_id: Some(member.clone()),
+                phone: None,
+                member_code: None,
+                enrol_if_unknown: None,
+                store_id: store,
+                channel,
+                occurred_at: Some(now - Duration::days(days_ago) - Duration::minutes(rng.gen_range(0..600))),
+                lines,
+                paid_amount: paid,
+            },
+        )
+        .await?;
+    }
+    Ok(())
 }
 
 fn demo_member(rng: &mut StdRng, n: u32, stores: &[huiyuan_domain::ids::StoreId]) -> EnrolInput {

@@ -74,10 +74,42 @@ enum Command {
         #[arg(long, default_value_t = 200)]
         members: usize,
     },
+    /// The points ledger.
+    Ledger {
+        #[command(subcommand)]
+        command: LedgerCommand,
+    },
+    /// The maintenance jobs (maturation, expiry, reminders, birthdays, tier review).
+    Jobs {
+        #[command(subcommand)]
+        command: JobsCommand,
+    },
     /// Installation-level brand management.
     Brand {
         #[command(subcommand)]
         command: BrandCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum LedgerCommand {
+    /// Prove that no ledger entry was altered, removed or reordered and that every balance
+    /// equals the sum of its entries and lots. Exits 1 naming each member and entry at fault.
+    Verify {
+        #[command(flatten)]
+        storage: StorageArgs,
+        /// Only this brand (slug); every brand when absent.
+        #[arg(long)]
+        brand: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum JobsCommand {
+    /// Run every job now, once (each under its lease, so safe beside running servers).
+    RunOnce {
+        #[command(flatten)]
+        storage: StorageArgs,
     },
 }
 
@@ -173,6 +205,73 @@ async fn run(command: Command, config: &mut Config) -> Result<(), AnyError> {
             drop(out);
             serve(config, store, &key, addr).await
         }
+        Command::Ledger {
+            command: LedgerCommand::Verify { storage, brand },
+        } => {
+            apply(config, &storage);
+            let (store, key) = open(config, false).await?;
+            let core = core(store.clone(), &key);
+            let brand_id = match brand {
+                None => None,
+                Some(slug) => Some(
+                    core.find_brand(&slug)
+                        .await?
+                        .ok_or(format!("no brand {slug:?}"))?
+                        .id,
+                ),
+            };
+            let report = core.verify_ledgers(brand_id.as_ref()).await?;
+            store.close().await;
+            for p in &report.problems {
+                let entry = match (&p.entry_id, p.seq) {
+                    (Some(id), Some(seq)) => format!(" entry {id} (#{seq})"),
+                    _ => String::new(),
+                };
+                println!(
+                    "FAIL brand {} member {}{entry}: {}",
+                    p.brand_id, p.member_id, p.problem
+                );
+            }
+            println!(
+                "{} accounts, {} entries verified: {}",
+                report.accounts,
+                report.entries,
+                if report.ok() {
+                    "OK".to_owned()
+                } else {
+                    format!("{} problem(s)", report.problems.len())
+                }
+            );
+            if !report.ok() {
+                std::process::exit(1);
+            }
+            Ok(())
+        }
+        Command::Jobs {
+            command: JobsCommand::RunOnce { storage },
+        } => {
+            apply(config, &storage);
+            let (store, key) = open(config, true).await?;
+            let core = core(store.clone(), &key);
+            let runs = core.run_jobs(&job_owner(), true).await?;
+            store.close().await;
+            let mut failed = false;
+            for r in runs {
+                let state = match (&r.error, r.ran) {
+                    (Some(e), _) => {
+                        failed = true;
+                        format!("failed: {e}")
+                    }
+                    (None, true) => format!("{} processed", r.processed),
+                    (None, false) => "skipped (another process holds it)".into(),
+                };
+                println!("{:<24} {state}", r.job);
+            }
+            if failed {
+                std::process::exit(1);
+            }
+            Ok(())
+        }
         Command::Brand {
             command:
                 BrandCommand::Create {
@@ -208,6 +307,12 @@ async fn run(command: Command, config: &mut Config) -> Result<(), AnyError> {
             Ok(())
         }
     }
+}
+
+/// Who holds a job lease: this host and process.
+fn job_owner() -> String {
+    let host = std::fs::read_to_string("/etc/hostname").unwrap_or_default();
+    format!("{}:{}", host.trim(), std::process::id())
 }
 
 fn apply(config: &mut Config, args: &StorageArgs) {
@@ -309,6 +414,23 @@ async fn serve(
     let core = core(storage.clone(), key);
     let state = AppState::new(core.clone(), config.api());
     let limits = state.limits.clone();
+    let jobs_core = core.clone();
+    let jobs = tokio::spawn(async move {
+        // Every minute: each job runs when due, in one process of the cluster at a time.
+        let mut tick = tokio::time::interval(Duration::from_secs(60));
+        let owner = job_owner();
+        loop {
+            tick.tick().await;
+            match jobs_core.run_jobs(&owner, false).await {
+                Ok(runs) => {
+                    for r in runs.iter().filter(|r| r.ran) {
+                        tracing::info!(job = %r.job, processed = r.processed, error = ?r.error, "job ran");
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "jobs could not run"),
+            }
+        }
+    });
     let maintenance = tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(600));
         loop {
@@ -331,6 +453,7 @@ async fn serve(
     .with_graceful_shutdown(shutdown_signal())
     .await?;
     maintenance.abort();
+    jobs.abort();
     storage.close().await;
     tracing::info!("shut down");
     Ok(())

@@ -4,6 +4,7 @@
 pub mod access;
 pub mod audit;
 pub mod brand;
+pub mod loyalty;
 pub mod members;
 pub mod ops;
 

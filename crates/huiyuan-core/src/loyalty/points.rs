@@ -96,11 +96,11 @@ impl Core {
         validate_reference("reference", reference)?;
         let brand = &actor.brand_id;
         let mut tx = self.storage.write().await?;
-        let ctx = self.loyalty_context(&mut *tx, brand).await?;
         let m = self.active_member(&mut *tx, brand, member, false).await?;
         if m.status == MemberStatus::Erased {
             return Err(CoreError::conflict("member_erased", "the member was erased"));
         }
+        let ctx = self.loyalty_context(&mut *tx, brand).await?;
         let posting = Posting::open(self, &mut *tx, brand, &m.id, &actor_label(actor)).await?;
         if let Some(existing) = tx.get_operation(brand, kind, reference).await? {
             if existing.member_id != m.id {
@@ -408,8 +408,8 @@ impl Core {
         actor.require(Permission::MembersRead)?;
         let brand = &actor.brand_id;
         let mut tx = self.storage.read().await?;
-        let ctx = self.loyalty_context(&mut *tx, brand).await?;
         let m = self.active_member(&mut *tx, brand, member, false).await?;
+        let ctx = self.loyalty_context(&mut *tx, brand).await?;
         let account = match tx.get_account(brand, &m.id).await? {
             Some(a) => a,
             None => empty_account(brand, &m.id, self.now()),

@@ -191,7 +191,10 @@ impl Core {
             }
         };
         let (member_id, enrolled) = if let Some(id) = &input.member_id {
-            (id.clone(), false)
+            // Checked here so that another brand's member is "not found" before anything else.
+            let mut tx = self.storage.read().await?;
+            let m = self.active_member(&mut *tx, brand, id, false).await?;
+            (m.id, false)
         } else if let Some(code) = &input.member_code {
             (self.verify_code(actor, code).await?.member.id, false)
         } else {
