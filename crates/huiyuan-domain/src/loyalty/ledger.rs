@@ -229,7 +229,7 @@ mod tests {
             for (n, (i, take)) in takes.iter().enumerate() {
                 prop_assert!(*take <= lots[*i]);
                 if n + 1 < takes.len() { prop_assert_eq!(*take, lots[*i]); }
-                for older in 0..*i { if lots[older] > 0 { prop_assert!(takes.iter().any(|t| t.0 == older)); } }
+                for (older, size) in lots.iter().enumerate().take(*i) { if *size > 0 { prop_assert!(takes.iter().any(|t| t.0 == older)); } }
             }
         }
 
