@@ -48,6 +48,11 @@ impl Actor {
         }
     }
 
+    /// How records name who made them: `operator opr_…`, `api_key key_…` or `system system`.
+    pub fn label(&self) -> String {
+        format!("{} {}", self.kind.as_str(), self.id)
+    }
+
     pub fn may(&self, permission: Permission) -> bool {
         self.role.allows(permission)
     }

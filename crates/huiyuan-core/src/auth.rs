@@ -414,7 +414,7 @@ impl Core {
             role: input.role,
             prefix,
             secret_hash: self.keys.secret_hash(&secret),
-            created_by: format!("{} {}", actor.kind.as_str(), actor.id),
+            created_by: actor.label(),
             created_at: self.now(),
             revoked_at: None,
         };

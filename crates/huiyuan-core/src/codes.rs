@@ -156,7 +156,7 @@ impl Core {
         if code.expires_at <= now {
             return Err(CodeRejection::Expired { at: code.expires_at }.into());
         }
-        let used_by = format!("{} {}", actor.kind.as_str(), actor.id);
+        let used_by = actor.label();
         if !tx.use_member_code(brand, &code.nonce, now, &used_by).await? {
             // Another till won the race a moment ago.
             return Err(CodeRejection::AlreadyUsed {

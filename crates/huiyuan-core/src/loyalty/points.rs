@@ -13,7 +13,6 @@ use serde_json::json;
 use time::{Duration, OffsetDateTime};
 use utoipa::ToSchema;
 
-use super::purchases::actor_label;
 use super::tiers::change_view;
 use super::views::{BalanceView, EntryView, ExpiryView, PointsOutcome, TierChangeView};
 use super::{LoyaltyContext, NewLot, Posting};
@@ -101,7 +100,7 @@ impl Core {
             return Err(CoreError::conflict("member_erased", "the member was erased"));
         }
         let ctx = self.loyalty_context(&mut *tx, brand).await?;
-        let posting = Posting::open(self, &mut *tx, brand, &m.id, &actor_label(actor)).await?;
+        let posting = Posting::open(self, &mut *tx, brand, &m.id, &actor.label()).await?;
         if let Some(existing) = tx.get_operation(brand, kind, reference).await? {
             if existing.member_id != m.id {
                 return Err(CoreError::conflict(
@@ -198,7 +197,7 @@ impl Core {
             Begun::Fresh(op) => op,
         };
         let now = self.now();
-        let detail = json!({ "reason": reason, "by": actor_label(actor) });
+        let detail = json!({ "reason": reason, "by": actor.label() });
         let mut repaid = 0;
         if input.points > 0 {
             let expires = op.ctx.expires_at(now);
@@ -518,7 +517,7 @@ impl Core {
             return Ok(());
         };
         // Lock in ID order, as the merge itself does.
-        let label = actor_label(actor);
+        let label = actor.label();
         let (mut from, mut into) = if gone < keep {
             let f = Posting::open(self, tx, brand, gone, &label).await?;
             let i = Posting::open(self, tx, brand, keep, &label).await?;

@@ -43,7 +43,7 @@ impl Core {
             brand_id: brand.clone(),
             version,
             document,
-            created_by: format!("{} {}", actor.kind.as_str(), actor.id),
+            created_by: actor.label(),
             created_at: self.now(),
         };
         tx.insert_programme(&record).await?;

@@ -258,7 +258,7 @@ impl Core {
                 "the member was erased and cannot earn points",
             ));
         }
-        let mut posting = Posting::open(self, tx, brand, &member.id, &actor_label(actor)).await?;
+        let mut posting = Posting::open(self, tx, brand, &member.id, &actor.label()).await?;
         // Under the account lock: a concurrent copy of this order has either committed (seen
         // here) or will see ours.
         if let Some(existing) = tx.get_purchase(brand, &p.input.order_id).await? {
@@ -458,7 +458,7 @@ impl Core {
             .get_purchase(brand, order_id)
             .await?
             .ok_or(CoreError::NotFound("purchase"))?;
-        let mut posting = Posting::open(self, &mut *tx, brand, &first.member_id, &actor_label(actor)).await?;
+        let mut posting = Posting::open(self, &mut *tx, brand, &first.member_id, &actor.label()).await?;
         if let Some(existing) = tx.get_refund(brand, &input.refund_id).await? {
             if existing.order_id != order_id {
                 return Err(CoreError::conflict(
@@ -679,9 +679,4 @@ fn rename_field(mut e: ValidationError, field: &str) -> ValidationError {
         f.field = field.into();
     }
     e
-}
-
-/// How postings name who made them.
-pub(crate) fn actor_label(actor: &Actor) -> String {
-    format!("{} {}", actor.kind.as_str(), actor.id)
 }
