@@ -887,14 +887,14 @@ fn mask_identity(kind: &str, value: &str) -> String {
 }
 
 /// The snake_case name serde gives an enum value.
-fn enum_str<T: Serialize>(v: T) -> String {
+pub(crate) fn enum_str<T: Serialize>(v: T) -> String {
     match serde_json::to_value(v) {
         Ok(serde_json::Value::String(s)) => s,
         _ => String::new(),
     }
 }
 
-fn parse_enum<T: serde::de::DeserializeOwned>(s: &str) -> Option<T> {
+pub(crate) fn parse_enum<T: serde::de::DeserializeOwned>(s: &str) -> Option<T> {
     serde_json::from_value(serde_json::Value::String(s.to_owned())).ok()
 }
 

@@ -11,7 +11,7 @@ use huiyuan_domain::loyalty::programme::RefundPolicy;
 use huiyuan_domain::loyalty::purchase::{
     validate_purchase, validate_refund, PurchaseInput, PurchaseLine, RefundInput,
 };
-use huiyuan_domain::member::{Channel, EnrolInput, Identity, MemberStatus};
+use huiyuan_domain::member::{EnrolInput, Identity, MemberStatus};
 use huiyuan_domain::pii::Phone;
 use huiyuan_domain::ValidationError;
 use huiyuan_store::{Page, PurchaseRecord, RefundRecord, Tx};
@@ -21,7 +21,7 @@ use time::Duration;
 use super::tiers::change_view;
 use super::views::{PurchaseOutcome, PurchaseView, RefundOutcome};
 use super::{LoyaltyContext, NewLot, Posting};
-use crate::members::Enrolment;
+use crate::members::{enum_str, parse_enum, Enrolment};
 use crate::{Actor, Core, CoreError, Result};
 
 /// Most purchases accepted by one batch call.
@@ -45,7 +45,8 @@ fn purchase_view(r: &PurchaseRecord) -> Result<PurchaseView> {
         order_id: r.order_id.clone(),
         member_id: r.member_id.clone(),
         store_id: r.store_id.clone(),
-        channel: serde_json::from_value(json!(r.channel)).map_err(corrupt)?,
+        channel: parse_enum(&r.channel)
+            .ok_or_else(|| CoreError::Corrupt(format!("purchase {}: channel {:?}", r.order_id, r.channel)))?,
         occurred_at: r.occurred_at,
         paid_amount: r.paid_amount,
         eligible_amount: r.eligible_amount,
@@ -58,13 +59,6 @@ fn purchase_view(r: &PurchaseRecord) -> Result<PurchaseView> {
         programme_version: r.programme_version,
         created_at: r.created_at,
     })
-}
-
-fn channel_str(c: Channel) -> String {
-    serde_json::to_value(c)
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_owned))
-        .unwrap_or_default()
 }
 
 /// A repeated order must be the same sale; anything else is a client bug worth reporting.
@@ -198,8 +192,7 @@ impl Core {
         } else if let Some(code) = &input.member_code {
             (self.verify_code(actor, code).await?.member.id, false)
         } else {
-            let phone = Phone::parse(input.phone.as_deref().unwrap_or_default())
-                .map_err(|e| rename_field(e, "phone"))?;
+            let phone = Phone::parse(input.phone.as_deref().unwrap_or_default())?;
             self.member_by_phone(actor, phone, &input).await?
         };
         Ok(Prepared {
@@ -317,7 +310,7 @@ impl Core {
             id: self.new_id(PurchaseId::generate).to_string(),
             member_id: member.id.clone(),
             store_id: p.input.store_id.clone(),
-            channel: channel_str(p.input.channel),
+            channel: enum_str(p.input.channel),
             occurred_at,
             paid_amount: p.input.paid_amount,
             eligible_amount: earning.eligible_amount,
@@ -672,11 +665,4 @@ impl Core {
         tx.commit().await?;
         Ok((outcome, true))
     }
-}
-
-fn rename_field(mut e: ValidationError, field: &str) -> ValidationError {
-    for f in &mut e.errors {
-        f.field = field.into();
-    }
-    e
 }
