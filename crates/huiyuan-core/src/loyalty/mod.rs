@@ -105,21 +105,7 @@ impl Core {
         if let Some(a) = tx.lock_account(brand, member).await? {
             return Ok(a);
         }
-        tx.ensure_account(&AccountRecord {
-            brand_id: brand.clone(),
-            member_id: member.clone(),
-            available: 0,
-            pending: 0,
-            debt: 0,
-            last_seq: 0,
-            last_hash: GENESIS_HASH.to_vec(),
-            tier_code: None,
-            tier_since: None,
-            tier_review_at: None,
-            tier_grace_until: None,
-            updated_at: self.now(),
-        })
-        .await?;
+        tx.ensure_account(&new_account(brand, member, self.now())).await?;
         tx.lock_account(brand, member)
             .await?
             .ok_or_else(|| CoreError::Corrupt("point account vanished".into()))
@@ -167,6 +153,25 @@ impl Taken {
             .iter()
             .map(|(lot, points)| json!({ "lot": lot, "points": points }))
             .collect::<Vec<_>>())
+    }
+}
+
+/// A member's account before their first posting: empty buckets, the genesis chain head, the
+/// entry tier.
+pub(crate) fn new_account(brand: &BrandId, member: &MemberId, now: OffsetDateTime) -> AccountRecord {
+    AccountRecord {
+        brand_id: brand.clone(),
+        member_id: member.clone(),
+        available: 0,
+        pending: 0,
+        debt: 0,
+        last_seq: 0,
+        last_hash: GENESIS_HASH.to_vec(),
+        tier_code: None,
+        tier_since: None,
+        tier_review_at: None,
+        tier_grace_until: None,
+        updated_at: now,
     }
 }
 

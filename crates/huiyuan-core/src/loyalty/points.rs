@@ -1,7 +1,7 @@
 //! Points operations (adjust, redeem, actions), the balance and statement, merges, events.
 
 use huiyuan_domain::access::Permission;
-use huiyuan_domain::ids::{BrandId, MemberId};
+use huiyuan_domain::ids::MemberId;
 use huiyuan_domain::loyalty::ledger::{Deltas, EntryKind};
 use huiyuan_domain::loyalty::purchase::{
     validate_adjustment, validate_redeem, validate_reference, ActionInput, AdjustmentInput, RedeemInput,
@@ -15,7 +15,7 @@ use utoipa::ToSchema;
 
 use super::tiers::change_view;
 use super::views::{BalanceView, EntryView, ExpiryView, PointsOutcome, TierChangeView};
-use super::{LoyaltyContext, NewLot, Posting};
+use super::{new_account, LoyaltyContext, NewLot, Posting};
 use crate::{Actor, Core, CoreError, Result};
 use std::sync::Arc;
 
@@ -411,7 +411,7 @@ impl Core {
         let ctx = self.loyalty_context(&mut *tx, brand).await?;
         let account = match tx.get_account(brand, &m.id).await? {
             Some(a) => a,
-            None => empty_account(brand, &m.id, self.now()),
+            None => new_account(brand, &m.id, self.now()),
         };
         let lots = tx.open_lots(brand, &m.id).await?;
         let now = self.now();
@@ -592,22 +592,5 @@ impl Core {
         from.save(tx).await?;
         into.save(tx).await?;
         Ok(())
-    }
-}
-
-fn empty_account(brand: &BrandId, member: &MemberId, now: OffsetDateTime) -> huiyuan_store::AccountRecord {
-    huiyuan_store::AccountRecord {
-        brand_id: brand.clone(),
-        member_id: member.clone(),
-        available: 0,
-        pending: 0,
-        debt: 0,
-        last_seq: 0,
-        last_hash: huiyuan_domain::loyalty::ledger::GENESIS_HASH.to_vec(),
-        tier_code: None,
-        tier_since: None,
-        tier_review_at: None,
-        tier_grace_until: None,
-        updated_at: now,
     }
 }
