@@ -20,6 +20,7 @@ use std::sync::{Arc, Mutex};
 use huiyuan_domain::ids::{BrandId, EntryId, EventId, LotId, MemberId};
 use huiyuan_domain::loyalty::ledger::{
     consume_oldest_first, entry_hash, repay_debt_first, Deltas, EntryContent, EntryKind, GENESIS_HASH,
+    HASH_LEN,
 };
 use huiyuan_domain::loyalty::programme::Programme;
 use huiyuan_store::{AccountRecord, LedgerEntryRecord, LotRecord, OutboxRecord, Tx};
@@ -156,6 +157,31 @@ impl Taken {
     }
 }
 
+/// The hash of a stored entry, as written and as verified: one function for both, so the
+/// writer and the verifier can never encode an entry differently.
+pub(crate) fn record_hash(e: &LedgerEntryRecord, kind: EntryKind) -> [u8; HASH_LEN] {
+    entry_hash(
+        &e.prev_hash,
+        &EntryContent {
+            brand_id: e.brand_id.as_str(),
+            member_id: e.member_id.as_str(),
+            seq: e.seq,
+            entry_id: &e.id,
+            kind,
+            deltas: Deltas {
+                available: e.available_delta,
+                pending: e.pending_delta,
+                debt: e.debt_delta,
+            },
+            lot_id: e.lot_id.as_deref(),
+            reference: e.reference.as_deref(),
+            programme_version: e.programme_version,
+            detail: &e.detail,
+            created_at_ms: (e.created_at.unix_timestamp_nanos() / 1_000_000) as i64,
+        },
+    )
+}
+
 /// A member's account before their first posting: empty buckets, the genesis chain head, the
 /// entry tier.
 pub(crate) fn new_account(brand: &BrandId, member: &MemberId, now: OffsetDateTime) -> AccountRecord {
@@ -261,24 +287,7 @@ impl<'c> Posting<'c> {
         let id = self.core.new_id(EntryId::generate).to_string();
         let detail = detail.to_string();
         let seq = a.last_seq + 1;
-        let created_at_ms = (now.unix_timestamp_nanos() / 1_000_000) as i64;
-        let hash = entry_hash(
-            &a.last_hash,
-            &EntryContent {
-                brand_id: a.brand_id.as_str(),
-                member_id: a.member_id.as_str(),
-                seq,
-                entry_id: &id,
-                kind,
-                deltas,
-                lot_id,
-                reference,
-                programme_version,
-                detail: &detail,
-                created_at_ms,
-            },
-        );
-        let entry = LedgerEntryRecord {
+        let mut entry = LedgerEntryRecord {
             id,
             brand_id: a.brand_id.clone(),
             member_id: a.member_id.clone(),
@@ -294,8 +303,10 @@ impl<'c> Posting<'c> {
             actor: self.actor.clone(),
             created_at: now,
             prev_hash: a.last_hash.clone(),
-            hash: hash.to_vec(),
+            hash: Vec::new(),
         };
+        let hash = record_hash(&entry, kind);
+        entry.hash = hash.to_vec();
         tx.insert_entry(&entry).await?;
         a.available = available;
         a.pending = pending;

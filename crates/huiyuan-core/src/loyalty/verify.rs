@@ -3,11 +3,12 @@
 
 use huiyuan_domain::access::Permission;
 use huiyuan_domain::ids::{BrandId, MemberId};
-use huiyuan_domain::loyalty::ledger::{entry_hash, Deltas, EntryContent, EntryKind, GENESIS_HASH};
+use huiyuan_domain::loyalty::ledger::{Deltas, EntryKind, GENESIS_HASH};
 use huiyuan_store::{AccountRecord, Tx};
 use serde::Serialize;
 use utoipa::ToSchema;
 
+use super::record_hash;
 use crate::{Actor, Core, Result};
 
 /// One thing wrong with a member's ledger.
@@ -82,36 +83,15 @@ pub async fn verify_account(
             expected_seq = e.seq + 1;
             continue;
         };
-        let deltas = Deltas {
-            available: e.available_delta,
-            pending: e.pending_delta,
-            debt: e.debt_delta,
-        };
-        let recomputed = entry_hash(
-            &e.prev_hash,
-            &EntryContent {
-                brand_id: e.brand_id.as_str(),
-                member_id: e.member_id.as_str(),
-                seq: e.seq,
-                entry_id: &e.id,
-                kind,
-                deltas,
-                lot_id: e.lot_id.as_deref(),
-                reference: e.reference.as_deref(),
-                programme_version: e.programme_version,
-                detail: &e.detail,
-                created_at_ms: (e.created_at.unix_timestamp_nanos() / 1_000_000) as i64,
-            },
-        );
-        if recomputed.as_slice() != e.hash.as_slice() {
+        if record_hash(e, kind).as_slice() != e.hash.as_slice() {
             report.problems.push(problem(
                 at,
                 "content does not match its hash: the entry was altered".into(),
             ));
         }
-        sums.available += deltas.available;
-        sums.pending += deltas.pending;
-        sums.debt += deltas.debt;
+        sums.available += e.available_delta;
+        sums.pending += e.pending_delta;
+        sums.debt += e.debt_delta;
         prev = e.hash.clone();
         expected_seq = e.seq + 1;
     }
