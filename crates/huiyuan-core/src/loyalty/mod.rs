@@ -319,13 +319,18 @@ impl<'c> Posting<'c> {
     }
 
     /// Adds points: debt is repaid first, the rest becomes a lot (pending until `matures_at`).
-    /// Returns (repaid debt, lot ID, points put in the lot).
-    pub async fn add_points(
+    ///
+    /// Appends the entry (of the lot's `source` kind) with `debt_repaid` — and, for points that
+    /// have a return window, `matures_at` — added to `detail`. Returns the debt repaid and
+    /// whether the rest is pending.
+    pub async fn credit(
         &mut self,
         tx: &mut dyn Tx,
         points: i64,
         new: NewLot<'_>,
-    ) -> Result<(i64, Option<String>, i64, bool)> {
+        programme_version: Option<i64>,
+        mut detail: serde_json::Value,
+    ) -> Result<(i64, bool)> {
         let NewLot {
             source,
             reference,
@@ -360,7 +365,49 @@ impl<'c> Posting<'c> {
         } else {
             None
         };
-        Ok((repaid, lot_id, rest, pending))
+        detail["debt_repaid"] = json!(repaid);
+        if let Some(m) = matures_at {
+            detail["matures_at"] = json!(pending.then(|| crate::views::rfc3339(m)));
+        }
+        let deltas = Deltas {
+            available: if pending { 0 } else { rest },
+            pending: if pending { rest } else { 0 },
+            debt: -repaid,
+        };
+        self.append(
+            tx,
+            source,
+            deltas,
+            lot_id.as_deref(),
+            reference,
+            programme_version,
+            detail,
+        )
+        .await?;
+        Ok((repaid, pending))
+    }
+
+    /// Spends available points oldest first (redemptions, deductions) and appends the entry,
+    /// with the lots consumed added to `detail`. The caller checks the balance first.
+    pub async fn spend(
+        &mut self,
+        tx: &mut dyn Tx,
+        kind: EntryKind,
+        points: i64,
+        reference: &str,
+        programme_version: Option<i64>,
+        mut detail: serde_json::Value,
+    ) -> Result<()> {
+        let taken = self.take_points(tx, points, |_| false, true).await?;
+        detail["lots"] = taken.lots_json();
+        let deltas = Deltas {
+            available: -taken.from_available,
+            pending: 0,
+            debt: 0,
+        };
+        self.append(tx, kind, deltas, None, Some(reference), programme_version, detail)
+            .await?;
+        Ok(())
     }
 
     /// Takes points from lots oldest first: from `preferred` lots first (a refunded order's own

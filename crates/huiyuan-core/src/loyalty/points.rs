@@ -201,31 +201,10 @@ impl Core {
         let mut repaid = 0;
         if input.points > 0 {
             let expires = op.ctx.expires_at(now);
-            let (r, lot, rest, _) = op
+            let lot = new_lot(EntryKind::Adjustment, &input.reference, now, expires);
+            (repaid, _) = op
                 .posting
-                .add_points(
-                    &mut *op.tx,
-                    input.points,
-                    new_lot(EntryKind::Adjustment, &input.reference, now, expires),
-                )
-                .await?;
-            repaid = r;
-            let mut d = detail.clone();
-            d["debt_repaid"] = json!(r);
-            op.posting
-                .append(
-                    &mut *op.tx,
-                    EntryKind::Adjustment,
-                    Deltas {
-                        available: rest,
-                        pending: 0,
-                        debt: -r,
-                    },
-                    lot.as_deref(),
-                    Some(&input.reference),
-                    Some(op.ctx.version),
-                    d,
-                )
+                .credit(&mut *op.tx, input.points, lot, Some(op.ctx.version), detail)
                 .await?;
         } else {
             let want = -input.points;
@@ -238,22 +217,15 @@ impl Core {
                     ),
                 ));
             }
-            let taken = op.posting.take_points(&mut *op.tx, want, |_| false, true).await?;
-            let mut d = detail.clone();
-            d["lots"] = taken.lots_json();
+            let version = Some(op.ctx.version);
             op.posting
-                .append(
+                .spend(
                     &mut *op.tx,
                     EntryKind::Adjustment,
-                    Deltas {
-                        available: -taken.from_available,
-                        pending: 0,
-                        debt: 0,
-                    },
-                    None,
-                    Some(&input.reference),
-                    Some(op.ctx.version),
-                    d,
+                    want,
+                    &input.reference,
+                    version,
+                    detail,
                 )
                 .await?;
         }
@@ -294,23 +266,16 @@ impl Core {
                 ),
             ));
         }
-        let taken = op
-            .posting
-            .take_points(&mut *op.tx, input.points, |_| false, true)
-            .await?;
+        let version = Some(op.ctx.version);
+        let detail = json!({ "description": input.description });
         op.posting
-            .append(
+            .spend(
                 &mut *op.tx,
                 EntryKind::Redeem,
-                Deltas {
-                    available: -taken.from_available,
-                    pending: 0,
-                    debt: 0,
-                },
-                None,
-                Some(&input.reference),
-                Some(op.ctx.version),
-                json!({ "description": input.description, "lots": taken.lots_json() }),
+                input.points,
+                &input.reference,
+                version,
+                detail,
             )
             .await?;
         let outcome = self.finish_operation(actor, op, -input.points, 0).await?;
@@ -373,29 +338,11 @@ impl Core {
         let mut repaid = 0;
         if reward.points > 0 {
             let expires = op.ctx.expires_at(now);
-            let (r, lot, rest, _) = op
+            let lot = new_lot(EntryKind::Action, &input.reference, now, expires);
+            let detail = json!({ "action": input.action.as_str() });
+            (repaid, _) = op
                 .posting
-                .add_points(
-                    &mut *op.tx,
-                    reward.points,
-                    new_lot(EntryKind::Action, &input.reference, now, expires),
-                )
-                .await?;
-            repaid = r;
-            op.posting
-                .append(
-                    &mut *op.tx,
-                    EntryKind::Action,
-                    Deltas {
-                        available: rest,
-                        pending: 0,
-                        debt: -r,
-                    },
-                    lot.as_deref(),
-                    Some(&input.reference),
-                    Some(op.ctx.version),
-                    json!({ "action": input.action.as_str(), "debt_repaid": r }),
-                )
+                .credit(&mut *op.tx, reward.points, lot, Some(op.ctx.version), detail)
                 .await?;
         }
         let outcome = self.finish_operation(actor, op, reward.points, repaid).await?;

@@ -334,8 +334,8 @@ impl Core {
         let mut debt_repaid = 0;
         if earning.points > 0 {
             let matures_at = occurred_at + Duration::days(i64::from(programme.pending_days));
-            let (repaid, lot, rest, pending) = posting
-                .add_points(
+            let (repaid, pending) = posting
+                .credit(
                     tx,
                     earning.points,
                     NewLot {
@@ -345,31 +345,15 @@ impl Core {
                         matures_at: Some(matures_at),
                         expires_at: ctx.expires_at(occurred_at),
                     },
-                )
-                .await?;
-            debt_repaid = repaid;
-            let deltas = Deltas {
-                available: if pending { 0 } else { rest },
-                pending: if pending { rest } else { 0 },
-                debt: -repaid,
-            };
-            posting
-                .append(
-                    tx,
-                    EntryKind::Earn,
-                    deltas,
-                    lot.as_deref(),
-                    Some(&record.order_id),
                     Some(ctx.version),
                     json!({
                         "purchase_id": record.id,
                         "eligible_amount": earning.eligible_amount,
                         "items": earning.items,
-                        "debt_repaid": repaid,
-                        "matures_at": pending.then(|| crate::views::rfc3339(matures_at)),
                     }),
                 )
                 .await?;
+            debt_repaid = repaid;
             self.emit(
                 tx,
                 brand,
