@@ -61,6 +61,24 @@ fn purchase_view(r: &PurchaseRecord) -> Result<PurchaseView> {
     })
 }
 
+/// What a purchase needs before its transaction: nothing (seen before), or its resolved parts.
+/// Both boxed: each is a few hundred bytes and they differ in size.
+enum Preparation {
+    Replay(Box<PurchaseOutcome>),
+    Ready(Box<Prepared>),
+}
+
+/// The answer to an order seen before: its first outcome, marked as not created now.
+fn replay(existing: &PurchaseRecord) -> Result<PurchaseOutcome> {
+    Ok(PurchaseOutcome {
+        purchase: purchase_view(existing)?,
+        created: false,
+        member_enrolled: false,
+        debt_repaid: 0,
+        tier_change: None,
+    })
+}
+
 /// A repeated order must be the same sale; anything else is a client bug worth reporting.
 fn same_sale(existing: &PurchaseRecord, input: &PurchaseInput, lines: &[PurchaseLine]) -> Result<()> {
     let stored: Vec<PurchaseLine> = serde_json::from_str(&existing.lines).unwrap_or_default();
@@ -90,10 +108,10 @@ impl Core {
     /// entry, the balance and the tier. Sending the same `order_id` again changes nothing.
     pub async fn record_purchase(&self, actor: &Actor, input: PurchaseInput) -> Result<PurchaseOutcome> {
         actor.require(Permission::PurchasesRecord)?;
-        if let Some(outcome) = self.replayed_purchase(actor, &input).await? {
-            return Ok(outcome);
-        }
-        let prepared = self.prepare_purchase(actor, input).await?;
+        let prepared = match self.prepare_purchase(actor, input).await? {
+            Preparation::Replay(outcome) => return Ok(*outcome),
+            Preparation::Ready(p) => *p,
+        };
         let mut tx = self.storage.write().await?;
         let ctx = self.loyalty_context(&mut *tx, &actor.brand_id).await?;
         let outcome = self.record_in_tx(&mut *tx, &ctx, actor, prepared).await?;
@@ -120,10 +138,11 @@ impl Core {
         let mut prepared = Vec::new();
         for (i, input) in inputs.into_iter().enumerate() {
             match self.prepare_purchase(actor, input).await {
-                Ok(p) => {
-                    prepared.push((i, p));
+                Ok(Preparation::Ready(p)) => {
+                    prepared.push((i, *p));
                     slots.push(None);
                 }
+                Ok(Preparation::Replay(outcome)) => slots.push(Some(Ok(*outcome))),
                 Err(e) => slots.push(Some(Err(e))),
             }
         }
@@ -144,88 +163,66 @@ impl Core {
             .collect())
     }
 
-    /// An order seen before: its first outcome, without touching the member code again.
-    async fn replayed_purchase(
-        &self,
-        actor: &Actor,
-        input: &PurchaseInput,
-    ) -> Result<Option<PurchaseOutcome>> {
-        let lines = validate_purchase(input)?;
-        let mut tx = self.storage.read().await?;
-        let Some(existing) = tx.get_purchase(&actor.brand_id, &input.order_id).await? else {
-            return Ok(None);
-        };
-        same_sale(&existing, input, &lines)?;
-        Ok(Some(PurchaseOutcome {
-            purchase: purchase_view(&existing)?,
-            created: false,
-            member_enrolled: false,
-            debt_repaid: 0,
-            tier_change: None,
-        }))
-    }
-
-    /// Validates, checks the store, and finds (or enrols) the member — all before the
-    /// purchase's transaction, which must not open another one.
-    async fn prepare_purchase(&self, actor: &Actor, input: PurchaseInput) -> Result<Prepared> {
+    /// Validates once, then in one read snapshot: an order seen before is answered with its
+    /// first outcome (without touching a member code again); otherwise the store is checked and
+    /// the member found. A member code is then verified, or an unknown phone enrolled — all
+    /// before the purchase's transaction, which must not open another one.
+    async fn prepare_purchase(&self, actor: &Actor, input: PurchaseInput) -> Result<Preparation> {
         let lines = validate_purchase(&input)?;
-        if input.occurred_at.is_some_and(|t| t > self.now() + MAX_CLOCK_SKEW) {
-            return Err(ValidationError::field("occurred_at", "is in the future").into());
-        }
         let brand = &actor.brand_id;
-        let store_code = match &input.store_id {
-            None => None,
-            Some(id) => {
-                let mut tx = self.storage.read().await?;
-                let store = tx
-                    .get_store(brand, id)
-                    .await?
-                    .ok_or_else(|| ValidationError::field("store_id", "no such store in this brand"))?;
-                Some(store.code)
-            }
-        };
-        let (member_id, enrolled) = if let Some(id) = &input.member_id {
-            // Checked here so that another brand's member is "not found" before anything else.
+        let (store_code, found) = {
             let mut tx = self.storage.read().await?;
-            let m = self.active_member(&mut *tx, brand, id, false).await?;
-            (m.id, false)
-        } else if let Some(code) = &input.member_code {
-            (self.verify_code(actor, code).await?.member.id, false)
-        } else {
-            let phone = Phone::parse(input.phone.as_deref().unwrap_or_default())?;
-            self.member_by_phone(actor, phone, &input).await?
+            if let Some(existing) = tx.get_purchase(brand, &input.order_id).await? {
+                same_sale(&existing, &input, &lines)?;
+                return Ok(Preparation::Replay(Box::new(replay(&existing)?)));
+            }
+            if input.occurred_at.is_some_and(|t| t > self.now() + MAX_CLOCK_SKEW) {
+                return Err(ValidationError::field("occurred_at", "is in the future").into());
+            }
+            let store_code = match &input.store_id {
+                None => None,
+                Some(id) => {
+                    let store = tx
+                        .get_store(brand, id)
+                        .await?
+                        .ok_or_else(|| ValidationError::field("store_id", "no such store in this brand"))?;
+                    Some(store.code)
+                }
+            };
+            let found = if let Some(id) = &input.member_id {
+                // Here, so that another brand's member is "not found" before anything else.
+                Some(self.active_member(&mut *tx, brand, id, false).await?.id)
+            } else if let Some(phone) = &input.phone {
+                let identity = Identity::Phone(Phone::parse(phone)?);
+                tx.find_identity(brand, &identity.kind(), &self.identity_hash(brand, &identity))
+                    .await?
+            } else {
+                None
+            };
+            (store_code, found)
         };
-        Ok(Prepared {
+        let (member_id, enrolled) = match (found, &input.member_code) {
+            (Some(id), _) => (id, false),
+            (None, Some(code)) => (self.verify_code(actor, code).await?.member.id, false),
+            (None, None) => self.enrol_buyer(actor, &input).await?,
+        };
+        Ok(Preparation::Ready(Box::new(Prepared {
             input,
             lines,
             member_id,
             store_code,
             enrolled,
-        })
+        })))
     }
 
-    async fn member_by_phone(
-        &self,
-        actor: &Actor,
-        phone: Phone,
-        input: &PurchaseInput,
-    ) -> Result<(MemberId, bool)> {
-        let brand = &actor.brand_id;
-        let identity = Identity::Phone(phone.clone());
-        let found = {
-            let mut tx = self.storage.read().await?;
-            tx.find_identity(brand, &identity.kind(), &self.identity_hash(brand, &identity))
-                .await?
-        };
-        if let Some(id) = found {
-            return Ok((id, false));
-        }
+    /// "Pay and you are a member": enrols an unknown phone, with the sale's channel and store
+    /// as the member's origin.
+    async fn enrol_buyer(&self, actor: &Actor, input: &PurchaseInput) -> Result<(MemberId, bool)> {
         if !input.enrol_if_unknown.unwrap_or(true) {
             return Err(CoreError::NotFound("member"));
         }
-        // "Pay and you are a member": the sale's channel and store become the member's origin.
         let enrolment = EnrolInput {
-            phone: Some(phone.e164().to_owned()),
+            phone: input.phone.clone(),
             channel: Some(input.channel),
             store_id: input.store_id.clone(),
             ..Default::default()
@@ -256,13 +253,7 @@ impl Core {
         // here) or will see ours.
         if let Some(existing) = tx.get_purchase(brand, &p.input.order_id).await? {
             same_sale(&existing, &p.input, &p.lines)?;
-            return Ok(PurchaseOutcome {
-                purchase: purchase_view(&existing)?,
-                created: false,
-                member_enrolled: false,
-                debt_repaid: 0,
-                tier_change: None,
-            });
+            return replay(&existing);
         }
         let now = self.now();
         let occurred_at = p.input.occurred_at.map(crate::clock::truncate_ms).unwrap_or(now);
