@@ -39,7 +39,9 @@ async fn storage(backend: Backend) -> Arc<dyn Storage> {
             Arc::new(huiyuan_store_sqlite::SqliteStorage::open(&file).await.unwrap())
         }
         Backend::Postgres => {
-            let options = huiyuan_store_pg::testing::test_database().await;
+            // Its own database: tests move their clock and run the installation-wide jobs,
+            // which would otherwise mature and expire the points of tests running beside them.
+            let options = huiyuan_store_pg::testing::private_test_database().await;
             Arc::new(
                 huiyuan_store_pg::PgStorage::connect_with(options, 16)
                     .await

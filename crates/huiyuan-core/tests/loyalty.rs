@@ -29,9 +29,11 @@ struct World {
     member: MemberId,
     /// For raw tampering.
     sqlite_file: Option<std::path::PathBuf>,
+    pg_options: Option<sqlx::postgres::PgConnectOptions>,
 }
 
 async fn world(backend: Backend) -> World {
+    let mut pg_options = None;
     let (storage, sqlite_file): (Arc<dyn Storage>, _) = match backend {
         Backend::Sqlite => {
             let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("huiyuan-loyalty");
@@ -43,7 +45,9 @@ async fn world(backend: Backend) -> World {
             )
         }
         Backend::Postgres => {
-            let options = huiyuan_store_pg::testing::test_database().await;
+            // Its own database: these tests move the clock and run the installation-wide jobs.
+            let options = huiyuan_store_pg::testing::private_test_database().await;
+            pg_options = Some(options.clone());
             (
                 Arc::new(
                     huiyuan_store_pg::PgStorage::connect_with(options, 8)
@@ -101,6 +105,7 @@ async fn world(backend: Backend) -> World {
         actor,
         member,
         sqlite_file,
+        pg_options,
     }
 }
 
@@ -308,8 +313,8 @@ async fn tampering(backend: Backend) {
         }
         Backend::Postgres => {
             use sqlx::Connection;
-            let options = huiyuan_store_pg::testing::test_database().await;
-            let mut c = sqlx::PgConnection::connect_with(&options).await.unwrap();
+            let options = w.pg_options.as_ref().unwrap();
+            let mut c = sqlx::PgConnection::connect_with(options).await.unwrap();
             sqlx::query(alter).bind(&second).execute(&mut c).await.unwrap();
         }
     }

@@ -185,32 +185,88 @@ pub mod testing {
 
     /// Connection options for a test database whose schema is this build's migrations.
     ///
-    /// Tests isolate themselves by brand, so they share one database; its name carries a
-    /// digest of the migrations, so a changed schema gets a fresh database. Panics with a clear
-    /// message when PostgreSQL is unreachable: a run that cannot test PostgreSQL must fail.
+    /// Tests that isolate themselves by brand share one database; its name carries a digest of
+    /// the migrations, so a changed schema gets a fresh database. Panics with a clear message
+    /// when PostgreSQL is unreachable: a run that cannot test PostgreSQL must fail.
     pub async fn test_database() -> PgConnectOptions {
-        let url = admin_url();
-        let admin = PgConnectOptions::from_str(&url)
-            .unwrap_or_else(|e| panic!("HUIYUAN_TEST_DATABASE_URL {url:?} is not a URL: {e}"));
-        let digest = MIGRATOR
+        prepare_database(&format!("huiyuan_test_{:016x}", migrations_digest())).await
+    }
+
+    /// A database of the caller's own, for tests that brand isolation cannot separate: the
+    /// maintenance jobs work across every brand, so a test that moves its clock a year ahead
+    /// and runs them would mature and expire other tests' points in a shared database.
+    /// Private databases older than an hour (left by earlier runs) are dropped on the way.
+    pub async fn private_test_database() -> PgConnectOptions {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or_default();
+        let prefix = format!("huiyuan_priv_{:08x}_", migrations_digest() as u32);
+        let pool = admin_pool().await;
+        let old: Vec<String> =
+            sqlx::query_scalar("SELECT datname::text FROM pg_database WHERE datname LIKE $1")
+                .bind(format!("{prefix}%"))
+                .fetch_all(&pool)
+                .await
+                .expect("query pg_database");
+        for name in old {
+            let created = name[prefix.len()..]
+                .split('_')
+                .next()
+                .and_then(|t| t.parse::<u64>().ok());
+            if created.is_some_and(|t| t + 3600 < now) {
+                // Still in use by a run that long? Then it stays; the next run tries again.
+                let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name}"))
+                    .execute(&pool)
+                    .await;
+            }
+        }
+        pool.close().await;
+        let suffix: u32 = rand_suffix();
+        prepare_database(&format!("{prefix}{now}_{suffix:08x}")).await
+    }
+
+    fn migrations_digest() -> u64 {
+        MIGRATOR
             .iter()
             .flat_map(|m| m.checksum.iter().copied())
             .fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
                 (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-            });
-        let name = format!("huiyuan_test_{digest:016x}");
-        let pool = PgPoolOptions::new()
+            })
+    }
+
+    /// Unique enough for database names within one run: time and process mixed.
+    fn rand_suffix() -> u32 {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or_default();
+        static COUNTER: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        nanos ^ std::process::id().rotate_left(16) ^ n.wrapping_mul(0x9e37_79b9)
+    }
+
+    async fn admin_pool() -> PgPool {
+        let url = admin_url();
+        let admin = PgConnectOptions::from_str(&url)
+            .unwrap_or_else(|e| panic!("HUIYUAN_TEST_DATABASE_URL {url:?} is not a URL: {e}"));
+        PgPoolOptions::new()
             .max_connections(1)
             .acquire_timeout(Duration::from_secs(5))
-            .connect_with(admin.clone())
+            .connect_with(admin)
             .await
             .unwrap_or_else(|e| {
                 panic!(
                     "PostgreSQL is not reachable at {url} ({e}); start it or set HUIYUAN_TEST_DATABASE_URL"
                 )
-            });
+            })
+    }
+
+    /// Creates the database unless it exists, migrates it, and returns its options.
+    async fn prepare_database(name: &str) -> PgConnectOptions {
+        let pool = admin_pool().await;
         let exists: Option<i32> = sqlx::query_scalar("SELECT 1 FROM pg_database WHERE datname = $1")
-            .bind(&name)
+            .bind(name)
             .fetch_optional(&pool)
             .await
             .expect("query pg_database");
@@ -228,7 +284,8 @@ pub mod testing {
             }
         }
         pool.close().await;
-        let options = admin.database(&name);
+        let admin = PgConnectOptions::from_str(&admin_url()).expect("checked by admin_pool");
+        let options = admin.database(name);
         let storage = PgStorage::connect_with(options.clone(), 1)
             .await
             .expect("connect to test database");
