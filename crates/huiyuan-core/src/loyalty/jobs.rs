@@ -265,7 +265,7 @@ impl Core {
                         total += 1;
                     }
                 }
-                tx.update_account(&posting.account).await?;
+                // The account itself is unchanged: it was opened for its lock alone.
             }
             tx.commit().await?;
         }
