@@ -340,9 +340,5 @@ pub async fn list_events(
 #[utoipa::path(post, path = "/v1/jobs/run", tag = "events",
     responses((status = 200, body = Vec<JobRun>)))]
 pub async fn run_jobs(State(s): State<AppState>, Auth(actor): Auth) -> ApiResult<Json<Vec<JobRun>>> {
-    actor
-        .require(huiyuan_domain::access::Permission::JobsRun)
-        .map_err(ApiError::from)?;
-    let owner = format!("api {}", actor.id);
-    Ok(Json(s.core.run_jobs(&owner, true).await?))
+    Ok(Json(s.core.run_jobs_now(&actor).await?))
 }

@@ -18,7 +18,9 @@ use utoipa::ToSchema;
 
 use super::points::EXPIRING_SOON;
 use super::{job_interval, Posting};
-use crate::{Core, CoreError, Result};
+use huiyuan_domain::access::Permission;
+
+use crate::{Actor, Core, CoreError, Result};
 
 pub const MATURE: &str = "points.mature";
 pub const EXPIRE: &str = "points.expire";
@@ -52,6 +54,12 @@ impl Core {
             runs.push(self.run_job(name, owner, force).await?);
         }
         Ok(runs)
+    }
+
+    /// An operator's "run the jobs now" (`jobs.run`): every job, under the usual leases.
+    pub async fn run_jobs_now(&self, actor: &Actor) -> Result<Vec<JobRun>> {
+        actor.require(Permission::JobsRun)?;
+        self.run_jobs(&format!("api {}", actor.id), true).await
     }
 
     async fn run_job(&self, name: &str, owner: &str, force: bool) -> Result<JobRun> {
