@@ -1467,6 +1467,14 @@ impl Harness {
         assert_eq!(s, StatusCode::CREATED, "{b}");
     }
 
+    /// Enrols a member by phone and returns their ID.
+    async fn member_id(&self, phone: &str) -> String {
+        self.enrol(json!({ "phone": phone })).await["id"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    }
+
     async fn buy(&self, body: Value) -> (StatusCode, Value) {
         self.admin(Method::POST, "/v1/transactions", Some(body)).await
     }
@@ -1599,10 +1607,7 @@ async fn concurrent_copies_of_an_order_earn_once(backend: Backend) {
 async fn refund_after_spending_becomes_a_debt_repaid_first(backend: Backend) {
     let h = Harness::start(backend).await;
     h.publish_demo_programme().await;
-    let id = h.enrol(json!({"phone": "13800138002"})).await["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let id = h.member_id("13800138002").await;
     let (s, b) = h.buy(sale("SO-1", &id, 1000)).await;
     assert_eq!(s, StatusCode::CREATED, "{b}");
     // Inside the return window the points are pending and cannot be spent.
@@ -1712,10 +1717,7 @@ async fn refund_after_spending_becomes_a_debt_repaid_first(backend: Backend) {
 async fn tier_upgrades_on_the_crossing_purchase_and_downgrades_after_grace(backend: Backend) {
     let h = Harness::start(backend).await;
     h.publish_demo_programme().await;
-    let id = h.enrol(json!({"phone": "13800138003"})).await["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let id = h.member_id("13800138003").await;
     let now = h.core.now();
     let at = |days: i64| {
         (now - time::Duration::days(days))
@@ -1822,10 +1824,7 @@ async fn member_day_birthday_and_tier_multipliers_stack(backend: Backend) {
 async fn points_expire_after_maturing_and_ledger_verifies(backend: Backend) {
     let h = Harness::start(backend).await;
     h.publish_demo_programme().await;
-    let id = h.enrol(json!({"phone": "13800138005"})).await["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let id = h.member_id("13800138005").await;
     h.buy(sale("E-1", &id, 100)).await;
     h.clock.advance(time::Duration::days(8));
     h.run_jobs().await;
@@ -1874,10 +1873,7 @@ async fn points_expire_after_maturing_and_ledger_verifies(backend: Backend) {
 async fn bad_purchases_name_the_field_and_roles_are_enforced(backend: Backend) {
     let h = Harness::start(backend).await;
     h.publish_demo_programme().await;
-    let id = h.enrol(json!({"phone": "13800138006"})).await["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let id = h.member_id("13800138006").await;
     let (s, b) = h
         .buy(
             json!({"order_id": "X-1", "member_id": id, "channel": "pos", "paid_amount": 100,
