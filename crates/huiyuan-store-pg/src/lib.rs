@@ -111,6 +111,7 @@ fn bind<'q>(
         Value::Bytes(x) => q.bind(x),
         Value::Bool(x) => q.bind(x),
         Value::Time(x) => q.bind(x),
+        Value::TextList(x) => q.bind(x),
     }
 }
 
@@ -165,6 +166,11 @@ fn map_err(e: sqlx::Error) -> StoreError {
     match &e {
         sqlx::Error::Database(db) if db.is_unique_violation() => {
             StoreError::Conflict(db.constraint().unwrap_or(db.message()).to_owned())
+        }
+        // Deadlock detected, serialization failure: PostgreSQL gave this transaction up so that
+        // another could proceed; running it again is safe.
+        sqlx::Error::Database(db) if matches!(db.code().as_deref(), Some("40P01" | "40001")) => {
+            StoreError::Stale
         }
         sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => {
             StoreError::Unavailable(e.to_string())

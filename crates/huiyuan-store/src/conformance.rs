@@ -24,7 +24,8 @@ macro_rules! conformance_tests {
             identities_are_unique_per_brand, concurrent_identity_claims_leave_one_owner, member_search_filters,
             tags_add_remove_and_move, member_codes_are_used_once, audit_is_listed_newest_first,
             idempotency_keys_claim_complete_release, sessions_and_api_keys, uncommitted_writes_vanish,
-            operator_usernames_are_unique, health_reports_current_migrations);
+            operator_usernames_are_unique, health_reports_current_migrations,
+            bulk_writes_and_lists_span_statements);
     };
     (@each $open:path; $($name:ident),*) => {
         $(
@@ -641,6 +642,50 @@ pub async fn uncommitted_writes_vanish(s: Arc<dyn Storage>) {
     }
     let mut tx = s.read().await.unwrap();
     assert_eq!(tx.get_member(&b.id, &m.id).await.unwrap(), None);
+}
+
+/// Bulk writes too large for one statement are split, and a list of keys of any length is one
+/// parameter; re-sending the same rows writes nothing.
+pub async fn bulk_writes_and_lists_span_statements(s: Arc<dyn Storage>) {
+    let b = new_brand(&*s).await;
+    let events: Vec<OutboxRecord> = (0..5_000)
+        .map(|i| OutboxRecord {
+            id: format!("evt_bulk_{i:05}_{}", random()),
+            brand_id: b.id.clone(),
+            event_type: "bulk.test".into(),
+            subject: format!("s{i}"),
+            payload: "{}".into(),
+            dedupe_key: (i % 2 == 0).then(|| format!("bulk-{i}")),
+            created_at: now(),
+        })
+        .collect();
+    let mut tx = s.write().await.unwrap();
+    assert_eq!(
+        tx.insert_events(&events).await.unwrap(),
+        5_000,
+        "7 values a row: two statements"
+    );
+    assert_eq!(tx.insert_events(&events).await.unwrap(), 0);
+    let members: Vec<MemberRecord> = (0..3).map(|_| member(&b.id)).collect();
+    for m in &members {
+        tx.insert_member(m).await.unwrap();
+    }
+    tx.commit().await.unwrap();
+    let mut tx = s.read().await.unwrap();
+    let mut ids: Vec<MemberId> = members.iter().map(|m| m.id.clone()).collect();
+    // Unknown keys are simply absent.
+    let mut asked = ids.clone();
+    asked.extend((0..2_000).map(|_| MemberId::generate(ms(), random())));
+    let mut found: Vec<MemberId> = tx
+        .get_members(&b.id, &asked)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|m| m.id)
+        .collect();
+    found.sort();
+    ids.sort();
+    assert_eq!(found, ids);
 }
 
 pub async fn operator_usernames_are_unique(s: Arc<dyn Storage>) {

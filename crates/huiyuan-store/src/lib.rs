@@ -88,6 +88,8 @@ pub trait Tx: Send {
     /// Replaces the row when `member.version - 1` is the stored version (optimistic check).
     async fn update_member(&mut self, member: &MemberRecord) -> Result<()>;
     async fn get_member(&mut self, brand: &BrandId, id: &MemberId) -> Result<Option<MemberRecord>>;
+    /// The brand's members among `ids` (those that exist).
+    async fn get_members(&mut self, brand: &BrandId, ids: &[MemberId]) -> Result<Vec<MemberRecord>>;
     /// Reads the member and, on PostgreSQL, locks the row until the transaction ends.
     async fn lock_member(&mut self, brand: &BrandId, id: &MemberId) -> Result<Option<MemberRecord>>;
     async fn list_members(
@@ -180,13 +182,18 @@ pub trait Tx: Send {
     async fn list_programmes(&mut self, brand: &BrandId, limit: u32) -> Result<Vec<ProgrammeRecord>>;
 
     // Point accounts
-    /// Creates the account unless it exists (never fails on an existing one).
-    async fn ensure_account(&mut self, account: &AccountRecord) -> Result<()>;
+    /// Creates the accounts that do not exist yet (never fails on an existing one).
+    async fn ensure_accounts(&mut self, accounts: &[AccountRecord]) -> Result<()>;
     async fn get_account(&mut self, brand: &BrandId, member: &MemberId) -> Result<Option<AccountRecord>>;
     /// Reads the account and, on PostgreSQL, locks it until the transaction ends: every change
     /// to a member's points happens under this lock.
     async fn lock_account(&mut self, brand: &BrandId, member: &MemberId) -> Result<Option<AccountRecord>>;
+    /// Reads and locks several members' accounts at once, in member order (so that two
+    /// transactions locking overlapping sets cannot deadlock). Missing accounts are absent.
+    async fn lock_accounts(&mut self, brand: &BrandId, members: &[MemberId]) -> Result<Vec<AccountRecord>>;
     async fn update_account(&mut self, account: &AccountRecord) -> Result<()>;
+    /// Writes accounts the transaction holds locked, several per statement.
+    async fn save_accounts(&mut self, accounts: &[AccountRecord]) -> Result<()>;
     /// Accounts in (brand, member) order after the cursor; all brands when `brand` is `None`.
     async fn list_accounts(
         &mut self,
@@ -202,9 +209,10 @@ pub trait Tx: Send {
     async fn point_totals(&mut self, brand: &BrandId) -> Result<PointTotals>;
 
     // Lots
-    async fn insert_lot(&mut self, lot: &LotRecord) -> Result<()>;
-    /// Writes `status`, `remaining` and `expiry_notified`.
-    async fn update_lot(&mut self, lot: &LotRecord) -> Result<()>;
+    /// Inserts lots, several per statement.
+    async fn insert_lots(&mut self, lots: &[LotRecord]) -> Result<()>;
+    /// Writes `status`, `remaining` and `expiry_notified` of existing lots, several per statement.
+    async fn update_lots(&mut self, lots: &[LotRecord]) -> Result<()>;
     /// A member's lots that still hold points, oldest first (earned, then ID).
     async fn open_lots(&mut self, brand: &BrandId, member: &MemberId) -> Result<Vec<LotRecord>>;
     /// Members with pending lots that matured by `now` (brand, member), at most `limit`.
@@ -228,7 +236,8 @@ pub trait Tx: Send {
     ) -> Result<Vec<LotRecord>>;
 
     // Ledger (append-only)
-    async fn insert_entry(&mut self, entry: &LedgerEntryRecord) -> Result<()>;
+    /// Appends entries, several per statement.
+    async fn insert_entries(&mut self, entries: &[LedgerEntryRecord]) -> Result<()>;
     /// Entries newest first; `page.starting_after` is an entry ID.
     async fn list_entries(
         &mut self,
@@ -240,9 +249,12 @@ pub trait Tx: Send {
     async fn chain(&mut self, brand: &BrandId, member: &MemberId) -> Result<Vec<LedgerEntryRecord>>;
 
     // Purchases and refunds
-    /// Records a purchase; false when the brand already has this order ID (nothing written).
-    async fn insert_purchase(&mut self, p: &PurchaseRecord) -> Result<bool>;
+    /// Records purchases, several per statement, skipping order IDs the brand already has.
+    /// Returns how many were written.
+    async fn insert_purchases(&mut self, purchases: &[PurchaseRecord]) -> Result<u64>;
     async fn get_purchase(&mut self, brand: &BrandId, order_id: &str) -> Result<Option<PurchaseRecord>>;
+    /// The purchases of these order IDs that exist.
+    async fn get_purchases(&mut self, brand: &BrandId, order_ids: &[String]) -> Result<Vec<PurchaseRecord>>;
     /// Writes the refund columns: `points_reversed`, `refunded_amount`, `status`, `lines`.
     async fn update_purchase_refund(&mut self, p: &PurchaseRecord) -> Result<()>;
     async fn list_purchases(
@@ -258,6 +270,15 @@ pub trait Tx: Send {
         member: &MemberId,
         since: OffsetDateTime,
     ) -> Result<PurchaseTotals>;
+    /// [`Tx::purchase_totals`] of several members since each of several instants, in one pass
+    /// over their purchases: for each member with purchases since the earliest instant, one
+    /// total per instant, in the order given.
+    async fn purchase_totals_since(
+        &mut self,
+        brand: &BrandId,
+        members: &[MemberId],
+        sinces: &[OffsetDateTime],
+    ) -> Result<Vec<(MemberId, Vec<PurchaseTotals>)>>;
     async fn move_purchases(&mut self, brand: &BrandId, from: &MemberId, to: &MemberId) -> Result<u64>;
     /// Records a refund; false when the brand already has this refund ID.
     async fn insert_refund(&mut self, r: &RefundRecord) -> Result<bool>;
@@ -291,6 +312,8 @@ pub trait Tx: Send {
     // Outbox
     /// Appends an event; false when its dedupe key was already used (nothing written).
     async fn insert_event(&mut self, event: &OutboxRecord) -> Result<bool>;
+    /// Appends events, several per statement; those whose dedupe key was used are skipped.
+    async fn insert_events(&mut self, events: &[OutboxRecord]) -> Result<u64>;
     /// Events oldest first after the given event ID.
     async fn list_events(
         &mut self,

@@ -25,6 +25,9 @@ pub enum Value {
     Bool(Option<bool>),
     /// Stored as TIMESTAMPTZ on PostgreSQL and as Unix milliseconds on SQLite.
     Time(Option<OffsetDateTime>),
+    /// A list of texts for a membership test ([`Dialect::member_of`]): a `text[]` on
+    /// PostgreSQL, a JSON array on SQLite.
+    TextList(Vec<String>),
 }
 
 macro_rules! value_from {
@@ -60,6 +63,7 @@ impl Value {
             Value::Bytes(v) => v.is_none(),
             Value::Bool(v) => v.is_none(),
             Value::Time(v) => v.is_none(),
+            Value::TextList(_) => false,
         }
     }
 }
@@ -77,6 +81,15 @@ impl Dialect {
         match self {
             Dialect::Sqlite => "",
             Dialect::Postgres => " FOR UPDATE",
+        }
+    }
+
+    /// `column` is one of the texts bound at `$n` (a [`Value::TextList`]): one parameter however
+    /// long the list, so the statement text (and its cached plan) is the same for every batch.
+    pub fn member_of(self, column: &str, n: usize) -> String {
+        match self {
+            Dialect::Sqlite => format!("{column} IN (SELECT value FROM json_each(${n}))"),
+            Dialect::Postgres => format!("{column} = ANY(${n})"),
         }
     }
 
@@ -258,6 +271,24 @@ impl Query {
     }
 }
 
+/// Most placeholders one statement carries: under SQLite's limit (32,766) and PostgreSQL's
+/// (65,535), so bulk writes are split into statements of at most this many values.
+const MAX_PARAMS: usize = 30_000;
+
+impl Query {
+    /// Appends `(v1, v2, …)`.
+    fn tuple(&mut self, values: Vec<Value>) -> &mut Self {
+        self.push("(");
+        for (i, value) in values.into_iter().enumerate() {
+            if i > 0 {
+                self.push(", ");
+            }
+            self.bind(value);
+        }
+        self.push(")")
+    }
+}
+
 /// [`Tx`] over any [`SqlConnection`].
 pub struct SqlTx {
     conn: Box<dyn SqlConnection>,
@@ -296,6 +327,43 @@ impl SqlTx {
 
     async fn query_all<T>(&mut self, q: Query, map: impl Fn(&Row) -> Result<T>) -> Result<Vec<T>> {
         self.all(&q.sql, q.args, map).await
+    }
+
+    /// `INSERT INTO {into} VALUES (…), (…) {tail}` for every row, as few statements as the
+    /// placeholder limit allows. Returns the rows written.
+    async fn insert_rows(&mut self, into: &str, rows: Vec<Vec<Value>>, tail: &str) -> Result<u64> {
+        let width = rows.first().map_or(1, Vec::len).max(1);
+        let mut written = 0;
+        let mut rows = rows.into_iter().peekable();
+        while rows.peek().is_some() {
+            let mut q = Query::new(&format!("INSERT INTO {into} VALUES "));
+            for (i, row) in rows.by_ref().take(MAX_PARAMS / width).enumerate() {
+                if i > 0 {
+                    q.push(", ");
+                }
+                q.tuple(row);
+            }
+            q.push(tail);
+            written += self.exec(&q.sql, q.args).await?;
+        }
+        Ok(written)
+    }
+
+    /// `{select} AND {column} is one of keys{tail}`, the keys bound as one list.
+    async fn select_in<T>(
+        &mut self,
+        select: &str,
+        fixed: Vec<Value>,
+        column: &str,
+        keys: Vec<String>,
+        tail: &str,
+        map: impl Fn(&Row) -> Result<T>,
+    ) -> Result<Vec<T>> {
+        let n = fixed.len() + 1;
+        let mut args = fixed;
+        args.push(Value::TextList(keys));
+        let sql = format!("{select} AND {}{tail}", self.conn.dialect().member_of(column, n));
+        self.all(&sql, args, map).await
     }
 }
 
@@ -492,6 +560,66 @@ fn account_values(a: &AccountRecord) -> Vec<Value> {
         v(a.tier_review_at),
         v(a.tier_grace_until),
         v(a.updated_at),
+    ]
+}
+
+fn lot_values(l: &LotRecord) -> Vec<Value> {
+    vec![
+        v(&l.id),
+        v(l.brand_id.as_str()),
+        v(l.member_id.as_str()),
+        v(&l.status),
+        v(&l.source),
+        v(l.reference.clone()),
+        v(l.amount),
+        v(l.remaining),
+        v(l.earned_at),
+        v(l.matures_at),
+        v(l.expires_at),
+        v(l.expiry_notified),
+    ]
+}
+
+fn entry_values(e: &LedgerEntryRecord) -> Vec<Value> {
+    vec![
+        v(&e.id),
+        v(e.brand_id.as_str()),
+        v(e.member_id.as_str()),
+        v(e.seq),
+        v(&e.kind),
+        v(e.available_delta),
+        v(e.pending_delta),
+        v(e.debt_delta),
+        v(e.lot_id.clone()),
+        v(e.reference.clone()),
+        Value::Int(e.programme_version),
+        v(&e.detail),
+        v(&e.actor),
+        v(e.created_at),
+        v(&e.prev_hash),
+        v(&e.hash),
+    ]
+}
+
+fn purchase_values(p: &PurchaseRecord) -> Vec<Value> {
+    vec![
+        v(p.brand_id.as_str()),
+        v(&p.order_id),
+        v(&p.id),
+        v(p.member_id.as_str()),
+        v(p.store_id.as_ref().map(|s| s.as_str())),
+        v(&p.channel),
+        v(p.occurred_at),
+        v(p.paid_amount),
+        v(p.eligible_amount),
+        v(p.points),
+        v(p.points_reversed),
+        v(p.refunded_amount),
+        v(&p.status),
+        v(&p.lines),
+        v(&p.earning),
+        v(p.programme_version),
+        v(p.created_at),
     ]
 }
 
@@ -907,6 +1035,18 @@ impl Tx for SqlTx {
         self.one(
             &format!("SELECT {MEMBER_COLS} FROM members m WHERE m.brand_id = $1 AND m.id = $2"),
             vec![v(brand.as_str()), v(id.as_str())],
+            member_row,
+        )
+        .await
+    }
+
+    async fn get_members(&mut self, brand: &BrandId, ids: &[MemberId]) -> Result<Vec<MemberRecord>> {
+        self.select_in(
+            &format!("SELECT {MEMBER_COLS} FROM members m WHERE m.brand_id = $1"),
+            vec![v(brand.as_str())],
+            "m.id",
+            ids.iter().map(|m| m.as_str().to_owned()).collect(),
+            "",
             member_row,
         )
         .await
@@ -1337,13 +1477,11 @@ impl Tx for SqlTx {
         .await
     }
 
-    async fn ensure_account(&mut self, a: &AccountRecord) -> Result<()> {
-        self.exec(
-            &format!(
-                "INSERT INTO point_accounts ({ACCOUNT_COLS}) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) ON CONFLICT DO NOTHING"
-            ),
-            account_values(a),
+    async fn ensure_accounts(&mut self, accounts: &[AccountRecord]) -> Result<()> {
+        self.insert_rows(
+            &format!("point_accounts ({ACCOUNT_COLS})"),
+            accounts.iter().map(account_values).collect(),
+            " ON CONFLICT DO NOTHING",
         )
         .await
         .map(drop)
@@ -1368,6 +1506,35 @@ impl Tx for SqlTx {
             account_row,
         )
         .await
+    }
+
+    async fn lock_accounts(&mut self, brand: &BrandId, members: &[MemberId]) -> Result<Vec<AccountRecord>> {
+        let lock = self.conn.dialect().for_update();
+        self.select_in(
+            &format!("SELECT {ACCOUNT_COLS} FROM point_accounts WHERE brand_id = $1"),
+            vec![v(brand.as_str())],
+            "member_id",
+            members.iter().map(|m| m.as_str().to_owned()).collect(),
+            &format!(" ORDER BY member_id{lock}"),
+            account_row,
+        )
+        .await
+    }
+
+    async fn save_accounts(&mut self, accounts: &[AccountRecord]) -> Result<()> {
+        // An upsert rather than UPDATE … FROM (VALUES …): one form both dialects share. The
+        // rows exist and are locked by the caller, so it always takes the update branch.
+        self.insert_rows(
+            &format!("point_accounts ({ACCOUNT_COLS})"),
+            accounts.iter().map(account_values).collect(),
+            " ON CONFLICT (brand_id, member_id) DO UPDATE SET available = excluded.available, \
+             pending = excluded.pending, debt = excluded.debt, last_seq = excluded.last_seq, \
+             last_hash = excluded.last_hash, tier_code = excluded.tier_code, tier_since = excluded.tier_since, \
+             tier_review_at = excluded.tier_review_at, tier_grace_until = excluded.tier_grace_until, \
+             updated_at = excluded.updated_at",
+        )
+        .await
+        .map(drop)
     }
 
     async fn update_account(&mut self, a: &AccountRecord) -> Result<()> {
@@ -1441,32 +1608,23 @@ impl Tx for SqlTx {
         .map(Option::unwrap_or_default)
     }
 
-    async fn insert_lot(&mut self, l: &LotRecord) -> Result<()> {
-        self.exec(
-            &format!("INSERT INTO point_lots ({LOT_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"),
-            vec![
-                v(&l.id),
-                v(l.brand_id.as_str()),
-                v(l.member_id.as_str()),
-                v(&l.status),
-                v(&l.source),
-                v(l.reference.clone()),
-                v(l.amount),
-                v(l.remaining),
-                v(l.earned_at),
-                v(l.matures_at),
-                v(l.expires_at),
-                v(l.expiry_notified),
-            ],
+    async fn insert_lots(&mut self, lots: &[LotRecord]) -> Result<()> {
+        self.insert_rows(
+            &format!("point_lots ({LOT_COLS})"),
+            lots.iter().map(lot_values).collect(),
+            "",
         )
         .await
         .map(drop)
     }
 
-    async fn update_lot(&mut self, l: &LotRecord) -> Result<()> {
-        self.exec(
-            "UPDATE point_lots SET status = $2, remaining = $3, expiry_notified = $4 WHERE id = $1",
-            vec![v(&l.id), v(&l.status), v(l.remaining), v(l.expiry_notified)],
+    async fn update_lots(&mut self, lots: &[LotRecord]) -> Result<()> {
+        // An upsert for several rows per statement; the lots exist, so only the update applies.
+        self.insert_rows(
+            &format!("point_lots ({LOT_COLS})"),
+            lots.iter().map(lot_values).collect(),
+            " ON CONFLICT (id) DO UPDATE SET status = excluded.status, remaining = excluded.remaining, \
+             expiry_notified = excluded.expiry_notified",
         )
         .await
         .map(drop)
@@ -1529,30 +1687,11 @@ impl Tx for SqlTx {
         .await
     }
 
-    async fn insert_entry(&mut self, e: &LedgerEntryRecord) -> Result<()> {
-        self.exec(
-            &format!(
-                "INSERT INTO ledger_entries ({ENTRY_COLS}) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)"
-            ),
-            vec![
-                v(&e.id),
-                v(e.brand_id.as_str()),
-                v(e.member_id.as_str()),
-                v(e.seq),
-                v(&e.kind),
-                v(e.available_delta),
-                v(e.pending_delta),
-                v(e.debt_delta),
-                v(e.lot_id.clone()),
-                v(e.reference.clone()),
-                Value::Int(e.programme_version),
-                v(&e.detail),
-                v(&e.actor),
-                v(e.created_at),
-                v(&e.prev_hash),
-                v(&e.hash),
-            ],
+    async fn insert_entries(&mut self, entries: &[LedgerEntryRecord]) -> Result<()> {
+        self.insert_rows(
+            &format!("ledger_entries ({ENTRY_COLS})"),
+            entries.iter().map(entry_values).collect(),
+            "",
         )
         .await
         .map(drop)
@@ -1591,35 +1730,25 @@ impl Tx for SqlTx {
         .await
     }
 
-    async fn insert_purchase(&mut self, p: &PurchaseRecord) -> Result<bool> {
-        let inserted = self
-            .exec(
-                &format!(
-                    "INSERT INTO purchases ({PURCHASE_COLS}) VALUES \
-                     ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17) ON CONFLICT DO NOTHING"
-                ),
-                vec![
-                    v(p.brand_id.as_str()),
-                    v(&p.order_id),
-                    v(&p.id),
-                    v(p.member_id.as_str()),
-                    v(p.store_id.as_ref().map(|s| s.as_str())),
-                    v(&p.channel),
-                    v(p.occurred_at),
-                    v(p.paid_amount),
-                    v(p.eligible_amount),
-                    v(p.points),
-                    v(p.points_reversed),
-                    v(p.refunded_amount),
-                    v(&p.status),
-                    v(&p.lines),
-                    v(&p.earning),
-                    v(p.programme_version),
-                    v(p.created_at),
-                ],
-            )
-            .await?;
-        Ok(inserted == 1)
+    async fn insert_purchases(&mut self, purchases: &[PurchaseRecord]) -> Result<u64> {
+        self.insert_rows(
+            &format!("purchases ({PURCHASE_COLS})"),
+            purchases.iter().map(purchase_values).collect(),
+            " ON CONFLICT DO NOTHING",
+        )
+        .await
+    }
+
+    async fn get_purchases(&mut self, brand: &BrandId, order_ids: &[String]) -> Result<Vec<PurchaseRecord>> {
+        self.select_in(
+            &format!("SELECT {PURCHASE_COLS} FROM purchases WHERE brand_id = $1"),
+            vec![v(brand.as_str())],
+            "order_id",
+            order_ids.to_vec(),
+            "",
+            purchase_row,
+        )
+        .await
     }
 
     async fn get_purchase(&mut self, brand: &BrandId, order_id: &str) -> Result<Option<PurchaseRecord>> {
@@ -1686,6 +1815,58 @@ impl Tx for SqlTx {
         )
         .await
         .map(Option::unwrap_or_default)
+    }
+
+    async fn purchase_totals_since(
+        &mut self,
+        brand: &BrandId,
+        members: &[MemberId],
+        sinces: &[OffsetDateTime],
+    ) -> Result<Vec<(MemberId, Vec<PurchaseTotals>)>> {
+        let Some(earliest) = sinces.iter().min() else {
+            return Ok(Vec::new());
+        };
+        let mut q = Query::new("SELECT member_id");
+        for (i, since) in sinces.iter().enumerate() {
+            q.push(", CAST(COALESCE(SUM(CASE WHEN occurred_at >= ")
+                .bind(*since)
+                .push(&format!(
+                    " THEN points - points_reversed END), 0) AS BIGINT) AS points{i}"
+                ));
+            q.push(", CAST(COALESCE(SUM(CASE WHEN occurred_at >= ")
+                .bind(*since)
+                .push(&format!(
+                    " THEN paid_amount - refunded_amount END), 0) AS BIGINT) AS spend{i}"
+                ));
+            q.push(", COUNT(CASE WHEN occurred_at >= ")
+                .bind(*since)
+                .push(&format!(" AND status <> 'refunded' THEN 1 END) AS visits{i}"));
+        }
+        q.push(" FROM purchases WHERE brand_id = ")
+            .bind(brand.as_str())
+            .push(" AND occurred_at >= ")
+            .bind(*earliest);
+        let list = self.conn.dialect().member_of("member_id", q.args.len() + 1);
+        q.args.push(Value::TextList(
+            members.iter().map(|m| m.as_str().to_owned()).collect(),
+        ));
+        q.push(" AND ").push(&list).push(" GROUP BY member_id");
+        let n = sinces.len();
+        let found = self
+            .query_all(q, |r| {
+                let totals = (0..n)
+                    .map(|i| {
+                        Ok(PurchaseTotals {
+                            points: r.i64(&format!("points{i}"))?,
+                            spend: r.i64(&format!("spend{i}"))?,
+                            visits: r.i64(&format!("visits{i}"))?,
+                        })
+                    })
+                    .collect::<Result<Vec<_>>>()?;
+                Ok((r.parsed("member_id")?, totals))
+            })
+            .await?;
+        Ok(found)
     }
 
     async fn move_purchases(&mut self, brand: &BrandId, from: &MemberId, to: &MemberId) -> Result<u64> {
@@ -1809,21 +1990,29 @@ impl Tx for SqlTx {
     }
 
     async fn insert_event(&mut self, e: &OutboxRecord) -> Result<bool> {
-        let inserted = self
-            .exec(
-                &format!("INSERT INTO outbox_events ({EVENT_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING"),
-                vec![
-                    v(&e.id),
-                    v(e.brand_id.as_str()),
-                    v(&e.event_type),
-                    v(&e.subject),
-                    v(&e.payload),
-                    v(e.dedupe_key.clone()),
-                    v(e.created_at),
-                ],
-            )
-            .await?;
-        Ok(inserted == 1)
+        Ok(self.insert_events(std::slice::from_ref(e)).await? == 1)
+    }
+
+    async fn insert_events(&mut self, events: &[OutboxRecord]) -> Result<u64> {
+        self.insert_rows(
+            &format!("outbox_events ({EVENT_COLS})"),
+            events
+                .iter()
+                .map(|e| {
+                    vec![
+                        v(&e.id),
+                        v(e.brand_id.as_str()),
+                        v(&e.event_type),
+                        v(&e.subject),
+                        v(&e.payload),
+                        v(e.dedupe_key.clone()),
+                        v(e.created_at),
+                    ]
+                })
+                .collect(),
+            " ON CONFLICT DO NOTHING",
+        )
+        .await
     }
 
     async fn list_events(
