@@ -56,6 +56,7 @@ pub struct Core {
     clock: Arc<dyn Clock>,
     config: CoreConfig,
     programmes: loyalty::ProgrammeCache,
+    purchase_queue: Arc<loyalty::ingest::PurchaseQueue>,
 }
 
 impl Core {
@@ -65,12 +66,14 @@ impl Core {
         clock: Arc<dyn Clock>,
         config: CoreConfig,
     ) -> Self {
+        let writers = loyalty::ingest::writers_for(storage.backend());
         Self {
             storage,
             keys: Keyring::new(master),
             clock,
             config,
             programmes: loyalty::ProgrammeCache::default(),
+            purchase_queue: Arc::new(loyalty::ingest::PurchaseQueue::new(writers)),
         }
     }
 

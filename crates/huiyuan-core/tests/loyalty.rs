@@ -345,3 +345,176 @@ async fn tampering_is_detected_on_sqlite() {
 async fn tampering_is_detected_on_postgres() {
     tampering(Backend::Postgres).await;
 }
+
+/// Four more members: one with a birthday this month (×2), all earning in the same brand.
+async fn members(w: &World) -> Vec<MemberId> {
+    let mut ids = vec![w.member.clone()];
+    let month = w.core.now().month() as u8;
+    for n in 0..4 {
+        let input = EnrolInput {
+            phone: Some(format!("1380013810{n}")),
+            birthday: (n == 0).then(|| format!("1990-{month:02}-01")),
+            ..Default::default()
+        };
+        match w.core.enrol(&w.actor, input).await.unwrap() {
+            huiyuan_core::members::Enrolment::Created(m) => ids.push(m.id),
+            other => panic!("{other:?}"),
+        }
+    }
+    ids
+}
+
+/// Sales that exercise what a batch must get right: caps per order and per day (huge
+/// baskets), tier upgrades that change the multiplier of the member's next sale in the same
+/// batch, sales on other days (their own cap periods), a repeated order (replayed) and an order
+/// ID reused for another sale (refused).
+fn sales(members: &[MemberId], base: time::OffsetDateTime) -> Vec<PurchaseInput> {
+    let mut out = Vec::new();
+    for i in 0..60usize {
+        let member = &members[i * 7 % members.len()];
+        let yuan = match i % 10 {
+            0 => 1_500_000,
+            3 => 40_000,
+            _ => 150 + (i as i64 * 37) % 900,
+        };
+        let mut p = purchase(format!("S-{i}"), member, yuan);
+        p.occurred_at = Some(base - time::Duration::days((i % 4) as i64) + time::Duration::minutes(i as i64));
+        out.push(p);
+    }
+    let repeat = out[5].clone();
+    out.insert(20, repeat);
+    let mut reused = out[7].clone();
+    reused.paid_amount += 100;
+    reused.lines[0].amount += 100;
+    out.insert(40, reused);
+    out
+}
+
+/// What a run produced, comparable across brands: each sale's points (or error code) and each
+/// member's final balance and tier.
+async fn outcome_of(
+    w: &World,
+    members: &[MemberId],
+    results: Vec<Result<huiyuan_core::loyalty::views::PurchaseOutcome, CoreError>>,
+) -> (Vec<String>, Vec<(i64, i64, String)>) {
+    let sales = results
+        .into_iter()
+        .map(|r| match r {
+            Ok(o) => format!(
+                "{} {} created={}",
+                o.purchase.order_id, o.purchase.points, o.created
+            ),
+            Err(CoreError::Conflict { code, .. }) => code.to_owned(),
+            Err(e) => panic!("{e:?}"),
+        })
+        .collect();
+    let mut balances = Vec::new();
+    for m in members {
+        let b = w.core.points_balance(&w.actor, m).await.unwrap();
+        balances.push((b.available + b.pending, b.debt, b.tier.code));
+    }
+    assert!(w.core.verify_ledgers(Some(&w.actor.brand_id)).await.unwrap().ok());
+    (sales, balances)
+}
+
+async fn batches_earn_what_single_sales_earn(backend: Backend) {
+    let base = time::OffsetDateTime::now_utc() - time::Duration::hours(1);
+    let one_by_one = world(backend).await;
+    let ids = members(&one_by_one).await;
+    let mut results = Vec::new();
+    for sale in sales(&ids, base) {
+        results.push(one_by_one.core.record_purchase(&one_by_one.actor, sale).await);
+    }
+    let expected = outcome_of(&one_by_one, &ids, results).await;
+    assert!(
+        expected.0.iter().any(|s| s == "order_id_reused"),
+        "{:?}",
+        expected.0
+    );
+    assert!(
+        expected.0.iter().any(|s| s.ends_with("created=false")),
+        "{:?}",
+        expected.0
+    );
+    assert!(
+        expected.1.iter().any(|(_, _, tier)| tier != "regular"),
+        "{:?}",
+        expected.1
+    );
+
+    let batched = world(backend).await;
+    let ids = members(&batched).await;
+    let mut results = Vec::new();
+    let all = sales(&ids, base);
+    for chunk in all.chunks(25) {
+        results.extend(
+            batched
+                .core
+                .record_purchases(&batched.actor, chunk.to_vec())
+                .await
+                .unwrap(),
+        );
+    }
+    assert_eq!(outcome_of(&batched, &ids, results).await, expected);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batches_earn_what_single_sales_earn_on_sqlite() {
+    batches_earn_what_single_sales_earn(Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batches_earn_what_single_sales_earn_on_postgres() {
+    batches_earn_what_single_sales_earn(Backend::Postgres).await;
+}
+
+/// Many single sales at once share commits (group commit): each is recorded exactly once,
+/// copies of the same order earn once, and every ledger verifies.
+async fn concurrent_sales_are_grouped_and_counted_once(backend: Backend) {
+    let w = world(backend).await;
+    let ids = members(&w).await;
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..200usize {
+        let (core, actor) = (w.core.clone(), w.actor.clone());
+        // Every order is sent twice, from two tasks.
+        let sale = purchase(
+            format!("G-{}", i / 2),
+            &ids[i / 2 % ids.len()],
+            100 + i as i64 / 2,
+        );
+        tasks.spawn(async move { core.record_purchase(&actor, sale).await });
+    }
+    let mut created = std::collections::HashMap::new();
+    let mut replayed = 0;
+    let mut points = 0;
+    while let Some(r) = tasks.join_next().await {
+        match r.unwrap() {
+            Ok(o) if o.created => {
+                *created.entry(o.purchase.order_id).or_insert(0) += 1;
+                points += o.purchase.points;
+            }
+            Ok(_) => replayed += 1,
+            Err(e) => panic!("{e:?}"),
+        }
+    }
+    assert_eq!(created.len(), 100);
+    assert!(created.values().all(|n| *n == 1), "{created:?}");
+    assert_eq!(replayed, 100);
+    let mut earned = 0;
+    for m in &ids {
+        let b = w.core.points_balance(&w.actor, m).await.unwrap();
+        earned += b.available + b.pending;
+    }
+    assert_eq!(earned, points, "balances hold what the sales earned, each once");
+    assert!(w.core.verify_ledgers(Some(&w.actor.brand_id)).await.unwrap().ok());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_sales_are_grouped_and_counted_once_on_sqlite() {
+    concurrent_sales_are_grouped_and_counted_once(Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_sales_are_grouped_and_counted_once_on_postgres() {
+    concurrent_sales_are_grouped_and_counted_once(Backend::Postgres).await;
+}

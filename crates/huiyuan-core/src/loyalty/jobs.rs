@@ -62,7 +62,8 @@ impl Core {
         self.run_jobs(&format!("api {}", actor.id), true).await
     }
 
-    async fn run_job(&self, name: &str, owner: &str, force: bool) -> Result<JobRun> {
+    /// Runs one job (by its name in [`ALL`]) when due, or now when `force`, under its lease.
+    pub async fn run_job(&self, name: &str, owner: &str, force: bool) -> Result<JobRun> {
         let now = self.now();
         let mut tx = self.storage.write().await?;
         tx.ensure_job(name, now).await?;
@@ -254,9 +255,7 @@ impl Core {
                         marked.push(lot.clone());
                     }
                 }
-                for lot in &marked {
-                    tx.update_lot(lot).await?;
-                }
+                tx.update_lots(&marked).await?;
                 for (at, points) in expiring {
                     let key = format!("expiring:{member}:{at}");
                     if self

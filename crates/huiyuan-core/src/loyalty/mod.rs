@@ -6,6 +6,7 @@
 //! account's buckets equal to the sums of the entries.
 
 pub mod calendar;
+pub mod ingest;
 pub mod jobs;
 pub mod points;
 pub mod programme;
@@ -23,7 +24,7 @@ use huiyuan_domain::loyalty::ledger::{
     HASH_LEN,
 };
 use huiyuan_domain::loyalty::programme::Programme;
-use huiyuan_store::{AccountRecord, LedgerEntryRecord, LotRecord, OutboxRecord, Tx};
+use huiyuan_store::{AccountRecord, LedgerEntryRecord, LotRecord, OutboxRecord, PurchaseRecord, Tx};
 use serde_json::json;
 use time::{Duration, OffsetDateTime};
 
@@ -106,7 +107,8 @@ impl Core {
         if let Some(a) = tx.lock_account(brand, member).await? {
             return Ok(a);
         }
-        tx.ensure_account(&new_account(brand, member, self.now())).await?;
+        tx.ensure_accounts(&[new_account(brand, member, self.now())])
+            .await?;
         tx.lock_account(brand, member)
             .await?
             .ok_or_else(|| CoreError::Corrupt("point account vanished".into()))
@@ -122,16 +124,28 @@ impl Core {
         payload: serde_json::Value,
         dedupe_key: Option<String>,
     ) -> Result<bool> {
-        let record = OutboxRecord {
+        let mut record = self.event(brand, event_type, subject, payload);
+        record.dedupe_key = dedupe_key;
+        Ok(tx.insert_event(&record).await?)
+    }
+
+    /// An outbox event, for the caller to write (with others) in its transaction.
+    pub(crate) fn event(
+        &self,
+        brand: &BrandId,
+        event_type: &str,
+        subject: &str,
+        payload: serde_json::Value,
+    ) -> OutboxRecord {
+        OutboxRecord {
             id: self.new_id(EventId::generate).to_string(),
             brand_id: brand.clone(),
             event_type: event_type.into(),
             subject: subject.into(),
             payload: payload.to_string(),
-            dedupe_key,
+            dedupe_key: None,
             created_at: self.now(),
-        };
-        Ok(tx.insert_event(&record).await?)
+        }
     }
 }
 
@@ -211,14 +225,67 @@ pub(crate) struct NewLot<'a> {
     pub expires_at: Option<OffsetDateTime>,
 }
 
-/// Changes to one member's points inside one transaction, under their account lock.
+/// Rows a transaction will write, gathered so that each table gets a few multi-row
+/// statements instead of one per row: what lets a batch of purchases commit in milliseconds.
+#[derive(Default)]
+pub(crate) struct Writes {
+    pub purchases: Vec<PurchaseRecord>,
+    pub new_lots: Vec<LotRecord>,
+    pub changed_lots: Vec<LotRecord>,
+    pub entries: Vec<LedgerEntryRecord>,
+    pub accounts: Vec<AccountRecord>,
+    pub events: Vec<OutboxRecord>,
+}
+
+impl Writes {
+    /// Writes everything, referenced rows first. Purchases were checked under the account
+    /// locks; one that is nevertheless already there (the same order recorded for another
+    /// member at the same moment) fails the whole transaction, which the caller retries.
+    pub async fn flush(self, tx: &mut dyn Tx) -> Result<()> {
+        if !self.purchases.is_empty() {
+            let written = tx.insert_purchases(&self.purchases).await?;
+            if written != self.purchases.len() as u64 {
+                return Err(CoreError::conflict(
+                    "order_id_race",
+                    "an order in this request was recorded at the same moment by another request; retry",
+                ));
+            }
+        }
+        if !self.new_lots.is_empty() {
+            tx.insert_lots(&self.new_lots).await?;
+        }
+        if !self.entries.is_empty() {
+            tx.insert_entries(&self.entries).await?;
+        }
+        if !self.changed_lots.is_empty() {
+            tx.update_lots(&self.changed_lots).await?;
+        }
+        if !self.accounts.is_empty() {
+            tx.save_accounts(&self.accounts).await?;
+        }
+        if !self.events.is_empty() {
+            tx.insert_events(&self.events).await?;
+        }
+        Ok(())
+    }
+}
+
+/// Changes to one member's points inside one transaction, under their account lock. Nothing
+/// is written until [`Posting::save`] (or [`Posting::stage`] and [`Writes::flush`]).
 pub(crate) struct Posting<'c> {
     core: &'c Core,
     pub account: AccountRecord,
-    /// The member's lots that still hold points, oldest first, as changed so far.
+    /// The member's lots that still hold points, oldest first, as changed so far; `None`
+    /// until something needs them (earning alone does not).
     lots: Option<Vec<LotRecord>>,
+    /// Lots made by this posting while `lots` was not loaded.
+    new_lots: Vec<LotRecord>,
+    /// IDs of every lot this posting made.
+    created: Vec<String>,
     dirty_lots: Vec<String>,
-    actor: String,
+    /// Who the entries name; a batch of sales may change it between sales.
+    pub actor: String,
+    /// Entries appended by this posting, oldest first.
     pub entries: Vec<LedgerEntryRecord>,
 }
 
@@ -231,21 +298,31 @@ impl<'c> Posting<'c> {
         actor: &str,
     ) -> Result<Self> {
         let account = core.lock_account(tx, brand, member).await?;
-        Ok(Self {
+        Ok(Self::with_account(core, account, actor))
+    }
+
+    /// A posting on an account the caller has locked.
+    pub fn with_account(core: &'c Core, account: AccountRecord, actor: &str) -> Self {
+        Self {
             core,
             account,
             lots: None,
+            new_lots: Vec::new(),
+            created: Vec::new(),
             dirty_lots: Vec::new(),
             actor: actor.into(),
             entries: Vec::new(),
-        })
+        }
     }
 
+    /// The member's open lots, oldest first, with this posting's changes and new lots.
     pub async fn lots(&mut self, tx: &mut dyn Tx) -> Result<&mut Vec<LotRecord>> {
         if self.lots.is_none() {
-            let lots = tx
+            let mut lots = tx
                 .open_lots(&self.account.brand_id, &self.account.member_id)
                 .await?;
+            lots.extend(std::mem::take(&mut self.new_lots));
+            lots.sort_by(|a, b| (a.earned_at, &a.id).cmp(&(b.earned_at, &b.id)));
             self.lots = Some(lots);
         }
         Ok(self.lots.get_or_insert_with(Vec::new))
@@ -260,9 +337,8 @@ impl<'c> Posting<'c> {
     /// Appends an entry and applies its deltas; refuses any change that would leave a bucket
     /// negative (a bug, never a member's problem: callers check balances first).
     #[allow(clippy::too_many_arguments)]
-    pub async fn append(
+    pub fn append(
         &mut self,
-        tx: &mut dyn Tx,
         kind: EntryKind,
         deltas: Deltas,
         lot_id: Option<&str>,
@@ -307,7 +383,6 @@ impl<'c> Posting<'c> {
         };
         let hash = record_hash(&entry, kind);
         entry.hash = hash.to_vec();
-        tx.insert_entry(&entry).await?;
         a.available = available;
         a.pending = pending;
         a.debt = debt;
@@ -323,9 +398,8 @@ impl<'c> Posting<'c> {
     /// Appends the entry (of the lot's `source` kind) with `debt_repaid` — and, for points that
     /// have a return window, `matures_at` — added to `detail`. Returns the debt repaid and
     /// whether the rest is pending.
-    pub async fn credit(
+    pub fn credit(
         &mut self,
-        tx: &mut dyn Tx,
         points: i64,
         new: NewLot<'_>,
         programme_version: Option<i64>,
@@ -356,11 +430,15 @@ impl<'c> Posting<'c> {
                 expires_at,
                 expiry_notified: false,
             };
-            tx.insert_lot(&lot).await?;
             let id = lot.id.clone();
-            let lots = self.lots(tx).await?;
-            lots.push(lot);
-            lots.sort_by(|a, b| (a.earned_at, &a.id).cmp(&(b.earned_at, &b.id)));
+            self.created.push(id.clone());
+            match &mut self.lots {
+                Some(lots) => {
+                    lots.push(lot);
+                    lots.sort_by(|a, b| (a.earned_at, &a.id).cmp(&(b.earned_at, &b.id)));
+                }
+                None => self.new_lots.push(lot),
+            }
             Some(id)
         } else {
             None
@@ -375,15 +453,13 @@ impl<'c> Posting<'c> {
             debt: -repaid,
         };
         self.append(
-            tx,
             source,
             deltas,
             lot_id.as_deref(),
             reference,
             programme_version,
             detail,
-        )
-        .await?;
+        )?;
         Ok((repaid, pending))
     }
 
@@ -405,8 +481,7 @@ impl<'c> Posting<'c> {
             pending: 0,
             debt: 0,
         };
-        self.append(tx, kind, deltas, None, Some(reference), programme_version, detail)
-            .await?;
+        self.append(kind, deltas, None, Some(reference), programme_version, detail)?;
         Ok(())
     }
 
@@ -460,17 +535,30 @@ impl<'c> Posting<'c> {
         Ok(taken)
     }
 
-    /// Writes the changed lots and the account. Must be called before commit.
-    pub async fn save(mut self, tx: &mut dyn Tx) -> Result<(AccountRecord, Vec<LedgerEntryRecord>)> {
-        if let Some(lots) = &self.lots {
-            for id in std::mem::take(&mut self.dirty_lots) {
-                if let Some(lot) = lots.iter().find(|l| l.id == id) {
-                    tx.update_lot(lot).await?;
+    /// Writes the entries, the new and changed lots and the account. Must be called before
+    /// commit.
+    pub async fn save(self, tx: &mut dyn Tx) -> Result<()> {
+        let mut writes = Writes::default();
+        self.stage(&mut writes);
+        writes.flush(tx).await
+    }
+
+    /// Adds what [`Posting::save`] would write to `writes`, for one flush of many postings.
+    pub fn stage(self, writes: &mut Writes) {
+        match self.lots {
+            None => writes.new_lots.extend(self.new_lots),
+            Some(lots) => {
+                for lot in lots {
+                    if self.created.contains(&lot.id) {
+                        writes.new_lots.push(lot);
+                    } else if self.dirty_lots.contains(&lot.id) {
+                        writes.changed_lots.push(lot);
+                    }
                 }
             }
         }
-        tx.update_account(&self.account).await?;
-        Ok((self.account, self.entries))
+        writes.entries.extend(self.entries);
+        writes.accounts.push(self.account);
     }
 
     /// Moves a pending lot to active (its return window closed).
@@ -485,7 +573,6 @@ impl<'c> Posting<'c> {
         self.touch(lot_id);
         if points > 0 {
             self.append(
-                tx,
                 EntryKind::Activate,
                 Deltas {
                     available: points,
@@ -496,8 +583,7 @@ impl<'c> Posting<'c> {
                 reference.as_deref(),
                 None,
                 json!({ "reason": "return window closed" }),
-            )
-            .await?;
+            )?;
         }
         Ok(())
     }
@@ -529,15 +615,13 @@ impl<'c> Posting<'c> {
                 }
             };
             self.append(
-                tx,
                 EntryKind::Expire,
                 deltas,
                 Some(lot_id),
                 None,
                 None,
                 json!({ "expired_at": expires_at.map(crate::views::rfc3339) }),
-            )
-            .await?;
+            )?;
         }
         Ok(points)
     }

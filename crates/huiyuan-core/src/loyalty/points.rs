@@ -204,8 +204,7 @@ impl Core {
             let lot = new_lot(EntryKind::Adjustment, &input.reference, now, expires);
             (repaid, _) = op
                 .posting
-                .credit(&mut *op.tx, input.points, lot, Some(op.ctx.version), detail)
-                .await?;
+                .credit(input.points, lot, Some(op.ctx.version), detail)?;
         } else {
             let want = -input.points;
             if op.posting.account.available < want {
@@ -342,8 +341,7 @@ impl Core {
             let detail = json!({ "action": input.action.as_str() });
             (repaid, _) = op
                 .posting
-                .credit(&mut *op.tx, reward.points, lot, Some(op.ctx.version), detail)
-                .await?;
+                .credit(reward.points, lot, Some(op.ctx.version), detail)?;
         }
         let outcome = self.finish_operation(actor, op, reward.points, repaid).await?;
         Ok((outcome, true))
@@ -485,20 +483,25 @@ impl Core {
             .iter()
             .map(|l| json!({ "lot": l.id, "points": l.remaining }))
             .collect();
-        for lot in &lots {
-            let new = LotRecord {
+        let copies: Vec<LotRecord> = lots
+            .iter()
+            .map(|lot| LotRecord {
                 id: self.new_id(huiyuan_domain::ids::LotId::generate).to_string(),
                 member_id: keep.clone(),
                 ..lot.clone()
-            };
-            tx.insert_lot(&new).await?;
-            let mut closed = lot.clone();
-            closed.remaining = 0;
-            closed.status = "closed".into();
-            tx.update_lot(&closed).await?;
-        }
+            })
+            .collect();
+        let closed: Vec<LotRecord> = lots
+            .iter()
+            .map(|lot| LotRecord {
+                remaining: 0,
+                status: "closed".into(),
+                ..lot.clone()
+            })
+            .collect();
+        tx.insert_lots(&copies).await?;
+        tx.update_lots(&closed).await?;
         from.append(
-            tx,
             EntryKind::MergeOut,
             Deltas {
                 available: -available,
@@ -509,10 +512,8 @@ impl Core {
             Some(keep.as_str()),
             None,
             json!({ "merged_into": keep, "lots": moved }),
-        )
-        .await?;
+        )?;
         into.append(
-            tx,
             EntryKind::MergeIn,
             Deltas {
                 available,
@@ -523,8 +524,7 @@ impl Core {
             Some(gone.as_str()),
             None,
             json!({ "merged_from": gone, "lots": moved, "purchases_moved": moved_purchases }),
-        )
-        .await?;
+        )?;
         // The survivor's tier: what the combined purchases qualify for (never lower).
         let ctx = self.loyalty_context(tx, brand).await;
         if let Ok(ctx) = ctx {

@@ -2,44 +2,54 @@
 //! brand's own order and refund numbers.
 
 use huiyuan_domain::access::Permission;
-use huiyuan_domain::ids::{MemberId, PurchaseId};
-use huiyuan_domain::loyalty::earning::{
-    evaluate, proportional_reversal, EarnLine, EarnedSoFar, Earning, PurchaseFacts,
-};
+use huiyuan_domain::ids::MemberId;
+use huiyuan_domain::loyalty::earning::{proportional_reversal, Earning};
 use huiyuan_domain::loyalty::ledger::{Deltas, EntryKind};
 use huiyuan_domain::loyalty::programme::RefundPolicy;
 use huiyuan_domain::loyalty::purchase::{
     validate_purchase, validate_refund, PurchaseInput, PurchaseLine, RefundInput,
 };
-use huiyuan_domain::member::{EnrolInput, Identity, MemberStatus};
+use huiyuan_domain::member::{EnrolInput, Identity};
 use huiyuan_domain::pii::Phone;
 use huiyuan_domain::ValidationError;
-use huiyuan_store::{Page, PurchaseRecord, RefundRecord, Tx};
+use huiyuan_store::{Page, PurchaseRecord, RefundRecord};
 use serde_json::json;
 use time::Duration;
 
-use super::tiers::change_view;
 use super::views::{PurchaseOutcome, PurchaseView, RefundOutcome};
-use super::{LoyaltyContext, NewLot, Posting};
-use crate::members::{enum_str, parse_enum, Enrolment};
+use super::Posting;
+use crate::members::{parse_enum, Enrolment};
 use crate::{Actor, Core, CoreError, Result};
 
-/// Most purchases accepted by one batch call.
-pub const MAX_BATCH: usize = 1_000;
+pub use super::ingest::MAX_BATCH;
 /// How far in the future a sale's time may be (till clocks drift).
 const MAX_CLOCK_SKEW: Duration = Duration::minutes(5);
 
 /// A purchase checked and resolved to a member, ready for the transaction.
-struct Prepared {
-    input: PurchaseInput,
-    lines: Vec<PurchaseLine>,
-    member_id: MemberId,
-    store_code: Option<String>,
-    enrolled: bool,
+#[derive(Clone)]
+pub(super) struct Prepared {
+    pub input: PurchaseInput,
+    pub lines: Vec<PurchaseLine>,
+    pub member_id: MemberId,
+    /// Enrolled by this sale ("pay and you are a member").
+    pub enrolled: bool,
+    /// Who recorded it, as the ledger names them.
+    pub actor: String,
 }
 
-fn purchase_view(r: &PurchaseRecord) -> Result<PurchaseView> {
+pub(super) fn purchase_view(r: &PurchaseRecord) -> Result<PurchaseView> {
     let corrupt = |e: serde_json::Error| CoreError::Corrupt(format!("purchase {}: {e}", r.order_id));
+    let lines = serde_json::from_str(&r.lines).map_err(corrupt)?;
+    let earning = serde_json::from_str(&r.earning).map_err(corrupt)?;
+    view_of(r, lines, earning)
+}
+
+/// The view of a stored purchase whose lines and earning the caller already has parsed.
+pub(super) fn view_of(
+    r: &PurchaseRecord,
+    lines: Vec<PurchaseLine>,
+    earning: Earning,
+) -> Result<PurchaseView> {
     Ok(PurchaseView {
         id: r.id.clone(),
         order_id: r.order_id.clone(),
@@ -54,8 +64,8 @@ fn purchase_view(r: &PurchaseRecord) -> Result<PurchaseView> {
         points_reversed: r.points_reversed,
         refunded_amount: r.refunded_amount,
         status: r.status.clone(),
-        lines: serde_json::from_str(&r.lines).map_err(corrupt)?,
-        earning: serde_json::from_str(&r.earning).map_err(corrupt)?,
+        lines,
+        earning,
         programme_version: r.programme_version,
         created_at: r.created_at,
     })
@@ -63,13 +73,13 @@ fn purchase_view(r: &PurchaseRecord) -> Result<PurchaseView> {
 
 /// What a purchase needs before its transaction: nothing (seen before), or its resolved parts.
 /// Both boxed: each is a few hundred bytes and they differ in size.
-enum Preparation {
+pub(super) enum Preparation {
     Replay(Box<PurchaseOutcome>),
     Ready(Box<Prepared>),
 }
 
 /// The answer to an order seen before: its first outcome, marked as not created now.
-fn replay(existing: &PurchaseRecord) -> Result<PurchaseOutcome> {
+pub(super) fn replay(existing: &PurchaseRecord) -> Result<PurchaseOutcome> {
     Ok(PurchaseOutcome {
         purchase: purchase_view(existing)?,
         created: false,
@@ -80,7 +90,11 @@ fn replay(existing: &PurchaseRecord) -> Result<PurchaseOutcome> {
 }
 
 /// A repeated order must be the same sale; anything else is a client bug worth reporting.
-fn same_sale(existing: &PurchaseRecord, input: &PurchaseInput, lines: &[PurchaseLine]) -> Result<()> {
+pub(super) fn same_sale(
+    existing: &PurchaseRecord,
+    input: &PurchaseInput,
+    lines: &[PurchaseLine],
+) -> Result<()> {
     let stored: Vec<PurchaseLine> = serde_json::from_str(&existing.lines).unwrap_or_default();
     let same_lines = stored.len() == lines.len()
         && stored
@@ -104,114 +118,48 @@ fn same_sale(existing: &PurchaseRecord, input: &PurchaseInput, lines: &[Purchase
 }
 
 impl Core {
-    /// Records a purchase: earns points by the programme, in one transaction with the ledger
-    /// entry, the balance and the tier. Sending the same `order_id` again changes nothing.
-    pub async fn record_purchase(&self, actor: &Actor, input: PurchaseInput) -> Result<PurchaseOutcome> {
-        actor.require(Permission::PurchasesRecord)?;
-        let prepared = match self.prepare_purchase(actor, input).await? {
-            Preparation::Replay(outcome) => return Ok(*outcome),
-            Preparation::Ready(p) => *p,
-        };
-        let mut tx = self.storage.write().await?;
-        let ctx = self.loyalty_context(&mut *tx, &actor.brand_id).await?;
-        let outcome = self.record_in_tx(&mut *tx, &ctx, actor, prepared).await?;
-        tx.commit().await?;
-        Ok(outcome)
-    }
-
-    /// Records up to [`MAX_BATCH`] purchases in one transaction. Each item gets its own
-    /// outcome or error; a database failure fails the whole batch (retry it: it is idempotent).
-    pub async fn record_purchases(
-        &self,
-        actor: &Actor,
-        inputs: Vec<PurchaseInput>,
-    ) -> Result<Vec<Result<PurchaseOutcome>>> {
-        actor.require(Permission::PurchasesRecord)?;
-        if inputs.is_empty() || inputs.len() > MAX_BATCH {
-            return Err(ValidationError::field(
-                "purchases",
-                format!("must hold between 1 and {MAX_BATCH} purchases"),
-            )
-            .into());
-        }
-        let mut slots: Vec<Option<Result<PurchaseOutcome>>> = Vec::with_capacity(inputs.len());
-        let mut prepared = Vec::new();
-        for (i, input) in inputs.into_iter().enumerate() {
-            match self.prepare_purchase(actor, input).await {
-                Ok(Preparation::Ready(p)) => {
-                    prepared.push((i, *p));
-                    slots.push(None);
-                }
-                Ok(Preparation::Replay(outcome)) => slots.push(Some(Ok(*outcome))),
-                Err(e) => slots.push(Some(Err(e))),
-            }
-        }
-        let mut tx = self.storage.write().await?;
-        let ctx = self.loyalty_context(&mut *tx, &actor.brand_id).await?;
-        for (i, p) in prepared {
-            let result = self.record_in_tx(&mut *tx, &ctx, actor, p).await;
-            match result {
-                Err(CoreError::Store(e)) => return Err(CoreError::Store(e)),
-                Err(CoreError::Corrupt(e)) => return Err(CoreError::Corrupt(e)),
-                other => slots[i] = Some(other),
-            }
-        }
-        tx.commit().await?;
-        Ok(slots
-            .into_iter()
-            .map(|s| s.unwrap_or_else(|| Err(CoreError::Corrupt("batch slot left empty".into()))))
-            .collect())
-    }
-
-    /// Validates once, then in one read snapshot: an order seen before is answered with its
-    /// first outcome (without touching a member code again); otherwise the store is checked and
-    /// the member found. A member code is then verified, or an unknown phone enrolled — all
-    /// before the purchase's transaction, which must not open another one.
-    async fn prepare_purchase(&self, actor: &Actor, input: PurchaseInput) -> Result<Preparation> {
+    /// Validates, and resolves the member when the sale names them by phone or member code:
+    /// an order seen before is answered with its first outcome (without touching a member
+    /// code again), a code is verified, an unknown phone enrolled — all before the purchase's
+    /// transaction, which must not open another one. A sale by member ID needs nothing here:
+    /// its transaction checks the member, the store and a replay, for a whole batch at once.
+    pub(super) async fn prepare_purchase(&self, actor: &Actor, input: PurchaseInput) -> Result<Preparation> {
         let lines = validate_purchase(&input)?;
+        if input.occurred_at.is_some_and(|t| t > self.now() + MAX_CLOCK_SKEW) {
+            return Err(ValidationError::field("occurred_at", "is in the future").into());
+        }
         let brand = &actor.brand_id;
-        let (store_code, found) = {
-            let mut tx = self.storage.read().await?;
-            if let Some(existing) = tx.get_purchase(brand, &input.order_id).await? {
-                same_sale(&existing, &input, &lines)?;
-                return Ok(Preparation::Replay(Box::new(replay(&existing)?)));
-            }
-            if input.occurred_at.is_some_and(|t| t > self.now() + MAX_CLOCK_SKEW) {
-                return Err(ValidationError::field("occurred_at", "is in the future").into());
-            }
-            let store_code = match &input.store_id {
-                None => None,
-                Some(id) => {
-                    let store = tx
-                        .get_store(brand, id)
-                        .await?
-                        .ok_or_else(|| ValidationError::field("store_id", "no such store in this brand"))?;
-                    Some(store.code)
+        let (member_id, enrolled) = match (&input.member_id, &input.phone, &input.member_code) {
+            (Some(id), _, _) => (id.clone(), false),
+            (None, phone, code) => {
+                let found = {
+                    let mut tx = self.storage.read().await?;
+                    if let Some(existing) = tx.get_purchase(brand, &input.order_id).await? {
+                        same_sale(&existing, &input, &lines)?;
+                        return Ok(Preparation::Replay(Box::new(replay(&existing)?)));
+                    }
+                    match phone {
+                        Some(phone) => {
+                            let identity = Identity::Phone(Phone::parse(phone)?);
+                            tx.find_identity(brand, &identity.kind(), &self.identity_hash(brand, &identity))
+                                .await?
+                        }
+                        None => None,
+                    }
+                };
+                match (found, code) {
+                    (Some(id), _) => (id, false),
+                    (None, Some(code)) => (self.verify_code(actor, code).await?.member.id, false),
+                    (None, None) => self.enrol_buyer(actor, &input).await?,
                 }
-            };
-            let found = if let Some(id) = &input.member_id {
-                // Here, so that another brand's member is "not found" before anything else.
-                Some(self.active_member(&mut *tx, brand, id, false).await?.id)
-            } else if let Some(phone) = &input.phone {
-                let identity = Identity::Phone(Phone::parse(phone)?);
-                tx.find_identity(brand, &identity.kind(), &self.identity_hash(brand, &identity))
-                    .await?
-            } else {
-                None
-            };
-            (store_code, found)
-        };
-        let (member_id, enrolled) = match (found, &input.member_code) {
-            (Some(id), _) => (id, false),
-            (None, Some(code)) => (self.verify_code(actor, code).await?.member.id, false),
-            (None, None) => self.enrol_buyer(actor, &input).await?,
+            }
         };
         Ok(Preparation::Ready(Box::new(Prepared {
             input,
             lines,
             member_id,
-            store_code,
             enrolled,
+            actor: actor.label(),
         })))
     }
 
@@ -231,153 +179,6 @@ impl Core {
             Enrolment::Created(m) => Ok((m.id, true)),
             Enrolment::Existing(m) => Ok((m.id, false)),
         }
-    }
-
-    async fn record_in_tx(
-        &self,
-        tx: &mut dyn Tx,
-        ctx: &LoyaltyContext,
-        actor: &Actor,
-        p: Prepared,
-    ) -> Result<PurchaseOutcome> {
-        let brand = &actor.brand_id;
-        let member = self.active_member(tx, brand, &p.member_id, false).await?;
-        if member.status == MemberStatus::Erased {
-            return Err(CoreError::conflict(
-                "member_erased",
-                "the member was erased and cannot earn points",
-            ));
-        }
-        let mut posting = Posting::open(self, tx, brand, &member.id, &actor.label()).await?;
-        // Under the account lock: a concurrent copy of this order has either committed (seen
-        // here) or will see ours.
-        if let Some(existing) = tx.get_purchase(brand, &p.input.order_id).await? {
-            same_sale(&existing, &p.input, &p.lines)?;
-            return replay(&existing);
-        }
-        let now = self.now();
-        let occurred_at = p.input.occurred_at.map(crate::clock::truncate_ms).unwrap_or(now);
-        let programme = &ctx.programme;
-        let local_date = ctx.calendar.date_of(occurred_at);
-        let so_far =
-            if programme.caps.per_member_per_day.is_some() || programme.caps.per_member_per_month.is_some() {
-                let day = tx
-                    .purchase_totals(brand, &member.id, ctx.calendar.start_of(local_date))
-                    .await?;
-                let month_start = super::calendar::BrandCalendar::month_start(local_date);
-                let month = tx
-                    .purchase_totals(brand, &member.id, ctx.calendar.start_of(month_start))
-                    .await?;
-                EarnedSoFar {
-                    today: day.points,
-                    this_month: month.points,
-                }
-            } else {
-                EarnedSoFar::default()
-            };
-        let tier_level = ctx.level_of(&posting.account);
-        let earn_lines: Vec<EarnLine> = p.lines.iter().map(PurchaseLine::earn_line).collect();
-        let earning: Earning = evaluate(
-            programme,
-            &PurchaseFacts {
-                lines: &earn_lines,
-                paid_amount: p.input.paid_amount,
-                store_code: p.store_code.as_deref(),
-                channel: p.input.channel,
-                at: occurred_at,
-                local_date,
-                birth_month: member.birth_month,
-                tier: programme.tiers.levels.get(tier_level),
-            },
-            so_far,
-        );
-        let mut lines = p.lines;
-        for (line, points) in lines.iter_mut().zip(&earning.line_points) {
-            line.points = *points;
-        }
-        let record = PurchaseRecord {
-            brand_id: brand.clone(),
-            order_id: p.input.order_id.clone(),
-            id: self.new_id(PurchaseId::generate).to_string(),
-            member_id: member.id.clone(),
-            store_id: p.input.store_id.clone(),
-            channel: enum_str(p.input.channel),
-            occurred_at,
-            paid_amount: p.input.paid_amount,
-            eligible_amount: earning.eligible_amount,
-            points: earning.points,
-            points_reversed: 0,
-            refunded_amount: 0,
-            status: "completed".into(),
-            lines: json!(lines).to_string(),
-            earning: json!(earning).to_string(),
-            programme_version: ctx.version,
-            created_at: now,
-        };
-        if !tx.insert_purchase(&record).await? {
-            // Same order ID for another member, recorded concurrently.
-            return Err(CoreError::Conflict {
-                code: "order_id_reused",
-                message: format!("order {} was recorded for another member", record.order_id),
-                errors: Vec::new(),
-            });
-        }
-        let mut debt_repaid = 0;
-        if earning.points > 0 {
-            let matures_at = occurred_at + Duration::days(i64::from(programme.pending_days));
-            let (repaid, pending) = posting
-                .credit(
-                    tx,
-                    earning.points,
-                    NewLot {
-                        source: EntryKind::Earn,
-                        reference: Some(&record.order_id),
-                        earned_at: occurred_at,
-                        matures_at: Some(matures_at),
-                        expires_at: ctx.expires_at(occurred_at),
-                    },
-                    Some(ctx.version),
-                    json!({
-                        "purchase_id": record.id,
-                        "eligible_amount": earning.eligible_amount,
-                        "items": earning.items,
-                    }),
-                )
-                .await?;
-            debt_repaid = repaid;
-            self.emit(
-                tx,
-                brand,
-                "points.earned",
-                member.id.as_str(),
-                json!({ "member_id": member.id, "order_id": record.order_id, "points": earning.points,
-                        "pending": pending, "debt_repaid": repaid }),
-                None,
-            )
-            .await?;
-        }
-        let cause = format!("purchase {}", record.order_id);
-        let change = self
-            .upgrade_if_qualified(tx, ctx, &mut posting.account, &cause)
-            .await?;
-        self.emit(
-            tx,
-            brand,
-            "purchase.recorded",
-            member.id.as_str(),
-            json!({ "member_id": member.id, "order_id": record.order_id, "paid_amount": record.paid_amount,
-                    "store_id": record.store_id, "channel": record.channel }),
-            None,
-        )
-        .await?;
-        posting.save(tx).await?;
-        Ok(PurchaseOutcome {
-            purchase: purchase_view(&record)?,
-            created: true,
-            member_enrolled: p.enrolled,
-            debt_repaid,
-            tier_change: change.as_ref().map(change_view),
-        })
     }
 
     pub async fn get_purchase(&self, actor: &Actor, order_id: &str) -> Result<PurchaseView> {
@@ -585,23 +386,20 @@ impl Core {
             created_at: now,
         };
         if reverse > 0 {
-            posting
-                .append(
-                    &mut *tx,
-                    EntryKind::RefundReversal,
-                    Deltas {
-                        available: -taken.from_available,
-                        pending: -taken.from_pending,
-                        debt: debt_added,
-                    },
-                    None,
-                    Some(&order),
-                    Some(ctx.version),
-                    json!({ "refund_id": input.refund_id, "amount": amount, "points": reverse,
+            posting.append(
+                EntryKind::RefundReversal,
+                Deltas {
+                    available: -taken.from_available,
+                    pending: -taken.from_pending,
+                    debt: debt_added,
+                },
+                None,
+                Some(&order),
+                Some(ctx.version),
+                json!({ "refund_id": input.refund_id, "amount": amount, "points": reverse,
                             "lots": taken.lots_json(), "debt_added": debt_added, "written_off": written_off,
                             "reason": input.reason }),
-                )
-                .await?;
+            )?;
         }
         purchase.refunded_amount += amount;
         purchase.points_reversed += reverse;

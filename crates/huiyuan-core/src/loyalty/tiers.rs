@@ -142,12 +142,25 @@ impl Core {
         cause: &str,
     ) -> Result<Option<TierChangeRecord>> {
         let metrics = self.tier_metrics(tx, ctx, account).await?;
-        let qualified = qualified_level(&ctx.programme.tiers, &metrics);
+        self.upgrade_to_qualified(tx, ctx, account, &metrics, cause).await
+    }
+
+    /// [`Core::upgrade_if_qualified`] with the window's metrics already known (a batch of
+    /// sales sums them once for all its members).
+    pub(crate) async fn upgrade_to_qualified(
+        &self,
+        tx: &mut dyn Tx,
+        ctx: &LoyaltyContext,
+        account: &mut AccountRecord,
+        metrics: &TierMetrics,
+        cause: &str,
+    ) -> Result<Option<TierChangeRecord>> {
+        let qualified = qualified_level(&ctx.programme.tiers, metrics);
         if qualified <= ctx.level_of(account) {
             return Ok(None);
         }
         let tier = &ctx.programme.tiers.levels[qualified];
-        let reason = format!("{cause}: {}", qualification_reason(tier, &metrics));
+        let reason = format!("{cause}: {}", qualification_reason(tier, metrics));
         self.change_tier(tx, ctx, account, qualified, reason)
             .await
             .map(Some)

@@ -18,7 +18,8 @@ pub const MAX_POINTS: i64 = 100_000_000;
 
 /// A purchase to record; `order_id` is the brand's own order number and makes the call
 /// idempotent: the same order sent again returns the first result and earns nothing more.
-#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
+/// Serializable too, for clients written in Rust (the load generator, imports).
+#[derive(Debug, Clone, serde::Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PurchaseInput {
     pub order_id: String,
@@ -39,7 +40,7 @@ pub struct PurchaseInput {
     pub paid_amount: i64,
 }
 
-#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, serde::Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LineInput {
     pub sku: String,

@@ -1,0 +1,594 @@
+//! Recording purchases, the engine's hot path. A batch of sales earns its points in one
+//! transaction with a few statements per table (members, replays, accounts and window totals
+//! read for the whole batch; purchases, lots, entries, accounts and events written as
+//! multi-row statements) instead of a dozen round trips per sale. Single sales that arrive
+//! together are grouped into such batches (group commit): one durable commit serves them all,
+//! so durability is kept while throughput grows with load.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Mutex;
+
+use huiyuan_domain::access::Permission;
+use huiyuan_domain::ids::{BrandId, MemberId, PurchaseId, StoreId};
+use huiyuan_domain::loyalty::earning::{evaluate, EarnLine, EarnedSoFar, PurchaseFacts};
+use huiyuan_domain::loyalty::ledger::EntryKind;
+use huiyuan_domain::loyalty::purchase::{PurchaseInput, PurchaseLine};
+use huiyuan_domain::loyalty::tiers::TierMetrics;
+use huiyuan_domain::member::MemberStatus;
+use huiyuan_domain::ValidationError;
+use huiyuan_store::{AccountRecord, MemberRecord, PurchaseRecord, PurchaseTotals, StoreError, Tx};
+use serde_json::json;
+use time::{Duration, OffsetDateTime};
+use tokio::sync::{oneshot, Semaphore};
+
+use super::calendar::BrandCalendar;
+use super::purchases::{replay, same_sale, view_of, Preparation, Prepared};
+use super::tiers::change_view;
+use super::views::PurchaseOutcome;
+use super::{new_account, LoyaltyContext, NewLot, Posting, Writes};
+use crate::members::enum_str;
+use crate::{Actor, Core, CoreError, Result};
+
+/// Most purchases accepted by one batch call, and most grouped into one commit.
+pub const MAX_BATCH: usize = 1_000;
+/// How many times a batch is retried when another transaction recorded one of its orders at
+/// the same moment, or PostgreSQL broke a deadlock by giving it up (SQLite serialises writers).
+const RACE_RETRIES: usize = 3;
+
+/// Single sales waiting to be written, shared by the requests of one process.
+pub struct PurchaseQueue {
+    waiting: Mutex<Vec<Waiting>>,
+    /// Leaders that may write at once: one on SQLite (it has one writer); several on
+    /// PostgreSQL, whose row locks order sales of the same member.
+    writers: Semaphore,
+}
+
+struct Waiting {
+    brand: BrandId,
+    item: Prepared,
+    reply: oneshot::Sender<Result<PurchaseOutcome>>,
+}
+
+impl PurchaseQueue {
+    pub fn new(writers: usize) -> Self {
+        Self {
+            waiting: Mutex::new(Vec::new()),
+            writers: Semaphore::new(writers.max(1)),
+        }
+    }
+
+    fn push(&self, brand: &BrandId, item: Prepared) -> oneshot::Receiver<Result<PurchaseOutcome>> {
+        let (reply, receiver) = oneshot::channel();
+        let mut waiting = self.waiting.lock().unwrap_or_else(|e| e.into_inner());
+        waiting.push(Waiting {
+            brand: brand.clone(),
+            item,
+            reply,
+        });
+        receiver
+    }
+
+    fn take(&self) -> Vec<Waiting> {
+        let mut waiting = self.waiting.lock().unwrap_or_else(|e| e.into_inner());
+        let n = waiting.len().min(MAX_BATCH);
+        waiting.drain(..n).collect()
+    }
+}
+
+/// Instants summed per query: a batch of today's sales needs three (day, month, tier window);
+/// an import spanning many days needs more, in a few queries.
+const INSTANTS_PER_QUERY: usize = 16;
+
+/// What a batch knows about its members' purchases since the instants the caps and the tier
+/// window start: the stored totals (read once for the batch) and the sales of this batch
+/// (added as they are recorded).
+#[derive(Default)]
+struct Totals {
+    stored: HashMap<(MemberId, OffsetDateTime), PurchaseTotals>,
+    /// (occurred at, points, paid) of each member's sales recorded so far in this batch.
+    batch: HashMap<MemberId, Vec<(OffsetDateTime, i64, i64)>>,
+}
+
+impl Totals {
+    async fn read(
+        tx: &mut dyn Tx,
+        brand: &BrandId,
+        members: &[MemberId],
+        mut instants: Vec<OffsetDateTime>,
+    ) -> Result<Self> {
+        instants.sort_unstable();
+        instants.dedup();
+        let mut totals = Totals::default();
+        if members.is_empty() {
+            return Ok(totals);
+        }
+        for chunk in instants.chunks(INSTANTS_PER_QUERY) {
+            for (member, sums) in tx.purchase_totals_since(brand, members, chunk).await? {
+                for (since, t) in chunk.iter().zip(sums) {
+                    totals.stored.insert((member.clone(), *since), t);
+                }
+            }
+        }
+        Ok(totals)
+    }
+
+    fn since(&self, member: &MemberId, since: OffsetDateTime) -> PurchaseTotals {
+        let mut t = self
+            .stored
+            .get(&(member.clone(), since))
+            .copied()
+            .unwrap_or_default();
+        for (at, points, paid) in self.batch.get(member).into_iter().flatten() {
+            if *at >= since {
+                t.points += points;
+                t.spend += paid;
+                t.visits += 1;
+            }
+        }
+        t
+    }
+
+    fn add(&mut self, member: &MemberId, at: OffsetDateTime, points: i64, paid: i64) {
+        self.batch
+            .entry(member.clone())
+            .or_default()
+            .push((at, points, paid));
+    }
+}
+
+/// The start of the local day and month of a sale, for the caps.
+fn cap_periods(calendar: &BrandCalendar, at: OffsetDateTime) -> (OffsetDateTime, OffsetDateTime) {
+    let date = calendar.date_of(at);
+    (
+        calendar.start_of(date),
+        calendar.start_of(BrandCalendar::month_start(date)),
+    )
+}
+
+impl Core {
+    /// Records a purchase: earns points by the programme, in one transaction with the ledger
+    /// entry, the balance and the tier. Sending the same `order_id` again changes nothing.
+    /// Sales arriving together share a transaction (group commit).
+    pub async fn record_purchase(&self, actor: &Actor, input: PurchaseInput) -> Result<PurchaseOutcome> {
+        actor.require(Permission::PurchasesRecord)?;
+        match self.prepare_purchase(actor, input).await? {
+            Preparation::Replay(outcome) => Ok(*outcome),
+            Preparation::Ready(p) => self.group_commit(&actor.brand_id, *p).await,
+        }
+    }
+
+    /// Records up to [`MAX_BATCH`] purchases in one transaction. Each item gets its own
+    /// outcome or error; a database failure fails the whole batch (retry it: it is idempotent).
+    pub async fn record_purchases(
+        &self,
+        actor: &Actor,
+        inputs: Vec<PurchaseInput>,
+    ) -> Result<Vec<Result<PurchaseOutcome>>> {
+        actor.require(Permission::PurchasesRecord)?;
+        if inputs.is_empty() || inputs.len() > MAX_BATCH {
+            return Err(ValidationError::field(
+                "purchases",
+                format!("must hold between 1 and {MAX_BATCH} purchases"),
+            )
+            .into());
+        }
+        let mut slots: Vec<Option<Result<PurchaseOutcome>>> = Vec::with_capacity(inputs.len());
+        let mut ready = Vec::new();
+        let mut positions = Vec::new();
+        for (i, input) in inputs.into_iter().enumerate() {
+            match self.prepare_purchase(actor, input).await {
+                Ok(Preparation::Ready(p)) => {
+                    ready.push(*p);
+                    positions.push(i);
+                    slots.push(None);
+                }
+                Ok(Preparation::Replay(outcome)) => slots.push(Some(Ok(*outcome))),
+                Err(e) => slots.push(Some(Err(e))),
+            }
+        }
+        if !ready.is_empty() {
+            let outcomes = self.commit_batch(&actor.brand_id, &ready).await?;
+            for (i, outcome) in positions.into_iter().zip(outcomes) {
+                slots[i] = Some(outcome);
+            }
+        }
+        Ok(slots
+            .into_iter()
+            .map(|s| s.unwrap_or_else(|| Err(CoreError::Corrupt("batch slot left empty".into()))))
+            .collect())
+    }
+
+    /// Queues a sale and waits for its outcome. Whoever gets a writer's permit leads: takes
+    /// what is waiting, writes it in one transaction per brand and answers everyone. A leader
+    /// that is cancelled mid-way drops its replies; their owners queue again (the sale is
+    /// idempotent on its order ID, so nothing happens twice).
+    async fn group_commit(&self, brand: &BrandId, item: Prepared) -> Result<PurchaseOutcome> {
+        let queue = &self.purchase_queue;
+        let mut outcome = queue.push(brand, item.clone());
+        loop {
+            tokio::select! {
+                biased;
+                reply = &mut outcome => match reply {
+                    Ok(result) => return result,
+                    Err(_) => outcome = queue.push(brand, item.clone()),
+                },
+                permit = queue.writers.acquire() => {
+                    let _permit = permit.map_err(|_| CoreError::Corrupt("purchase queue closed".into()))?;
+                    let group = queue.take();
+                    if group.is_empty() {
+                        // Ours is being written by another leader: wait for it.
+                        drop(_permit);
+                        match (&mut outcome).await {
+                            Ok(result) => return result,
+                            Err(_) => outcome = queue.push(brand, item.clone()),
+                        }
+                    } else {
+                        self.write_group(group).await;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Writes a group of queued sales, one transaction per brand. When a transaction fails as
+    /// a whole, each sale is tried alone, so that one bad sale cannot fail its neighbours.
+    async fn write_group(&self, group: Vec<Waiting>) {
+        let mut by_brand: Vec<(BrandId, Vec<Waiting>)> = Vec::new();
+        for w in group {
+            match by_brand.iter_mut().find(|(b, _)| *b == w.brand) {
+                Some((_, list)) => list.push(w),
+                None => by_brand.push((w.brand.clone(), vec![w])),
+            }
+        }
+        for (brand, list) in by_brand {
+            let (items, replies): (Vec<Prepared>, Vec<_>) =
+                list.into_iter().map(|w| (w.item, w.reply)).unzip();
+            match self.commit_batch(&brand, &items).await {
+                Ok(outcomes) => {
+                    for (reply, outcome) in replies.into_iter().zip(outcomes) {
+                        let _ = reply.send(outcome);
+                    }
+                }
+                Err(e) if items.len() == 1 => {
+                    if let Some(reply) = replies.into_iter().next() {
+                        let _ = reply.send(Err(e));
+                    }
+                }
+                Err(_) => {
+                    for (item, reply) in items.into_iter().zip(replies) {
+                        let outcome = self
+                            .commit_batch(&brand, std::slice::from_ref(&item))
+                            .await
+                            .and_then(|mut o| {
+                                o.pop()
+                                    .unwrap_or_else(|| Err(CoreError::Corrupt("no outcome".into())))
+                            });
+                        let _ = reply.send(outcome);
+                    }
+                }
+            }
+        }
+    }
+
+    /// One transaction for a brand's sales; retried when another transaction recorded one of
+    /// its orders at the same moment or the database gave it up to break a deadlock.
+    async fn commit_batch(
+        &self,
+        brand: &BrandId,
+        items: &[Prepared],
+    ) -> Result<Vec<Result<PurchaseOutcome>>> {
+        let mut attempt = 0;
+        loop {
+            let mut tx = self.storage.write().await?;
+            let ctx = self.loyalty_context(&mut *tx, brand).await?;
+            match self.record_batch(&mut *tx, &ctx, brand, items).await {
+                Ok(outcomes) => {
+                    tx.commit().await?;
+                    return Ok(outcomes);
+                }
+                Err(CoreError::Conflict {
+                    code: "order_id_race",
+                    ..
+                })
+                | Err(CoreError::Store(StoreError::Stale))
+                    if attempt < RACE_RETRIES =>
+                {
+                    attempt += 1
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Records a brand's sales in the caller's transaction. Each sale gets an outcome; a sale
+    /// refused (unknown member, store, an order ID reused for another sale) writes nothing.
+    /// An error of the whole (the database, a broken invariant) must roll the transaction back.
+    async fn record_batch(
+        &self,
+        tx: &mut dyn Tx,
+        ctx: &LoyaltyContext,
+        brand: &BrandId,
+        items: &[Prepared],
+    ) -> Result<Vec<Result<PurchaseOutcome>>> {
+        let now = self.now();
+        let programme = &ctx.programme;
+        let order_ids: Vec<String> = unique(items.iter().map(|p| p.input.order_id.clone()));
+        let existing: HashMap<String, PurchaseRecord> = tx
+            .get_purchases(brand, &order_ids)
+            .await?
+            .into_iter()
+            .map(|p| (p.order_id.clone(), p))
+            .collect();
+        let member_ids: Vec<MemberId> = unique(items.iter().map(|p| p.member_id.clone()));
+        let members: HashMap<MemberId, MemberRecord> = tx
+            .get_members(brand, &member_ids)
+            .await?
+            .into_iter()
+            .map(|m| (m.id.clone(), m))
+            .collect();
+        let mut stores: HashMap<StoreId, Option<String>> = HashMap::new();
+        for id in unique(items.iter().filter_map(|p| p.input.store_id.clone())) {
+            let code = tx.get_store(brand, &id).await?.map(|s| s.code);
+            stores.insert(id, code);
+        }
+        // Accounts of the members who can earn, locked in member order, created on first use.
+        let earners: Vec<MemberId> = member_ids
+            .iter()
+            .filter(|id| members.get(*id).is_some_and(|m| m.status == MemberStatus::Active))
+            .cloned()
+            .collect();
+        let mut accounts = self.lock_accounts(tx, brand, &earners).await?;
+        // The periods the caps and the tier window cover, summed per member in one query each.
+        let caps =
+            programme.caps.per_member_per_day.is_some() || programme.caps.per_member_per_month.is_some();
+        let window = ctx.window_start(now);
+        let mut instants = vec![window];
+        if caps {
+            for p in items {
+                let (day, month) = cap_periods(&ctx.calendar, sale_time(&p.input, now));
+                instants.extend([day, month]);
+            }
+        }
+        let mut totals = Totals::read(tx, brand, &earners, instants).await?;
+        let mut postings: HashMap<MemberId, Posting<'_>> = HashMap::new();
+        let mut writes = Writes::default();
+        let mut recorded: HashMap<String, usize> = HashMap::new();
+        let mut outcomes = Vec::with_capacity(items.len());
+        for p in items {
+            let order_id = &p.input.order_id;
+            let earlier = existing
+                .get(order_id)
+                .or_else(|| recorded.get(order_id).map(|&i| &writes.purchases[i]));
+            if let Some(earlier) = earlier {
+                let outcome = if earlier.member_id == p.member_id {
+                    same_sale(earlier, &p.input, &p.lines).and_then(|()| replay(earlier))
+                } else {
+                    Err(CoreError::conflict(
+                        "order_id_reused",
+                        format!("order {order_id} was recorded for another member; use a new order_id"),
+                    ))
+                };
+                outcomes.push(outcome);
+                continue;
+            }
+            let member = match members.get(&p.member_id) {
+                None => {
+                    outcomes.push(Err(CoreError::NotFound("member")));
+                    continue;
+                }
+                Some(m) if m.status == MemberStatus::Merged => {
+                    // Names the survivor (following merges), as every other use case does.
+                    outcomes.push(
+                        self.active_member(tx, brand, &m.id, false)
+                            .await
+                            .and_then(|_| Err(CoreError::Corrupt("a merged member read as active".into()))),
+                    );
+                    continue;
+                }
+                Some(m) if m.status == MemberStatus::Erased => {
+                    outcomes.push(Err(CoreError::conflict(
+                        "member_erased",
+                        "the member was erased and cannot earn points",
+                    )));
+                    continue;
+                }
+                Some(m) => m,
+            };
+            let store_code = match &p.input.store_id {
+                None => None,
+                Some(id) => match stores.get(id).cloned().flatten() {
+                    Some(code) => Some(code),
+                    None => {
+                        outcomes.push(Err(ValidationError::field(
+                            "store_id",
+                            "no such store in this brand",
+                        )
+                        .into()));
+                        continue;
+                    }
+                },
+            };
+            let posting = match postings.entry(member.id.clone()) {
+                std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+                std::collections::hash_map::Entry::Vacant(e) => {
+                    let account = accounts.remove(&member.id).ok_or_else(|| {
+                        CoreError::Corrupt("an active member's account was not locked".into())
+                    })?;
+                    e.insert(Posting::with_account(self, account, &p.actor))
+                }
+            };
+            posting.actor.clone_from(&p.actor);
+            let occurred_at = sale_time(&p.input, now);
+            let local_date = ctx.calendar.date_of(occurred_at);
+            let so_far = if caps {
+                let (day, month) = cap_periods(&ctx.calendar, occurred_at);
+                EarnedSoFar {
+                    today: totals.since(&member.id, day).points,
+                    this_month: totals.since(&member.id, month).points,
+                }
+            } else {
+                EarnedSoFar::default()
+            };
+            let earn_lines: Vec<EarnLine> = p.lines.iter().map(PurchaseLine::earn_line).collect();
+            let earning = evaluate(
+                programme,
+                &PurchaseFacts {
+                    lines: &earn_lines,
+                    paid_amount: p.input.paid_amount,
+                    store_code: store_code.as_deref(),
+                    channel: p.input.channel,
+                    at: occurred_at,
+                    local_date,
+                    birth_month: member.birth_month,
+                    tier: programme.tiers.levels.get(ctx.level_of(&posting.account)),
+                },
+                so_far,
+            );
+            let mut lines = p.lines.clone();
+            for (line, points) in lines.iter_mut().zip(&earning.line_points) {
+                line.points = *points;
+            }
+            let record = PurchaseRecord {
+                brand_id: brand.clone(),
+                order_id: order_id.clone(),
+                id: self.new_id(PurchaseId::generate).to_string(),
+                member_id: member.id.clone(),
+                store_id: p.input.store_id.clone(),
+                channel: enum_str(p.input.channel),
+                occurred_at,
+                paid_amount: p.input.paid_amount,
+                eligible_amount: earning.eligible_amount,
+                points: earning.points,
+                points_reversed: 0,
+                refunded_amount: 0,
+                status: "completed".into(),
+                lines: json!(lines).to_string(),
+                earning: json!(earning).to_string(),
+                programme_version: ctx.version,
+                created_at: now,
+            };
+            let mut debt_repaid = 0;
+            if earning.points > 0 {
+                let matures_at = occurred_at + Duration::days(i64::from(programme.pending_days));
+                let (repaid, pending) = posting.credit(
+                    earning.points,
+                    NewLot {
+                        source: EntryKind::Earn,
+                        reference: Some(order_id),
+                        earned_at: occurred_at,
+                        matures_at: Some(matures_at),
+                        expires_at: ctx.expires_at(occurred_at),
+                    },
+                    Some(ctx.version),
+                    json!({
+                        "purchase_id": record.id,
+                        "eligible_amount": earning.eligible_amount,
+                        "items": earning.items,
+                    }),
+                )?;
+                debt_repaid = repaid;
+                writes.events.push(self.event(
+                    brand,
+                    "points.earned",
+                    member.id.as_str(),
+                    json!({ "member_id": member.id, "order_id": order_id, "points": earning.points,
+                            "pending": pending, "debt_repaid": repaid }),
+                ));
+            }
+            totals.add(&member.id, occurred_at, earning.points, p.input.paid_amount);
+            let window_totals = totals.since(&member.id, window);
+            let metrics = TierMetrics {
+                points: window_totals.points,
+                spend: window_totals.spend,
+                visits: window_totals.visits,
+            };
+            let change = self
+                .upgrade_to_qualified(
+                    tx,
+                    ctx,
+                    &mut posting.account,
+                    &metrics,
+                    &format!("purchase {order_id}"),
+                )
+                .await?;
+            writes.events.push(self.event(
+                brand,
+                "purchase.recorded",
+                member.id.as_str(),
+                json!({ "member_id": member.id, "order_id": order_id, "paid_amount": record.paid_amount,
+                        "store_id": record.store_id, "channel": record.channel }),
+            ));
+            let view = view_of(&record, lines, earning)?;
+            outcomes.push(Ok(PurchaseOutcome {
+                purchase: view,
+                created: true,
+                member_enrolled: p.enrolled,
+                debt_repaid,
+                tier_change: change.as_ref().map(change_view),
+            }));
+            recorded.insert(order_id.clone(), writes.purchases.len());
+            writes.purchases.push(record);
+        }
+        for (_, posting) in postings {
+            posting.stage(&mut writes);
+        }
+        writes.flush(tx).await?;
+        Ok(outcomes)
+    }
+
+    /// Locks the members' accounts (creating those that do not exist yet), by member.
+    async fn lock_accounts(
+        &self,
+        tx: &mut dyn Tx,
+        brand: &BrandId,
+        members: &[MemberId],
+    ) -> Result<HashMap<MemberId, AccountRecord>> {
+        let mut accounts: HashMap<MemberId, AccountRecord> = HashMap::new();
+        if members.is_empty() {
+            return Ok(accounts);
+        }
+        // In member order throughout, as `Tx::lock_accounts` locks: two batches creating the
+        // same new accounts then wait for each other in one order and cannot deadlock.
+        let mut members = members.to_vec();
+        members.sort();
+        let members = &members[..];
+        for a in tx.lock_accounts(brand, members).await? {
+            accounts.insert(a.member_id.clone(), a);
+        }
+        let missing: Vec<MemberId> = members
+            .iter()
+            .filter(|m| !accounts.contains_key(*m))
+            .cloned()
+            .collect();
+        if !missing.is_empty() {
+            let now = self.now();
+            let new: Vec<AccountRecord> = missing.iter().map(|m| new_account(brand, m, now)).collect();
+            tx.ensure_accounts(&new).await?;
+            // Read back under the lock: another transaction may have created one meanwhile.
+            for a in tx.lock_accounts(brand, &missing).await? {
+                accounts.insert(a.member_id.clone(), a);
+            }
+        }
+        Ok(accounts)
+    }
+}
+
+/// When a sale happened: as given (to the millisecond the database keeps), else now.
+fn sale_time(input: &PurchaseInput, now: OffsetDateTime) -> OffsetDateTime {
+    input.occurred_at.map(crate::clock::truncate_ms).unwrap_or(now)
+}
+
+/// The distinct values, in first-seen order.
+fn unique<T: Clone + Eq + std::hash::Hash>(values: impl Iterator<Item = T>) -> Vec<T> {
+    let mut seen = HashSet::new();
+    values.filter(|v| seen.insert(v.clone())).collect()
+}
+
+/// Used by [`Core::new`]: how many group-commit leaders may write at once.
+pub(crate) fn writers_for(backend: &str) -> usize {
+    if backend == "sqlite" {
+        1
+    } else {
+        4
+    }
+}
