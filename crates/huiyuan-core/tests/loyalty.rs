@@ -297,7 +297,10 @@ async fn tampering(backend: Backend) {
         .await
         .unwrap();
     let second = stmt.iter().find(|e| e.seq == 2).unwrap().id.clone();
+    let third = stmt.iter().find(|e| e.seq == 3).unwrap().id.clone();
     let alter = "UPDATE ledger_entries SET available_delta = 100 WHERE id = $1";
+    // Re-attributing an entry to someone else is tampering too.
+    let reattribute = "UPDATE ledger_entries SET actor = 'operator opr_someone_else' WHERE id = $1";
     match backend {
         Backend::Sqlite => {
             use sqlx::Connection;
@@ -310,12 +313,22 @@ async fn tampering(backend: Backend) {
                 .execute(&mut c)
                 .await
                 .unwrap();
+            sqlx::query(&reattribute.replace("$1", "?1"))
+                .bind(&third)
+                .execute(&mut c)
+                .await
+                .unwrap();
         }
         Backend::Postgres => {
             use sqlx::Connection;
             let options = w.pg_options.as_ref().unwrap();
             let mut c = sqlx::PgConnection::connect_with(options).await.unwrap();
             sqlx::query(alter).bind(&second).execute(&mut c).await.unwrap();
+            sqlx::query(reattribute)
+                .bind(&third)
+                .execute(&mut c)
+                .await
+                .unwrap();
         }
     }
     let report = core.verify_ledgers(Some(&a.brand_id)).await.unwrap();
@@ -326,6 +339,14 @@ async fn tampering(backend: Backend) {
         .unwrap_or_else(|| panic!("{:?}", report.problems));
     assert_eq!(&altered.member_id, m);
     assert!(altered.problem.contains("altered"), "{altered:?}");
+    assert!(
+        report
+            .problems
+            .iter()
+            .any(|p| p.entry_id.as_deref() == Some(third.as_str()) && p.problem.contains("altered")),
+        "{:?}",
+        report.problems
+    );
     assert!(
         report
             .problems

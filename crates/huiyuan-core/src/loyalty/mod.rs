@@ -191,6 +191,7 @@ pub(crate) fn record_hash(e: &LedgerEntryRecord, kind: EntryKind) -> [u8; HASH_L
             reference: e.reference.as_deref(),
             programme_version: e.programme_version,
             detail: &e.detail,
+            actor: &e.actor,
             created_at_ms: (e.created_at.unix_timestamp_nanos() / 1_000_000) as i64,
         },
     )

@@ -90,6 +90,8 @@ pub struct EntryContent<'a> {
     pub programme_version: Option<i64>,
     /// JSON detail (rules applied, reason, …) exactly as stored.
     pub detail: &'a str,
+    /// Who made the change: an operator's grant must not be re-attributable unnoticed.
+    pub actor: &'a str,
     pub created_at_ms: i64,
 }
 
@@ -114,7 +116,8 @@ pub fn entry_hash(prev: &[u8], e: &EntryContent<'_>) -> [u8; HASH_LEN] {
         }
     }
     let mut h = Sha256::new();
-    field(&mut h, b"huiyuan-ledger-v1");
+    // v2: the actor is covered (v1, before any release, left it out).
+    field(&mut h, b"huiyuan-ledger-v2");
     field(&mut h, e.brand_id.as_bytes());
     field(&mut h, e.member_id.as_bytes());
     h.update(e.seq.to_be_bytes());
@@ -133,6 +136,7 @@ pub fn entry_hash(prev: &[u8], e: &EntryContent<'_>) -> [u8; HASH_LEN] {
         }
     }
     field(&mut h, e.detail.as_bytes());
+    field(&mut h, e.actor.as_bytes());
     h.update(e.created_at_ms.to_be_bytes());
     field(&mut h, prev);
     h.finalize().into()
@@ -183,6 +187,7 @@ mod tests {
             reference: Some("order-1"),
             programme_version: Some(1),
             detail,
+            actor: "operator opr_1",
             created_at_ms: 1,
         }
     }
@@ -198,6 +203,9 @@ mod tests {
         assert_ne!(base, entry_hash(&GENESIS_HASH, &c));
         let mut c = content(1, "{}");
         c.lot_id = None;
+        assert_ne!(base, entry_hash(&GENESIS_HASH, &c));
+        let mut c = content(1, "{}");
+        c.actor = "operator opr_2";
         assert_ne!(base, entry_hash(&GENESIS_HASH, &c));
         // Moving bytes between adjacent fields changes the encoding (length prefixes).
         let mut a = content(1, "{}");
