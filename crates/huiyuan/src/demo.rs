@@ -117,7 +117,7 @@ pub async fn prepare(core: &Core, data: &Path, members: usize) -> Result<Credent
     Ok(creds)
 }
 
-const PRODUCTS: &[(&str, &str, i64)] = &[
+pub const PRODUCTS: &[(&str, &str, i64)] = &[
     ("TEE-001", "apparel", 9_900),
     ("JKT-014", "apparel", 59_900),
     ("SRM-203", "beauty", 32_800),

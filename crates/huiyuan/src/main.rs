@@ -1,5 +1,6 @@
 //! `huiyuan`: one binary for the API, the console (later) and background jobs.
 
+mod bench;
 mod config;
 mod demo;
 
@@ -84,6 +85,12 @@ enum Command {
         #[command(subcommand)]
         command: JobsCommand,
     },
+    /// Measure the engine on this machine (figures in docs/benchmarks.md). Each run makes a
+    /// brand of its own; without --data or --database it uses a scratch folder.
+    Bench {
+        #[command(subcommand)]
+        command: BenchCommand,
+    },
     /// Installation-level brand management.
     Brand {
         #[command(subcommand)]
@@ -101,6 +108,46 @@ enum LedgerCommand {
         /// Only this brand (slug); every brand when absent.
         #[arg(long)]
         brand: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum BenchCommand {
+    /// Purchase ingestion (rules, ledger, tier; durably committed): the batch use case, or with
+    /// --http single `POST /v1/transactions` requests to an in-process server.
+    Purchases {
+        #[command(flatten)]
+        storage: StorageArgs,
+        #[arg(long, default_value_t = 2_000)]
+        members: usize,
+        /// Purchases to record (batch mode).
+        #[arg(long, default_value_t = 100_000)]
+        purchases: usize,
+        /// Purchases per batch call (batch mode).
+        #[arg(long, default_value_t = 1_000)]
+        batch: usize,
+        /// Batches in flight (batch mode) or HTTP connections (--http).
+        #[arg(long, default_value_t = 1)]
+        concurrency: usize,
+        /// Single requests over HTTP instead of the batch use case.
+        #[arg(long)]
+        http: bool,
+        /// Requests per second, open loop (--http); without it, back to back.
+        #[arg(long)]
+        rate: Option<u32>,
+        /// How long an HTTP run lasts.
+        #[arg(long, default_value_t = 15)]
+        seconds: u64,
+    },
+    /// The expiry sweep: earns `lots` lots dated more than a year ago, then times the job that
+    /// expires them.
+    Expiry {
+        #[command(flatten)]
+        storage: StorageArgs,
+        #[arg(long, default_value_t = 1_000_000)]
+        lots: usize,
+        #[arg(long, default_value_t = 10_000)]
+        members: usize,
     },
 }
 
@@ -272,6 +319,7 @@ async fn run(command: Command, config: &mut Config) -> Result<(), AnyError> {
             }
             Ok(())
         }
+        Command::Bench { command } => run_bench(command, config).await,
         Command::Brand {
             command:
                 BrandCommand::Create {
@@ -304,6 +352,87 @@ async fn run(command: Command, config: &mut Config) -> Result<(), AnyError> {
                 made.brand.slug, made.brand.id, made.admin.username
             );
             println!("API key: {}", made.api_key.secret);
+            Ok(())
+        }
+    }
+}
+
+async fn run_bench(command: BenchCommand, config: &mut Config) -> Result<(), AnyError> {
+    let storage = match &command {
+        BenchCommand::Purchases { storage, .. } | BenchCommand::Expiry { storage, .. } => storage.clone(),
+    };
+    apply(config, &storage);
+    let scratch = (config.data.is_none() && config.database.is_none())
+        .then(|| std::env::temp_dir().join(format!("huiyuan-bench-{}", std::process::id())));
+    if let Some(dir) = &scratch {
+        config.data = Some(dir.clone());
+    }
+    if config.database.is_some() && config.data.is_none() && config.master_key.is_none() {
+        // The benchmark's brand is thrown away: a key of its own will do.
+        config.master_key = Some(MasterKey::generate().to_base64());
+    }
+    let (store, key) = open(config, true).await?;
+    eprintln!("backend: {}", store.backend());
+    let core = core(store.clone(), &key);
+    let result = bench_on(&core, command).await;
+    store.close().await;
+    if let Some(dir) = scratch {
+        let _ = std::fs::remove_dir_all(dir);
+    }
+    result
+}
+
+async fn bench_on(core: &Core, command: BenchCommand) -> Result<(), AnyError> {
+    match command {
+        BenchCommand::Purchases {
+            members,
+            purchases,
+            batch,
+            concurrency,
+            http,
+            rate,
+            seconds,
+            ..
+        } => {
+            let brand = bench::setup(core, members).await?;
+            if http {
+                let addr = bench::serve(core).await?;
+                let figures = bench::http(addr, &brand, concurrency, rate, seconds).await?;
+                let mode = rate.map_or(format!("{concurrency} connections back to back"), |r| {
+                    format!("{r}/s open loop, up to {concurrency} in flight")
+                });
+                println!("HTTP POST /v1/transactions, {mode}: {figures}");
+            } else {
+                let per_second = bench::batches(core, &brand, purchases, batch, concurrency, None).await?;
+                println!(
+                    "batch use case: {purchases} purchases in batches of {batch}, {concurrency} in flight: \
+                     {per_second:.0} purchases/s"
+                );
+            }
+            Ok(())
+        }
+        BenchCommand::Expiry { lots, members, .. } => {
+            let brand = bench::setup(core, members).await?;
+            let long_ago = core.now() - time::Duration::days(400);
+            let started = std::time::Instant::now();
+            let rate = bench::batches(core, &brand, lots, 1_000, 1, Some(long_ago)).await?;
+            eprintln!(
+                "earned {lots} lots in {:.1} s ({rate:.0} purchases/s)",
+                started.elapsed().as_secs_f64()
+            );
+            let started = std::time::Instant::now();
+            let run = core
+                .run_job(huiyuan_core::loyalty::jobs::EXPIRE, &job_owner(), true)
+                .await?;
+            let elapsed = started.elapsed().as_secs_f64();
+            if let Some(e) = run.error {
+                return Err(format!("the expiry job failed: {e}").into());
+            }
+            println!(
+                "expiry sweep: {} lots expired in {elapsed:.1} s ({:.0} lots/s)",
+                run.processed,
+                run.processed as f64 / elapsed
+            );
             Ok(())
         }
     }
