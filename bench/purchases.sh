@@ -25,7 +25,7 @@ measure() {
   local pattern=$1; shift
   "$@" > "$LOG" 2>&1 || { cat "$LOG" >&2; exit 1; }
   grep -vE '^(backend|set up)' "$LOG" >&2
-  grep -oE "$pattern" "$LOG" | grep -oE '[0-9]+(\.[0-9]+)?' | head -1
+  grep -oE "$pattern" "$LOG" | head -1 | grep -oE '[0-9]+(\.[0-9]+)?' | tail -1
 }
 
 echo "== SQLite (scratch folder)"
