@@ -16,10 +16,9 @@ use huiyuan_core::members::Enrolment;
 use huiyuan_core::{Actor, Core};
 use huiyuan_domain::ids::MemberId;
 use huiyuan_domain::loyalty::programme::Programme;
-use huiyuan_domain::loyalty::purchase::{LineInput, PurchaseInput};
+use huiyuan_domain::loyalty::purchase::PurchaseInput;
 use huiyuan_domain::member::{Channel, EnrolInput};
 use rand::rngs::StdRng;
-use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use tokio::sync::Semaphore;
 
@@ -75,29 +74,14 @@ pub async fn setup(core: &Core, members: usize) -> Result<BenchBrand, AnyError> 
     })
 }
 
-/// A realistic basket: one to three lines of the demo catalogue, now and then discounted.
+/// A sale of a demo basket ([`crate::demo::basket`]) at the till.
 pub fn purchase(
     rng: &mut StdRng,
     order_id: String,
     member: &MemberId,
     occurred_at: Option<time::OffsetDateTime>,
 ) -> PurchaseInput {
-    let mut lines = Vec::new();
-    for _ in 0..rng.gen_range(1..4) {
-        let (sku, category, price) = crate::demo::PRODUCTS
-            .choose(rng)
-            .copied()
-            .unwrap_or(crate::demo::PRODUCTS[0]);
-        let quantity = rng.gen_range(1..3);
-        lines.push(LineInput {
-            sku: sku.into(),
-            category: Some(category.into()),
-            quantity,
-            amount: price * quantity,
-            reward: false,
-        });
-    }
-    let total: i64 = lines.iter().map(|l| l.amount).sum();
+    let (lines, paid_amount) = crate::demo::basket(rng);
     PurchaseInput {
         order_id,
         member_id: Some(member.clone()),
@@ -108,7 +92,7 @@ pub fn purchase(
         channel: Channel::Pos,
         occurred_at,
         lines,
-        paid_amount: if rng.gen_bool(0.2) { total * 9 / 10 } else { total },
+        paid_amount,
     }
 }
 

@@ -117,7 +117,7 @@ pub async fn prepare(core: &Core, data: &Path, members: usize) -> Result<Credent
     Ok(creds)
 }
 
-pub const PRODUCTS: &[(&str, &str, i64)] = &[
+const PRODUCTS: &[(&str, &str, i64)] = &[
     ("TEE-001", "apparel", 9_900),
     ("JKT-014", "apparel", 59_900),
     ("SRM-203", "beauty", 32_800),
@@ -126,6 +126,26 @@ pub const PRODUCTS: &[(&str, &str, i64)] = &[
     ("SNK-102", "food", 1_500),
     ("GC-500", "gift_card", 50_000),
 ];
+
+/// A basket of one to three lines of the demo catalogue, and what was paid for it: now and then
+/// with a 10% discount. Shared by the demo and the benchmarks.
+pub fn basket(rng: &mut StdRng) -> (Vec<LineInput>, i64) {
+    let mut lines = Vec::new();
+    for _ in 0..rng.gen_range(1..4) {
+        let (sku, category, price) = PRODUCTS.choose(rng).copied().unwrap_or(PRODUCTS[0]);
+        let quantity = rng.gen_range(1..3);
+        lines.push(LineInput {
+            sku: sku.into(),
+            category: Some(category.into()),
+            quantity,
+            amount: price * quantity,
+            reward: false,
+        });
+    }
+    let total: i64 = lines.iter().map(|l| l.amount).sum();
+    let paid = if rng.gen_bool(0.2) { total * 9 / 10 } else { total };
+    (lines, paid)
+}
 
 /// A few purchases of the last 15 months through the real engine (rules, ledger, tiers).
 async fn demo_purchases(
@@ -140,21 +160,7 @@ async fn demo_purchases(
     let mut days: Vec<i64> = (0..count).map(|_| rng.gen_range(0..450)).collect();
     days.sort_unstable_by(|a, b| b.cmp(a));
     for (i, days_ago) in days.into_iter().enumerate() {
-        let mut lines = Vec::new();
-        for _ in 0..rng.gen_range(1..4) {
-            let (sku, category, price) = PRODUCTS.choose(rng).copied().unwrap_or(PRODUCTS[0]);
-            let quantity = rng.gen_range(1..3);
-            lines.push(LineInput {
-                sku: sku.into(),
-                category: Some(category.into()),
-                quantity,
-                amount: price * quantity,
-                reward: false,
-            });
-        }
-        let total: i64 = lines.iter().map(|l| l.amount).sum();
-        // Now and then a 10% discount.
-        let paid = if rng.gen_bool(0.2) { total * 9 / 10 } else { total };
+        let (lines, paid) = basket(rng);
         let store = stores.choose(rng).cloned();
         let channel = if store.as_ref() == stores.last() {
             Channel::WebShop
