@@ -109,50 +109,49 @@ struct SqliteConn {
 /// name, and SQLite finds a numbered name by a linear scan — quadratic in the placeholders,
 /// which made a 30,000-value insert take most of a second.
 fn sqlite_placeholders(sql: &str) -> String {
-    let mut numbers = Vec::new();
-    scan_placeholders(sql, |n| numbers.push(n));
-    let in_order = numbers.iter().enumerate().all(|(i, n)| *n == i + 1);
+    let found = placeholders(sql);
+    let in_order = found.iter().enumerate().all(|(i, (_, n))| *n == i + 1);
     let mut out = String::with_capacity(sql.len());
-    let mut in_string = false;
-    let mut chars = sql.chars().peekable();
-    while let Some(c) = chars.next() {
-        if c == '\'' {
-            in_string = !in_string;
+    let mut copied = 0;
+    for (range, _) in found {
+        out.push_str(&sql[copied..range.start]);
+        out.push('?');
+        if !in_order {
+            // The digits after the `$`.
+            out.push_str(&sql[range.start + 1..range.end]);
         }
-        if c == '$' && !in_string && chars.peek().is_some_and(char::is_ascii_digit) {
-            out.push('?');
-            while let Some(d) = chars.next_if(char::is_ascii_digit) {
-                if !in_order {
-                    out.push(d);
-                }
-            }
-        } else {
-            out.push(c);
-        }
+        copied = range.end;
     }
+    out.push_str(&sql[copied..]);
     out
 }
 
-/// Calls `found` with the number of each `$N` outside string literals, in order.
-fn scan_placeholders(sql: &str, mut found: impl FnMut(usize)) {
+/// Each `$N` outside string literals: its byte range and its number, in order.
+fn placeholders(sql: &str) -> Vec<(std::ops::Range<usize>, usize)> {
+    let mut found = Vec::new();
     let mut in_string = false;
-    let mut chars = sql.chars().peekable();
-    while let Some(c) = chars.next() {
+    let mut chars = sql.char_indices().peekable();
+    while let Some((start, c)) = chars.next() {
         if c == '\'' {
             in_string = !in_string;
         }
-        if c == '$' && !in_string {
-            let mut n = 0usize;
-            let mut any = false;
-            while let Some(d) = chars.next_if(char::is_ascii_digit) {
-                n = n.saturating_mul(10).saturating_add(d as usize - '0' as usize);
-                any = true;
-            }
-            if any {
-                found(n);
-            }
+        if c != '$' || in_string {
+            continue;
+        }
+        let (mut end, mut n) = (start + 1, None::<usize>);
+        while let Some((i, d)) = chars.next_if(|(_, d)| d.is_ascii_digit()) {
+            n = Some(
+                n.unwrap_or(0)
+                    .saturating_mul(10)
+                    .saturating_add(d as usize - '0' as usize),
+            );
+            end = i + 1;
+        }
+        if let Some(n) = n {
+            found.push((start..end, n));
         }
     }
+    found
 }
 
 fn bind<'q>(
