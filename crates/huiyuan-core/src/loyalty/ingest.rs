@@ -342,19 +342,27 @@ impl Core {
         let caps =
             programme.caps.per_member_per_day.is_some() || programme.caps.per_member_per_month.is_some();
         let window = ctx.window_start(now);
+        // Each sale's time and (with caps) the start of its local day and month, worked out once.
+        let times: Vec<(OffsetDateTime, Option<(OffsetDateTime, OffsetDateTime)>)> = items
+            .iter()
+            .map(|p| {
+                let at = sale_time(&p.input, now);
+                (at, caps.then(|| cap_periods(&ctx.calendar, at)))
+            })
+            .collect();
         let mut instants = vec![window];
-        if caps {
-            for p in items {
-                let (day, month) = cap_periods(&ctx.calendar, sale_time(&p.input, now));
-                instants.extend([day, month]);
-            }
-        }
+        instants.extend(
+            times
+                .iter()
+                .filter_map(|(_, periods)| *periods)
+                .flat_map(|(d, m)| [d, m]),
+        );
         let mut totals = Totals::read(tx, brand, &earners, instants).await?;
         let mut postings: HashMap<MemberId, Posting<'_>> = HashMap::new();
         let mut writes = Writes::default();
         let mut recorded: HashMap<String, usize> = HashMap::new();
         let mut outcomes = Vec::with_capacity(items.len());
-        for p in items {
+        for (p, &(occurred_at, periods)) in items.iter().zip(&times) {
             let order_id = &p.input.order_id;
             let earlier = existing
                 .get(order_id)
@@ -418,16 +426,13 @@ impl Core {
                 }
             };
             posting.actor.clone_from(&p.actor);
-            let occurred_at = sale_time(&p.input, now);
             let local_date = ctx.calendar.date_of(occurred_at);
-            let so_far = if caps {
-                let (day, month) = cap_periods(&ctx.calendar, occurred_at);
-                EarnedSoFar {
+            let so_far = match periods {
+                Some((day, month)) => EarnedSoFar {
                     today: totals.since(&member.id, day).points,
                     this_month: totals.since(&member.id, month).points,
-                }
-            } else {
-                EarnedSoFar::default()
+                },
+                None => EarnedSoFar::default(),
             };
             let earn_lines: Vec<EarnLine> = p.lines.iter().map(PurchaseLine::earn_line).collect();
             let earning = evaluate(

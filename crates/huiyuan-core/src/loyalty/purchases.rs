@@ -21,7 +21,6 @@ use super::Posting;
 use crate::members::{parse_enum, Enrolment};
 use crate::{Actor, Core, CoreError, Result};
 
-pub use super::ingest::MAX_BATCH;
 /// How far in the future a sale's time may be (till clocks drift).
 const MAX_CLOCK_SKEW: Duration = Duration::minutes(5);
 
