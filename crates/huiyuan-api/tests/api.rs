@@ -258,6 +258,10 @@ both_backends!(
     refund_after_spending_becomes_a_debt_repaid_first,
     tier_upgrades_on_the_crossing_purchase_and_downgrades_after_grace,
     member_day_birthday_and_tier_multipliers_stack,
+    consecutive_months_earn_the_streak_bonus,
+    transfers_keep_expiry_repay_debt_and_happen_once,
+    opposite_transfers_at_once_neither_deadlock_nor_double_spend,
+    preview_shows_what_a_basket_would_earn_without_recording_it,
     points_expire_after_maturing_and_ledger_verifies,
     bad_purchases_name_the_field_and_roles_are_enforced,
 );
@@ -469,6 +473,9 @@ async fn another_brand_is_invisible_on_every_route(backend: Backend) {
             }
             (p, "post") if p.ends_with("/points/actions") => {
                 Some(json!({"action": "check_in", "reference": "X-1"}))
+            }
+            (p, "post") if p.ends_with("/points/transfers") => {
+                Some(json!({"to_member_id": a_member["id"], "points": 100, "reference": "X-1"}))
             }
             (_, "patch") => Some(json!({})),
             _ => None,
@@ -1819,6 +1826,241 @@ async fn member_day_birthday_and_tier_multipliers_stack(backend: Backend) {
     s2["occurred_at"] = json!("2026-11-07T23:59:00+08:00");
     let (_, b) = h.buy(s2).await;
     assert_eq!(b["purchase"]["points"], 200, "{b}");
+}
+
+/// The demo's streak bonus: a purchase in each of three calendar months running earns ×1.2 on
+/// the third; a month without a purchase starts the count again.
+async fn consecutive_months_earn_the_streak_bonus(backend: Backend) {
+    let h = Harness::start(backend).await;
+    h.publish_demo_programme().await;
+    let today = h.core.now().to_offset(time::macros::offset!(+8)).date();
+    // The 15th (never member day) of the month `k` months before this one, Shanghai time.
+    let months_ago = |k: i32| {
+        let index = today.year() * 12 + i32::from(u8::from(today.month())) - 1 - k;
+        format!("{}-{:02}-15T12:00:00+08:00", index / 12, index % 12 + 1)
+    };
+    let steady = h.member_id("13800138006").await;
+    let gappy = h.member_id("13800138007").await;
+    let mut points = Vec::new();
+    for (member, months) in [(&steady, [3, 2, 1]), (&gappy, [4, 2, 1])] {
+        for k in months {
+            let mut s = sale(&format!("ST-{member}-{k}"), member, 100);
+            s["occurred_at"] = json!(months_ago(k));
+            let (status, b) = h.buy(s).await;
+            assert_eq!(status, StatusCode::CREATED, "{b}");
+            points.push(b["purchase"]["points"].as_i64().unwrap());
+        }
+    }
+    assert_eq!(points, [100, 100, 120, 100, 100, 100]);
+    let mut third = sale("ST-again", &steady, 100);
+    third["occurred_at"] = json!(months_ago(1));
+    let (_, b) = h.buy(third).await;
+    let streak = &b["purchase"]["earning"]["items"][1];
+    assert_eq!(streak["source"], "streak", "{b}");
+    assert_eq!(streak["points"], 20, "{b}");
+    h.verify_ok().await;
+}
+
+async fn post(h: &Harness, path: &str, body: Value) -> (StatusCode, Value) {
+    h.admin(Method::POST, path, Some(body)).await
+}
+
+/// Points move oldest first, each piece keeping its expiry; the receiver's debt takes the first
+/// ones; a retry moves nothing more; the programme's limits hold; every ledger verifies.
+async fn transfers_keep_expiry_repay_debt_and_happen_once(backend: Backend) {
+    let h = Harness::start(backend).await;
+    h.publish_demo_programme().await;
+    let a = h.member_id("13800138008").await;
+    let b = h.member_id("13800138009").await;
+    let ten_days_ago = (h.core.now() - time::Duration::days(10))
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap();
+    for (order, member, yuan) in [("TA-1", &a, 500), ("TB-1", &b, 100)] {
+        let mut s = sale(order, member, yuan);
+        s["occurred_at"] = json!(ten_days_ago);
+        assert_eq!(h.buy(s).await.0, StatusCode::CREATED);
+    }
+    h.run_jobs().await;
+    let purchase_expiry = h.balance(&a).await["next_expiry"]["at"].clone();
+    let (s, body) = post(
+        &h,
+        &format!("/v1/members/{a}/points/adjustments"),
+        json!({"points": 300, "reason": "goodwill", "reference": "TA-adj"}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED, "{body}");
+    // B spends the points of a sale that is then refunded: a debt of 100.
+    let (s, body) = post(
+        &h,
+        &format!("/v1/members/{b}/points/redemptions"),
+        json!({"points": 100, "reference": "TB-r"}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED, "{body}");
+    let (s, body) = post(&h, "/v1/transactions/TB-1/refunds", json!({"refund_id": "TB-rf"})).await;
+    assert_eq!(s, StatusCode::CREATED, "{body}");
+    assert_eq!(h.balance(&b).await["debt"], 100);
+
+    let path = format!("/v1/members/{a}/points/transfers");
+    let transfer = |to: &str, points: i64, reference: &str| json!({"to_member_id": to, "points": points, "reference": reference, "note": "for mum"});
+    let (s, t) = post(&h, &path, transfer(&b, 600, "TR-1")).await;
+    assert_eq!(s, StatusCode::CREATED, "{t}");
+    assert_eq!(
+        (
+            &t["points"],
+            &t["debt_repaid"],
+            &t["from_available_after"],
+            &t["to_available_after"]
+        ),
+        (&json!(600), &json!(100), &json!(200), &json!(500)),
+        "{t}"
+    );
+    let pieces: Vec<(i64, bool)> = t["lots"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| (l["points"].as_i64().unwrap(), l["to_lot"].is_string()))
+        .collect();
+    assert_eq!(pieces, [(100, false), (400, true), (100, true)], "{t}");
+    assert_eq!(t["lots"][1]["expires_at"], purchase_expiry, "{t}");
+    let received = h.balance(&b).await;
+    assert_eq!(
+        (&received["available"], &received["debt"]),
+        (&json!(500), &json!(0))
+    );
+    assert_eq!(
+        received["next_expiry"]["at"], purchase_expiry,
+        "the points keep their expiry"
+    );
+    assert_eq!(received["next_expiry"]["points"], 400);
+
+    // A retry answers the first outcome and moves nothing; the same reference for another
+    // transfer is refused.
+    let (s, again) = post(&h, &path, transfer(&b, 600, "TR-1")).await;
+    assert_eq!(s, StatusCode::OK, "{again}");
+    assert_eq!(again, t);
+    let (s, e) = post(&h, &path, transfer(&b, 700, "TR-1")).await;
+    assert_problem(s, &e, StatusCode::CONFLICT, "reference_reused");
+    let (s, e) = post(&h, &path, transfer(&b, 1_000, "TR-2")).await;
+    assert_problem(s, &e, StatusCode::CONFLICT, "insufficient_points");
+    let (s, e) = post(&h, &path, transfer(&b, 50, "TR-2")).await;
+    assert_problem(s, &e, StatusCode::CONFLICT, "transfer_too_small");
+    let (s, e) = post(&h, &path, transfer(&a, 100, "TR-2")).await;
+    assert_problem(s, &e, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed");
+    assert_eq!(field_of(&e), "to_member_id");
+    let (s, e) = post(&h, &path, transfer("mem_0000000000000000000000000", 100, "TR-2")).await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{e}");
+    assert_eq!(field_of(&e), "to_member_id");
+    // Three transfers a day in the demo programme.
+    for r in ["TR-3", "TR-4"] {
+        assert_eq!(post(&h, &path, transfer(&b, 100, r)).await.0, StatusCode::CREATED);
+    }
+    let (s, e) = post(&h, &path, transfer(&b, 100, "TR-5")).await;
+    assert_problem(s, &e, StatusCode::CONFLICT, "transfer_limit_reached");
+    assert_eq!(h.balance(&a).await["available"], 0);
+    assert_eq!(h.balance(&b).await["available"], 700);
+    let (_, entries) = h
+        .admin(Method::GET, &format!("/v1/members/{b}/points/entries"), None)
+        .await;
+    assert_eq!(entries["data"][0]["kind"], "transfer_in", "{entries}");
+    h.verify_ok().await;
+}
+
+/// Two members sending to each other at the same moment, many times: accounts are locked in
+/// one order, so there is no deadlock, and no point is spent twice or lost.
+async fn opposite_transfers_at_once_neither_deadlock_nor_double_spend(backend: Backend) {
+    let h = Arc::new(Harness::start(backend).await);
+    let mut programme: Value =
+        serde_json::from_str(huiyuan_domain::loyalty::programme::DEMO_PROGRAMME_JSON).unwrap();
+    programme["transfers"] = json!({"min_points": 1});
+    let (s, b) = h.admin(Method::PUT, "/v1/programme", Some(programme)).await;
+    assert_eq!(s, StatusCode::CREATED, "{b}");
+    let a = h.member_id("13800138010").await;
+    let b = h.member_id("13800138011").await;
+    for m in [&a, &b] {
+        let (s, body) = post(
+            &h,
+            &format!("/v1/members/{m}/points/adjustments"),
+            json!({"points": 300, "reason": "seed", "reference": format!("seed-{m}")}),
+        )
+        .await;
+        assert_eq!(s, StatusCode::CREATED, "{body}");
+    }
+    let mut tasks = Vec::new();
+    for i in 0..24 {
+        let h = h.clone();
+        let (from, to) = if i % 2 == 0 {
+            (a.clone(), b.clone())
+        } else {
+            (b.clone(), a.clone())
+        };
+        tasks.push(tokio::spawn(async move {
+            let body = json!({"to_member_id": to, "points": 100, "reference": format!("X-{i}")});
+            let (s, e) = post(&h, &format!("/v1/members/{from}/points/transfers"), body).await;
+            assert!(
+                s == StatusCode::CREATED || (s == StatusCode::CONFLICT && e["code"] == "insufficient_points"),
+                "{s} {e}"
+            );
+            (i % 2 == 0, s == StatusCode::CREATED)
+        }));
+    }
+    let mut net_to_b = 0;
+    for t in tasks {
+        let (a_to_b, ok) = t.await.unwrap();
+        if ok {
+            net_to_b += if a_to_b { 100 } else { -100 };
+        }
+    }
+    let (ba, bb) = (h.balance(&a).await, h.balance(&b).await);
+    assert_eq!(ba["available"], json!(300 - net_to_b));
+    assert_eq!(bb["available"], json!(300 + net_to_b));
+    h.verify_ok().await;
+}
+
+/// The console's "what would this earn" before a version is published.
+async fn preview_shows_what_a_basket_would_earn_without_recording_it(backend: Backend) {
+    let h = Harness::start(backend).await;
+    let basket = json!({"channel": "pos", "occurred_at": "2026-11-08T10:00:00+08:00",
+        "lines": [{"sku": "TEE", "category": "apparel", "quantity": 1, "amount": 20000}],
+        "paid_amount": 20000, "member": {"tier": "gold", "birth_month": 11}});
+    let (s, e) = post(&h, "/v1/programme/preview", basket.clone()).await;
+    assert_problem(s, &e, StatusCode::CONFLICT, "no_programme");
+    // A draft can be tried before anything is published.
+    let mut draft = basket.clone();
+    draft["programme"] =
+        serde_json::from_str(huiyuan_domain::loyalty::programme::DEMO_PROGRAMME_JSON).unwrap();
+    let (s, p) = post(&h, "/v1/programme/preview", draft.clone()).await;
+    assert_eq!(s, StatusCode::OK, "{p}");
+    assert!(p["version"].is_null());
+    // 200 yuan, gold ×1.5, member day ×3, birthday month ×2.
+    assert_eq!(p["earning"]["points"], 1_800, "{p}");
+    assert_eq!(
+        (&p["local_date"], &p["tier"]),
+        (&json!("2026-11-08"), &json!("gold"))
+    );
+    draft["programme"]["multipliers"]["member_day"]["multiplier"] = json!("0.5");
+    let (s, e) = post(&h, "/v1/programme/preview", draft).await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{e}");
+    assert_eq!(field_of(&e), "programme.multipliers.member_day.multiplier");
+
+    h.publish_demo_programme().await;
+    let (s, p) = post(&h, "/v1/programme/preview", basket.clone()).await;
+    assert_eq!(s, StatusCode::OK, "{p}");
+    assert_eq!(p["version"], 1);
+    assert_eq!(p["earning"]["points"], 1_800);
+    // The caps see what the member earned already today.
+    let mut capped = basket.clone();
+    capped["member"]["earned_today"] = json!(199_000);
+    let (_, p) = post(&h, "/v1/programme/preview", capped).await;
+    assert_eq!(p["earning"]["points"], 1_000, "{p}");
+    let mut bad = basket;
+    bad["member"]["tier"] = json!("bronze");
+    let (s, e) = post(&h, "/v1/programme/preview", bad).await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{e}");
+    assert_eq!(field_of(&e), "member.tier");
+    // Nothing was recorded.
+    let (_, events) = h.admin(Method::GET, "/v1/events", None).await;
+    assert!(!events.to_string().contains("purchase.recorded"), "{events}");
 }
 
 async fn points_expire_after_maturing_and_ledger_verifies(backend: Backend) {

@@ -10,7 +10,7 @@ use huiyuan_core::{Actor, Core, CoreConfig, CoreError};
 use huiyuan_domain::ids::MemberId;
 use huiyuan_domain::loyalty::programme::{ActionKind, Programme};
 use huiyuan_domain::loyalty::purchase::{
-    ActionInput, AdjustmentInput, LineInput, PurchaseInput, RedeemInput, RefundInput,
+    ActionInput, AdjustmentInput, LineInput, PurchaseInput, RedeemInput, RefundInput, TransferInput,
 };
 use huiyuan_domain::member::{Channel, EnrolInput};
 use huiyuan_store::Storage;
@@ -117,6 +117,9 @@ enum Op {
     Redeem(i64),
     Adjust(i64),
     CheckIn,
+    /// To and from a second member of the brand.
+    GiveAway(i64),
+    Receive(i64),
     Wait(i64),
 }
 
@@ -128,6 +131,8 @@ fn op() -> impl Strategy<Value = Op> {
         2 => (1i64..2_000).prop_map(Op::Redeem),
         1 => (-500i64..500).prop_filter("non-zero", |n| *n != 0).prop_map(Op::Adjust),
         1 => Just(Op::CheckIn),
+        1 => (50i64..1_500).prop_map(Op::GiveAway),
+        1 => (50i64..1_500).prop_map(Op::Receive),
         2 => (0i64..400).prop_map(Op::Wait),
     ]
 }
@@ -167,6 +172,19 @@ fn purchase(order: String, member: &MemberId, yuan: i64) -> PurchaseInput {
 async fn run(backend: Backend, ops: Vec<Op>) {
     let w = world(backend).await;
     let (core, a, m) = (&w.core, &w.actor, &w.member);
+    let partner = match core
+        .enrol(
+            a,
+            EnrolInput {
+                phone: Some("13800138999".into()),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap()
+    {
+        huiyuan_core::members::Enrolment::Created(p) | huiyuan_core::members::Enrolment::Existing(p) => p.id,
+    };
     let mut orders = 0usize;
     for (n, op) in ops.into_iter().enumerate() {
         let before = core.points_balance(a, m).await.unwrap();
@@ -240,6 +258,40 @@ async fn run(backend: Backend, ops: Vec<Op>) {
                     reference: format!("C-{n}"),
                 };
                 expected(core.reward_action(a, m, input).await);
+            }
+            Op::GiveAway(points) => {
+                let input = TransferInput {
+                    to_member_id: partner.clone(),
+                    points,
+                    reference: format!("T-{n}"),
+                    note: None,
+                };
+                match core.transfer_points(a, m, input).await {
+                    Ok((t, _)) => assert_eq!(t.from_available_after, before.available - points),
+                    Err(e) => expected::<()>(Err(e)),
+                }
+            }
+            Op::Receive(points) => {
+                let top_up = AdjustmentInput {
+                    points,
+                    reason: "test".into(),
+                    reference: format!("P-{n}"),
+                };
+                core.adjust_points(a, &partner, top_up).await.unwrap();
+                let input = TransferInput {
+                    to_member_id: m.clone(),
+                    points,
+                    reference: format!("T-{n}"),
+                    note: None,
+                };
+                match core.transfer_points(a, &partner, input).await {
+                    // Debt is repaid first, as with any earning.
+                    Ok((t, _)) => {
+                        assert_eq!(t.debt_repaid, points.min(before.debt));
+                        assert_eq!(t.to_available_after, before.available + points - t.debt_repaid);
+                    }
+                    Err(e) => expected::<()>(Err(e)),
+                }
             }
             Op::Wait(days) => {
                 w.clock.advance(time::Duration::days(days));

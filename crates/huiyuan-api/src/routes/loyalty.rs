@@ -6,7 +6,8 @@ use axum::http::StatusCode;
 use axum::Json;
 use huiyuan_core::loyalty::jobs::JobRun;
 use huiyuan_core::loyalty::points::EventView;
-use huiyuan_core::loyalty::programme::ProgrammeVersion;
+use huiyuan_core::loyalty::programme::{EarningPreview, ProgrammeVersion};
+use huiyuan_core::loyalty::transfers::TransferOutcome;
 use huiyuan_core::loyalty::verify::VerifyReport;
 use huiyuan_core::loyalty::views::{
     BalanceView, EntryView, PointsOutcome, PurchaseOutcome, PurchaseView, RefundOutcome, TierChangeView,
@@ -14,7 +15,7 @@ use huiyuan_core::loyalty::views::{
 use huiyuan_domain::ids::MemberId;
 use huiyuan_domain::loyalty::programme::Programme;
 use huiyuan_domain::loyalty::purchase::{
-    ActionInput, AdjustmentInput, PurchaseInput, RedeemInput, RefundInput,
+    ActionInput, AdjustmentInput, EarningPreviewInput, PurchaseInput, RedeemInput, RefundInput, TransferInput,
 };
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -62,6 +63,19 @@ pub async fn publish_programme(
         StatusCode::CREATED,
         Json(s.core.publish_programme(&actor, programme).await?),
     ))
+}
+
+/// What a basket would earn under the current programme, or under a draft sent along, for an
+/// imagined member (tier, birth month, streak, points earned today). Records nothing.
+#[utoipa::path(post, path = "/v1/programme/preview", tag = "programme", request_body = EarningPreviewInput,
+    responses((status = 200, body = EarningPreview), (status = 409, body = Problem, description = "no_programme"),
+        (status = 422, body = Problem)))]
+pub async fn preview_programme(
+    State(s): State<AppState>,
+    Auth(actor): Auth,
+    ApiJson(input): ApiJson<EarningPreviewInput>,
+) -> ApiResult<Json<EarningPreview>> {
+    Ok(Json(s.core.preview_earning(&actor, input).await?))
 }
 
 /// Every version of the programme, newest first.
@@ -243,6 +257,23 @@ pub async fn redeem(
     ApiJson(input): ApiJson<RedeemInput>,
 ) -> ApiResult<(StatusCode, Json<PointsOutcome>)> {
     let (o, made) = s.core.redeem_points(&actor, &member(&id)?, input).await?;
+    Ok(created(made, o))
+}
+
+/// Gives available points to another member of the brand, oldest first; each piece keeps its
+/// expiry, and the receiver's debt is repaid first. Idempotent on `reference`.
+#[utoipa::path(post, path = "/v1/members/{id}/points/transfers", tag = "points",
+    params(("id" = String, Path, description = "The sending member's ID")), request_body = TransferInput,
+    responses((status = 201, body = TransferOutcome), (status = 200, body = TransferOutcome),
+        (status = 409, body = Problem, description = "insufficient_points, transfers_disabled, transfer_too_small, transfer_limit_reached, reference_reused"),
+        (status = 422, body = Problem)))]
+pub async fn transfer(
+    State(s): State<AppState>,
+    Auth(actor): Auth,
+    Path(id): Path<String>,
+    ApiJson(input): ApiJson<TransferInput>,
+) -> ApiResult<(StatusCode, Json<TransferOutcome>)> {
+    let (o, made) = s.core.transfer_points(&actor, &member(&id)?, input).await?;
     Ok(created(made, o))
 }
 

@@ -1,8 +1,9 @@
 //! Calendar days in a brand's time zone: member days, birthday months, daily caps, expiry at
 //! the end of a local day, calendar-year windows.
 
+use huiyuan_domain::loyalty::programme::StreakPeriod;
 use jiff::tz::TimeZone;
-use time::{Date, Month, OffsetDateTime};
+use time::{Date, Duration, Month, OffsetDateTime};
 
 use crate::{CoreError, Result};
 
@@ -50,6 +51,24 @@ impl BrandCalendar {
     pub fn month_start(date: Date) -> Date {
         date.replace_day(1).unwrap_or(date)
     }
+
+    /// When each of the `n` periods ending with the one holding `date` begins, newest first
+    /// (weeks start on Monday).
+    pub fn period_starts(&self, date: Date, period: StreakPeriod, n: u8) -> Vec<OffsetDateTime> {
+        let mut first = match period {
+            StreakPeriod::Week => date - Duration::days(i64::from(date.weekday().number_days_from_monday())),
+            StreakPeriod::Month => Self::month_start(date),
+        };
+        let mut starts = Vec::with_capacity(usize::from(n));
+        for _ in 0..n {
+            starts.push(self.start_of(first));
+            first = match period {
+                StreakPeriod::Week => first - Duration::days(7),
+                StreakPeriod::Month => Self::month_start(first.previous_day().unwrap_or(first)),
+            };
+        }
+        starts
+    }
 }
 
 #[cfg(test)]
@@ -65,5 +84,29 @@ mod tests {
         assert_eq!(c.start_of(date!(2026 - 11 - 08)), datetime!(2026-11-07 16:00 UTC));
         assert!(BrandCalendar::is_known("UTC"));
         assert!(!BrandCalendar::is_known("Mars/Olympus"));
+    }
+
+    #[test]
+    fn streak_periods_go_back_by_local_weeks_and_months() {
+        let c = BrandCalendar::new("Asia/Shanghai").unwrap();
+        // Wednesday 2026-01-14.
+        let weeks = c.period_starts(date!(2026 - 01 - 14), StreakPeriod::Week, 3);
+        assert_eq!(
+            weeks,
+            [
+                datetime!(2026-01-11 16:00 UTC),
+                datetime!(2026-01-04 16:00 UTC),
+                datetime!(2025-12-28 16:00 UTC)
+            ]
+        );
+        let months = c.period_starts(date!(2026 - 01 - 31), StreakPeriod::Month, 3);
+        assert_eq!(
+            months,
+            [
+                datetime!(2025-12-31 16:00 UTC),
+                datetime!(2025-11-30 16:00 UTC),
+                datetime!(2025-10-31 16:00 UTC)
+            ]
+        );
     }
 }

@@ -18,7 +18,7 @@ use huiyuan_domain::member::MemberStatus;
 use huiyuan_domain::ValidationError;
 use huiyuan_store::{AccountRecord, MemberRecord, PurchaseRecord, PurchaseTotals, StoreError, Tx};
 use serde_json::json;
-use time::{Duration, OffsetDateTime};
+use time::{Date, Duration, OffsetDateTime};
 use tokio::sync::{oneshot, Semaphore};
 
 use super::calendar::BrandCalendar;
@@ -128,12 +128,36 @@ impl Totals {
         t
     }
 
+    /// Periods in a row with a purchase, ending with the current one (which the sale being
+    /// recorded fills), given the periods' starts newest first.
+    fn streak(&self, member: &MemberId, starts: &[OffsetDateTime]) -> u8 {
+        let mut streak = 1;
+        for pair in starts.windows(2) {
+            let (newer, older) = (pair[0], pair[1]);
+            let in_period = self.since(member, older).visits - self.since(member, newer).visits;
+            if in_period <= 0 {
+                break;
+            }
+            streak += 1;
+        }
+        streak
+    }
+
     fn add(&mut self, member: &MemberId, at: OffsetDateTime, points: i64, paid: i64) {
         self.batch
             .entry(member.clone())
             .or_default()
             .push((at, points, paid));
     }
+}
+
+/// When a sale happened and the period starts its caps and streak bonus look at.
+struct SaleTimes {
+    at: OffsetDateTime,
+    local_date: Date,
+    cap_periods: Option<(OffsetDateTime, OffsetDateTime)>,
+    /// Newest first; empty without a streak bonus.
+    streak_starts: Vec<OffsetDateTime>,
 }
 
 /// The start of the local day and month of a sale, for the caps.
@@ -342,27 +366,36 @@ impl Core {
         let caps =
             programme.caps.per_member_per_day.is_some() || programme.caps.per_member_per_month.is_some();
         let window = ctx.window_start(now);
-        // Each sale's time and (with caps) the start of its local day and month, worked out once.
-        let times: Vec<(OffsetDateTime, Option<(OffsetDateTime, OffsetDateTime)>)> = items
+        // Each sale's time, (with caps) the start of its local day and month and (with a streak
+        // bonus) the starts of the streak's periods, worked out once.
+        let streak = programme.multipliers.streak.as_ref();
+        let times: Vec<SaleTimes> = items
             .iter()
             .map(|p| {
                 let at = sale_time(&p.input, now);
-                (at, caps.then(|| cap_periods(&ctx.calendar, at)))
+                let date = ctx.calendar.date_of(at);
+                SaleTimes {
+                    at,
+                    local_date: date,
+                    cap_periods: caps.then(|| cap_periods(&ctx.calendar, at)),
+                    streak_starts: streak
+                        .map(|s| ctx.calendar.period_starts(date, s.period, s.periods))
+                        .unwrap_or_default(),
+                }
             })
             .collect();
         let mut instants = vec![window];
-        instants.extend(
-            times
-                .iter()
-                .filter_map(|(_, periods)| *periods)
-                .flat_map(|(d, m)| [d, m]),
-        );
+        for t in &times {
+            instants.extend(t.cap_periods.iter().flat_map(|&(d, m)| [d, m]));
+            instants.extend(&t.streak_starts);
+        }
         let mut totals = Totals::read(tx, brand, &earners, instants).await?;
         let mut postings: HashMap<MemberId, Posting<'_>> = HashMap::new();
         let mut writes = Writes::default();
         let mut recorded: HashMap<String, usize> = HashMap::new();
         let mut outcomes = Vec::with_capacity(items.len());
-        for (p, &(occurred_at, periods)) in items.iter().zip(&times) {
+        for (p, times) in items.iter().zip(&times) {
+            let occurred_at = times.at;
             let order_id = &p.input.order_id;
             let earlier = existing
                 .get(order_id)
@@ -426,8 +459,8 @@ impl Core {
                 }
             };
             posting.actor.clone_from(&p.actor);
-            let local_date = ctx.calendar.date_of(occurred_at);
-            let so_far = match periods {
+            let local_date = times.local_date;
+            let so_far = match times.cap_periods {
                 Some((day, month)) => EarnedSoFar {
                     today: totals.since(&member.id, day).points,
                     this_month: totals.since(&member.id, month).points,
@@ -446,6 +479,7 @@ impl Core {
                     local_date,
                     birth_month: member.birth_month,
                     tier: programme.tiers.levels.get(ctx.level_of(&posting.account)),
+                    streak: totals.streak(&member.id, &times.streak_starts),
                 },
                 so_far,
             );

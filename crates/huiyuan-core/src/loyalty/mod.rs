@@ -12,6 +12,7 @@ pub mod points;
 pub mod programme;
 pub mod purchases;
 pub mod tiers;
+pub mod transfers;
 pub mod verify;
 pub mod views;
 
@@ -329,6 +330,18 @@ impl<'c> Posting<'c> {
         Ok(self.lots.get_or_insert_with(Vec::new))
     }
 
+    /// Adds a lot this posting made (kept in age order when the lots are loaded).
+    pub fn add_lot(&mut self, lot: LotRecord) {
+        self.created.push(lot.id.clone());
+        match &mut self.lots {
+            Some(lots) => {
+                lots.push(lot);
+                lots.sort_by(|a, b| (a.earned_at, &a.id).cmp(&(b.earned_at, &b.id)));
+            }
+            None => self.new_lots.push(lot),
+        }
+    }
+
     fn touch(&mut self, lot_id: &str) {
         if !self.dirty_lots.iter().any(|l| l == lot_id) {
             self.dirty_lots.push(lot_id.to_owned());
@@ -432,14 +445,7 @@ impl<'c> Posting<'c> {
                 expiry_notified: false,
             };
             let id = lot.id.clone();
-            self.created.push(id.clone());
-            match &mut self.lots {
-                Some(lots) => {
-                    lots.push(lot);
-                    lots.sort_by(|a, b| (a.earned_at, &a.id).cmp(&(b.earned_at, &b.id)));
-                }
-                None => self.new_lots.push(lot),
-            }
+            self.add_lot(lot);
             Some(id)
         } else {
             None

@@ -4,7 +4,7 @@ use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use time::{Date, OffsetDateTime};
 
-use super::programme::{Programme, Stacking, Tier};
+use super::programme::{Programme, Stacking, StreakPeriod, Tier};
 use crate::member::Channel;
 
 /// One line of a purchase, as the earning rules see it.
@@ -30,6 +30,9 @@ pub struct PurchaseFacts<'a> {
     pub local_date: Date,
     pub birth_month: Option<u8>,
     pub tier: Option<&'a Tier>,
+    /// Consecutive streak periods (weeks or months, as the programme's streak bonus says) with a
+    /// purchase, ending with this purchase's own period: 1 when the previous period had none.
+    pub streak: u8,
 }
 
 /// A line of the "why did I get these points" breakdown.
@@ -195,7 +198,7 @@ fn rule_matches(rule: &super::programme::EarnRule, line: &EarnLine, facts: &Purc
 }
 
 /// The multipliers that apply to this purchase, in a fixed order: tier, member day, birthday
-/// month, campaigns (in the order the programme lists them).
+/// month, purchase streak, campaigns (in the order the programme lists them).
 fn multipliers(programme: &Programme, facts: &PurchaseFacts<'_>) -> Vec<(String, String, Decimal)> {
     let m = &programme.multipliers;
     let mut out = Vec::new();
@@ -221,6 +224,23 @@ fn multipliers(programme: &Programme, facts: &PurchaseFacts<'_>) -> Vec<(String,
                 "birthday_month".into(),
                 format!("生日月 Birthday month ×{}", b.normalize()),
                 b,
+            ));
+        }
+    }
+    if let Some(s) = m.streak.as_ref() {
+        if facts.streak >= s.periods && s.multiplier > Decimal::ONE {
+            let unit = match s.period {
+                StreakPeriod::Week => "週 weeks",
+                StreakPeriod::Month => "個月 months",
+            };
+            out.push((
+                "streak".into(),
+                format!(
+                    "連續消費 {} {unit} in a row ×{}",
+                    s.periods,
+                    s.multiplier.normalize()
+                ),
+                s.multiplier,
             ));
         }
     }
@@ -314,7 +334,31 @@ mod tests {
             local_date: day,
             birth_month: Some(11),
             tier,
+            streak: 1,
         }
+    }
+
+    #[test]
+    fn a_purchase_streak_earns_its_bonus_once_long_enough() {
+        let p = Programme::demo();
+        let streak = p.multipliers.streak.clone().expect("the demo has a streak bonus");
+        assert_eq!(streak.periods, 3);
+        let lines = [line("apparel", 10_000)];
+        let mut f = facts(&lines, 10_000, date!(2026 - 10 - 03), None);
+        f.birth_month = None;
+        f.streak = 2;
+        assert_eq!(evaluate(&p, &f, EarnedSoFar::default()).points, 100);
+        f.streak = 3;
+        let e = evaluate(&p, &f, EarnedSoFar::default());
+        assert_eq!(e.points, 120);
+        assert_eq!(e.items[1].source, "streak");
+        assert_eq!(e.items[1].points, 20);
+        f.streak = 12;
+        assert_eq!(
+            evaluate(&p, &f, EarnedSoFar::default()).points,
+            120,
+            "the bonus does not grow"
+        );
     }
 
     #[test]

@@ -42,7 +42,19 @@ pub struct Programme {
     /// What a refund does when the points it should reverse were already spent.
     #[serde(default)]
     pub refund_policy: RefundPolicy,
+    /// Whether and how members may give points to each other; absent: they may not.
+    pub transfers: Option<TransferPolicy>,
     pub tiers: TierProgramme,
+}
+
+/// Limits on point transfers between members.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TransferPolicy {
+    /// Smallest transfer.
+    pub min_points: i64,
+    /// Transfers a member may send per day (brand time zone); absent: no limit.
+    pub per_day: Option<u32>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -107,6 +119,28 @@ pub struct Multipliers {
     /// Campaign boosts with a window and optional store/channel limits.
     #[serde(default)]
     pub campaigns: Vec<CampaignBoost>,
+    /// Consecutive-purchase bonus: a multiplier for members who bought in each of the last N
+    /// weeks or months (this purchase's period included).
+    pub streak: Option<StreakBonus>,
+}
+
+/// Rewards habit rather than basket size: "buy in three months running, earn ×1.2".
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StreakBonus {
+    pub period: StreakPeriod,
+    /// Periods in a row with a purchase, this purchase's own period included (2–12).
+    pub periods: u8,
+    #[schema(value_type = String)]
+    pub multiplier: Decimal,
+}
+
+/// Calendar periods in the brand's time zone; weeks start on Monday.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum StreakPeriod {
+    Week,
+    Month,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -376,6 +410,14 @@ impl Programme {
                 v.push("multipliers.birthday_month", "must be between 1 and 100");
             }
         }
+        if let Some(streak) = &self.multipliers.streak {
+            if !(2..=12).contains(&streak.periods) {
+                v.push("multipliers.streak.periods", "must be between 2 and 12");
+            }
+            if streak.multiplier < one || streak.multiplier > max_mult {
+                v.push("multipliers.streak.multiplier", "must be between 1 and 100");
+            }
+        }
         for (i, c) in self.multipliers.campaigns.iter().enumerate() {
             let f = |name: &str| format!("multipliers.campaigns[{i}].{name}");
             check_id(&mut v, &f("id"), &c.id);
@@ -417,6 +459,17 @@ impl Programme {
                 v.push(
                     f("per_day"),
                     "a limit of 0 disables the action; remove the action instead",
+                );
+            }
+        }
+        if let Some(t) = &self.transfers {
+            if !(1..=1_000_000).contains(&t.min_points) {
+                v.push("transfers.min_points", "must be between 1 and 1000000");
+            }
+            if t.per_day == Some(0) {
+                v.push(
+                    "transfers.per_day",
+                    "a limit of 0 disables transfers; remove `transfers` instead",
                 );
             }
         }

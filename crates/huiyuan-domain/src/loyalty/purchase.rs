@@ -4,7 +4,7 @@ use serde::Deserialize;
 use time::OffsetDateTime;
 
 use super::earning::EarnLine;
-use super::programme::ActionKind;
+use super::programme::{ActionKind, Programme};
 use crate::error::Validator;
 use crate::ids::{MemberId, StoreId};
 use crate::member::{validate_text, Channel};
@@ -90,12 +90,20 @@ pub fn validate_purchase(p: &PurchaseInput) -> Result<Vec<PurchaseLine>, Validat
     if who != 1 {
         v.push("member_id", "give exactly one of member_id, phone, member_code");
     }
-    if p.lines.is_empty() || p.lines.len() > MAX_LINES {
+    let lines = check_basket(&mut v, &p.lines, p.paid_amount);
+    v.finish()?;
+    Ok(lines)
+}
+
+/// Checks a basket's lines and paid amount (a purchase's or a preview's); returns the lines
+/// normalised.
+fn check_basket(v: &mut Validator, input: &[LineInput], paid_amount: i64) -> Vec<PurchaseLine> {
+    if input.is_empty() || input.len() > MAX_LINES {
         v.push("lines", format!("must have between 1 and {MAX_LINES} lines"));
     }
-    let mut lines = Vec::with_capacity(p.lines.len());
+    let mut lines = Vec::with_capacity(input.len());
     let mut total: i64 = 0;
-    for (i, l) in p.lines.iter().enumerate() {
+    for (i, l) in input.iter().enumerate() {
         let sku = v.check(validate_text(&format!("lines[{i}].sku"), &l.sku, 64));
         let category = l
             .category
@@ -121,11 +129,81 @@ pub fn validate_purchase(p: &PurchaseInput) -> Result<Vec<PurchaseLine>, Validat
             refunded_quantity: 0,
         });
     }
-    if p.paid_amount < 0 || p.paid_amount > total {
+    if paid_amount < 0 || paid_amount > total {
         v.push(
             "paid_amount",
             format!("must be between 0 and the sum of the lines ({total})"),
         );
+    }
+    lines
+}
+
+/// "What would this basket earn?" — for the console's programme editor and the till, without
+/// recording anything. Everything about the member is imagined, so a draft programme can be
+/// tried on a gold member on member day before it is published.
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EarningPreviewInput {
+    /// A draft programme to try; absent: the brand's current one.
+    pub programme: Option<Programme>,
+    pub channel: Channel,
+    /// Store code, for rules and campaigns limited to stores.
+    pub store_code: Option<String>,
+    /// Default: now. Decides member day, birthday month and campaign windows.
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    pub occurred_at: Option<OffsetDateTime>,
+    pub lines: Vec<LineInput>,
+    pub paid_amount: i64,
+    #[serde(default)]
+    pub member: PreviewMember,
+}
+
+/// The imagined member of a preview.
+#[derive(Debug, Clone, Default, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PreviewMember {
+    /// Tier code; default: the first tier.
+    pub tier: Option<String>,
+    /// 1–12.
+    pub birth_month: Option<u8>,
+    /// Periods in a row with a purchase, this one included (default 1).
+    pub streak: Option<u8>,
+    /// Purchase points already earned today and this month (for the caps).
+    #[serde(default)]
+    pub earned_today: i64,
+    #[serde(default)]
+    pub earned_this_month: i64,
+}
+
+/// Checks a preview's basket and member against the programme it will run on.
+pub fn validate_preview(
+    input: &EarningPreviewInput,
+    programme: &Programme,
+) -> Result<Vec<PurchaseLine>, ValidationError> {
+    let mut v = Validator::default();
+    let lines = check_basket(&mut v, &input.lines, input.paid_amount);
+    if let Some(code) = &input.store_code {
+        v.check(validate_text("store_code", code, 64));
+    }
+    let m = &input.member;
+    if let Some(tier) = &m.tier {
+        if programme.tier_index(tier).is_none() {
+            v.push("member.tier", format!("the programme has no tier {tier:?}"));
+        }
+    }
+    if m.birth_month.is_some_and(|b| !(1..=12).contains(&b)) {
+        v.push("member.birth_month", "must be between 1 and 12");
+    }
+    if m.streak.is_some_and(|s| !(1..=120).contains(&s)) {
+        v.push("member.streak", "must be between 1 and 120");
+    }
+    for (field, x) in [
+        ("member.earned_today", m.earned_today),
+        ("member.earned_this_month", m.earned_this_month),
+    ] {
+        if !(0..=MAX_POINTS).contains(&x) {
+            v.push(field, format!("must be between 0 and {MAX_POINTS}"));
+        }
     }
     v.finish()?;
     Ok(lines)
@@ -221,6 +299,30 @@ pub fn validate_redeem(r: &RedeemInput) -> Result<(), ValidationError> {
     v.check(validate_reference("reference", &r.reference));
     if let Some(d) = &r.description {
         v.check(validate_text("description", d, 200));
+    }
+    v.finish()
+}
+
+/// Giving points to another member of the brand (family sharing, gifting). The points keep
+/// their expiry: a transfer never makes old points young.
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TransferInput {
+    pub to_member_id: MemberId,
+    pub points: i64,
+    /// Makes the call idempotent: the same reference moves points once.
+    pub reference: String,
+    pub note: Option<String>,
+}
+
+pub fn validate_transfer(t: &TransferInput) -> Result<(), ValidationError> {
+    let mut v = Validator::default();
+    if !(1..=MAX_POINTS).contains(&t.points) {
+        v.push("points", format!("must be between 1 and {MAX_POINTS}"));
+    }
+    v.check(validate_reference("reference", &t.reference));
+    if let Some(n) = &t.note {
+        v.check(validate_text("note", n, 200));
     }
     v.finish()
 }
