@@ -215,13 +215,15 @@ pub trait Tx: Send {
     async fn update_lots(&mut self, lots: &[LotRecord]) -> Result<()>;
     /// A member's lots that still hold points, oldest first (earned, then ID).
     async fn open_lots(&mut self, brand: &BrandId, member: &MemberId) -> Result<Vec<LotRecord>>;
-    /// Members with pending lots that matured by `now` (brand, member), at most `limit`.
+    /// The owners (brand, member) of up to `limit` pending lots that matured by `now`, in no
+    /// particular order and with repeats: a plain index range scan, however many are due.
     async fn members_with_maturing_lots(
         &mut self,
         now: OffsetDateTime,
         limit: u32,
     ) -> Result<Vec<(BrandId, MemberId)>>;
-    /// Members with lots holding points that expired by `now`, at most `limit`.
+    /// The owners of up to `limit` open lots that expired by `now`, in no particular order and
+    /// with repeats (as [`Tx::members_with_maturing_lots`]).
     async fn members_with_expiring_lots(
         &mut self,
         now: OffsetDateTime,

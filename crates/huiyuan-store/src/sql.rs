@@ -1648,8 +1648,8 @@ impl Tx for SqlTx {
         limit: u32,
     ) -> Result<Vec<(BrandId, MemberId)>> {
         self.all(
-            "SELECT DISTINCT brand_id, member_id FROM point_lots WHERE status = 'pending' AND matures_at <= $1 \
-             ORDER BY brand_id, member_id LIMIT $2",
+            // No DISTINCT or ORDER BY: either would read every due lot before the first row.
+            "SELECT brand_id, member_id FROM point_lots WHERE status = 'pending' AND matures_at <= $1 LIMIT $2",
             vec![v(now), v(i64::from(limit.clamp(1, 100_000)))],
             member_pair,
         )
@@ -1662,8 +1662,8 @@ impl Tx for SqlTx {
         limit: u32,
     ) -> Result<Vec<(BrandId, MemberId)>> {
         self.all(
-            "SELECT DISTINCT brand_id, member_id FROM point_lots WHERE status IN ('pending', 'active') \
-             AND expires_at <= $1 ORDER BY brand_id, member_id LIMIT $2",
+            "SELECT brand_id, member_id FROM point_lots WHERE status IN ('pending', 'active') \
+             AND expires_at <= $1 LIMIT $2",
             vec![v(now), v(i64::from(limit.clamp(1, 100_000)))],
             member_pair,
         )

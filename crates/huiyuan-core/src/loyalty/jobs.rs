@@ -17,7 +17,7 @@ use time::{Duration, OffsetDateTime};
 use utoipa::ToSchema;
 
 use super::points::EXPIRING_SOON;
-use super::{job_interval, Posting};
+use super::{job_interval, Posting, Writes};
 use huiyuan_domain::access::Permission;
 
 use crate::{Actor, Core, CoreError, Result};
@@ -31,6 +31,8 @@ pub const ALL: [&str; 5] = [MATURE, EXPIRE, REMIND, BIRTHDAYS, TIER_REVIEW];
 
 /// Members handled per transaction: short transactions keep the SQLite writer free for sales.
 const MEMBERS_PER_TX: u32 = 200;
+/// Due lots listed per round (their members are then handled [`MEMBERS_PER_TX`] at a time).
+const LOTS_PER_LISTING: u32 = 5_000;
 /// How long a lease lasts; a process that dies mid-job loses it after this.
 const LEASE: Duration = Duration::minutes(10);
 
@@ -110,8 +112,9 @@ impl Core {
         })
     }
 
-    /// Runs `work` for each listed member in transactions of [`MEMBERS_PER_TX`], until the
-    /// lister finds nothing more. Members are locked in (brand, member) order.
+    /// Runs `work` for the members the lister names, [`MEMBERS_PER_TX`] to a transaction
+    /// (locked in (brand, member) order, their changes written together), until the lister
+    /// finds nothing more.
     async fn per_member<L, W>(&self, list: L, work: W) -> Result<u64>
     where
         L: for<'a> Fn(
@@ -123,23 +126,32 @@ impl Core {
             &'a mut dyn Tx,
             &'a BrandId,
             &'a MemberId,
+            &'a mut Writes,
         ) -> futures_like::BoxFut<'a, Result<u64>>,
     {
         let mut total = 0;
         let mut rounds = 0;
         loop {
             let now = self.now();
-            let mut tx = self.storage.write().await?;
-            let mut members = list(&mut *tx, now).await?;
+            let mut members = {
+                let mut tx = self.storage.read().await?;
+                list(&mut *tx, now).await?
+            };
             if members.is_empty() {
                 return Ok(total);
             }
             members.sort();
+            members.dedup();
             let mut done = 0;
-            for (brand, member) in &members {
-                done += work(self, &mut *tx, brand, member).await?;
+            for chunk in members.chunks(MEMBERS_PER_TX as usize) {
+                let mut tx = self.storage.write().await?;
+                let mut writes = Writes::default();
+                for (brand, member) in chunk {
+                    done += work(self, &mut *tx, brand, member, &mut writes).await?;
+                }
+                writes.flush(&mut *tx).await?;
+                tx.commit().await?;
             }
-            tx.commit().await?;
             total += done;
             rounds += 1;
             // Nothing changed although members were listed: stop rather than spin.
@@ -151,8 +163,8 @@ impl Core {
 
     async fn mature_points(&self) -> Result<u64> {
         self.per_member(
-            |tx, now| Box::pin(async move { Ok(tx.members_with_maturing_lots(now, MEMBERS_PER_TX).await?) }),
-            |core, tx, brand, member| {
+            |tx, now| Box::pin(async move { Ok(tx.members_with_maturing_lots(now, LOTS_PER_LISTING).await?) }),
+            |core, tx, brand, member, writes| {
                 Box::pin(async move {
                     let now = core.now();
                     let mut posting = Posting::open(core, tx, brand, member, SYSTEM).await?;
@@ -168,17 +180,14 @@ impl Core {
                     }
                     let n = due.len() as u64;
                     if n > 0 {
-                        core.emit(
-                            tx,
+                        writes.events.push(core.event(
                             brand,
                             "points.activated",
                             member.as_str(),
                             json!({ "member_id": member, "lots": due }),
-                            None,
-                        )
-                        .await?;
+                        ));
                     }
-                    posting.save(tx).await?;
+                    posting.stage(writes);
                     Ok(n)
                 })
             },
@@ -188,8 +197,8 @@ impl Core {
 
     async fn expire_points(&self) -> Result<u64> {
         self.per_member(
-            |tx, now| Box::pin(async move { Ok(tx.members_with_expiring_lots(now, MEMBERS_PER_TX).await?) }),
-            |core, tx, brand, member| {
+            |tx, now| Box::pin(async move { Ok(tx.members_with_expiring_lots(now, LOTS_PER_LISTING).await?) }),
+            |core, tx, brand, member, writes| {
                 Box::pin(async move {
                     let now = core.now();
                     let mut posting = Posting::open(core, tx, brand, member, SYSTEM).await?;
@@ -205,17 +214,14 @@ impl Core {
                         points += posting.expire(tx, lot).await?;
                     }
                     if points > 0 {
-                        core.emit(
-                            tx,
+                        writes.events.push(core.event(
                             brand,
                             "points.expired",
                             member.as_str(),
                             json!({ "member_id": member, "points": points }),
-                            None,
-                        )
-                        .await?;
+                        ));
                     }
-                    posting.save(tx).await?;
+                    posting.stage(writes);
                     Ok(due.len() as u64)
                 })
             },
