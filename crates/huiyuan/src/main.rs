@@ -1,5 +1,6 @@
 //! `huiyuan`: one binary for the API, the console (later) and background jobs.
 
+mod analytics;
 mod bench;
 mod config;
 mod demo;
@@ -90,6 +91,11 @@ enum Command {
     Bench {
         #[command(subcommand)]
         command: BenchCommand,
+    },
+    /// RFM and lifetime value (BG/NBD + Gamma-Gamma) on a CSV of transactions.
+    Analytics {
+        #[command(subcommand)]
+        command: analytics::AnalyticsCommand,
     },
     /// Installation-level brand management.
     Brand {
@@ -320,6 +326,7 @@ async fn run(command: Command, config: &mut Config) -> Result<(), AnyError> {
             Ok(())
         }
         Command::Bench { command } => run_bench(command, config).await,
+        Command::Analytics { command } => analytics::run(command),
         Command::Brand {
             command:
                 BrandCommand::Create {

@@ -4,6 +4,8 @@ use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use serde_json::json;
+
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -278,4 +280,106 @@ fn brand_create_then_migrate_on_the_same_folder() {
     assert!(!data.join("master.key").exists(), "and no new key was made");
     assert!(String::from_utf8_lossy(&migrate.stdout).contains("sqlite: migrations applied"));
     let _ = std::fs::remove_dir_all(&data);
+}
+
+fn analytics(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_huiyuan"))
+        .arg("analytics")
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+/// The stable `huiyuan analytics` interface: JSON shapes, and bad input refused by line.
+#[test]
+fn analytics_commands_print_json_and_name_bad_lines() {
+    let dir = std::env::temp_dir().join(format!("huiyuan-analytics-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("tx.csv");
+    // Three customers over ten weeks; extra columns are ignored.
+    let mut csv = String::from("member_id,date,amount,channel\n");
+    for (m, dates) in [
+        (
+            "alice",
+            vec!["2026-01-05", "2026-01-20", "2026-02-10", "2026-03-01"],
+        ),
+        ("bob", vec!["2026-01-07", "2026-02-25"]),
+        ("carol", vec!["2026-01-12"]),
+        ("dave", vec!["2026-01-02", "2026-01-30", "2026-03-02"]),
+    ] {
+        for (i, d) in dates.iter().enumerate() {
+            csv.push_str(&format!("{m},{d},{}.50,pos\n", 20 + i * 7));
+        }
+    }
+    std::fs::write(&file, &csv).unwrap();
+    let path = file.to_str().unwrap();
+
+    let out = analytics(&["rfm", "--input", path, "--as-of", "2026-03-10", "--json"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let rfm: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(rfm["members"].as_array().unwrap().len(), 4);
+    assert_eq!(rfm["members"][0]["member_id"], "alice");
+    assert_eq!(rfm["members"][0]["frequency"], 4);
+    assert_eq!(rfm["members"][0]["monetary"], 20.5 + 27.5 + 34.5 + 41.5);
+    assert_eq!(rfm["segments"].as_array().unwrap().len(), 8);
+
+    let out = analytics(&[
+        "clv",
+        "--input",
+        path,
+        "--period",
+        "week",
+        "--calibration-end",
+        "2026-03-10",
+        "--json",
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let clv: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    for key in ["r", "alpha", "a", "b", "log_likelihood"] {
+        assert!(clv["bgnbd"][key].as_f64().unwrap().is_finite(), "{clv}");
+    }
+    for key in ["p", "q", "gamma"] {
+        assert!(clv["gamma_gamma"][key].as_f64().unwrap().is_finite(), "{clv}");
+    }
+    let carol = &clv["members"][2];
+    assert_eq!(carol["member_id"], "carol");
+    assert_eq!((&carol["frequency"], &carol["recency"]), (&json!(0), &json!(0.0)));
+    assert_eq!(carol["p_alive"], 1.0);
+    for m in clv["members"].as_array().unwrap() {
+        for key in [
+            "frequency",
+            "recency",
+            "T",
+            "p_alive",
+            "expected_purchases",
+            "clv",
+        ] {
+            assert!(m[key].as_f64().is_some_and(f64::is_finite), "{m}");
+        }
+    }
+
+    // A bad row names its line and nothing is printed on stdout.
+    std::fs::write(
+        &file,
+        "member_id,date,amount\nalice,2026-01-05,10\nbob,2026-13-01,5\n",
+    )
+    .unwrap();
+    let out = analytics(&["rfm", "--input", path, "--as-of", "2026-03-10", "--json"]);
+    assert!(!out.status.success());
+    assert!(out.stdout.is_empty());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("line 3") && err.contains("date"), "{err}");
+    std::fs::write(&file, "member_id,date\nalice,2026-01-05\n").unwrap();
+    let out = analytics(&["rfm", "--input", path, "--as-of", "2026-03-10"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("`amount`"));
+    // Nobody bought twice: the lifetime model cannot be fitted, and says so.
+    std::fs::write(
+        &file,
+        "member_id,date,amount\nalice,2026-01-05,10\nbob,2026-01-06,5\n",
+    )
+    .unwrap();
+    let out = analytics(&["clv", "--input", path, "--calibration-end", "2026-03-10"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("repeat purchase"));
+    std::fs::remove_dir_all(&dir).ok();
 }

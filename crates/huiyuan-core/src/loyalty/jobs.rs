@@ -163,7 +163,9 @@ impl Core {
 
     async fn mature_points(&self) -> Result<u64> {
         self.per_member(
-            |tx, now| Box::pin(async move { Ok(tx.members_with_maturing_lots(now, LOTS_PER_LISTING).await?) }),
+            |tx, now| {
+                Box::pin(async move { Ok(tx.members_with_maturing_lots(now, LOTS_PER_LISTING).await?) })
+            },
             |core, tx, brand, member, writes| {
                 Box::pin(async move {
                     let now = core.now();
@@ -197,7 +199,9 @@ impl Core {
 
     async fn expire_points(&self) -> Result<u64> {
         self.per_member(
-            |tx, now| Box::pin(async move { Ok(tx.members_with_expiring_lots(now, LOTS_PER_LISTING).await?) }),
+            |tx, now| {
+                Box::pin(async move { Ok(tx.members_with_expiring_lots(now, LOTS_PER_LISTING).await?) })
+            },
             |core, tx, brand, member, writes| {
                 Box::pin(async move {
                     let now = core.now();

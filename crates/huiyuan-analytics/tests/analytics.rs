@@ -1,0 +1,288 @@
+//! The analytics against published results and hand-worked fixtures.
+
+use huiyuan_analytics::bgnbd::{BgNbd, Customers};
+use huiyuan_analytics::cohort::cohort_retention;
+use huiyuan_analytics::gamma_gamma::{lifetime_value, GammaGamma, Spenders};
+use huiyuan_analytics::rfm::{rfm, Segment};
+use huiyuan_analytics::summary::{summarise, Period};
+use huiyuan_analytics::{AnalyticsError, Transactions};
+use time::macros::date;
+use time::Date;
+
+/// Seven members' purchases, worked by hand below (amounts in fen). Member 6 buys only after
+/// the as-of date; member 5's April purchase is after it too.
+fn shop() -> (Vec<u32>, Vec<Date>, Vec<i64>) {
+    let rows = [
+        (0, date!(2026 - 03 - 30), 10_000),
+        (0, date!(2026 - 03 - 01), 5_000),
+        (0, date!(2026 - 02 - 01), 3_000),
+        (1, date!(2026 - 01 - 15), 50_000),
+        (2, date!(2026 - 03 - 20), 2_000),
+        (2, date!(2026 - 03 - 25), 2_000),
+        (3, date!(2025 - 12 - 01), 1_000),
+        (4, date!(2026 - 03 - 31), 30_000),
+        (4, date!(2026 - 02 - 28), 30_000),
+        (5, date!(2025 - 11 - 11), 8_000),
+        (5, date!(2026 - 01 - 01), 8_000),
+        (5, date!(2026 - 04 - 05), 99_900),
+        (6, date!(2026 - 04 - 10), 1_000),
+    ];
+    (
+        rows.iter().map(|r| r.0).collect(),
+        rows.iter().map(|r| r.1).collect(),
+        rows.iter().map(|r| r.2).collect(),
+    )
+}
+
+/// Recency [1, 75, 6, 120, 0, 89] days, frequency [3, 1, 2, 1, 2, 2], monetary [18,000,
+/// 50,000, 4,000, 1,000, 60,000, 16,000]; a score is 1 + ⌊5·(members strictly worse)/6⌋; the
+/// means are 48.5 days, 1.83 purchases and 24,833 fen.
+#[test]
+fn rfm_scores_and_segments_match_the_hand_worked_fixture() {
+    let (member, date, amount) = shop();
+    let tx = Transactions {
+        member: &member,
+        date: &date,
+        amount: &amount,
+    };
+    let report = rfm(&tx, date!(2026 - 03 - 31)).unwrap();
+    type Row = (u32, i64, u64, i64, u8, u8, u8, Segment);
+    let rows: Vec<Row> = report
+        .members
+        .iter()
+        .map(|m| {
+            (
+                m.member,
+                m.recency_days,
+                m.frequency,
+                m.monetary,
+                m.r,
+                m.f,
+                m.m,
+                m.segment,
+            )
+        })
+        .collect();
+    use Segment::*;
+    assert_eq!(
+        rows,
+        [
+            (0, 1, 3, 18_000, 4, 5, 3, GeneralValue),
+            (1, 75, 1, 50_000, 2, 1, 4, ImportantWinBack),
+            (2, 6, 2, 4_000, 3, 2, 1, GeneralValue),
+            (3, 120, 1, 1_000, 1, 1, 1, GeneralWinBack),
+            (4, 0, 2, 60_000, 5, 2, 5, ImportantValue),
+            (5, 89, 2, 16_000, 1, 2, 2, GeneralRetain),
+        ]
+    );
+    assert_eq!(report.mean_recency_days, 48.5);
+    let counts: Vec<(Segment, u64, i64)> = report
+        .segments
+        .iter()
+        .filter(|s| s.members > 0)
+        .map(|s| (s.segment, s.members, s.revenue))
+        .collect();
+    assert_eq!(
+        counts,
+        [
+            (ImportantValue, 1, 60_000),
+            (ImportantWinBack, 1, 50_000),
+            (GeneralValue, 2, 22_000),
+            (GeneralRetain, 1, 16_000),
+            (GeneralWinBack, 1, 1_000),
+        ]
+    );
+    assert_eq!(report.segments.len(), 8);
+    assert_eq!(report.segments[3].name_zh, "重要挽留");
+
+    // Equal values get equal scores; no purchases at all is an empty report, not NaN.
+    let same = rfm(
+        &Transactions {
+            member: &[0, 1, 2],
+            date: &[date!(2026 - 01 - 01); 3],
+            amount: &[100; 3],
+        },
+        date!(2026 - 01 - 31),
+    )
+    .unwrap();
+    assert!(same.members.iter().all(|m| (m.r, m.f, m.m) == (1, 1, 1)));
+    assert!(same.members.iter().all(|m| m.segment == ImportantValue));
+    let empty = rfm(
+        &Transactions {
+            member: &[],
+            date: &[],
+            amount: &[],
+        },
+        date!(2026 - 01 - 31),
+    )
+    .unwrap();
+    assert!(empty.members.is_empty());
+    assert_eq!(empty.mean_monetary, 0.0);
+    assert!(matches!(
+        rfm(
+            &Transactions {
+                member: &[0],
+                date: &[],
+                amount: &[1]
+            },
+            date!(2026 - 01 - 31)
+        ),
+        Err(AnalyticsError::Input(_))
+    ));
+}
+
+#[test]
+fn cohorts_match_the_hand_worked_fixture() {
+    let (member, date, amount) = shop();
+    let tx = Transactions {
+        member: &member,
+        date: &date,
+        amount: &amount,
+    };
+    let cohorts = cohort_retention(&tx, date!(2026 - 03 - 31)).unwrap();
+    let got: Vec<(&str, u64, Vec<u64>)> = cohorts
+        .iter()
+        .map(|c| (c.month.as_str(), c.size, c.active.clone()))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("2025-11", 1, vec![1, 0, 1, 0, 0]),
+            ("2025-12", 1, vec![1, 0, 0, 0]),
+            ("2026-01", 1, vec![1, 0, 0]),
+            ("2026-02", 2, vec![2, 2]),
+            ("2026-03", 1, vec![1]),
+        ]
+    );
+    assert_eq!(cohorts[0].rate, [1.0, 0.0, 1.0, 0.0, 0.0]);
+    let none = cohort_retention(
+        &Transactions {
+            member: &[],
+            date: &[],
+            amount: &[],
+        },
+        date!(2026 - 03 - 31),
+    )
+    .unwrap();
+    assert!(none.is_empty());
+}
+
+/// Weeks start on Monday: member 0 bought in the weeks of 26 Jan, 23 Feb and 30 Mar 2026
+/// (calibration ends Tuesday 31 Mar, week of 30 Mar).
+#[test]
+fn summaries_count_distinct_periods() {
+    let (member, date, amount) = shop();
+    let tx = Transactions {
+        member: &member,
+        date: &date,
+        amount: &amount,
+    };
+    let s = summarise(&tx, Period::Week, date!(2026 - 03 - 31)).unwrap();
+    assert_eq!(s.member, [0, 1, 2, 3, 4, 5]);
+    assert_eq!(s.frequency, [2, 0, 1, 0, 1, 1]);
+    assert_eq!(s.recency, [9.0, 0.0, 1.0, 0.0, 5.0, 7.0]);
+    assert_eq!(s.age, [9.0, 11.0, 2.0, 17.0, 5.0, 20.0]);
+    assert_eq!(s.mean_spend, [7_500.0, 0.0, 2_000.0, 0.0, 30_000.0, 8_000.0]);
+    // Two purchases on one day are one purchase of their sum.
+    let d = summarise(
+        &Transactions {
+            member: &[0, 0, 0],
+            date: &[
+                date!(2026 - 01 - 01),
+                date!(2026 - 01 - 05),
+                date!(2026 - 01 - 05),
+            ],
+            amount: &[100, 200, 300],
+        },
+        Period::Day,
+        date!(2026 - 01 - 10),
+    )
+    .unwrap();
+    assert_eq!(
+        (d.frequency[0], d.recency[0], d.age[0], d.mean_spend[0]),
+        (1, 4.0, 9.0, 500.0)
+    );
+    assert!(s.customers().validate().is_ok());
+}
+
+struct Cdnow {
+    x: Vec<u32>,
+    tx: Vec<f64>,
+    t: Vec<f64>,
+    zbar: Vec<f64>,
+}
+
+fn cdnow() -> Cdnow {
+    let text = include_str!("fixtures/cdnow_summary.csv");
+    let mut d = Cdnow {
+        x: vec![],
+        tx: vec![],
+        t: vec![],
+        zbar: vec![],
+    };
+    for line in text.lines().skip(1) {
+        let f: Vec<&str> = line.split(',').collect();
+        d.x.push(f[1].parse().unwrap());
+        d.tx.push(f[2].parse().unwrap());
+        d.t.push(f[3].parse().unwrap());
+        d.zbar.push(f[4].parse().unwrap());
+    }
+    d
+}
+
+/// Fader, Hardie & Lee (2005): r = 0.243, α = 4.414, a = 0.793, b = 2.426, LL = −9582.4.
+#[test]
+fn bgnbd_reproduces_the_published_cdnow_fit() {
+    let d = cdnow();
+    assert_eq!(d.x.len(), 2_357);
+    let fit = BgNbd::fit(&Customers {
+        frequency: &d.x,
+        recency: &d.tx,
+        age: &d.t,
+    })
+    .unwrap();
+    for (value, published) in [(fit.r, 0.243), (fit.alpha, 4.414), (fit.a, 0.793), (fit.b, 2.426)] {
+        assert_eq!(format!("{value:.3}"), format!("{published:.3}"), "{fit:?}");
+    }
+    assert_eq!(format!("{:.1}", fit.log_likelihood), "-9582.4", "{fit:?}");
+    // Paper, section 4: a customer with x = 2, tₓ = 30.43, T = 38.86 expects 1.226 purchases in
+    // the next 39 weeks.
+    let e = fit.expected_purchases(39.0, 2, 30.43, 38.86).unwrap();
+    assert_eq!(format!("{e:.3}"), "1.226", "{e}");
+    let p = fit.p_alive(0, 0.0, 38.86);
+    assert_eq!(p, 1.0);
+    assert!(fit.p_alive(4, 5.0, 38.86) < fit.p_alive(4, 35.0, 38.86));
+}
+
+/// Fader & Hardie (2013): p = 6.25, q = 3.74, γ = 15.44 on the 946 repeat buyers.
+#[test]
+fn gamma_gamma_reproduces_the_published_cdnow_fit() {
+    let d = cdnow();
+    let fit = GammaGamma::fit(&Spenders {
+        frequency: &d.x,
+        mean_spend: &d.zbar,
+    })
+    .unwrap();
+    assert_eq!(
+        (
+            format!("{:.2}", fit.p),
+            format!("{:.2}", fit.q),
+            format!("{:.1}", fit.gamma)
+        ),
+        ("6.25".into(), "3.74".into(), "15.4".into()),
+        "{fit:?}"
+    );
+    // The population mean spend, γp/(q−1), and a customer's estimate between theirs and it.
+    let population = fit.expected_spend(0, 0.0);
+    assert!((population - 35.0).abs() < 1.0, "{population}");
+    let own = fit.expected_spend(2, 22.35);
+    assert!(own > 22.35 && own < population, "{own}");
+    let bg = BgNbd::fit(&Customers {
+        frequency: &d.x,
+        recency: &d.tx,
+        age: &d.t,
+    })
+    .unwrap();
+    let clv = lifetime_value(&bg, own, 2, 30.43, 38.86, 12, 0.01, 4.345).unwrap();
+    assert!(clv > 0.0 && clv.is_finite(), "{clv}");
+}
