@@ -9,11 +9,9 @@
 
 use std::collections::HashMap;
 
-use argmin::core::{CostFunction, Executor, Gradient, State};
-use argmin::solver::linesearch::MoreThuenteLineSearch;
-use argmin::solver::quasinewton::LBFGS;
 use serde::Serialize;
 
+use crate::optimise::minimise;
 use crate::special::hyp2f1;
 use crate::AnalyticsError;
 
@@ -170,57 +168,8 @@ impl Distinct {
     }
 }
 
-/// The fit's objective: the mean negative log-likelihood over log-parameters.
-struct Objective<'a>(&'a Distinct);
-
-fn params(theta: &[f64]) -> Result<[f64; 4], argmin::core::Error> {
-    let p: Vec<f64> = theta.iter().map(|t| t.exp()).collect();
-    if p.len() != 4 || p.iter().any(|v| !v.is_finite() || *v <= 0.0) {
-        return Err(argmin::core::Error::msg("parameters out of range"));
-    }
-    Ok([p[0], p[1], p[2], p[3]])
-}
-
-impl CostFunction for Objective<'_> {
-    type Param = Vec<f64>;
-    type Output = f64;
-    fn cost(&self, theta: &Vec<f64>) -> Result<f64, argmin::core::Error> {
-        let [r, alpha, a, b] = params(theta)?;
-        let (ll, _) = self.0.log_likelihood(r, alpha, a, b);
-        Ok(-ll / self.0.total)
-    }
-}
-
-impl Gradient for Objective<'_> {
-    type Param = Vec<f64>;
-    type Gradient = Vec<f64>;
-    fn gradient(&self, theta: &Vec<f64>) -> Result<Vec<f64>, argmin::core::Error> {
-        let p = params(theta)?;
-        let (_, g) = self.0.log_likelihood(p[0], p[1], p[2], p[3]);
-        // Chain rule for θ = ln p.
-        Ok((0..4).map(|i| -g[i] * p[i] / self.0.total).collect())
-    }
-}
-
-/// Runs L-BFGS from `start` (log-parameters) on an objective; shared with Gamma-Gamma.
-pub(crate) fn minimise<O>(objective: O, start: Vec<f64>) -> Result<Vec<f64>, AnalyticsError>
-where
-    O: CostFunction<Param = Vec<f64>, Output = f64> + Gradient<Param = Vec<f64>, Gradient = Vec<f64>>,
-{
-    let linesearch = MoreThuenteLineSearch::new();
-    let solver = LBFGS::new(linesearch, 8)
-        .with_tolerance_grad(1e-12)
-        .and_then(|s| s.with_tolerance_cost(1e-15))
-        .map_err(|e| AnalyticsError::Numerical(e.to_string()))?;
-    let result = Executor::new(objective, solver)
-        .configure(|s| s.param(start).max_iters(1_000))
-        .run()
-        .map_err(|e| AnalyticsError::Numerical(format!("the fit failed: {e}")))?;
-    let state = result.state();
-    state
-        .get_best_param()
-        .cloned()
-        .ok_or_else(|| AnalyticsError::Numerical("the fit found no parameters".into()))
+fn params(theta: &[f64]) -> Result<[f64; 4], AnalyticsError> {
+    crate::optimise::positive(theta)
 }
 
 impl BgNbd {
@@ -233,8 +182,17 @@ impl BgNbd {
                 "no customer made a repeat purchase; the model cannot be fitted".into(),
             ));
         }
-        let theta = minimise(Objective(&distinct), vec![0.0; 4])?;
-        let [r, alpha, a, b] = params(&theta).map_err(|e| AnalyticsError::Numerical(e.to_string()))?;
+        // The mean negative log-likelihood and its gradient in θ = ln p (chain rule: ·p).
+        let n = distinct.total;
+        let theta = minimise(
+            |theta| {
+                let p = params(theta)?;
+                let (ll, g) = distinct.log_likelihood(p[0], p[1], p[2], p[3]);
+                Ok((-ll / n, (0..4).map(|i| -g[i] * p[i] / n).collect()))
+            },
+            vec![0.0; 4],
+        )?;
+        let [r, alpha, a, b] = params(&theta)?;
         let (log_likelihood, _) = distinct.log_likelihood(r, alpha, a, b);
         if !log_likelihood.is_finite() {
             return Err(AnalyticsError::Numerical(

@@ -5,11 +5,11 @@
 //! ν ~ Gamma(q, γ). Fitted on customers with at least one repeat purchase, on their mean repeat
 //! spend; the model assumes spend is independent of frequency.
 
-use argmin::core::{CostFunction, Gradient};
 use serde::Serialize;
 use statrs::function::gamma::{digamma, ln_gamma};
 
-use crate::bgnbd::{minimise, BgNbd};
+use crate::bgnbd::BgNbd;
+use crate::optimise::{minimise, positive};
 use crate::AnalyticsError;
 
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
@@ -48,33 +48,6 @@ impl Objective<'_> {
         }
         (ll, grad)
     }
-
-    fn params(theta: &[f64]) -> Result<[f64; 3], argmin::core::Error> {
-        let p: Vec<f64> = theta.iter().map(|t| t.exp()).collect();
-        if p.len() != 3 || p.iter().any(|v| !v.is_finite() || *v <= 0.0) {
-            return Err(argmin::core::Error::msg("parameters out of range"));
-        }
-        Ok([p[0], p[1], p[2]])
-    }
-}
-
-impl CostFunction for Objective<'_> {
-    type Param = Vec<f64>;
-    type Output = f64;
-    fn cost(&self, theta: &Vec<f64>) -> Result<f64, argmin::core::Error> {
-        let [p, q, g] = Self::params(theta)?;
-        Ok(-self.log_likelihood(p, q, g).0 / self.x.len() as f64)
-    }
-}
-
-impl Gradient for Objective<'_> {
-    type Param = Vec<f64>;
-    type Gradient = Vec<f64>;
-    fn gradient(&self, theta: &Vec<f64>) -> Result<Vec<f64>, argmin::core::Error> {
-        let v = Self::params(theta)?;
-        let (_, g) = self.log_likelihood(v[0], v[1], v[2]);
-        Ok((0..3).map(|i| -g[i] * v[i] / self.x.len() as f64).collect())
-    }
 }
 
 impl GammaGamma {
@@ -105,9 +78,16 @@ impl GammaGamma {
             ));
         }
         let objective = Objective { x: &x, m: &m };
-        let theta = minimise(Objective { x: &x, m: &m }, vec![0.0; 3])?;
-        let [p, q, gamma] =
-            Objective::params(&theta).map_err(|e| AnalyticsError::Numerical(e.to_string()))?;
+        let n = x.len() as f64;
+        let theta = minimise(
+            |theta| {
+                let v: [f64; 3] = positive(theta)?;
+                let (ll, g) = objective.log_likelihood(v[0], v[1], v[2]);
+                Ok((-ll / n, (0..3).map(|i| -g[i] * v[i] / n).collect()))
+            },
+            vec![0.0; 3],
+        )?;
+        let [p, q, gamma]: [f64; 3] = positive(&theta)?;
         let log_likelihood = objective.log_likelihood(p, q, gamma).0;
         if !log_likelihood.is_finite() || q <= 1.0 {
             return Err(AnalyticsError::Numerical(format!(

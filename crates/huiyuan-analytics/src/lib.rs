@@ -3,9 +3,13 @@
 //!
 //! Dates are [`time::Date`]; money is integer minor units until a model needs a real number.
 
+pub mod abtest;
+pub mod attribution;
 pub mod bgnbd;
 pub mod cohort;
 pub mod gamma_gamma;
+pub mod lifecycle;
+mod optimise;
 pub mod rfm;
 pub mod special;
 pub mod summary;

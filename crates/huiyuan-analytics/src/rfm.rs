@@ -124,11 +124,11 @@ pub struct RfmReport {
     pub mean_monetary: f64,
 }
 
-/// Scores `values` 1–5 (see the module docs); `better` says which of two values is better.
-fn quintile_scores<T: Copy + PartialOrd>(values: &[T], higher_is_better: bool) -> Vec<u8> {
+/// Scores `values` 1–5 (see the module docs).
+fn quintile_scores<T: Copy + Ord>(values: &[T], higher_is_better: bool) -> Vec<u8> {
     let n = values.len();
     let mut sorted: Vec<T> = values.to_vec();
-    sorted.sort_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
+    sorted.sort_unstable();
     values
         .iter()
         .map(|v| {

@@ -286,3 +286,134 @@ fn gamma_gamma_reproduces_the_published_cdnow_fit() {
     let clv = lifetime_value(&bg, own, 2, 30.43, 38.86, 12, 0.01, 4.345).unwrap();
     assert!(clv > 0.0 && clv.is_finite(), "{clv}");
 }
+
+/// Journeys A > B (converted, 100), A (not), B (converted, 50), worked by hand:
+/// start → A 2/3, → B 1/3; A → B 1/2, → null 1/2; B → conversion 1. P = 2/3.
+/// Without A: P = 1/3, effect ½. Without B: P = 0, effect 1. Markov shares ⅓ and ⅔.
+#[test]
+fn attribution_matches_the_hand_worked_fixture() {
+    use huiyuan_analytics::attribution::{attribute, Journey};
+    let (a, b) = (0, 1);
+    let journeys = [
+        Journey {
+            channels: vec![a, b],
+            conversions: 1,
+            nulls: 0,
+            value: 10_000,
+        },
+        Journey {
+            channels: vec![a],
+            conversions: 0,
+            nulls: 1,
+            value: 0,
+        },
+        Journey {
+            channels: vec![b, b],
+            conversions: 1,
+            nulls: 0,
+            value: 5_000,
+        },
+    ];
+    let r = attribute(&journeys, 2).unwrap();
+    let close = |x: f64, y: f64| (x - y).abs() < 1e-9;
+    assert!(close(r.conversion_probability, 2.0 / 3.0), "{r:?}");
+    assert!(close(r.removal_effects[a as usize], 0.5) && close(r.removal_effects[b as usize], 1.0));
+    assert!(close(r.markov.conversions[0], 2.0 / 3.0) && close(r.markov.conversions[1], 4.0 / 3.0));
+    assert!(close(r.markov.value[0], 5_000.0) && close(r.markov.value[1], 10_000.0));
+    assert_eq!(r.first_touch.conversions, [1.0, 1.0]);
+    assert_eq!(r.first_touch.value, [10_000.0, 5_000.0]);
+    assert_eq!(r.last_touch.conversions, [0.0, 2.0]);
+    // Linear counts every touch: B > B gives B both halves.
+    assert_eq!(r.linear.conversions, [0.5, 1.5]);
+    assert_eq!(r.linear.value, [5_000.0, 10_000.0]);
+    for credit in [&r.first_touch, &r.last_touch, &r.linear, &r.markov] {
+        assert!(close(credit.conversions.iter().sum(), 2.0));
+        assert!(close(credit.value.iter().sum(), 15_000.0));
+    }
+    // Nothing converted: all zero, no NaN.
+    let none = attribute(&journeys[1..2], 2).unwrap();
+    assert_eq!(none.conversion_probability, 0.0);
+    assert!(none.markov.conversions.iter().all(|c| *c == 0.0));
+    assert!(attribute(
+        &[Journey {
+            channels: vec![],
+            conversions: 1,
+            nulls: 0,
+            value: 0
+        }],
+        2
+    )
+    .is_err());
+}
+
+/// As of 31 March 2026 with the default rules (new ≤ 30 days, active ≥ 3 purchases in the 30
+/// days up to the date, dormant ≥ 90 days): member 0 bought yesterday but once in the window
+/// (at risk); 1 last bought 75 days ago (at risk); 2 joined 11 days ago (new); 3 last bought
+/// 120 days ago (dormant); 4 joined 31 days ago (at risk); 5 last bought 89 days ago (at risk,
+/// churned once its P(alive) is low); 6 joined after the date (no stage); 7 bought three times
+/// in the window (active); 8 enrolled 100 days ago and never bought (dormant).
+#[test]
+fn lifecycle_stages_match_the_hand_worked_fixture() {
+    use huiyuan_analytics::lifecycle::{lifecycle, LifecycleRules, Stage::*};
+    let (mut member, mut date, mut amount) = shop();
+    for d in [
+        date!(2026 - 03 - 02),
+        date!(2026 - 03 - 15),
+        date!(2026 - 03 - 31),
+    ] {
+        member.push(7);
+        date.push(d);
+        amount.push(1_000);
+    }
+    // Member 7 joined long ago.
+    let mut enrolled = vec![None; 9];
+    enrolled[7] = Some(date!(2025 - 01 - 01));
+    enrolled[8] = Some(date!(2025 - 12 - 21));
+    let tx = Transactions {
+        member: &member,
+        date: &date,
+        amount: &amount,
+    };
+    let as_of = date!(2026 - 03 - 31);
+    let rules = LifecycleRules::default();
+    let stages = lifecycle(&tx, Some(&enrolled), None, as_of, &rules).unwrap();
+    assert_eq!(
+        stages,
+        [
+            Some(AtRisk),
+            Some(AtRisk),
+            Some(New),
+            Some(Dormant),
+            Some(AtRisk),
+            Some(AtRisk),
+            None,
+            Some(Active),
+            Some(Dormant)
+        ]
+    );
+    let mut p_alive = vec![Some(0.9); 9];
+    p_alive[5] = Some(0.05);
+    p_alive[2] = Some(0.01);
+    let stages = lifecycle(&tx, Some(&enrolled), Some(&p_alive), as_of, &rules).unwrap();
+    assert_eq!(stages[5], Some(Churned));
+    assert_eq!(stages[2], Some(New), "new comes first");
+    let strict = LifecycleRules {
+        dormant_days: 89,
+        ..rules
+    };
+    assert_eq!(
+        lifecycle(&tx, None, None, as_of, &strict).unwrap()[5],
+        Some(Dormant)
+    );
+    assert!(lifecycle(
+        &tx,
+        None,
+        None,
+        as_of,
+        &LifecycleRules {
+            dormant_days: 0,
+            ..rules
+        }
+    )
+    .is_err());
+}

@@ -381,5 +381,30 @@ fn analytics_commands_print_json_and_name_bad_lines() {
     let out = analytics(&["clv", "--input", path, "--calibration-end", "2026-03-10"]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("repeat purchase"));
+    // Attribution: one journey per line.
+    let paths = dir.join("paths.txt");
+    std::fs::write(
+        &paths,
+        "path,converted,value\nsearch > social > email,1,120.50\nsocial,0,0\nsearch,true,80\nemail > search,false,0\n",
+    )
+    .unwrap();
+    let out = analytics(&["attribution", "--paths", paths.to_str().unwrap(), "--json"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let a: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    // P(conversion) of this chain is exactly ½ (worked by hand: P(search) = 5/11, …).
+    assert!(
+        (a["conversion_probability"].as_f64().unwrap() - 0.5).abs() < 1e-12,
+        "{a}"
+    );
+    assert_eq!(a["first_touch"]["search"]["conversions"], 2.0);
+    assert_eq!(a["last_touch"]["email"]["value"], 120.5);
+    let markov: f64 = ["search", "social", "email"]
+        .iter()
+        .map(|c| a["markov"][c]["conversions"].as_f64().unwrap())
+        .sum();
+    assert!((markov - 2.0).abs() < 1e-9);
+    std::fs::write(&paths, "search > > email,1,10\n").unwrap();
+    let out = analytics(&["attribution", "--paths", paths.to_str().unwrap()]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("line 1"));
     std::fs::remove_dir_all(&dir).ok();
 }
