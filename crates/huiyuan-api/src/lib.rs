@@ -26,7 +26,7 @@ use utoipa_swagger_ui::SwaggerUi;
 
 use crate::middleware::{RateLimits, REQUEST_ID};
 use crate::problem::ApiError;
-use crate::routes::{access, audit, brand, loyalty, members, ops};
+use crate::routes::{access, analytics, audit, brand, loyalty, members, ops};
 
 /// Limits of the HTTP layer.
 #[derive(Debug, Clone)]
@@ -114,7 +114,8 @@ fn metrics_handle() -> PrometheusHandle {
         (name = "programme", description = "Earning rules, multipliers, caps, expiry and tiers, versioned"),
         (name = "purchases", description = "Purchases and refunds: points earned and reversed"),
         (name = "points", description = "Balances, statements, adjustments, redemptions, tiers, ledger verification"),
-        (name = "events", description = "The event outbox and the maintenance jobs")
+        (name = "events", description = "The event outbox and the maintenance jobs"),
+        (name = "analytics", description = "RFM segments and cohort retention over the brand's purchases")
     )
 )]
 struct ApiDoc;
@@ -189,6 +190,8 @@ fn split(state: &AppState) -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(loyalty::verify_brand))
         .routes(routes!(loyalty::list_events))
         .routes(routes!(loyalty::run_jobs))
+        .routes(routes!(analytics::rfm))
+        .routes(routes!(analytics::cohorts))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             middleware::idempotency,

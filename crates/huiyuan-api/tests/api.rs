@@ -262,6 +262,7 @@ both_backends!(
     transfers_keep_expiry_repay_debt_and_happen_once,
     opposite_transfers_at_once_neither_deadlock_nor_double_spend,
     preview_shows_what_a_basket_would_earn_without_recording_it,
+    analytics_segment_and_retain_from_the_recorded_purchases,
     points_expire_after_maturing_and_ledger_verifies,
     bad_purchases_name_the_field_and_roles_are_enforced,
 );
@@ -2061,6 +2062,95 @@ async fn preview_shows_what_a_basket_would_earn_without_recording_it(backend: Ba
     // Nothing was recorded.
     let (_, events) = h.admin(Method::GET, "/v1/events", None).await;
     assert!(!events.to_string().contains("purchase.recorded"), "{events}");
+}
+
+/// Two buyers (a third's only purchase is refunded): as of 28 Feb, recency 18 and 8 days,
+/// frequency 2 and 1, monetary 300 and 50 yuan; the means are 13 days, 1.5 and 175 yuan, so the
+/// first is 重要保持 (important to retain) and the second 一般發展 (general to develop).
+async fn analytics_segment_and_retain_from_the_recorded_purchases(backend: Backend) {
+    let h = Harness::start(backend).await;
+    h.publish_demo_programme().await;
+    let (a, b, c) = (
+        h.member_id("13800138012").await,
+        h.member_id("13800138013").await,
+        h.member_id("13800138014").await,
+    );
+    for (order, member, yuan, at) in [
+        ("AN-1", &a, 100, "2026-01-10T12:00:00+08:00"),
+        ("AN-2", &a, 200, "2026-02-10T12:00:00+08:00"),
+        ("AN-3", &b, 50, "2026-02-20T12:00:00+08:00"),
+        ("AN-4", &c, 500, "2026-01-05T12:00:00+08:00"),
+    ] {
+        let mut s = sale(order, member, yuan);
+        s["occurred_at"] = json!(at);
+        assert_eq!(h.buy(s).await.0, StatusCode::CREATED);
+    }
+    let (s, body) = post(
+        &h,
+        "/v1/transactions/AN-4/refunds",
+        json!({"refund_id": "AN-4-R"}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED, "{body}");
+
+    let analyst = h.key_for("analyst").await;
+    let (s, r) = h
+        .call(
+            Some(&analyst),
+            Method::GET,
+            "/v1/analytics/rfm?as_of=2026-02-28",
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{r}");
+    assert_eq!(r["members"], 2);
+    assert_eq!(r["mean_recency_days"], 13.0);
+    let counts: Vec<(&str, i64, i64)> = r["segments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["members"].as_u64() > Some(0))
+        .map(|s| {
+            (
+                s["segment"].as_str().unwrap(),
+                s["members"].as_i64().unwrap(),
+                s["revenue"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        counts,
+        [("important_retain", 1, 30_000), ("general_development", 1, 5_000)]
+    );
+    let (s, cohorts) = h
+        .call(
+            Some(&analyst),
+            Method::GET,
+            "/v1/analytics/cohorts?as_of=2026-02-28",
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{cohorts}");
+    assert_eq!(
+        cohorts,
+        json!([
+            {"month": "2026-01", "size": 1, "active": [1, 1], "rate": [1.0, 1.0]},
+            {"month": "2026-02", "size": 1, "active": [1], "rate": [1.0]}
+        ])
+    );
+    let clerk = h.key_for("clerk").await;
+    let (s, e) = h.call(Some(&clerk), Method::GET, "/v1/analytics/rfm", None).await;
+    assert_problem(s, &e, StatusCode::FORBIDDEN, "forbidden");
+    let (s, e) = h
+        .call(
+            Some(&analyst),
+            Method::GET,
+            "/v1/analytics/rfm?as_of=28/02/2026",
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{e}");
+    assert_eq!(field_of(&e), "as_of");
 }
 
 async fn points_expire_after_maturing_and_ledger_verifies(backend: Backend) {

@@ -3,6 +3,7 @@
 //! the audit entry that records them) in one storage transaction.
 
 pub mod actor;
+pub mod analytics;
 pub mod audit;
 pub mod auth;
 pub mod brands;

@@ -59,6 +59,7 @@ impl Role {
             PurchasesRecord | PointsRedeem | PointsActions => matches!(self, Admin | Marketer | Clerk),
             PurchasesRefund => matches!(self, Admin | Clerk),
             JobsRun => self == Admin,
+            AnalyticsRead => matches!(self, Admin | Marketer | Analyst),
         }
     }
 }
@@ -97,10 +98,12 @@ pub enum Permission {
     LedgerVerify,
     EventsRead,
     JobsRun,
+    /// Read segments, cohorts and lifetime value.
+    AnalyticsRead,
 }
 
 impl Permission {
-    pub const ALL: [Permission; 26] = [
+    pub const ALL: [Permission; 27] = [
         Permission::BrandRead,
         Permission::BrandManage,
         Permission::StoresRead,
@@ -127,6 +130,7 @@ impl Permission {
         Permission::LedgerVerify,
         Permission::EventsRead,
         Permission::JobsRun,
+        Permission::AnalyticsRead,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -157,6 +161,7 @@ impl Permission {
             Permission::LedgerVerify => "ledger.verify",
             Permission::EventsRead => "events.read",
             Permission::JobsRun => "jobs.run",
+            Permission::AnalyticsRead => "analytics.read",
         }
     }
 }

@@ -25,7 +25,7 @@ macro_rules! conformance_tests {
             tags_add_remove_and_move, member_codes_are_used_once, audit_is_listed_newest_first,
             idempotency_keys_claim_complete_release, sessions_and_api_keys, uncommitted_writes_vanish,
             operator_usernames_are_unique, health_reports_current_migrations,
-            bulk_writes_and_lists_span_statements);
+            bulk_writes_and_lists_span_statements, purchase_facts_page_by_member_then_time);
     };
     (@each $open:path; $($name:ident),*) => {
         $(
@@ -721,4 +721,81 @@ pub async fn operator_usernames_are_unique(s: Arc<dyn Storage>) {
 pub async fn health_reports_current_migrations(s: Arc<dyn Storage>) {
     let h = s.health().await.unwrap();
     assert!(h.reachable && h.migrations_current, "{h:?}");
+}
+
+/// The analytics' reader: one brand's purchases, by member then time, resumable after a member;
+/// net amounts and full refunds as stored.
+pub async fn purchase_facts_page_by_member_then_time(s: Arc<dyn Storage>) {
+    let b = new_brand(&*s).await;
+    let other = new_brand(&*s).await;
+    let mut tx = s.write().await.unwrap();
+    let mut members: Vec<MemberRecord> = (0..3).map(|_| member(&b.id)).collect();
+    let outsider = member(&other.id);
+    for m in members.iter().chain([&outsider]) {
+        tx.insert_member(m).await.unwrap();
+    }
+    members.sort_by(|x, y| x.id.cmp(&y.id));
+    let purchase = |brand: &BrandId, m: &MemberId, n: i64, refunded: i64| PurchaseRecord {
+        brand_id: brand.clone(),
+        order_id: format!("F-{}-{n}", random()),
+        id: format!("pur_{}", random()),
+        member_id: m.clone(),
+        store_id: None,
+        channel: "pos".into(),
+        occurred_at: now() - time::Duration::days(n),
+        paid_amount: 1_000 * n,
+        eligible_amount: 1_000 * n,
+        points: 10 * n,
+        points_reversed: 0,
+        refunded_amount: refunded,
+        status: if refunded == 1_000 * n {
+            "refunded"
+        } else {
+            "completed"
+        }
+        .into(),
+        lines: "[]".into(),
+        earning: "{}".into(),
+        programme_version: 1,
+        created_at: now(),
+    };
+    let mut rows = vec![purchase(&other.id, &outsider.id, 1, 0)];
+    for (i, m) in members.iter().enumerate() {
+        for n in 1..=3 {
+            let refunded = match (i, n) {
+                (0, 2) => 2_000,
+                (1, 3) => 500,
+                _ => 0,
+            };
+            rows.push(purchase(&b.id, &m.id, n, refunded));
+        }
+    }
+    assert_eq!(tx.insert_purchases(&rows).await.unwrap(), 10);
+    tx.commit().await.unwrap();
+    let mut tx = s.read().await.unwrap();
+    let all = tx.purchase_facts(&b.id, None, 100).await.unwrap();
+    let seen: Vec<(MemberId, i64, bool)> = all
+        .iter()
+        .map(|f| (f.member_id.clone(), f.net_amount, f.refunded))
+        .collect();
+    let mut want = Vec::new();
+    for (i, m) in members.iter().enumerate() {
+        // Oldest first: 3 days ago, 2, 1.
+        for n in [3, 2, 1] {
+            let net = 1_000 * n
+                - match (i, n) {
+                    (0, 2) => 2_000,
+                    (1, 3) => 500,
+                    _ => 0,
+                };
+            want.push((m.id.clone(), net, i == 0 && n == 2));
+        }
+    }
+    assert_eq!(seen, want);
+    // A page of four ends inside the second member; resuming after the first continues there.
+    let page = tx.purchase_facts(&b.id, None, 4).await.unwrap();
+    assert_eq!(page.len(), 4);
+    let rest = tx.purchase_facts(&b.id, Some(&members[0].id), 100).await.unwrap();
+    assert_eq!(rest.len(), 6);
+    assert_eq!(rest[0].member_id, members[1].id);
 }

@@ -282,6 +282,15 @@ pub trait Tx: Send {
         sinces: &[OffsetDateTime],
     ) -> Result<Vec<(MemberId, Vec<PurchaseTotals>)>>;
     async fn move_purchases(&mut self, brand: &BrandId, from: &MemberId, to: &MemberId) -> Result<u64>;
+    /// Up to `limit` purchases of the brand's members after `after` (by member ID), ordered by
+    /// member then time: the analytics' streaming reader. A page that is full may end inside a
+    /// member's purchases; the caller resumes after the last member it kept.
+    async fn purchase_facts(
+        &mut self,
+        brand: &BrandId,
+        after: Option<&MemberId>,
+        limit: u32,
+    ) -> Result<Vec<PurchaseFact>>;
     /// Records a refund; false when the brand already has this refund ID.
     async fn insert_refund(&mut self, r: &RefundRecord) -> Result<bool>;
     async fn get_refund(&mut self, brand: &BrandId, refund_id: &str) -> Result<Option<RefundRecord>>;

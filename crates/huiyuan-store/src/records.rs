@@ -344,6 +344,17 @@ pub struct JobRecord {
     pub runs: i64,
 }
 
+/// What the analytics read of a purchase.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PurchaseFact {
+    pub member_id: MemberId,
+    pub occurred_at: OffsetDateTime,
+    /// Paid minus refunded, minor units.
+    pub net_amount: i64,
+    /// Fully refunded: not a purchase any more.
+    pub refunded: bool,
+}
+
 /// Sums of what a member achieved in a tier's qualifying window.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct PurchaseTotals {

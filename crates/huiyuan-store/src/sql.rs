@@ -1793,6 +1793,33 @@ impl Tx for SqlTx {
         self.query_all(q, purchase_row).await
     }
 
+    async fn purchase_facts(
+        &mut self,
+        brand: &BrandId,
+        after: Option<&MemberId>,
+        limit: u32,
+    ) -> Result<Vec<PurchaseFact>> {
+        // Served from the covering index purchases_member_totals, in its order.
+        self.all(
+            "SELECT member_id, occurred_at, paid_amount - refunded_amount AS net, status FROM purchases \
+             WHERE brand_id = $1 AND member_id > $2 ORDER BY member_id, occurred_at LIMIT $3",
+            vec![
+                v(brand.as_str()),
+                v(after.map_or("", MemberId::as_str)),
+                v(i64::from(limit.clamp(1, 1_000_000))),
+            ],
+            |r| {
+                Ok(PurchaseFact {
+                    member_id: r.parsed("member_id")?,
+                    occurred_at: r.time("occurred_at")?,
+                    net_amount: r.i64("net")?,
+                    refunded: r.text("status")? == "refunded",
+                })
+            },
+        )
+        .await
+    }
+
     async fn purchase_totals(
         &mut self,
         brand: &BrandId,

@@ -2,6 +2,7 @@
 //! shape the response.
 
 pub mod access;
+pub mod analytics;
 pub mod audit;
 pub mod brand;
 pub mod loyalty;
