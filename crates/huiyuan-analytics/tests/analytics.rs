@@ -417,3 +417,315 @@ fn lifecycle_stages_match_the_hand_worked_fixture() {
     )
     .is_err());
 }
+
+/// Five items, two categories (A, B, C: tops; D, E: shoes), five members:
+/// m0 {A, B}, m1 {A, B}, m2 {A, C}, m3 {D}, m4 {B, D}. E was never bought.
+fn basket_fixture() -> (Vec<u32>, Vec<u32>, Vec<Option<u32>>) {
+    let (a, b, c, d) = (0, 1, 2, 3);
+    let rows = [
+        (0, a),
+        (0, b),
+        (1, a),
+        (1, b),
+        (1, a),
+        (2, a),
+        (2, c),
+        (3, d),
+        (4, b),
+        (4, d),
+    ];
+    (
+        rows.iter().map(|r| r.0).collect(),
+        rows.iter().map(|r| r.1).collect(),
+        vec![Some(0), Some(0), Some(0), Some(1), Some(1)],
+    )
+}
+
+#[test]
+fn recommendations_match_the_hand_worked_fixture() {
+    use huiyuan_analytics::recommend::{Reason, Recommender, RecommenderConfig};
+    let (member, item, category) = basket_fixture();
+    let config = RecommenderConfig {
+        shrinkage: 1.0,
+        category_weight: 0.2,
+        ..RecommenderConfig::default()
+    };
+    let model = Recommender::fit(&member, &item, &category, config).unwrap();
+    // Buyers: A 3, B 3, C 1, D 2. Bought together: A–B by 2, A–C by 1, B–D by 1.
+    // sim = c / √(nᵢ nⱼ) · c / (c + 1):
+    let ab = 2.0 / 3.0 * 2.0 / 3.0; // 0.4444
+    let ac = 1.0 / 3f64.sqrt() / 2.0; // 0.2887
+    let bd = 1.0 / 6f64.sqrt() / 2.0; // 0.2041
+    let close = |x: f64, y: f64| (x - y).abs() < 1e-12;
+    let near_a = model.similar(0);
+    assert_eq!(near_a.len(), 2);
+    assert!(near_a[0].0 == 1 && close(near_a[0].1, ab), "{near_a:?}");
+    assert!(near_a[1].0 == 2 && close(near_a[1].1, ac), "{near_a:?}");
+    assert!(model.similar(4).is_empty());
+
+    // History {A}: B = 0.8·1 + 0.2·(share of tops 1 × 3/3) = 1.0;
+    // C = 0.8·(ac/ab) + 0.2·(1 × 1/3) = 0.5863; then D as popular filler. E has no buyer.
+    let list = model.recommend(&[0, 0], 5);
+    assert_eq!(list.iter().map(|r| r.item).collect::<Vec<_>>(), vec![1, 2, 3]);
+    assert!(close(list[0].score, 1.0));
+    assert!(close(list[1].score, 0.8 * ac / ab + 0.2 / 3.0));
+    assert_eq!(list[0].reason, Reason::BoughtTogether { because: 0 });
+    assert_eq!(list[2].reason, Reason::Popular);
+
+    // History {D}: B through co-purchase only (tops are 0 % of the history): 0.8; then the most
+    // popular not yet chosen, A (3 buyers, before B by index) and C.
+    let list = model.recommend(&[3], 3);
+    assert_eq!(list.iter().map(|r| r.item).collect::<Vec<_>>(), vec![1, 0, 2]);
+    assert!(close(list[0].score, 0.8));
+    assert_eq!(list[0].reason, Reason::BoughtTogether { because: 3 });
+    assert!(close(bd, model.similar(3)[0].1));
+    assert_eq!(model.most_popular(&[0], 2), vec![1, 3]);
+}
+
+#[test]
+fn evaluation_matches_the_hand_worked_fixture() {
+    use huiyuan_analytics::recommend::{evaluate, RecommenderConfig};
+    let (member, item, category) = basket_fixture();
+    // Test period: m0 buys C (new to m0), m3 buys B (new), m1 buys A again (a repeat: m1 is not
+    // scored), m5 (no history) buys A (not scored).
+    let (test_member, test_item) = (vec![0, 3, 1, 5], vec![2, 1, 0, 0]);
+    let config = RecommenderConfig {
+        shrinkage: 1.0,
+        category_weight: 0.2,
+        ..RecommenderConfig::default()
+    };
+    let e = evaluate((&member, &item), (&test_member, &test_item), &category, 2, config).unwrap();
+    // m0 {A, B}: C = 0.8 + 0.2/3, D = 0.8·bd/ac → [C, D]: 1 hit. Baseline [D, C]: 1 hit.
+    // m3 {D}: [B, A]: 1 hit. Baseline [A, B]: 1 hit.
+    assert_eq!(e.members, 2);
+    assert_eq!((e.precision, e.recall), (0.5, 1.0));
+    assert_eq!((e.baseline_precision, e.baseline_recall), (0.5, 1.0));
+    assert_eq!((e.coverage, e.baseline_coverage), (0.8, 0.8));
+    assert!(evaluate((&member, &item), (&[0], &[1, 2]), &category, 2, config).is_err());
+    assert!(evaluate((&member, &item), (&test_member, &test_item), &category, 0, config).is_err());
+}
+
+/// Baskets with structure the popularity baseline cannot see: items come in complementary pairs
+/// (2p, 2p + 1) bought together, and a few best-sellers everybody buys. Held out: the complement
+/// of an item bought in training. Co-purchase must find it; popularity must not.
+#[test]
+fn co_purchase_beats_popularity_where_items_go_together() {
+    use huiyuan_analytics::recommend::{evaluate, RecommenderConfig};
+    let mut state = 0x2545_f491_4f6c_dd1du64;
+    let mut next = |n: u64| {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        (state % n) as u32
+    };
+    let (pairs, best_sellers) = (100u32, 5u32);
+    let n_items = 2 * pairs + best_sellers;
+    let category: Vec<Option<u32>> = (0..n_items).map(|i| Some(i % 7)).collect();
+    let (mut train, mut test) = ((vec![], vec![]), (vec![], vec![]));
+    for m in 0..3_000u32 {
+        for _ in 0..2 {
+            let p = next(u64::from(pairs));
+            train.0.extend([m, m]);
+            train.1.extend([2 * p, 2 * p + 1]);
+        }
+        train.0.push(m);
+        train.1.push(2 * pairs + next(u64::from(best_sellers)));
+        // One half of a new pair now, its other half later.
+        let p = next(u64::from(pairs));
+        train.0.push(m);
+        train.1.push(2 * p);
+        test.0.push(m);
+        test.1.push(2 * p + 1);
+    }
+    let e = evaluate(
+        (&train.0, &train.1),
+        (&test.0, &test.1),
+        &category,
+        10,
+        RecommenderConfig::default(),
+    )
+    .unwrap();
+    assert!(e.members > 2_500, "{e:?}");
+    assert!(e.recall > 0.9, "{e:?}");
+    assert!(e.baseline_recall < 0.2, "{e:?}");
+    assert!(e.precision > 4.0 * e.baseline_precision, "{e:?}");
+}
+
+#[test]
+fn kpis_match_the_hand_worked_fixture() {
+    use huiyuan_analytics::kpi::{kpis, Granularity, KpiInput, PointFlow, PointMovements};
+    // Enrolled: m0 5 Jan, m1 20 Jan, m2 3 Feb, m3 10 Feb (never buys).
+    let enrolled = [
+        date!(2026 - 01 - 05),
+        date!(2026 - 01 - 20),
+        date!(2026 - 02 - 03),
+        date!(2026 - 02 - 10),
+    ];
+    let rows = [
+        (0, date!(2026 - 01 - 06), 10_000),
+        (0, date!(2026 - 01 - 25), 5_000),
+        (1, date!(2026 - 01 - 21), 3_000),
+        (0, date!(2026 - 02 - 02), 2_000),
+        (2, date!(2026 - 02 - 03), 1_001),
+        (2, date!(2026 - 02 - 28), 1_000),
+    ];
+    let member: Vec<u32> = rows.iter().map(|r| r.0).collect();
+    let dates: Vec<Date> = rows.iter().map(|r| r.1).collect();
+    let amount: Vec<i64> = rows.iter().map(|r| r.2).collect();
+    let moves = [
+        (date!(2025 - 12 - 20), PointFlow::Issued, 500),
+        (date!(2026 - 01 - 06), PointFlow::Issued, 100),
+        (date!(2026 - 01 - 25), PointFlow::Redeemed, -50),
+        (date!(2026 - 02 - 02), PointFlow::Expired, -30),
+        (date!(2026 - 02 - 15), PointFlow::Reversed, -10),
+        (date!(2026 - 02 - 16), PointFlow::Adjusted, 5),
+        (date!(2026 - 02 - 17), PointFlow::Moved, 0),
+    ];
+    let (pd, pf, pv): (Vec<Date>, Vec<PointFlow>, Vec<i64>) = (
+        moves.iter().map(|m| m.0).collect(),
+        moves.iter().map(|m| m.1).collect(),
+        moves.iter().map(|m| m.2).collect(),
+    );
+    let input = KpiInput {
+        enrolled: &enrolled,
+        purchases: Transactions {
+            member: &member,
+            date: &dates,
+            amount: &amount,
+        },
+        points: PointMovements {
+            date: &pd,
+            flow: &pf,
+            delta: &pv,
+        },
+        point_value_minor: 5,
+    };
+    let report = kpis(
+        &input,
+        date!(2026 - 01 - 10),
+        date!(2026 - 02 - 20),
+        Granularity::Month,
+    )
+    .unwrap();
+    assert_eq!(report.buckets.len(), 2);
+    let (jan, feb, total) = (&report.buckets[0], &report.buckets[1], &report.total);
+    assert_eq!(
+        (jan.start, jan.end),
+        (date!(2026 - 01 - 01), date!(2026 - 01 - 31))
+    );
+    assert_eq!(
+        (feb.start, feb.end),
+        (date!(2026 - 02 - 01), date!(2026 - 02 - 28))
+    );
+    let row = |f: &huiyuan_analytics::kpi::KpiFigures| {
+        (
+            f.new_members,
+            f.members,
+            f.active_members,
+            f.new_buyers,
+            f.returning_buyers,
+            f.orders,
+            f.revenue,
+        )
+    };
+    // January: 3 orders for 180 yuan by m0 (twice) and m1, both new buyers.
+    assert_eq!(row(&jan.figures), (2, 2, 2, 2, 0, 3, 18_000));
+    assert_eq!(
+        (jan.figures.average_order_value, jan.figures.arpu),
+        (Some(6_000), Some(9_000))
+    );
+    assert_eq!(jan.figures.repurchase_rate, Some(0.5));
+    // February: m0 returns, m2 buys twice; 40.01 yuan / 3 orders = 13.3367 → 1,334 fen;
+    // / 4 members = 10.0025 → 1,000 fen.
+    assert_eq!(row(&feb.figures), (2, 4, 2, 1, 1, 3, 4_001));
+    assert_eq!(
+        (feb.figures.average_order_value, feb.figures.arpu),
+        (Some(1_334), Some(1_000))
+    );
+    assert_eq!(feb.figures.repurchase_rate, Some(0.5));
+    // 10 Jan – 20 Feb: m0 (bought on 6 Jan, so returning) twice, m1 and m2 once.
+    assert_eq!(row(total), (3, 4, 3, 2, 1, 4, 11_001));
+    assert_eq!(total.repurchase_rate, Some(1.0 / 3.0));
+    assert_eq!(total.average_order_value, Some(2_750));
+    // Points: 500 issued before the range still count as outstanding.
+    let points = |f: &huiyuan_analytics::kpi::KpiFigures| {
+        (
+            f.points_issued,
+            f.points_redeemed,
+            f.points_expired,
+            f.points_reversed,
+            f.points_adjusted,
+            f.points_outstanding,
+            f.liability,
+        )
+    };
+    assert_eq!(points(&jan.figures), (100, 50, 0, 0, 0, 550, 2_750));
+    assert_eq!(points(&feb.figures), (0, 0, 30, 10, 5, 515, 2_575));
+    assert_eq!(points(total), (0, 50, 30, 10, 5, 515, 2_575));
+
+    // Weeks start on Monday (7 Jan 2026 is a Wednesday).
+    let weekly = kpis(
+        &input,
+        date!(2026 - 01 - 07),
+        date!(2026 - 01 - 12),
+        Granularity::Week,
+    )
+    .unwrap();
+    assert_eq!(
+        weekly.buckets.iter().map(|b| b.start).collect::<Vec<_>>(),
+        vec![date!(2026 - 01 - 05), date!(2026 - 01 - 12)]
+    );
+}
+
+#[test]
+fn kpis_of_nothing_have_no_ratios_and_bad_ranges_are_refused() {
+    use huiyuan_analytics::kpi::{kpis, Granularity, KpiInput, PointMovements};
+    let input = KpiInput {
+        enrolled: &[],
+        purchases: Transactions {
+            member: &[],
+            date: &[],
+            amount: &[],
+        },
+        points: PointMovements {
+            date: &[],
+            flow: &[],
+            delta: &[],
+        },
+        point_value_minor: 5,
+    };
+    let r = kpis(
+        &input,
+        date!(2026 - 01 - 01),
+        date!(2026 - 01 - 03),
+        Granularity::Day,
+    )
+    .unwrap();
+    assert_eq!(r.buckets.len(), 3);
+    assert!(r.buckets.iter().all(|b| b.figures.average_order_value.is_none()
+        && b.figures.arpu.is_none()
+        && b.figures.repurchase_rate.is_none()));
+    let json = serde_json::to_string(&r).unwrap();
+    assert!(!json.contains("NaN"), "{json}");
+    assert!(kpis(
+        &input,
+        date!(2026 - 01 - 03),
+        date!(2026 - 01 - 01),
+        Granularity::Day
+    )
+    .is_err());
+    assert!(kpis(
+        &input,
+        date!(2020 - 01 - 01),
+        date!(2026 - 01 - 01),
+        Granularity::Day
+    )
+    .is_err());
+    assert!(kpis(
+        &input,
+        date!(2020 - 01 - 01),
+        date!(2026 - 01 - 01),
+        Granularity::Month
+    )
+    .is_ok());
+}
