@@ -17,6 +17,7 @@ use crate::AnalyticsError;
 
 /// Fitted BG/NBD parameters and the log-likelihood they reach.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct BgNbd {
     pub r: f64,
     pub alpha: f64,

@@ -13,6 +13,7 @@ use crate::optimise::{minimise, positive};
 use crate::AnalyticsError;
 
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct GammaGamma {
     pub p: f64,
     pub q: f64,

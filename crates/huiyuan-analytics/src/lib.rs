@@ -6,6 +6,7 @@
 pub mod abtest;
 pub mod attribution;
 pub mod bgnbd;
+pub mod clv;
 pub mod cohort;
 pub mod gamma_gamma;
 pub mod kpi;
@@ -17,6 +18,11 @@ pub mod special;
 pub mod summary;
 
 use time::Date;
+
+/// Serialises a date as `YYYY-MM-DD` (the `time` crate's own serde form is a tuple).
+pub fn iso_date<S: serde::Serializer>(date: &Date, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(date)
+}
 
 /// Why an analysis could not be run; never a NaN in disguise.
 #[derive(Debug, thiserror::Error, PartialEq)]

@@ -115,7 +115,7 @@ fn metrics_handle() -> PrometheusHandle {
         (name = "purchases", description = "Purchases and refunds: points earned and reversed"),
         (name = "points", description = "Balances, statements, adjustments, redemptions, tiers, ledger verification"),
         (name = "events", description = "The event outbox and the maintenance jobs"),
-        (name = "analytics", description = "RFM segments and cohort retention over the brand's purchases")
+        (name = "analytics", description = "RFM, cohorts, lifecycle stages, lifetime value, dashboard KPIs, member insights and recommendations")
     )
 )]
 struct ApiDoc;
@@ -192,6 +192,11 @@ fn split(state: &AppState) -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(loyalty::run_jobs))
         .routes(routes!(analytics::rfm))
         .routes(routes!(analytics::cohorts))
+        .routes(routes!(analytics::lifecycle))
+        .routes(routes!(analytics::clv))
+        .routes(routes!(analytics::kpis))
+        .routes(routes!(analytics::member_insights))
+        .routes(routes!(analytics::recommendations))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             middleware::idempotency,

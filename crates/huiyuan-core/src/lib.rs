@@ -37,6 +37,9 @@ pub struct CoreConfig {
     pub session_ttl: Duration,
     /// How long an idempotency key and its stored response are kept.
     pub idempotency_ttl: Duration,
+    /// How long a brand's model for member insights and recommendations is reused before it
+    /// is rebuilt from the data.
+    pub analytics_ttl: Duration,
 }
 
 impl Default for CoreConfig {
@@ -45,6 +48,7 @@ impl Default for CoreConfig {
             member_code_ttl: Duration::seconds(60),
             session_ttl: Duration::hours(12),
             idempotency_ttl: Duration::hours(24),
+            analytics_ttl: Duration::minutes(10),
         }
     }
 }
@@ -58,6 +62,7 @@ pub struct Core {
     config: CoreConfig,
     programmes: loyalty::ProgrammeCache,
     purchase_queue: Arc<loyalty::ingest::PurchaseQueue>,
+    insights: Arc<analytics::insights::InsightsCache>,
 }
 
 impl Core {
@@ -75,6 +80,7 @@ impl Core {
             config,
             programmes: loyalty::ProgrammeCache::default(),
             purchase_queue: Arc::new(loyalty::ingest::PurchaseQueue::new(writers)),
+            insights: Arc::default(),
         }
     }
 

@@ -25,7 +25,8 @@ macro_rules! conformance_tests {
             tags_add_remove_and_move, member_codes_are_used_once, audit_is_listed_newest_first,
             idempotency_keys_claim_complete_release, sessions_and_api_keys, uncommitted_writes_vanish,
             operator_usernames_are_unique, health_reports_current_migrations,
-            bulk_writes_and_lists_span_statements, purchase_facts_page_by_member_then_time);
+            bulk_writes_and_lists_span_statements, purchase_facts_page_by_member_then_time,
+            analytics_readers_filter_sum_and_count);
     };
     (@each $open:path; $($name:ident),*) => {
         $(
@@ -773,7 +774,10 @@ pub async fn purchase_facts_page_by_member_then_time(s: Arc<dyn Storage>) {
     assert_eq!(tx.insert_purchases(&rows).await.unwrap(), 10);
     tx.commit().await.unwrap();
     let mut tx = s.read().await.unwrap();
-    let all = tx.purchase_facts(&b.id, None, 100).await.unwrap();
+    let all = tx
+        .purchase_facts(&b.id, &PurchaseFilter::default(), None, 100)
+        .await
+        .unwrap();
     let seen: Vec<(MemberId, i64, bool)> = all
         .iter()
         .map(|f| (f.member_id.clone(), f.net_amount, f.refunded))
@@ -793,9 +797,179 @@ pub async fn purchase_facts_page_by_member_then_time(s: Arc<dyn Storage>) {
     }
     assert_eq!(seen, want);
     // A page of four ends inside the second member; resuming after the first continues there.
-    let page = tx.purchase_facts(&b.id, None, 4).await.unwrap();
+    let page = tx
+        .purchase_facts(&b.id, &PurchaseFilter::default(), None, 4)
+        .await
+        .unwrap();
     assert_eq!(page.len(), 4);
-    let rest = tx.purchase_facts(&b.id, Some(&members[0].id), 100).await.unwrap();
+    let rest = tx
+        .purchase_facts(&b.id, &PurchaseFilter::default(), Some(&members[0].id), 100)
+        .await
+        .unwrap();
     assert_eq!(rest.len(), 6);
     assert_eq!(rest[0].member_id, members[1].id);
+}
+
+/// The dashboard's readers: purchases by store and channel, baskets with their lines, enrolments
+/// without merged duplicates, ledger movements summed per kind and hour, accounts per tier.
+pub async fn analytics_readers_filter_sum_and_count(s: Arc<dyn Storage>) {
+    let b = new_brand(&*s).await;
+    let other = new_brand(&*s).await;
+    let store = StoreRecord {
+        id: StoreId::generate(ms(), random()),
+        brand_id: b.id.clone(),
+        code: "SH01".into(),
+        name: "上海店".into(),
+        city: None,
+        region: None,
+        active: true,
+        created_at: now(),
+    };
+    let mut members: Vec<MemberRecord> = (0..3).map(|_| member(&b.id)).collect();
+    members[1].channel = "pos".into();
+    members[1].store_id = Some(store.id.clone());
+    members[2].status = MemberStatus::Merged;
+    let outsider = member(&other.id);
+    let hour = now().unix_timestamp().div_euclid(3_600) * 3_600;
+    let t1 = OffsetDateTime::from_unix_timestamp(hour - 7_200 + 60).unwrap();
+    let t2 = t1 + Duration::hours(1);
+    let mut tx = s.write().await.unwrap();
+    tx.insert_store(&store).await.unwrap();
+    for m in members.iter().chain([&outsider]) {
+        tx.insert_member(m).await.unwrap();
+    }
+    let purchase = |m: &MemberRecord, store: Option<&StoreId>, channel: &str, status: &str| PurchaseRecord {
+        brand_id: m.brand_id.clone(),
+        order_id: format!("A-{}", random()),
+        id: format!("pur_{}", random()),
+        member_id: m.id.clone(),
+        store_id: store.cloned(),
+        channel: channel.into(),
+        occurred_at: t1,
+        paid_amount: 1_000,
+        eligible_amount: 1_000,
+        points: 10,
+        points_reversed: 0,
+        refunded_amount: 0,
+        status: status.into(),
+        lines: r#"[{"sku":"TEE-001","category":"apparel","quantity":1,"amount":1000,"reward":false}]"#.into(),
+        earning: "{}".into(),
+        programme_version: 1,
+        created_at: now(),
+    };
+    let rows = vec![
+        purchase(&members[0], Some(&store.id), "pos", "completed"),
+        purchase(&members[0], None, "app", "completed"),
+        purchase(&members[1], Some(&store.id), "pos", "refunded"),
+        purchase(&outsider, None, "app", "completed"),
+    ];
+    tx.insert_purchases(&rows).await.unwrap();
+    let entry = |m: &MemberRecord, seq: i64, kind: &str, at: OffsetDateTime, avail: i64, pending: i64| {
+        LedgerEntryRecord {
+            id: format!("ent_{}", random()),
+            brand_id: m.brand_id.clone(),
+            member_id: m.id.clone(),
+            seq,
+            kind: kind.into(),
+            available_delta: avail,
+            pending_delta: pending,
+            debt_delta: 0,
+            lot_id: None,
+            reference: None,
+            programme_version: None,
+            detail: "{}".into(),
+            actor: "system".into(),
+            created_at: at,
+            prev_hash: vec![0; 32],
+            hash: vec![1; 32],
+        }
+    };
+    tx.insert_entries(&[
+        entry(&members[0], 1, "earn", t1, 0, 100),
+        entry(&members[0], 2, "activate", t1 + Duration::minutes(5), 100, -100),
+        entry(&members[1], 1, "earn", t1 + Duration::minutes(58), 40, 0),
+        entry(&members[0], 3, "redeem", t2, -30, 0),
+        entry(&outsider, 1, "earn", t1, 999, 0),
+    ])
+    .await
+    .unwrap();
+    let account = |m: &MemberRecord, tier: Option<&str>| AccountRecord {
+        brand_id: m.brand_id.clone(),
+        member_id: m.id.clone(),
+        available: 0,
+        pending: 0,
+        debt: 0,
+        last_seq: 0,
+        last_hash: vec![0; 32],
+        tier_code: tier.map(str::to_owned),
+        tier_since: None,
+        tier_review_at: None,
+        tier_grace_until: None,
+        updated_at: now(),
+    };
+    tx.ensure_accounts(&[
+        account(&members[0], Some("gold")),
+        account(&members[1], None),
+        account(&members[2], Some("gold")),
+        account(&outsider, Some("gold")),
+    ])
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+
+    let mut tx = s.read().await.unwrap();
+    let at_store = Some(store.id.clone());
+    let app = Some("app".to_owned());
+    for (store_id, channel, want) in [
+        (None, None, 3),
+        (at_store.clone(), None, 2),
+        (None, app.clone(), 1),
+        (at_store, app, 0),
+    ] {
+        let filter = PurchaseFilter { store_id, channel };
+        let got = tx.purchase_facts(&b.id, &filter, None, 100).await.unwrap();
+        assert_eq!(got.len(), want, "{filter:?}");
+    }
+
+    let baskets = tx.purchase_baskets(&b.id, None, 100).await.unwrap();
+    assert_eq!(baskets.len(), 3);
+    assert!(baskets
+        .iter()
+        .all(|p| p.lines.contains("TEE-001") && p.occurred_at == t1));
+    assert_eq!(baskets.iter().filter(|p| p.refunded).count(), 1);
+
+    let mut live: Vec<&MemberRecord> = members[..2].iter().collect();
+    live.sort_by(|x, y| x.id.cmp(&y.id));
+    let joined = tx.member_enrolments(&b.id, None, 100).await.unwrap();
+    assert_eq!(
+        joined.iter().map(|e| &e.member_id).collect::<Vec<_>>(),
+        live.iter().map(|m| &m.id).collect::<Vec<_>>()
+    );
+    let pos = joined.iter().find(|e| e.member_id == members[1].id).unwrap();
+    assert_eq!(
+        (pos.channel.as_str(), pos.store_id.as_ref()),
+        ("pos", Some(&store.id))
+    );
+    assert_eq!(pos.enrolled_at, members[1].enrolled_at);
+    let rest = tx.member_enrolments(&b.id, Some(&live[0].id), 100).await.unwrap();
+    assert_eq!(rest.len(), 1);
+
+    let flows = tx.ledger_flows(&b.id, 3_600).await.unwrap();
+    let slot1 = OffsetDateTime::from_unix_timestamp(hour - 7_200).unwrap();
+    let seen: Vec<(&str, OffsetDateTime, i64, i64)> = flows
+        .iter()
+        .map(|f| (f.kind.as_str(), f.slot, f.points, f.entries))
+        .collect();
+    assert_eq!(
+        seen,
+        vec![
+            ("activate", slot1, 0, 1),
+            ("earn", slot1, 140, 2),
+            ("redeem", slot1 + Duration::hours(1), -30, 1),
+        ]
+    );
+
+    let mut tiers = tx.tier_counts(&b.id).await.unwrap();
+    tiers.sort();
+    assert_eq!(tiers, vec![(None, 1), (Some("gold".to_owned()), 1)]);
 }

@@ -288,9 +288,30 @@ pub trait Tx: Send {
     async fn purchase_facts(
         &mut self,
         brand: &BrandId,
+        filter: &PurchaseFilter,
         after: Option<&MemberId>,
         limit: u32,
     ) -> Result<Vec<PurchaseFact>>;
+    /// Like [`Tx::purchase_facts`], with each purchase's lines: the recommender's reader.
+    async fn purchase_baskets(
+        &mut self,
+        brand: &BrandId,
+        after: Option<&MemberId>,
+        limit: u32,
+    ) -> Result<Vec<PurchaseBasket>>;
+    /// Up to `limit` of the brand's members after `after`, by ID, with when and where they
+    /// enrolled; merged-away duplicates are left out.
+    async fn member_enrolments(
+        &mut self,
+        brand: &BrandId,
+        after: Option<&MemberId>,
+        limit: u32,
+    ) -> Result<Vec<MemberEnrolment>>;
+    /// The brand's ledger movements summed per entry kind and time slot of `slot_seconds`
+    /// (slots aligned on the Unix epoch): the points flows without reading every entry.
+    async fn ledger_flows(&mut self, brand: &BrandId, slot_seconds: u32) -> Result<Vec<LedgerFlow>>;
+    /// Point accounts per tier code (`None`: no tier yet), merged-away members left out.
+    async fn tier_counts(&mut self, brand: &BrandId) -> Result<Vec<(Option<String>, i64)>>;
     /// Records a refund; false when the brand already has this refund ID.
     async fn insert_refund(&mut self, r: &RefundRecord) -> Result<bool>;
     async fn get_refund(&mut self, brand: &BrandId, refund_id: &str) -> Result<Option<RefundRecord>>;

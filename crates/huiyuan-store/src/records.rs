@@ -355,6 +355,44 @@ pub struct PurchaseFact {
     pub refunded: bool,
 }
 
+/// Which purchases an analytics reader reads: all of a brand's, or one store's or channel's.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PurchaseFilter {
+    pub store_id: Option<StoreId>,
+    pub channel: Option<String>,
+}
+
+/// A purchase's member, time and lines, for the recommender's co-purchase counts.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PurchaseBasket {
+    pub member_id: MemberId,
+    pub occurred_at: OffsetDateTime,
+    /// JSON array of the stored lines (with their refunded quantities).
+    pub lines: String,
+    pub refunded: bool,
+}
+
+/// When and where a member joined: member growth and lifecycle stages.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MemberEnrolment {
+    pub member_id: MemberId,
+    pub enrolled_at: OffsetDateTime,
+    pub channel: String,
+    pub store_id: Option<StoreId>,
+}
+
+/// The sum of a brand's ledger movements of one kind in one time slot.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LedgerFlow {
+    pub kind: String,
+    /// Start of the slot.
+    pub slot: OffsetDateTime,
+    /// Sum of available and pending deltas.
+    pub points: i64,
+    pub debt: i64,
+    pub entries: i64,
+}
+
 /// Sums of what a member achieved in a tier's qualifying window.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct PurchaseTotals {

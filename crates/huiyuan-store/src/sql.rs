@@ -93,6 +93,17 @@ impl Dialect {
         }
     }
 
+    /// The number of the `seconds`-long slot (from the Unix epoch) a stored time falls in:
+    /// times are milliseconds in SQLite's integers and `timestamptz` in PostgreSQL.
+    pub fn epoch_slot(self, column: &str, seconds: u32) -> String {
+        match self {
+            Dialect::Sqlite => format!("({column} / {})", u64::from(seconds) * 1_000),
+            Dialect::Postgres => {
+                format!("CAST(floor(extract(epoch FROM {column}) / {seconds}) AS BIGINT)")
+            }
+        }
+    }
+
     /// Row locking that passes over rows another transaction holds (job claims).
     pub fn for_update_skip_locked(self) -> &'static str {
         match self {
@@ -1796,12 +1807,45 @@ impl Tx for SqlTx {
     async fn purchase_facts(
         &mut self,
         brand: &BrandId,
+        filter: &PurchaseFilter,
         after: Option<&MemberId>,
         limit: u32,
     ) -> Result<Vec<PurchaseFact>> {
-        // Served from the covering index purchases_member_totals, in its order.
-        self.all(
+        // Unfiltered, served from the covering index purchases_member_totals, in its order.
+        let mut q = Query::new(
             "SELECT member_id, occurred_at, paid_amount - refunded_amount AS net, status FROM purchases \
+             WHERE brand_id = ",
+        );
+        q.bind(brand.as_str())
+            .push(" AND member_id > ")
+            .bind(after.map_or("", MemberId::as_str));
+        if let Some(store) = &filter.store_id {
+            q.push(" AND store_id = ").bind(store.as_str());
+        }
+        if let Some(channel) = &filter.channel {
+            q.push(" AND channel = ").bind(channel.as_str());
+        }
+        q.push(" ORDER BY member_id, occurred_at LIMIT ")
+            .bind(i64::from(limit.clamp(1, 1_000_000)));
+        self.query_all(q, |r| {
+            Ok(PurchaseFact {
+                member_id: r.parsed("member_id")?,
+                occurred_at: r.time("occurred_at")?,
+                net_amount: r.i64("net")?,
+                refunded: r.text("status")? == "refunded",
+            })
+        })
+        .await
+    }
+
+    async fn purchase_baskets(
+        &mut self,
+        brand: &BrandId,
+        after: Option<&MemberId>,
+        limit: u32,
+    ) -> Result<Vec<PurchaseBasket>> {
+        self.all(
+            "SELECT member_id, occurred_at, lines, status FROM purchases \
              WHERE brand_id = $1 AND member_id > $2 ORDER BY member_id, occurred_at LIMIT $3",
             vec![
                 v(brand.as_str()),
@@ -1809,13 +1853,72 @@ impl Tx for SqlTx {
                 v(i64::from(limit.clamp(1, 1_000_000))),
             ],
             |r| {
-                Ok(PurchaseFact {
+                Ok(PurchaseBasket {
                     member_id: r.parsed("member_id")?,
                     occurred_at: r.time("occurred_at")?,
-                    net_amount: r.i64("net")?,
+                    lines: r.text("lines")?,
                     refunded: r.text("status")? == "refunded",
                 })
             },
+        )
+        .await
+    }
+
+    async fn member_enrolments(
+        &mut self,
+        brand: &BrandId,
+        after: Option<&MemberId>,
+        limit: u32,
+    ) -> Result<Vec<MemberEnrolment>> {
+        self.all(
+            "SELECT id, enrolled_at, channel, store_id FROM members \
+             WHERE brand_id = $1 AND id > $2 AND status <> 'merged' ORDER BY id LIMIT $3",
+            vec![
+                v(brand.as_str()),
+                v(after.map_or("", MemberId::as_str)),
+                v(i64::from(limit.clamp(1, 1_000_000))),
+            ],
+            |r| {
+                Ok(MemberEnrolment {
+                    member_id: r.parsed("id")?,
+                    enrolled_at: r.time("enrolled_at")?,
+                    channel: r.text("channel")?,
+                    store_id: r.opt_parsed("store_id")?,
+                })
+            },
+        )
+        .await
+    }
+
+    async fn ledger_flows(&mut self, brand: &BrandId, slot_seconds: u32) -> Result<Vec<LedgerFlow>> {
+        let slot_seconds = slot_seconds.max(1);
+        let slot = self.conn.dialect().epoch_slot("created_at", slot_seconds);
+        let sql = format!(
+            "SELECT kind, {slot} AS slot, CAST(SUM(available_delta + pending_delta) AS BIGINT) AS points, \
+             CAST(SUM(debt_delta) AS BIGINT) AS debt, COUNT(*) AS entries \
+             FROM ledger_entries WHERE brand_id = $1 GROUP BY kind, {slot} ORDER BY 2, 1"
+        );
+        self.all(&sql, vec![v(brand.as_str())], |r| {
+            let start = r.i64("slot")? * i64::from(slot_seconds);
+            Ok(LedgerFlow {
+                kind: r.text("kind")?,
+                slot: OffsetDateTime::from_unix_timestamp(start)
+                    .map_err(|_| StoreError::Corrupt(format!("slot {start} is out of range")))?,
+                points: r.i64("points")?,
+                debt: r.i64("debt")?,
+                entries: r.i64("entries")?,
+            })
+        })
+        .await
+    }
+
+    async fn tier_counts(&mut self, brand: &BrandId) -> Result<Vec<(Option<String>, i64)>> {
+        self.all(
+            "SELECT a.tier_code, COUNT(*) AS n FROM point_accounts a \
+             JOIN members m ON m.id = a.member_id \
+             WHERE a.brand_id = $1 AND m.status <> 'merged' GROUP BY a.tier_code ORDER BY 1",
+            vec![v(brand.as_str())],
+            |r| Ok((r.opt_text("tier_code")?, r.i64("n")?)),
         )
         .await
     }

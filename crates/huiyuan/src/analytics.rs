@@ -6,8 +6,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use huiyuan_analytics::attribution::{attribute, Journey};
-use huiyuan_analytics::bgnbd::BgNbd;
-use huiyuan_analytics::gamma_gamma::{lifetime_value, GammaGamma, Spenders};
+use huiyuan_analytics::clv::lifetimes;
 use huiyuan_analytics::rfm::rfm;
 use huiyuan_analytics::summary::{summarise, Period, Summary};
 use huiyuan_analytics::Transactions;
@@ -811,37 +810,21 @@ pub fn run(command: AnalyticsCommand) -> Result<(), AnyError> {
                 (None, None) => return Err("give --input or --summary".into()),
             };
             lap("read and summarised");
-            let bg = BgNbd::fit(&summary.customers())?;
-            lap("BG/NBD fitted");
-            let gg = GammaGamma::fit(&Spenders {
-                frequency: &summary.frequency,
-                mean_spend: &summary.mean_spend,
-            })?;
-            lap("Gamma-Gamma fitted");
-            let per_month = period.per_month();
-            let ahead = f64::from(horizon) * per_month;
+            let fitted = lifetimes(&summary, period, horizon, discount_rate)?;
+            lap("BG/NBD and Gamma-Gamma fitted, members scored");
+            let (bg, gg) = (fitted.bgnbd, fitted.gamma_gamma);
             let row = |i: usize| -> Result<ClvRow<'_>, AnyError> {
-                let (x, tx, t) = (summary.frequency[i], summary.recency[i], summary.age[i]);
-                let spend = gg.expected_spend(x, summary.mean_spend[i]);
+                let m = &fitted.members[i];
                 Ok(ClvRow {
                     member_id: &ids[summary.member[i] as usize],
-                    frequency: x,
-                    recency: tx,
-                    age: t,
+                    frequency: summary.frequency[i],
+                    recency: summary.recency[i],
+                    age: summary.age[i],
                     monetary_value: money(summary.mean_spend[i]),
-                    p_alive: bg.p_alive(x, tx, t),
-                    expected_purchases: bg.expected_purchases(ahead, x, tx, t)?,
-                    expected_spend: money(spend),
-                    clv: money(lifetime_value(
-                        &bg,
-                        spend,
-                        x,
-                        tx,
-                        t,
-                        horizon,
-                        discount_rate,
-                        per_month,
-                    )?),
+                    p_alive: m.p_alive,
+                    expected_purchases: m.expected_purchases,
+                    expected_spend: money(m.expected_spend),
+                    clv: money(m.clv),
                 })
             };
             if json {

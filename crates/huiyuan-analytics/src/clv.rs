@@ -1,0 +1,68 @@
+//! The whole lifetime-value pipeline on a summary: BG/NBD for how many purchases, Gamma-Gamma for
+//! how much each, and each customer's discounted value over a horizon — one function, so the CLI
+//! and the API cannot compute it differently.
+
+use serde::Serialize;
+
+use crate::bgnbd::BgNbd;
+use crate::gamma_gamma::{lifetime_value, GammaGamma, Spenders};
+use crate::summary::{Period, Summary};
+use crate::AnalyticsError;
+
+/// One customer's outlook, in the summary's order.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct MemberLifetime {
+    pub p_alive: f64,
+    /// Over the horizon.
+    pub expected_purchases: f64,
+    /// Per purchase, minor units.
+    pub expected_spend: f64,
+    /// Discounted, minor units.
+    pub clv: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Lifetimes {
+    pub bgnbd: BgNbd,
+    pub gamma_gamma: GammaGamma,
+    pub members: Vec<MemberLifetime>,
+}
+
+/// Fits both models on `summary` (in `period` units) and scores every customer over
+/// `horizon_months` at a monthly `discount_rate` (0 ≤ rate < 1).
+pub fn lifetimes(
+    summary: &Summary,
+    period: Period,
+    horizon_months: u32,
+    discount_rate: f64,
+) -> Result<Lifetimes, AnalyticsError> {
+    if !(0.0..1.0).contains(&discount_rate) {
+        return Err(AnalyticsError::Input(
+            "the discount rate must be at least 0 and below 1 (monthly)".into(),
+        ));
+    }
+    let bgnbd = BgNbd::fit(&summary.customers())?;
+    let gamma_gamma = GammaGamma::fit(&Spenders {
+        frequency: &summary.frequency,
+        mean_spend: &summary.mean_spend,
+    })?;
+    let per_month = period.per_month();
+    let ahead = f64::from(horizon_months) * per_month;
+    let members = (0..summary.len())
+        .map(|i| {
+            let (x, tx, t) = (summary.frequency[i], summary.recency[i], summary.age[i]);
+            let spend = gamma_gamma.expected_spend(x, summary.mean_spend[i]);
+            Ok(MemberLifetime {
+                p_alive: bgnbd.p_alive(x, tx, t),
+                expected_purchases: bgnbd.expected_purchases(ahead, x, tx, t)?,
+                expected_spend: spend,
+                clv: lifetime_value(&bgnbd, spend, x, tx, t, horizon_months, discount_rate, per_month)?,
+            })
+        })
+        .collect::<Result<_, AnalyticsError>>()?;
+    Ok(Lifetimes {
+        bgnbd,
+        gamma_gamma,
+        members,
+    })
+}
