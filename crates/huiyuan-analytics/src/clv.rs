@@ -66,3 +66,44 @@ pub fn lifetimes(
         members,
     })
 }
+
+/// Every member's outlook from transactions: the models fitted on weekly purchases up to
+/// `as_of`, and each member's line by member index (`None` for members without a purchase by
+/// then, or whose figures are not finite). When the models cannot be fitted (too little data),
+/// `fitted` says why and every member's line is `None`.
+pub struct Outlook {
+    pub fitted: Result<Lifetimes, String>,
+    pub by_member: Vec<Option<MemberLifetime>>,
+}
+
+impl Outlook {
+    /// P(alive) by member index, for the lifecycle's churn rule.
+    pub fn p_alive(&self) -> Vec<Option<f64>> {
+        self.by_member.iter().map(|m| m.map(|l| l.p_alive)).collect()
+    }
+}
+
+pub fn outlook(
+    tx: &crate::Transactions<'_>,
+    as_of: time::Date,
+    horizon_months: u32,
+    discount_rate: f64,
+) -> Result<Outlook, AnalyticsError> {
+    let n = tx.validate()?;
+    let summary = crate::summary::summarise(tx, Period::Week, as_of)?;
+    let fitted = if summary.is_empty() {
+        Err("no purchases by the date".to_owned())
+    } else {
+        lifetimes(&summary, Period::Week, horizon_months, discount_rate).map_err(|e| e.to_string())
+    };
+    let mut by_member = vec![None; n];
+    if let Ok(f) = &fitted {
+        for (k, &m) in summary.member.iter().enumerate() {
+            let l = f.members[k];
+            if l.p_alive.is_finite() && l.expected_purchases.is_finite() && l.clv.is_finite() {
+                by_member[m as usize] = Some(l);
+            }
+        }
+    }
+    Ok(Outlook { fitted, by_member })
+}

@@ -36,7 +36,8 @@ pub struct RecommenderConfig {
 }
 
 impl Default for RecommenderConfig {
-    /// The defaults the offline evaluation on synthetic baskets favoured (docs/analytics.md).
+    /// λ = 10 and w = 0.2: on the synthetic baskets of docs/analytics.md, w from 0.1 to 0.3 with
+    /// λ = 10 scored best (within 0.5 % of each other); w = 0.5 or λ = 50 scored a little lower.
     fn default() -> Self {
         RecommenderConfig {
             neighbours: 50,

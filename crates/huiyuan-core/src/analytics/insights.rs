@@ -12,7 +12,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use huiyuan_analytics::clv::{lifetimes, Lifetimes, MemberLifetime};
+use huiyuan_analytics::clv::{lifetimes, outlook, MemberLifetime};
 use huiyuan_analytics::lifecycle::{lifecycle, LifecycleRules, Stage};
 use huiyuan_analytics::recommend::{Reason, Recommender, RecommenderConfig};
 use huiyuan_analytics::rfm::{rfm, MemberRfm};
@@ -101,30 +101,18 @@ fn model(
         let i = m.member as usize;
         by_member[i] = Some(m);
     }
-    let summary = summarise(&columns, Period::Week, as_of)?;
-    let fitted: std::result::Result<Lifetimes, String> = if summary.is_empty() {
-        Err("no purchases yet".into())
-    } else {
-        lifetimes(&summary, Period::Week, HORIZON_MONTHS, DISCOUNT_RATE).map_err(|e| e.to_string())
-    };
-    let mut lifetime = vec![None; n];
-    let mut p_alive = vec![None; n];
-    if let Ok(f) = &fitted {
-        for (k, &m) in summary.member.iter().enumerate() {
-            let l = f.members[k];
-            if l.p_alive.is_finite() && l.expected_purchases.is_finite() && l.clv.is_finite() {
-                lifetime[m as usize] = Some(l);
-                p_alive[m as usize] = Some(l.p_alive);
-            }
-        }
-    }
+    let outlook = outlook(&columns, as_of, HORIZON_MONTHS, DISCOUNT_RATE)?;
+    let mut lifetime = outlook.by_member.clone();
+    lifetime.resize(n, None);
+    let mut p_alive = outlook.p_alive();
+    p_alive.resize(n, None);
     let enrolled: Vec<Option<Date>> = enrolled.iter().map(|&d| Some(d)).collect();
     let stage = lifecycle(&columns, Some(&enrolled), Some(&p_alive), as_of, rules)?;
     Ok(Modelled {
         rfm: by_member,
         stage,
         lifetime,
-        fitted: fitted.map(|f| (f.bgnbd, f.gamma_gamma)),
+        fitted: outlook.fitted.map(|f| (f.bgnbd, f.gamma_gamma)),
     })
 }
 

@@ -6,7 +6,10 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use huiyuan_analytics::attribution::{attribute, Journey};
-use huiyuan_analytics::clv::lifetimes;
+use huiyuan_analytics::clv::{lifetimes, outlook};
+use huiyuan_analytics::cohort::cohort_retention;
+use huiyuan_analytics::lifecycle::{lifecycle, LifecycleRules};
+use huiyuan_analytics::recommend::RecommenderConfig;
 use huiyuan_analytics::rfm::rfm;
 use huiyuan_analytics::summary::{summarise, Period, Summary};
 use huiyuan_analytics::Transactions;
@@ -14,6 +17,8 @@ use serde_json::json;
 use time::Date;
 
 use crate::AnyError;
+
+mod baskets;
 
 #[derive(clap::Subcommand)]
 pub enum AnalyticsCommand {
@@ -57,6 +62,9 @@ pub enum AnalyticsCommand {
         start: String,
         #[arg(long, default_value_t = 730)]
         days: u32,
+        /// Also write `sku,category` columns from a catalogue of this many items (0: none).
+        #[arg(long, default_value_t = 0)]
+        items: u32,
         #[arg(long)]
         output: PathBuf,
     },
@@ -67,6 +75,59 @@ pub enum AnalyticsCommand {
         /// optional header line starts with `path`.
         #[arg(long)]
         paths: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+    /// "You may also like": each member's list from an item-to-item model of the whole file
+    /// (CSV with `member_id,date,sku[,category]`, one row per line bought).
+    Recommend {
+        #[arg(long)]
+        input: PathBuf,
+        /// A member to recommend to; repeat for several.
+        #[arg(long = "member", required = true)]
+        members: Vec<String>,
+        #[arg(long, default_value_t = 10)]
+        limit: usize,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Offline evaluation of the recommender: fit on purchases before the split date, then
+    /// precision@k and recall@k on the items each member bought for the first time from it on,
+    /// against recommending the most popular items.
+    RecommendEval {
+        #[arg(long)]
+        input: PathBuf,
+        #[arg(long)]
+        split_date: String,
+        #[arg(long, default_value_t = 10)]
+        k: usize,
+        /// Weight of same-category popularity against co-purchase, 0 to 1.
+        #[arg(long, default_value_t = RecommenderConfig::default().category_weight)]
+        category_weight: f64,
+        /// Shrinkage λ of the similarity, in members.
+        #[arg(long, default_value_t = RecommenderConfig::default().shrinkage)]
+        shrinkage: f64,
+        #[arg(long, default_value_t = RecommenderConfig::default().neighbours)]
+        neighbours: usize,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Lifecycle stage of every member as of a date (new, active, at risk, dormant, churned by
+    /// BG/NBD P(alive)); a member's enrolment is taken to be their first purchase.
+    Lifecycle {
+        #[arg(long)]
+        input: PathBuf,
+        #[arg(long)]
+        as_of: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Retention by first-purchase month up to a date.
+    Cohorts {
+        #[arg(long)]
+        input: PathBuf,
+        #[arg(long)]
+        as_of: String,
         #[arg(long)]
         json: bool,
     },
@@ -532,6 +593,14 @@ fn date_arg(name: &str, value: &str) -> Result<Date, AnyError> {
     parse_date(value.as_bytes()).ok_or_else(|| format!("--{name} {value:?} is not YYYY-MM-DD").into())
 }
 
+/// The snake_case name serde gives an enum value.
+fn enum_name<T: serde::Serialize>(v: T) -> String {
+    match serde_json::to_value(v) {
+        Ok(serde_json::Value::String(s)) => s,
+        _ => String::new(),
+    }
+}
+
 /// Minor units (possibly fractional, as a mean) as major units rounded to the cent.
 fn money(minor: f64) -> f64 {
     minor.round() / 100.0
@@ -541,15 +610,27 @@ fn money(minor: f64) -> f64 {
 /// the span, buys at a Poisson rate λ ~ Gamma(0.9, 1/30 per day) while alive, drops out after
 /// each purchase with probability p ~ Beta(0.6, 5), and spends Gamma(6, ν/6) per purchase
 /// around a personal mean ν ~ Gamma(3, 25 yuan). About ten purchases per member over two years.
-fn synthesize(members: u32, seed: u64, start: Date, days: u32, output: &Path) -> Result<u64, AnyError> {
+///
+/// With `items > 0` each row also names one SKU (`sku,category` columns) from a catalogue with
+/// structure a recommender can find: see [`baskets::ItemChooser`]. The items are drawn from a
+/// generator of their own, so the `member_id,date,amount` columns are the same with or without.
+fn synthesize(
+    members: u32,
+    seed: u64,
+    start: Date,
+    days: u32,
+    items: u32,
+    output: &Path,
+) -> Result<u64, AnyError> {
     use rand::{Rng, SeedableRng};
     use rand_distr::{Beta, Distribution, Exp, Gamma};
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let mut chooser = (items > 0).then(|| baskets::ItemChooser::new(items, seed));
     let rate = Gamma::new(0.9, 1.0 / 30.0)?;
     let dropout = Beta::new(0.6, 5.0)?;
     let mean_spend = Gamma::new(3.0, 2_500.0)?;
-    // (day, member, amount), written in day order as an export would be.
-    let mut rows: Vec<(u32, u32, i64)> = Vec::new();
+    // (day, member, amount, item), written in day order as an export would be.
+    let mut rows: Vec<(u32, u32, i64, u32)> = Vec::new();
     let span = f64::from(days);
     for m in 0..members {
         let lambda: f64 = rate.sample(&mut rng);
@@ -558,8 +639,12 @@ fn synthesize(members: u32, seed: u64, start: Date, days: u32, output: &Path) ->
         let spend = Gamma::new(6.0, nu / 6.0)?;
         let gap = Exp::new(lambda.max(1e-9))?;
         let mut t = rng.gen_range(0.0..span / 4.0);
+        if let Some(c) = chooser.as_mut() {
+            c.next_member();
+        }
         loop {
-            rows.push((t as u32, m, (spend.sample(&mut rng) as i64).max(1)));
+            let item = chooser.as_mut().map_or(0, baskets::ItemChooser::next_item);
+            rows.push((t as u32, m, (spend.sample(&mut rng) as i64).max(1), item));
             if rng.gen_bool(p) {
                 break;
             }
@@ -571,10 +656,18 @@ fn synthesize(members: u32, seed: u64, start: Date, days: u32, output: &Path) ->
     }
     rows.sort_unstable();
     let mut out = std::io::BufWriter::with_capacity(1 << 20, std::fs::File::create(output)?);
-    writeln!(out, "member_id,date,amount")?;
-    for &(day, m, amount) in &rows {
+    writeln!(
+        out,
+        "member_id,date,amount{}",
+        if items > 0 { ",sku,category" } else { "" }
+    )?;
+    for &(day, m, amount, item) in &rows {
         let date = start + time::Duration::days(i64::from(day));
-        writeln!(out, "m{m:07},{date},{}.{:02}", amount / 100, amount % 100)?;
+        write!(out, "m{m:07},{date},{}.{:02}", amount / 100, amount % 100)?;
+        match &chooser {
+            Some(c) => writeln!(out, ",{},{}", c.sku(item), c.category(item))?,
+            None => writeln!(out)?,
+        }
     }
     let rows = rows.len() as u64;
     out.flush()?;
@@ -634,6 +727,77 @@ pub fn load_paths(path: &Path) -> Result<(Vec<String>, Vec<Journey>), AnyError> 
 pub fn run(command: AnalyticsCommand) -> Result<(), AnyError> {
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     match command {
+        AnalyticsCommand::Recommend {
+            input,
+            members,
+            limit,
+            json,
+        } => baskets::recommend(&input, &members, limit, json, &mut out)?,
+        AnalyticsCommand::RecommendEval {
+            input,
+            split_date,
+            k,
+            category_weight,
+            shrinkage,
+            neighbours,
+            json,
+        } => {
+            let config = RecommenderConfig {
+                category_weight,
+                shrinkage,
+                neighbours,
+                ..RecommenderConfig::default()
+            };
+            baskets::evaluate_split(&input, &split_date, k, config, json, &mut out)?
+        }
+        AnalyticsCommand::Lifecycle { input, as_of, json } => {
+            let as_of = date_arg("as-of", &as_of)?;
+            let data = load_csv(&input)?;
+            let tx = data.transactions();
+            let outlook = outlook(&tx, as_of, 12, 0.01)?;
+            if let Err(why) = &outlook.fitted {
+                eprintln!("no churn model ({why}): nobody is counted as churned");
+            }
+            let rules = LifecycleRules::default();
+            let stages = lifecycle(&tx, None, Some(&outlook.p_alive()), as_of, &rules)?;
+            let mut counts = std::collections::BTreeMap::new();
+            for s in stages.iter().flatten() {
+                *counts.entry(enum_name(s)).or_insert(0u64) += 1;
+            }
+            if json {
+                let members: Vec<_> = stages
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(m, s)| s.map(|s| json!({"member_id": data.ids[m], "stage": s})))
+                    .collect();
+                serde_json::to_writer(
+                    &mut out,
+                    &json!({"as_of": as_of.to_string(), "rules": rules, "stages": counts,
+                            "churn_model": outlook.fitted.as_ref().ok().map(|f| f.bgnbd),
+                            "members": members}),
+                )?;
+                writeln!(out)?;
+            } else {
+                writeln!(out, "lifecycle as of {as_of}")?;
+                for (stage, n) in &counts {
+                    writeln!(out, "{stage:<10} {n:>10}")?;
+                }
+            }
+        }
+        AnalyticsCommand::Cohorts { input, as_of, json } => {
+            let as_of = date_arg("as-of", &as_of)?;
+            let data = load_csv(&input)?;
+            let cohorts = cohort_retention(&data.transactions(), as_of)?;
+            if json {
+                serde_json::to_writer(&mut out, &json!({"as_of": as_of.to_string(), "cohorts": cohorts}))?;
+                writeln!(out)?;
+            } else {
+                for c in &cohorts {
+                    let rates: Vec<String> = c.rate.iter().map(|r| format!("{:>5.1}%", r * 100.0)).collect();
+                    writeln!(out, "{} {:>8} {}", c.month, c.size, rates.join(" "))?;
+                }
+            }
+        }
         AnalyticsCommand::Attribution { paths, json } => {
             let (names, journeys) = load_paths(&paths)?;
             let r = attribute(&journeys, names.len()).map_err(|e| match e {
@@ -704,10 +868,11 @@ pub fn run(command: AnalyticsCommand) -> Result<(), AnyError> {
             seed,
             start,
             days,
+            items,
             output,
         } => {
             let start = date_arg("start", &start)?;
-            let rows = synthesize(members, seed, start, days, &output)?;
+            let rows = synthesize(members, seed, start, days, items, &output)?;
             writeln!(
                 out,
                 "{rows} transactions of {members} members written to {}",
