@@ -249,7 +249,7 @@ impl ItemChooser {
         ItemChooser {
             items,
             categories: items.div_ceil(25).max(1),
-            rng: rand::rngs::StdRng::seed_from_u64(seed ^ 0x5eed_0f_17e5),
+            rng: rand::rngs::StdRng::seed_from_u64(seed ^ 0x005e_ed0f_17e5),
             favourite: 0,
             last: None,
         }
