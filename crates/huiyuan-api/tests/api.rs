@@ -2289,7 +2289,9 @@ async fn dashboard_insights_and_recommendations_follow_the_purchases(backend: Ba
     assert_eq!(s, StatusCode::OK, "{i}");
     assert_eq!(i["rfm"]["frequency"], 2);
     assert_eq!(i["rfm"]["monetary"], 32_000);
-    assert_eq!(i["lifecycle_stage"], "new");
+    assert!(i["computed_at"].as_str().is_some_and(|t| t.contains('T')), "{i}");
+    // Joined at the first purchase (10 January), before the member record was made.
+    assert_eq!(i["lifecycle_stage"], "dormant");
     assert!(
         i["lifetime"].is_null() != i["lifetime_unavailable"].is_null(),
         "{i}"
@@ -2304,11 +2306,21 @@ async fn dashboard_insights_and_recommendations_follow_the_purchases(backend: Ba
     );
     let (s, l) = get(&analyst, "/v1/analytics/lifecycle").await;
     assert_eq!(s, StatusCode::OK, "{l}");
+    let stages: Vec<(&str, u64)> = l["stages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| (s["stage"].as_str().unwrap(), s["members"].as_u64().unwrap()))
+        .collect();
+    // d enrolled today; a, b and c last bought in February: dormant, or churned when the model
+    // fits (it may not, on three customers).
+    assert_eq!(l["members"], 4);
     assert_eq!(
-        (l["members"].as_u64(), l["stages"][0]["stage"].as_str()),
-        (Some(4), Some("new"))
+        (stages[0], stages[1], stages[2]),
+        (("new", 1), ("active", 0), ("at_risk", 0)),
+        "{l}"
     );
-    assert_eq!(l["stages"][0]["members"], 4);
+    assert_eq!(stages[3].1 + stages[4].1, 3, "{l}");
 
     // Recommendations: c bought a TEE, which goes with JEANS (twice) and SOCKS (once, via a).
     let clerk = h.key_for("clerk").await;

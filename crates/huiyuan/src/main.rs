@@ -326,7 +326,13 @@ async fn run(command: Command, config: &mut Config) -> Result<(), AnyError> {
             Ok(())
         }
         Command::Bench { command } => run_bench(command, config).await,
-        Command::Analytics { command } => analytics::run(command),
+        Command::Analytics { command } => {
+            let preloaded = match command.database_source() {
+                Some(db) => Some(load_brand_transactions(config, db).await?),
+                None => None,
+            };
+            analytics::run(command, preloaded)
+        }
         Command::Brand {
             command:
                 BrandCommand::Create {
@@ -449,6 +455,34 @@ async fn bench_on(core: &Core, command: BenchCommand) -> Result<(), AnyError> {
 fn job_owner() -> String {
     let host = std::fs::read_to_string("/etc/hostname").unwrap_or_default();
     format!("{}:{}", host.trim(), std::process::id())
+}
+
+/// A brand's purchases from the database, as the analytics commands' columns.
+async fn load_brand_transactions(
+    config: &mut Config,
+    db: &analytics::DatabaseSource,
+) -> Result<analytics::Loaded, AnyError> {
+    apply(
+        config,
+        &StorageArgs {
+            data: db.data.clone(),
+            database: db.database.clone(),
+        },
+    );
+    let (store, key) = open(config, false).await?;
+    let core = core(store.clone(), &key);
+    let slug = db.brand.as_deref().ok_or("give --brand SLUG")?;
+    let brand = core.find_brand(slug).await?.ok_or(format!("no brand {slug:?}"))?;
+    let data = core
+        .brand_transactions(&huiyuan_core::Actor::system(brand.id))
+        .await?;
+    store.close().await;
+    Ok(analytics::Loaded {
+        ids: data.ids.iter().map(|m| m.as_str().to_owned()).collect(),
+        member: data.member,
+        date: data.date,
+        amount: data.amount,
+    })
 }
 
 fn apply(config: &mut Config, args: &StorageArgs) {

@@ -196,6 +196,55 @@ async fn demo_serves_keeps_no_plaintext_and_reuses_its_folder() {
         members["data"].as_array().unwrap()[..]
     );
     assert!(stop(child).success());
+
+    // The analytics commands read the same brand from the database folder, and agree with the
+    // API's report of the same date.
+    let out = analytics(&[
+        "rfm",
+        "--data",
+        data.to_str().unwrap(),
+        "--brand",
+        "demo",
+        "--as-of",
+        "2026-01-01",
+        "--json",
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let rfm: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let (child, _) = start_demo(&data, port);
+    wait_healthy(&base).await;
+    let api: serde_json::Value = http
+        .get(format!("{base}/v1/analytics/rfm?as_of=2026-01-01"))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(stop(child).success());
+    assert_eq!(
+        rfm["members"].as_array().unwrap().len() as u64,
+        api["members"].as_u64().unwrap()
+    );
+    for (cli, api) in rfm["segments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .zip(api["segments"].as_array().unwrap())
+    {
+        assert_eq!(cli["members"], api["members"], "{cli} {api}");
+    }
+    let out = analytics(&[
+        "rfm",
+        "--data",
+        data.to_str().unwrap(),
+        "--brand",
+        "nope",
+        "--as-of",
+        "2026-01-01",
+    ]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no brand"));
     let _ = std::fs::remove_dir_all(&data);
 }
 

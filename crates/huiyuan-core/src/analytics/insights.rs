@@ -161,6 +161,8 @@ pub struct MemberInsightsView {
     #[schema(value_type = String, format = Date)]
     pub as_of: String,
     /// When the brand's model was built; it is rebuilt after a few minutes.
+    #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
     pub computed_at: OffsetDateTime,
     /// Absent for a member without a purchase.
     pub rfm: Option<MemberRfmView>,
@@ -185,6 +187,9 @@ pub struct RecommendationView {
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct RecommendationsView {
     pub member_id: MemberId,
+    /// When the brand's model was built; the member's own purchases are read fresh.
+    #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
     pub computed_at: OffsetDateTime,
     pub items: Vec<RecommendationView>,
 }

@@ -92,16 +92,17 @@ async fn enrolments(tx: &mut dyn Tx, brand: &BrandId) -> Result<Vec<MemberEnrolm
     }
 }
 
-/// A brand's purchases (fully refunded ones left out) as the models' columns.
-struct BrandTransactions {
-    ids: Vec<MemberId>,
-    member: Vec<u32>,
-    date: Vec<Date>,
-    amount: Vec<i64>,
+/// A brand's purchases (fully refunded ones left out) as the models' columns: `member[i]`
+/// indexes `ids`, dates are the brand's local dates, amounts net of refunds in minor units.
+pub struct BrandTransactions {
+    pub ids: Vec<MemberId>,
+    pub member: Vec<u32>,
+    pub date: Vec<Date>,
+    pub amount: Vec<i64>,
 }
 
 impl BrandTransactions {
-    fn columns(&self) -> Transactions<'_> {
+    pub fn columns(&self) -> Transactions<'_> {
         Transactions {
             member: &self.member,
             date: &self.date,
@@ -144,7 +145,8 @@ impl BrandTransactions {
     }
 
     /// Adds the members without a purchase (from `joined`) after those with one, and returns
-    /// every member's enrolment date by index.
+    /// when each member joined, by index: their enrolment, or their first purchase when that was
+    /// earlier (purchases imported with their history predate the member record).
     fn with_everyone(&mut self, joined: &[MemberEnrolment], calendar: &BrandCalendar) -> Vec<Date> {
         let mut enrolled: Vec<Option<Date>> = vec![None; self.ids.len()];
         let index: HashMap<&MemberId, usize> = self.ids.iter().enumerate().map(|(i, m)| (m, i)).collect();
@@ -166,7 +168,10 @@ impl BrandTransactions {
         let mut out: Vec<Date> = enrolled
             .iter()
             .zip(&first)
-            .map(|(e, f)| e.or(*f).unwrap_or(Date::MIN))
+            .map(|(e, f)| match (e, f) {
+                (Some(e), Some(f)) => (*e).min(*f),
+                (e, f) => e.or(*f).unwrap_or(Date::MIN),
+            })
             .collect();
         for (id, date) in extra {
             self.ids.push(id);
@@ -287,6 +292,11 @@ impl Core {
         )
         .await?;
         Ok((data, as_of.unwrap_or(today)))
+    }
+
+    /// Every purchase of the brand as columns, for the command-line analytics (`--data`).
+    pub async fn brand_transactions(&self, actor: &Actor) -> Result<BrandTransactions> {
+        Ok(self.analytics_input(actor, None).await?.0)
     }
 
     /// RFM segments as of a local date (default: today).

@@ -20,14 +20,37 @@ use crate::AnyError;
 
 mod baskets;
 
+/// Read a brand's purchases from the database instead of a file: the same `--data` /
+/// `--database` as `serve`, and the brand's slug.
+#[derive(clap::Args, Clone, Default)]
+pub struct DatabaseSource {
+    /// Folder of the embedded SQLite database (and its master key).
+    #[arg(long, requires = "brand")]
+    pub data: Option<PathBuf>,
+    /// PostgreSQL URL.
+    #[arg(long, requires = "brand")]
+    pub database: Option<String>,
+    /// The brand (slug) whose purchases to read.
+    #[arg(long)]
+    pub brand: Option<String>,
+}
+
+impl DatabaseSource {
+    pub fn is_set(&self) -> bool {
+        self.data.is_some() || self.database.is_some()
+    }
+}
+
 #[derive(clap::Subcommand)]
 pub enum AnalyticsCommand {
     /// BG/NBD + Gamma-Gamma: each member's P(alive), expected purchases and lifetime value.
-    #[command(group(clap::ArgGroup::new("source").required(true).args(["input", "summary"])))]
+    #[command(group(clap::ArgGroup::new("source").required(true).args(["input", "summary", "data", "database"])))]
     Clv {
         /// CSV with a header holding `member_id,date,amount` (other columns are ignored).
         #[arg(long, requires = "calibration_end")]
         input: Option<PathBuf>,
+        #[command(flatten)]
+        db: DatabaseSource,
         /// Instead of transactions: a per-customer summary CSV in the lifetimes convention, with
         /// `member_id` (or `customer_id`, `ID`), `frequency` (or `x`), `recency` (or `t_x`), `T`
         /// and optionally `monetary_value` (or `zbar`), in the unit of `--period`.
@@ -115,8 +138,11 @@ pub enum AnalyticsCommand {
     /// Lifecycle stage of every member as of a date (new, active, at risk, dormant, churned by
     /// BG/NBD P(alive)); a member's enrolment is taken to be their first purchase.
     Lifecycle {
-        #[arg(long)]
-        input: PathBuf,
+        /// CSV with a header holding `member_id,date,amount` (other columns are ignored).
+        #[arg(long, required_unless_present_any = ["data", "database"], conflicts_with_all = ["data", "database"])]
+        input: Option<PathBuf>,
+        #[command(flatten)]
+        db: DatabaseSource,
         #[arg(long)]
         as_of: String,
         #[arg(long)]
@@ -124,8 +150,11 @@ pub enum AnalyticsCommand {
     },
     /// Retention by first-purchase month up to a date.
     Cohorts {
-        #[arg(long)]
-        input: PathBuf,
+        /// CSV with a header holding `member_id,date,amount` (other columns are ignored).
+        #[arg(long, required_unless_present_any = ["data", "database"], conflicts_with_all = ["data", "database"])]
+        input: Option<PathBuf>,
+        #[command(flatten)]
+        db: DatabaseSource,
         #[arg(long)]
         as_of: String,
         #[arg(long)]
@@ -133,8 +162,11 @@ pub enum AnalyticsCommand {
     },
     /// Recency, frequency, monetary scores 1–5 and the eight classic segments.
     Rfm {
-        #[arg(long)]
-        input: PathBuf,
+        /// CSV with a header holding `member_id,date,amount` (other columns are ignored).
+        #[arg(long, required_unless_present_any = ["data", "database"], conflicts_with_all = ["data", "database"])]
+        input: Option<PathBuf>,
+        #[command(flatten)]
+        db: DatabaseSource,
         #[arg(long)]
         as_of: String,
         #[arg(long)]
@@ -724,7 +756,31 @@ pub fn load_paths(path: &Path) -> Result<(Vec<String>, Vec<Journey>), AnyError> 
     Ok((names, journeys))
 }
 
-pub fn run(command: AnalyticsCommand) -> Result<(), AnyError> {
+impl AnalyticsCommand {
+    /// Where the command reads the brand's purchases from, when not from a file.
+    pub fn database_source(&self) -> Option<&DatabaseSource> {
+        match self {
+            AnalyticsCommand::Clv { db, .. }
+            | AnalyticsCommand::Lifecycle { db, .. }
+            | AnalyticsCommand::Cohorts { db, .. }
+            | AnalyticsCommand::Rfm { db, .. } => Some(db).filter(|d| d.is_set()),
+            _ => None,
+        }
+    }
+}
+
+/// The transactions a command works on: those read from the database (`preloaded`), else the
+/// file.
+fn source(input: Option<&Path>, preloaded: &mut Option<Loaded>) -> Result<Loaded, AnyError> {
+    match (preloaded.take(), input) {
+        (Some(loaded), _) => Ok(loaded),
+        (None, Some(path)) => load_csv(path),
+        (None, None) => Err("give --input FILE, or --data DIR / --database URL with --brand".into()),
+    }
+}
+
+/// Runs a command; `preloaded` holds the brand's purchases when it reads the database.
+pub fn run(command: AnalyticsCommand, mut preloaded: Option<Loaded>) -> Result<(), AnyError> {
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     match command {
         AnalyticsCommand::Recommend {
@@ -750,9 +806,11 @@ pub fn run(command: AnalyticsCommand) -> Result<(), AnyError> {
             };
             baskets::evaluate_split(&input, &split_date, k, config, json, &mut out)?
         }
-        AnalyticsCommand::Lifecycle { input, as_of, json } => {
+        AnalyticsCommand::Lifecycle {
+            input, as_of, json, ..
+        } => {
             let as_of = date_arg("as-of", &as_of)?;
-            let data = load_csv(&input)?;
+            let data = source(input.as_deref(), &mut preloaded)?;
             let tx = data.transactions();
             let outlook = outlook(&tx, as_of, 12, 0.01)?;
             if let Err(why) = &outlook.fitted {
@@ -784,9 +842,11 @@ pub fn run(command: AnalyticsCommand) -> Result<(), AnyError> {
                 }
             }
         }
-        AnalyticsCommand::Cohorts { input, as_of, json } => {
+        AnalyticsCommand::Cohorts {
+            input, as_of, json, ..
+        } => {
             let as_of = date_arg("as-of", &as_of)?;
-            let data = load_csv(&input)?;
+            let data = source(input.as_deref(), &mut preloaded)?;
             let cohorts = cohort_retention(&data.transactions(), as_of)?;
             if json {
                 serde_json::to_writer(&mut out, &json!({"as_of": as_of.to_string(), "cohorts": cohorts}))?;
@@ -884,10 +944,11 @@ pub fn run(command: AnalyticsCommand) -> Result<(), AnyError> {
             as_of,
             json,
             timings,
+            ..
         } => {
             let lap = stopwatch(timings);
             let as_of = date_arg("as-of", &as_of)?;
-            let data = load_csv(&input)?;
+            let data = source(input.as_deref(), &mut preloaded)?;
             lap("read");
             let report = rfm(&data.transactions(), as_of)?;
             lap("scored");
@@ -955,6 +1016,7 @@ pub fn run(command: AnalyticsCommand) -> Result<(), AnyError> {
             discount_rate,
             json,
             timings,
+            ..
         } => {
             let lap = stopwatch(timings);
             if !(0.0..1.0).contains(&discount_rate) {
@@ -962,17 +1024,22 @@ pub fn run(command: AnalyticsCommand) -> Result<(), AnyError> {
             }
             let period = Period::from(period);
             let (ids, summary, end) = match (input, summary) {
-                (Some(input), _) => {
-                    let end = date_arg("calibration-end", calibration_end.as_deref().unwrap_or_default())?;
-                    let data = load_csv(&input)?;
+                (input, None) if input.is_some() || preloaded.is_some() => {
+                    let end = calibration_end
+                        .as_deref()
+                        .ok_or("give --calibration-end YYYY-MM-DD")?;
+                    let end = date_arg("calibration-end", end)?;
+                    let data = source(input.as_deref(), &mut preloaded)?;
                     let summary = summarise(&data.transactions(), period, end)?;
                     (data.ids, summary, Some(end))
                 }
-                (None, Some(file)) => {
+                (_, Some(file)) => {
                     let (ids, summary) = load_summary_csv(&file)?;
                     (ids, summary, None)
                 }
-                (None, None) => return Err("give --input or --summary".into()),
+                (_, None) => {
+                    return Err("give --input, --summary, or --data / --database with --brand".into())
+                }
             };
             lap("read and summarised");
             let fitted = lifetimes(&summary, period, horizon, discount_rate)?;
