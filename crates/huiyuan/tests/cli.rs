@@ -607,3 +607,150 @@ fn recommender_lifecycle_and_cohort_commands() {
     assert_eq!(first["active"], json!([1, 1, 0, 0, 0, 0]));
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// Writes a Parquet file of `member_id, date, amount` with the given column types.
+fn write_parquet(
+    path: &std::path::Path,
+    schema: &str,
+    write: impl FnOnce(&mut parquet::file::writer::SerializedRowGroupWriter<'_, std::fs::File>),
+) {
+    use parquet::file::properties::WriterProperties;
+    use parquet::file::writer::SerializedFileWriter;
+    let schema = std::sync::Arc::new(parquet::schema::parser::parse_message_type(schema).unwrap());
+    let props = std::sync::Arc::new(
+        WriterProperties::builder()
+            .set_compression(parquet::basic::Compression::SNAPPY)
+            .build(),
+    );
+    let mut writer = SerializedFileWriter::new(std::fs::File::create(path).unwrap(), schema, props).unwrap();
+    let mut group = writer.next_row_group().unwrap();
+    write(&mut group);
+    group.close().unwrap();
+    writer.close().unwrap();
+}
+
+/// The same transactions from Parquet (DATE + DECIMAL, or TIMESTAMP + DOUBLE, nullable or not)
+/// score exactly as from CSV; a null names its row.
+#[test]
+fn analytics_read_parquet_like_csv() {
+    use parquet::data_type::{ByteArray, ByteArrayType, DoubleType, Int32Type, Int64Type};
+    let dir = std::env::temp_dir().join(format!("huiyuan-parquet-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let rows = [
+        ("alice", "2026-01-05", 2050),
+        ("bob", "2026-01-07", 990),
+        ("alice", "2026-02-10", 3450),
+        ("carol", "2026-03-01", 12),
+        ("bob", "2026-03-02", 100_000),
+    ];
+    let csv = dir.join("tx.csv");
+    let mut text = String::from("member_id,date,amount\n");
+    for (m, d, a) in rows {
+        text.push_str(&format!("{m},{d},{}.{:02}\n", a / 100, a % 100));
+    }
+    std::fs::write(&csv, text).unwrap();
+    let ids: Vec<ByteArray> = rows.iter().map(|r| ByteArray::from(r.0)).collect();
+    let days: Vec<i32> = rows
+        .iter()
+        .map(|r| {
+            let d =
+                time::Date::parse(r.1, time::macros::format_description!("[year]-[month]-[day]")).unwrap();
+            (d - time::macros::date!(1970 - 01 - 01)).whole_days() as i32
+        })
+        .collect();
+    let cents: Vec<i64> = rows.iter().map(|r| r.2).collect();
+
+    let decimal = dir.join("decimal.parquet");
+    write_parquet(
+        &decimal,
+        "message t { REQUIRED BYTE_ARRAY member_id (UTF8); REQUIRED INT32 date (DATE); \
+         REQUIRED INT64 amount (DECIMAL(12,2)); }",
+        |g| {
+            let mut c = g.next_column().unwrap().unwrap();
+            c.typed::<ByteArrayType>().write_batch(&ids, None, None).unwrap();
+            c.close().unwrap();
+            let mut c = g.next_column().unwrap().unwrap();
+            c.typed::<Int32Type>().write_batch(&days, None, None).unwrap();
+            c.close().unwrap();
+            let mut c = g.next_column().unwrap().unwrap();
+            c.typed::<Int64Type>().write_batch(&cents, None, None).unwrap();
+            c.close().unwrap();
+        },
+    );
+    // What pandas writes: nullable columns, timestamps in microseconds, amounts as doubles.
+    let floating = dir.join("floating.parquet");
+    let micros: Vec<i64> = days
+        .iter()
+        .map(|&d| i64::from(d) * 86_400_000_000 + 3_600_000_000)
+        .collect();
+    let yuan: Vec<f64> = cents.iter().map(|&c| c as f64 / 100.0).collect();
+    let all = vec![1i16; rows.len()];
+    write_parquet(
+        &floating,
+        "message t { OPTIONAL BYTE_ARRAY member_id (UTF8); OPTIONAL INT64 date (TIMESTAMP(MICROS,false)); \
+         OPTIONAL DOUBLE amount; }",
+        |g| {
+            let mut c = g.next_column().unwrap().unwrap();
+            c.typed::<ByteArrayType>()
+                .write_batch(&ids, Some(&all), None)
+                .unwrap();
+            c.close().unwrap();
+            let mut c = g.next_column().unwrap().unwrap();
+            c.typed::<Int64Type>()
+                .write_batch(&micros, Some(&all), None)
+                .unwrap();
+            c.close().unwrap();
+            let mut c = g.next_column().unwrap().unwrap();
+            c.typed::<DoubleType>()
+                .write_batch(&yuan, Some(&all), None)
+                .unwrap();
+            c.close().unwrap();
+        },
+    );
+    let rfm = |file: &std::path::Path| {
+        let out = analytics(&[
+            "rfm",
+            "--input",
+            file.to_str().unwrap(),
+            "--as-of",
+            "2026-03-10",
+            "--json",
+        ]);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let from_csv = rfm(&csv);
+    assert!(from_csv.contains("\"monetary\":1009.9"), "{from_csv}");
+    assert_eq!(rfm(&decimal), from_csv);
+    assert_eq!(rfm(&floating), from_csv);
+
+    // A null amount on the fourth row.
+    let nulls = dir.join("nulls.parquet");
+    let levels = [1i16, 1, 1, 0, 1];
+    let some: Vec<f64> = yuan
+        .iter()
+        .zip(levels)
+        .filter(|(_, l)| *l == 1)
+        .map(|(y, _)| *y)
+        .collect();
+    write_parquet(
+        &nulls,
+        "message t { REQUIRED BYTE_ARRAY member_id (UTF8); REQUIRED INT32 date (DATE); OPTIONAL DOUBLE amount; }",
+        |g| {
+            let mut c = g.next_column().unwrap().unwrap();
+            c.typed::<ByteArrayType>().write_batch(&ids, None, None).unwrap();
+            c.close().unwrap();
+            let mut c = g.next_column().unwrap().unwrap();
+            c.typed::<Int32Type>().write_batch(&days, None, None).unwrap();
+            c.close().unwrap();
+            let mut c = g.next_column().unwrap().unwrap();
+            c.typed::<DoubleType>().write_batch(&some, Some(&levels), None).unwrap();
+            c.close().unwrap();
+        },
+    );
+    let out = analytics(&["rfm", "--input", nulls.to_str().unwrap(), "--as-of", "2026-03-10"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("row 4") && err.contains("amount is null"), "{err}");
+    std::fs::remove_dir_all(&dir).ok();
+}

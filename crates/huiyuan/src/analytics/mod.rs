@@ -19,6 +19,7 @@ use time::Date;
 use crate::AnyError;
 
 mod baskets;
+mod parquet;
 
 /// Read a brand's purchases from the database instead of a file: the same `--data` /
 /// `--database` as `serve`, and the brand's slug.
@@ -774,6 +775,7 @@ impl AnalyticsCommand {
 fn source(input: Option<&Path>, preloaded: &mut Option<Loaded>) -> Result<Loaded, AnyError> {
     match (preloaded.take(), input) {
         (Some(loaded), _) => Ok(loaded),
+        (None, Some(path)) if parquet::is_parquet(path) => parquet::load_parquet(path),
         (None, Some(path)) => load_csv(path),
         (None, None) => Err("give --input FILE, or --data DIR / --database URL with --brand".into()),
     }
