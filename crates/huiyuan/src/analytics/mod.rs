@@ -42,6 +42,20 @@ impl DatabaseSource {
     }
 }
 
+/// A brand's (or a file's) transactions as of a date.
+#[derive(clap::Args)]
+pub struct AsOfArgs {
+    /// CSV or Parquet with `member_id,date,amount` columns (other columns are ignored).
+    #[arg(long, required_unless_present_any = ["data", "database"], conflicts_with_all = ["data", "database"])]
+    input: Option<PathBuf>,
+    #[command(flatten)]
+    db: DatabaseSource,
+    #[arg(long)]
+    as_of: String,
+    #[arg(long)]
+    json: bool,
+}
+
 #[derive(clap::Subcommand)]
 pub enum AnalyticsCommand {
     /// BG/NBD + Gamma-Gamma: each member's P(alive), expected purchases and lifetime value.
@@ -138,29 +152,9 @@ pub enum AnalyticsCommand {
     },
     /// Lifecycle stage of every member as of a date (new, active, at risk, dormant, churned by
     /// BG/NBD P(alive)); a member's enrolment is taken to be their first purchase.
-    Lifecycle {
-        /// CSV with a header holding `member_id,date,amount` (other columns are ignored).
-        #[arg(long, required_unless_present_any = ["data", "database"], conflicts_with_all = ["data", "database"])]
-        input: Option<PathBuf>,
-        #[command(flatten)]
-        db: DatabaseSource,
-        #[arg(long)]
-        as_of: String,
-        #[arg(long)]
-        json: bool,
-    },
+    Lifecycle(AsOfArgs),
     /// Retention by first-purchase month up to a date.
-    Cohorts {
-        /// CSV with a header holding `member_id,date,amount` (other columns are ignored).
-        #[arg(long, required_unless_present_any = ["data", "database"], conflicts_with_all = ["data", "database"])]
-        input: Option<PathBuf>,
-        #[command(flatten)]
-        db: DatabaseSource,
-        #[arg(long)]
-        as_of: String,
-        #[arg(long)]
-        json: bool,
-    },
+    Cohorts(AsOfArgs),
     /// Recency, frequency, monetary scores 1–5 and the eight classic segments.
     Rfm {
         /// CSV with a header holding `member_id,date,amount` (other columns are ignored).
@@ -762,8 +756,8 @@ impl AnalyticsCommand {
     pub fn database_source(&self) -> Option<&DatabaseSource> {
         match self {
             AnalyticsCommand::Clv { db, .. }
-            | AnalyticsCommand::Lifecycle { db, .. }
-            | AnalyticsCommand::Cohorts { db, .. }
+            | AnalyticsCommand::Lifecycle(AsOfArgs { db, .. })
+            | AnalyticsCommand::Cohorts(AsOfArgs { db, .. })
             | AnalyticsCommand::Rfm { db, .. } => Some(db).filter(|d| d.is_set()),
             _ => None,
         }
@@ -808,9 +802,9 @@ pub fn run(command: AnalyticsCommand, mut preloaded: Option<Loaded>) -> Result<(
             };
             baskets::evaluate_split(&input, &split_date, k, config, json, &mut out)?
         }
-        AnalyticsCommand::Lifecycle {
+        AnalyticsCommand::Lifecycle(AsOfArgs {
             input, as_of, json, ..
-        } => {
+        }) => {
             let as_of = date_arg("as-of", &as_of)?;
             let data = source(input.as_deref(), &mut preloaded)?;
             let tx = data.transactions();
@@ -844,9 +838,9 @@ pub fn run(command: AnalyticsCommand, mut preloaded: Option<Loaded>) -> Result<(
                 }
             }
         }
-        AnalyticsCommand::Cohorts {
+        AnalyticsCommand::Cohorts(AsOfArgs {
             input, as_of, json, ..
-        } => {
+        }) => {
             let as_of = date_arg("as-of", &as_of)?;
             let data = source(input.as_deref(), &mut preloaded)?;
             let cohorts = cohort_retention(&data.transactions(), as_of)?;
