@@ -258,20 +258,18 @@ fn minor(x: f64) -> i64 {
 }
 
 impl Core {
-    /// Everything the models need, read in one snapshot: purchases, every member's enrolment
-    /// and the brand's calendar.
+    /// Everything the models need, read in one snapshot: purchases and when every member
+    /// joined, in local dates of `calendar`.
     async fn brand_data(
         &self,
         tx: &mut dyn Tx,
         brand: &BrandId,
-    ) -> Result<(BrandTransactions, Vec<Date>, BrandCalendar)> {
-        let record = tx.get_brand(brand).await?.ok_or(CoreError::NotFound("brand"))?;
-        let calendar = BrandCalendar::new(&record.timezone)?;
-        let mut data =
-            BrandTransactions::read(tx, brand, &calendar, &PurchaseFilter::default(), PAGE).await?;
+        calendar: &BrandCalendar,
+    ) -> Result<(BrandTransactions, Vec<Date>)> {
+        let mut data = BrandTransactions::read(tx, brand, calendar, &PurchaseFilter::default(), PAGE).await?;
         let joined = enrolments(tx, brand).await?;
-        let enrolled = data.with_everyone(&joined, &calendar);
-        Ok((data, enrolled, calendar))
+        let enrolled = data.with_everyone(&joined, calendar);
+        Ok((data, enrolled))
     }
 
     /// The brand's model, built now if there is none or it is older than the configured time.
@@ -304,7 +302,9 @@ impl Core {
 
     async fn build_model(&self, brand: &BrandId) -> Result<BrandModel> {
         let mut tx = self.storage.read().await?;
-        let (data, enrolled, calendar) = self.brand_data(&mut *tx, brand).await?;
+        let record = tx.get_brand(brand).await?.ok_or(CoreError::NotFound("brand"))?;
+        let calendar = BrandCalendar::new(&record.timezone)?;
+        let (data, enrolled) = self.brand_data(&mut *tx, brand, &calendar).await?;
         let index: HashMap<MemberId, usize> = data
             .ids
             .iter()
@@ -462,8 +462,8 @@ impl Core {
     /// How many members are in each lifecycle stage as of a local date (default: today).
     pub async fn lifecycle_report(&self, actor: &Actor, as_of: Option<Date>) -> Result<LifecycleView> {
         let mut tx = self.storage.read().await?;
-        let (_, today) = self.analytics_calendar(actor, &mut *tx).await?;
-        let (data, enrolled, _) = self.brand_data(&mut *tx, &actor.brand_id).await?;
+        let (_, calendar, today) = self.analytics_calendar(actor, &mut *tx).await?;
+        let (data, enrolled) = self.brand_data(&mut *tx, &actor.brand_id, &calendar).await?;
         drop(tx);
         let as_of = as_of.unwrap_or(today);
         let rules = LifecycleRules::default();

@@ -16,7 +16,7 @@ use huiyuan_domain::ids::{BrandId, MemberId, StoreId};
 use huiyuan_domain::loyalty::ledger::EntryKind;
 use huiyuan_domain::member::Channel;
 use huiyuan_domain::ValidationError;
-use huiyuan_store::records::{MemberEnrolment, PurchaseFilter};
+use huiyuan_store::records::{BrandRecord, MemberEnrolment, PurchaseFilter};
 use huiyuan_store::Tx;
 use serde::Serialize;
 use time::Date;
@@ -268,8 +268,12 @@ fn flow_of(kind: &str) -> PointFlow {
 const LEDGER_SLOT_SECONDS: u32 = 900;
 
 impl Core {
-    /// The caller may read analytics; their brand's calendar and today's local date.
-    async fn analytics_calendar(&self, actor: &Actor, tx: &mut dyn Tx) -> Result<(BrandCalendar, Date)> {
+    /// The caller may read analytics; their brand, its calendar and today's local date.
+    async fn analytics_calendar(
+        &self,
+        actor: &Actor,
+        tx: &mut dyn Tx,
+    ) -> Result<(BrandRecord, BrandCalendar, Date)> {
         actor.require(Permission::AnalyticsRead)?;
         let record = tx
             .get_brand(&actor.brand_id)
@@ -277,12 +281,12 @@ impl Core {
             .ok_or(CoreError::NotFound("brand"))?;
         let calendar = BrandCalendar::new(&record.timezone)?;
         let today = calendar.date_of(self.now());
-        Ok((calendar, today))
+        Ok((record, calendar, today))
     }
 
     async fn analytics_input(&self, actor: &Actor, as_of: Option<Date>) -> Result<(BrandTransactions, Date)> {
         let mut tx = self.storage.read().await?;
-        let (calendar, today) = self.analytics_calendar(actor, &mut *tx).await?;
+        let (_, calendar, today) = self.analytics_calendar(actor, &mut *tx).await?;
         let data = BrandTransactions::read(
             &mut *tx,
             &actor.brand_id,
@@ -340,9 +344,8 @@ impl Core {
     /// The dashboard's figures by day, week or month (docs/analytics.md has the definitions).
     pub async fn kpi_report(&self, actor: &Actor, q: KpiQuery) -> Result<KpiView> {
         let mut tx = self.storage.read().await?;
-        let (calendar, today) = self.analytics_calendar(actor, &mut *tx).await?;
+        let (record, calendar, today) = self.analytics_calendar(actor, &mut *tx).await?;
         let brand = &actor.brand_id;
-        let record = tx.get_brand(brand).await?.ok_or(CoreError::NotFound("brand"))?;
         let to = q.to.unwrap_or(today);
         let from = q.from.unwrap_or(to - time::Duration::days(29));
         if from > to {
@@ -359,8 +362,8 @@ impl Core {
             channel: channel.clone(),
         };
         let data = BrandTransactions::read(&mut *tx, brand, &calendar, &filter, PAGE).await?;
-        let enrolled: Vec<Date> = enrolments(&mut *tx, brand)
-            .await?
+        let joined = enrolments(&mut *tx, brand).await?;
+        let enrolled: Vec<Date> = joined
             .iter()
             .filter(|e| q.store_id.is_none() || e.store_id == q.store_id)
             .filter(|e| channel.is_none() || Some(&e.channel) == channel.as_ref())
@@ -423,7 +426,7 @@ impl Core {
                 counted += n as u64;
             }
             // Members who never had an account are in the lowest tier.
-            let everyone = enrolments(&mut *tx, brand).await?.len() as u64;
+            let everyone = joined.len() as u64;
             if let Some(t) = tiers.first_mut() {
                 t.members += everyone.saturating_sub(counted);
             }

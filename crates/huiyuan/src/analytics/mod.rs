@@ -157,15 +157,8 @@ pub enum AnalyticsCommand {
     Cohorts(AsOfArgs),
     /// Recency, frequency, monetary scores 1–5 and the eight classic segments.
     Rfm {
-        /// CSV with a header holding `member_id,date,amount` (other columns are ignored).
-        #[arg(long, required_unless_present_any = ["data", "database"], conflicts_with_all = ["data", "database"])]
-        input: Option<PathBuf>,
         #[command(flatten)]
-        db: DatabaseSource,
-        #[arg(long)]
-        as_of: String,
-        #[arg(long)]
-        json: bool,
+        args: AsOfArgs,
         /// Print how long reading and scoring took, on stderr.
         #[arg(long)]
         timings: bool,
@@ -758,7 +751,10 @@ impl AnalyticsCommand {
             AnalyticsCommand::Clv { db, .. }
             | AnalyticsCommand::Lifecycle(AsOfArgs { db, .. })
             | AnalyticsCommand::Cohorts(AsOfArgs { db, .. })
-            | AnalyticsCommand::Rfm { db, .. } => Some(db).filter(|d| d.is_set()),
+            | AnalyticsCommand::Rfm {
+                args: AsOfArgs { db, .. },
+                ..
+            } => Some(db).filter(|d| d.is_set()),
             _ => None,
         }
     }
@@ -936,11 +932,10 @@ pub fn run(command: AnalyticsCommand, mut preloaded: Option<Loaded>) -> Result<(
             )?;
         }
         AnalyticsCommand::Rfm {
-            input,
-            as_of,
-            json,
+            args: AsOfArgs {
+                input, as_of, json, ..
+            },
             timings,
-            ..
         } => {
             let lap = stopwatch(timings);
             let as_of = date_arg("as-of", &as_of)?;
