@@ -124,28 +124,51 @@ pub struct RfmReport {
     pub mean_monetary: f64,
 }
 
-/// Scores `values` 1–5 (see the module docs).
-fn quintile_scores<T: Copy + Ord>(values: &[T], higher_is_better: bool) -> Vec<u8> {
+/// Scores `values` 1–5 (see the module docs) without sorting them. With `w(v)` the number of
+/// values worse than `v`, the score `1 + ⌊5·w/n⌋` counts the cut points `t_k = ⌈k·n/5⌉`
+/// (k = 1…4) with `w(v) ≥ t_k`; and `w(v) ≥ t` exactly when `v` is better than the `t`-th
+/// worst value. So four order statistics, found by selection in linear time, score everyone.
+fn quintile_scores(values: &[i64], higher_is_better: bool) -> Vec<u8> {
     let n = values.len();
-    let mut sorted: Vec<T> = values.to_vec();
-    sorted.sort_unstable();
+    // Oriented so that greater is better; `!v` reverses the order without overflow.
+    let orient = |v: i64| if higher_is_better { v } else { !v };
+    let mut scratch: Vec<i64> = values.iter().map(|&v| orient(v)).collect();
+    let mut cuts = [i64::MAX; 4];
+    let mut from = 0;
+    for (k, cut) in (1..=4).zip(cuts.iter_mut()) {
+        let Some(at) = (k * n).div_ceil(5).checked_sub(1) else {
+            break; // no values
+        };
+        // The cut points grow with k: each is found among the values above the last.
+        let (_, nth, _) = scratch[from..].select_nth_unstable(at - from);
+        *cut = *nth;
+        from = at;
+    }
     values
         .iter()
-        .map(|v| {
-            let worse = if higher_is_better {
-                sorted.partition_point(|x| x < v)
-            } else {
-                n - sorted.partition_point(|x| x <= v)
-            };
-            (1 + (5 * worse) / n) as u8
+        .map(|&v| {
+            let v = orient(v);
+            1 + cuts.iter().filter(|&&c| v > c).count() as u8
         })
         .collect()
+}
+
+/// Each member's purchases up to the as-of date, however they were gathered: `rfm` sums
+/// transaction columns; a reader may instead sum while it parses and hand over only these.
+/// Index `i` is member `i`; members with `count[i] == 0` have no purchase and are left out.
+#[derive(Debug, Clone, Copy)]
+pub struct PurchaseTotals<'a> {
+    /// The latest purchase date (ignored where the count is zero).
+    pub last: &'a [Date],
+    pub count: &'a [u64],
+    /// Sum of amounts, minor units.
+    pub sum: &'a [i64],
 }
 
 /// RFM as of a date; transactions after it are ignored. Empty input gives an empty report.
 pub fn rfm(tx: &Transactions<'_>, as_of: Date) -> Result<RfmReport, AnalyticsError> {
     let n_members = tx.validate()?;
-    let mut last: Vec<Option<Date>> = vec![None; n_members];
+    let mut last = vec![Date::MIN; n_members];
     let mut count = vec![0u64; n_members];
     let mut sum = vec![0i64; n_members];
     for i in 0..tx.len() {
@@ -155,31 +178,71 @@ pub fn rfm(tx: &Transactions<'_>, as_of: Date) -> Result<RfmReport, AnalyticsErr
         }
         count[m] += 1;
         sum[m] = sum[m].saturating_add(tx.amount[i]);
-        if last[m].is_none_or(|l| d > l) {
-            last[m] = Some(d);
-        }
+        last[m] = last[m].max(d);
     }
-    let buyers: Vec<u32> = (0..n_members as u32).filter(|&m| count[m as usize] > 0).collect();
-    let recency: Vec<i64> = buyers
-        .iter()
-        .map(|&m| last[m as usize].map_or(0, |l| (as_of - l).whole_days()))
+    rfm_of_totals(
+        &PurchaseTotals {
+            last: &last,
+            count: &count,
+            sum: &sum,
+        },
+        as_of,
+    )
+}
+
+/// RFM from per-member totals (see [`PurchaseTotals`]). The three scores are computed on
+/// separate threads: on a million members each is a pass over the whole population.
+pub fn rfm_of_totals(totals: &PurchaseTotals<'_>, as_of: Date) -> Result<RfmReport, AnalyticsError> {
+    let PurchaseTotals { last, count, sum } = *totals;
+    if last.len() != count.len() || sum.len() != count.len() {
+        return Err(AnalyticsError::Input(format!(
+            "totals differ in length: {} dates, {} counts, {} sums",
+            last.len(),
+            count.len(),
+            sum.len()
+        )));
+    }
+    let buyers: Vec<u32> = (0..count.len() as u32)
+        .filter(|&m| count[m as usize] > 0)
         .collect();
-    let frequency: Vec<u64> = buyers.iter().map(|&m| count[m as usize]).collect();
+    let mut recency = Vec::with_capacity(buyers.len());
+    for &m in &buyers {
+        let days = (as_of - last[m as usize]).whole_days();
+        if days < 0 {
+            return Err(AnalyticsError::Row {
+                row: m as usize,
+                reason: format!(
+                    "last purchase {} is after the as-of date {as_of}",
+                    last[m as usize]
+                ),
+            });
+        }
+        recency.push(days);
+    }
+    let frequency: Vec<i64> = buyers
+        .iter()
+        .map(|&m| i64::try_from(count[m as usize]).unwrap_or(i64::MAX))
+        .collect();
     let monetary: Vec<i64> = buyers.iter().map(|&m| sum[m as usize]).collect();
     let n = buyers.len();
-    let mean = |total: f64| if n == 0 { 0.0 } else { total / n as f64 };
-    let mean_r = mean(recency.iter().map(|&v| v as f64).sum());
-    let mean_f = mean(frequency.iter().map(|&v| v as f64).sum());
-    let mean_m = mean(monetary.iter().map(|&v| v as f64).sum());
-    let (rs, fs, ms) = if n == 0 {
-        (Vec::new(), Vec::new(), Vec::new())
-    } else {
-        (
-            quintile_scores(&recency, false),
-            quintile_scores(&frequency, true),
-            quintile_scores(&monetary, true),
-        )
+    let mean = |values: &[i64]| {
+        if n == 0 {
+            0.0
+        } else {
+            values.iter().map(|&v| v as f64).sum::<f64>() / n as f64
+        }
     };
+    let (mean_r, mean_f, mean_m) = (mean(&recency), mean(&frequency), mean(&monetary));
+    let (rs, fs, ms) = std::thread::scope(|scope| {
+        let r = scope.spawn(|| quintile_scores(&recency, false));
+        let f = scope.spawn(|| quintile_scores(&frequency, true));
+        let m = quintile_scores(&monetary, true);
+        let join = |h: std::thread::ScopedJoinHandle<'_, Vec<u8>>| h.join().unwrap_or_default();
+        (join(r), join(f), m)
+    });
+    if rs.len() != n || fs.len() != n {
+        return Err(AnalyticsError::Numerical("a scoring thread failed".into()));
+    }
     let mut members = Vec::with_capacity(n);
     let mut totals: Vec<SegmentTotal> = Segment::ALL
         .iter()
@@ -203,7 +266,7 @@ pub fn rfm(tx: &Transactions<'_>, as_of: Date) -> Result<RfmReport, AnalyticsErr
         members.push(MemberRfm {
             member: buyers[i],
             recency_days: recency[i],
-            frequency: frequency[i],
+            frequency: frequency[i] as u64,
             monetary: monetary[i],
             r: rs[i],
             f: fs[i],
@@ -219,4 +282,50 @@ pub fn rfm(tx: &Transactions<'_>, as_of: Date) -> Result<RfmReport, AnalyticsErr
         mean_frequency: mean_f,
         mean_monetary: mean_m,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::quintile_scores;
+    use proptest::prelude::*;
+
+    /// The definition, counted by brute force: 1 + ⌊5 · (values strictly worse) / n⌋.
+    fn by_definition(values: &[i64], higher_is_better: bool) -> Vec<u8> {
+        let n = values.len();
+        values
+            .iter()
+            .map(|v| {
+                let worse = values
+                    .iter()
+                    .filter(|x| if higher_is_better { *x < v } else { *x > v })
+                    .count();
+                (1 + 5 * worse / n) as u8
+            })
+            .collect()
+    }
+
+    proptest! {
+        #[test]
+        fn selection_scores_equal_the_definition(
+            // Few distinct values make ties; the extremes check the orientation's arithmetic.
+            values in prop::collection::vec(
+                prop_oneof![-3i64..4, Just(i64::MIN), Just(i64::MAX), any::<i64>()],
+                0..60,
+            ),
+            higher_is_better: bool,
+        ) {
+            prop_assert_eq!(
+                quintile_scores(&values, higher_is_better),
+                by_definition(&values, higher_is_better)
+            );
+        }
+    }
+
+    #[test]
+    fn ten_distinct_values_fill_each_quintile_twice() {
+        let values: Vec<i64> = (1..=10).collect();
+        assert_eq!(quintile_scores(&values, true), [1, 1, 2, 2, 3, 3, 4, 4, 5, 5]);
+        assert_eq!(quintile_scores(&values, false), [5, 5, 4, 4, 3, 3, 2, 2, 1, 1]);
+        assert!(quintile_scores(&[], true).is_empty());
+    }
 }
