@@ -6,11 +6,12 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use huiyuan_analytics::attribution::{attribute, Journey};
-use huiyuan_analytics::clv::{lifetimes, outlook};
+use huiyuan_analytics::bgnbd::BgNbd;
+use huiyuan_analytics::clv::{fit_spend, outlook, score};
 use huiyuan_analytics::cohort::cohort_retention;
 use huiyuan_analytics::lifecycle::{lifecycle, LifecycleRules};
 use huiyuan_analytics::recommend::RecommenderConfig;
-use huiyuan_analytics::rfm::rfm;
+use huiyuan_analytics::rfm::{rfm, rfm_of_totals, PurchaseTotals, RfmReport};
 use huiyuan_analytics::summary::{summarise, Period, Summary};
 use huiyuan_analytics::Transactions;
 use serde_json::json;
@@ -20,6 +21,7 @@ use crate::AnyError;
 
 mod baskets;
 mod parquet;
+mod totals;
 
 /// Read a brand's purchases from the database instead of a file: the same `--data` /
 /// `--database` as `serve`, and the brand's slug.
@@ -771,6 +773,38 @@ fn source(input: Option<&Path>, preloaded: &mut Option<Loaded>) -> Result<Loaded
     }
 }
 
+/// RFM of the command's source, with the members' IDs. A plain CSV file is summed as it is
+/// read (see [`totals`]); anything else is loaded whole first.
+fn rfm_of_source(
+    input: Option<&Path>,
+    preloaded: &mut Option<Loaded>,
+    as_of: Date,
+    lap: &impl Fn(&str),
+) -> Result<(totals::MemberIds, RfmReport), AnyError> {
+    if let (None, Some(path)) = (preloaded.as_ref(), input) {
+        if !parquet::is_parquet(path) {
+            if let Some(t) = totals::member_totals_csv(path, as_of, totals::ReadPlan::default())? {
+                lap("read");
+                let report = rfm_of_totals(
+                    &PurchaseTotals {
+                        last: &t.last,
+                        count: &t.count,
+                        sum: &t.sum,
+                    },
+                    as_of,
+                )?;
+                lap("scored");
+                return Ok((t.ids, report));
+            }
+        }
+    }
+    let data = source(input, preloaded)?;
+    lap("read");
+    let report = rfm(&data.transactions(), as_of)?;
+    lap("scored");
+    Ok((data.ids.into(), report))
+}
+
 /// Runs a command; `preloaded` holds the brand's purchases when it reads the database.
 pub fn run(command: AnalyticsCommand, mut preloaded: Option<Loaded>) -> Result<(), AnyError> {
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
@@ -939,10 +973,7 @@ pub fn run(command: AnalyticsCommand, mut preloaded: Option<Loaded>) -> Result<(
         } => {
             let lap = stopwatch(timings);
             let as_of = date_arg("as-of", &as_of)?;
-            let data = source(input.as_deref(), &mut preloaded)?;
-            lap("read");
-            let report = rfm(&data.transactions(), as_of)?;
-            lap("scored");
+            let (ids, report) = rfm_of_source(input.as_deref(), &mut preloaded, as_of, &lap)?;
             if json {
                 // Written member by member: a million-member report never exists as one tree.
                 write!(out, "{{\"as_of\":\"{as_of}\",\"members\":[")?;
@@ -953,7 +984,7 @@ pub fn run(command: AnalyticsCommand, mut preloaded: Option<Loaded>) -> Result<(
                     serde_json::to_writer(
                         &mut out,
                         &RfmRow {
-                            member_id: &data.ids[m.member as usize],
+                            member_id: ids.get(m.member as usize),
                             recency: m.recency_days,
                             frequency: m.frequency,
                             monetary: money(m.monetary as f64),
@@ -1033,11 +1064,15 @@ pub fn run(command: AnalyticsCommand, mut preloaded: Option<Loaded>) -> Result<(
                 }
             };
             lap("read and summarised");
-            let fitted = lifetimes(&summary, period, horizon, discount_rate)?;
-            lap("BG/NBD and Gamma-Gamma fitted, members scored");
-            let (bg, gg) = (fitted.bgnbd, fitted.gamma_gamma);
+            // The steps of `clv::lifetimes`, one by one so that each can be timed.
+            let bg = BgNbd::fit(&summary.customers())?;
+            lap("BG/NBD fitted");
+            let gg = fit_spend(&summary)?;
+            lap("Gamma-Gamma fitted");
+            let scored = score(&summary, &bg, &gg, period, horizon, discount_rate)?;
+            lap("members scored");
             let row = |i: usize| -> Result<ClvRow<'_>, AnyError> {
-                let m = &fitted.members[i];
+                let m = &scored[i];
                 Ok(ClvRow {
                     member_id: &ids[summary.member[i] as usize],
                     frequency: summary.frequency[i],
@@ -1068,13 +1103,13 @@ pub fn run(command: AnalyticsCommand, mut preloaded: Option<Loaded>) -> Result<(
                     serde_json::to_writer(&mut out, &row(i)?)?;
                 }
                 writeln!(out, "]}}")?;
-                lap("members scored");
+                lap("written");
             } else {
                 let mut total = 0.0;
                 for i in 0..summary.len() {
                     total += row(i)?.clv;
                 }
-                lap("members scored");
+                lap("written");
                 writeln!(
                     out,
                     "BG/NBD  r={:.4} alpha={:.4} a={:.4} b={:.4}  log-likelihood {:.2}",
