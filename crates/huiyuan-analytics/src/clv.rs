@@ -36,19 +36,56 @@ pub fn lifetimes(
     horizon_months: u32,
     discount_rate: f64,
 ) -> Result<Lifetimes, AnalyticsError> {
-    if !(0.0..1.0).contains(&discount_rate) {
-        return Err(AnalyticsError::Input(
-            "the discount rate must be at least 0 and below 1 (monthly)".into(),
-        ));
-    }
+    check_discount_rate(discount_rate)?;
     let bgnbd = BgNbd::fit(&summary.customers())?;
-    let gamma_gamma = GammaGamma::fit(&Spenders {
+    let gamma_gamma = fit_spend(summary)?;
+    let members = score(
+        summary,
+        &bgnbd,
+        &gamma_gamma,
+        period,
+        horizon_months,
+        discount_rate,
+    )?;
+    Ok(Lifetimes {
+        bgnbd,
+        gamma_gamma,
+        members,
+    })
+}
+
+fn check_discount_rate(discount_rate: f64) -> Result<(), AnalyticsError> {
+    if (0.0..1.0).contains(&discount_rate) {
+        Ok(())
+    } else {
+        Err(AnalyticsError::Input(
+            "the discount rate must be at least 0 and below 1 (monthly)".into(),
+        ))
+    }
+}
+
+/// The Gamma-Gamma spend model of `summary`'s repeat customers.
+pub fn fit_spend(summary: &Summary) -> Result<GammaGamma, AnalyticsError> {
+    GammaGamma::fit(&Spenders {
         frequency: &summary.frequency,
         mean_spend: &summary.mean_spend,
-    })?;
+    })
+}
+
+/// Every customer's outlook under fitted models: the last step of [`lifetimes`], on its own
+/// for callers that time or reuse the fits.
+pub fn score(
+    summary: &Summary,
+    bgnbd: &BgNbd,
+    gamma_gamma: &GammaGamma,
+    period: Period,
+    horizon_months: u32,
+    discount_rate: f64,
+) -> Result<Vec<MemberLifetime>, AnalyticsError> {
+    check_discount_rate(discount_rate)?;
     let per_month = period.per_month();
     let ahead = f64::from(horizon_months) * per_month;
-    let members = (0..summary.len())
+    (0..summary.len())
         .map(|i| {
             let (x, tx, t) = (summary.frequency[i], summary.recency[i], summary.age[i]);
             let spend = gamma_gamma.expected_spend(x, summary.mean_spend[i]);
@@ -56,15 +93,10 @@ pub fn lifetimes(
                 p_alive: bgnbd.p_alive(x, tx, t),
                 expected_purchases: bgnbd.expected_purchases(ahead, x, tx, t)?,
                 expected_spend: spend,
-                clv: lifetime_value(&bgnbd, spend, x, tx, t, horizon_months, discount_rate, per_month)?,
+                clv: lifetime_value(bgnbd, spend, x, tx, t, horizon_months, discount_rate, per_month)?,
             })
         })
-        .collect::<Result<_, AnalyticsError>>()?;
-    Ok(Lifetimes {
-        bgnbd,
-        gamma_gamma,
-        members,
-    })
+        .collect()
 }
 
 /// Every member's outlook from transactions: the models fitted on weekly purchases up to
