@@ -253,6 +253,16 @@ pub trait SqlConnection: Send {
     /// Runs a statement; returns the number of rows it changed.
     async fn execute(&mut self, sql: &str, args: Vec<Value>) -> Result<u64>;
     async fn fetch_all(&mut self, sql: &str, args: Vec<Value>) -> Result<Vec<Row>>;
+    /// Runs one statement once for each row of values; returns the rows changed in all. An
+    /// embedded database runs a prepared statement again for almost nothing, so bulk writes
+    /// come here on SQLite; the default sends the rows one by one.
+    async fn execute_each(&mut self, sql: &str, rows: Vec<Vec<Value>>) -> Result<u64> {
+        let mut changed = 0;
+        for args in rows {
+            changed += self.execute(sql, args).await?;
+        }
+        Ok(changed)
+    }
     async fn commit(self: Box<Self>) -> Result<()>;
 }
 
@@ -340,10 +350,19 @@ impl SqlTx {
         self.all(&q.sql, q.args, map).await
     }
 
-    /// `INSERT INTO {into} VALUES (…), (…) {tail}` for every row, as few statements as the
-    /// placeholder limit allows. Returns the rows written.
+    /// `INSERT INTO {into} VALUES (…) {tail}` for every row: on PostgreSQL as few multi-row
+    /// statements as the placeholder limit allows, on SQLite one prepared statement run per row.
+    /// Returns the rows written.
     async fn insert_rows(&mut self, into: &str, rows: Vec<Vec<Value>>, tail: &str) -> Result<u64> {
         let width = rows.first().map_or(1, Vec::len).max(1);
+        if self.conn.dialect() == Dialect::Sqlite {
+            // In-process, one prepared single-row statement beats parsing a statement of
+            // thousands of placeholders; a network database wants the fewest round trips.
+            let mut q = Query::new(&format!("INSERT INTO {into} VALUES "));
+            q.tuple(vec![Value::Int(None); width]);
+            q.push(tail);
+            return self.conn.execute_each(&q.sql, rows).await;
+        }
         let mut written = 0;
         let mut rows = rows.into_iter().peekable();
         while rows.peek().is_some() {
