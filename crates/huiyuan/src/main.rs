@@ -190,6 +190,11 @@ enum BrandCommand {
 
 type AnyError = Box<dyn std::error::Error + Send + Sync>;
 
+/// mimalloc rather than the C library's allocator: requests hand buffers between threads (the
+/// server's workers and the SQLite connection's thread), which glibc's arenas handle poorly.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() {
     let cli = Cli::parse();

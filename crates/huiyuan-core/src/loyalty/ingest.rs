@@ -84,7 +84,8 @@ const INSTANTS_PER_QUERY: usize = 16;
 /// (added as they are recorded).
 #[derive(Default)]
 struct Totals {
-    stored: HashMap<(MemberId, OffsetDateTime), PurchaseTotals>,
+    /// Per member, the stored totals since each instant read (a handful per member).
+    stored: HashMap<MemberId, Vec<(OffsetDateTime, PurchaseTotals)>>,
     /// (occurred at, points, paid) of each member's sales recorded so far in this batch.
     batch: HashMap<MemberId, Vec<(OffsetDateTime, i64, i64)>>,
 }
@@ -98,15 +99,17 @@ impl Totals {
     ) -> Result<Self> {
         instants.sort_unstable();
         instants.dedup();
-        let mut totals = Totals::default();
+        let mut totals = Totals {
+            stored: HashMap::with_capacity(members.len()),
+            batch: HashMap::with_capacity(members.len()),
+        };
         if members.is_empty() {
             return Ok(totals);
         }
         for chunk in instants.chunks(INSTANTS_PER_QUERY) {
             for (member, sums) in tx.purchase_totals_since(brand, members, chunk).await? {
-                for (since, t) in chunk.iter().zip(sums) {
-                    totals.stored.insert((member.clone(), *since), t);
-                }
+                let known = totals.stored.entry(member).or_default();
+                known.extend(chunk.iter().copied().zip(sums));
             }
         }
         Ok(totals)
@@ -115,8 +118,9 @@ impl Totals {
     fn since(&self, member: &MemberId, since: OffsetDateTime) -> PurchaseTotals {
         let mut t = self
             .stored
-            .get(&(member.clone(), since))
-            .copied()
+            .get(member)
+            .and_then(|known| known.iter().find(|(at, _)| *at == since))
+            .map(|(_, t)| *t)
             .unwrap_or_default();
         for (at, points, paid) in self.batch.get(member).into_iter().flatten() {
             if *at >= since {
@@ -390,9 +394,10 @@ impl Core {
             instants.extend(&t.streak_starts);
         }
         let mut totals = Totals::read(tx, brand, &earners, instants).await?;
-        let mut postings: HashMap<MemberId, Posting<'_>> = HashMap::new();
-        let mut writes = Writes::default();
-        let mut recorded: HashMap<String, usize> = HashMap::new();
+        let mut postings: HashMap<MemberId, Posting<'_>> = HashMap::with_capacity(earners.len());
+        // Room for a purchase, a lot, an entry and two events per sale, made once.
+        let mut writes = Writes::with_capacity(items.len(), earners.len());
+        let mut recorded: HashMap<String, usize> = HashMap::with_capacity(items.len());
         let mut outcomes = Vec::with_capacity(items.len());
         for (p, times) in items.iter().zip(&times) {
             let occurred_at = times.at;
@@ -501,8 +506,9 @@ impl Core {
                 points_reversed: 0,
                 refunded_amount: 0,
                 status: "completed".into(),
-                lines: json!(lines).to_string(),
-                earning: json!(earning).to_string(),
+                // Serialised straight from the types (not through a `serde_json::Value` tree).
+                lines: to_json(&lines)?,
+                earning: to_json(&earning)?,
                 programme_version: ctx.version,
                 created_at: now,
             };
@@ -610,6 +616,10 @@ impl Core {
         }
         Ok(accounts)
     }
+}
+
+fn to_json(value: &impl serde::Serialize) -> Result<String> {
+    serde_json::to_string(value).map_err(|e| CoreError::Corrupt(format!("cannot serialise a purchase: {e}")))
 }
 
 /// When a sale happened: as given (to the millisecond the database keeps), else now.

@@ -240,6 +240,18 @@ pub(crate) struct Writes {
 }
 
 impl Writes {
+    /// Empty, with room for `sales` sales' rows by `members` members.
+    pub fn with_capacity(sales: usize, members: usize) -> Self {
+        Self {
+            purchases: Vec::with_capacity(sales),
+            new_lots: Vec::with_capacity(sales),
+            changed_lots: Vec::new(),
+            entries: Vec::with_capacity(sales),
+            accounts: Vec::with_capacity(members),
+            events: Vec::with_capacity(2 * sales),
+        }
+    }
+
     /// Writes everything, referenced rows first. Purchases were checked under the account
     /// locks; one that is nevertheless already there (the same order recorded for another
     /// member at the same moment) fails the whole transaction, which the caller retries.
