@@ -2,8 +2,9 @@
 # Purchase ingestion on this machine, SQLite and PostgreSQL side by side, with pgbench's naive
 # purchase (bench/naive-purchase.sql) on the same PostgreSQL server as the baseline, all in one
 # run (this machine is shared and noisy: compare figures of one run only).
+# Each figure is the median of RUNS runs (default 3).
 # Usage: bench/purchases.sh            (PostgreSQL at 127.0.0.1:5432, user postgres)
-#        SECONDS_PER_RUN=15 PURCHASES=100000 MEMBERS=2000 bench/purchases.sh
+#        SECONDS_PER_RUN=15 PURCHASES=100000 MEMBERS=2000 RUNS=5 bench/purchases.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 command -v pgbench >/dev/null || { echo "pgbench is needed: apt-get install -y postgresql-contrib" >&2; exit 2; }
@@ -20,12 +21,18 @@ trap 'psql -h "$PGHOST" -U postgres -qc "DROP DATABASE IF EXISTS $DB WITH (FORCE
 URL="postgres://postgres@$PGHOST:5432/$DB"
 
 LOG=$(mktemp)
-# Runs a command, shows its output, and prints the first number matching $1 in it.
+RUNS=${RUNS:-3}
+# Runs a command $RUNS times, shows its output, and prints the median of the first number
+# matching $1 in each run (the machine is shared: single runs swing by a factor of several).
 measure() {
   local pattern=$1; shift
-  "$@" > "$LOG" 2>&1 || { cat "$LOG" >&2; exit 1; }
-  grep -vE '^(backend|set up)' "$LOG" >&2
-  grep -oE "$pattern" "$LOG" | head -1 | grep -oE '[0-9]+(\.[0-9]+)?' | tail -1
+  local values=()
+  for _ in $(seq 1 "$RUNS"); do
+    "$@" > "$LOG" 2>&1 || { cat "$LOG" >&2; exit 1; }
+    grep -vE '^(backend|set up)' "$LOG" >&2
+    values+=("$(grep -oE "$pattern" "$LOG" | head -1 | grep -oE '[0-9]+(\.[0-9]+)?' | tail -1)")
+  done
+  printf '%s\n' "${values[@]}" | sort -g | sed -n "$(( (RUNS + 1) / 2 ))p"
 }
 
 echo "== SQLite (scratch folder)"
