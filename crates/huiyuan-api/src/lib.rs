@@ -26,7 +26,7 @@ use utoipa_swagger_ui::SwaggerUi;
 
 use crate::middleware::{RateLimits, REQUEST_ID};
 use crate::problem::ApiError;
-use crate::routes::{access, analytics, audit, brand, loyalty, members, ops};
+use crate::routes::{access, analytics, audit, brand, commerce, loyalty, members, ops};
 
 /// Limits of the HTTP layer.
 #[derive(Debug, Clone)]
@@ -115,7 +115,10 @@ fn metrics_handle() -> PrometheusHandle {
         (name = "purchases", description = "Purchases and refunds: points earned and reversed"),
         (name = "points", description = "Balances, statements, adjustments, redemptions, tiers, ledger verification"),
         (name = "events", description = "The event outbox and the maintenance jobs"),
-        (name = "analytics", description = "RFM, cohorts, lifecycle stages, lifetime value, dashboard KPIs, member insights and recommendations")
+        (name = "analytics", description = "RFM, cohorts, lifecycle stages, lifetime value, dashboard KPIs, member insights and recommendations"),
+        (name = "coupons", description = "Coupon templates, issuing, claim codes, the rewards catalogue, redemption and the usage report"),
+        (name = "wallet", description = "Stored value (儲值): top-ups with bonus, refunds, balance and statement"),
+        (name = "checkout", description = "The till: quote a basket, commit a sale (coupons, points, wallet in one step), refund it")
     )
 )]
 struct ApiDoc;
@@ -190,6 +193,23 @@ fn split(state: &AppState) -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(loyalty::verify_brand))
         .routes(routes!(loyalty::list_events))
         .routes(routes!(loyalty::run_jobs))
+        .routes(routes!(commerce::create_template, commerce::list_templates))
+        .routes(routes!(commerce::get_template))
+        .routes(routes!(commerce::archive_template))
+        .routes(routes!(commerce::coupon_usage))
+        .routes(routes!(commerce::issue, commerce::member_coupons))
+        .routes(routes!(commerce::claim))
+        .routes(routes!(commerce::reward))
+        .routes(routes!(commerce::get_coupon))
+        .routes(routes!(commerce::redeem_coupon))
+        .routes(routes!(commerce::top_up))
+        .routes(routes!(commerce::refund_top_up))
+        .routes(routes!(commerce::wallet))
+        .routes(routes!(commerce::wallet_entries))
+        .routes(routes!(commerce::quote))
+        .routes(routes!(commerce::commit))
+        .routes(routes!(commerce::get_sale))
+        .routes(routes!(commerce::refund))
         .routes(routes!(analytics::rfm))
         .routes(routes!(analytics::cohorts))
         .routes(routes!(analytics::lifecycle))

@@ -21,6 +21,8 @@ struct Harness {
     admin_key: String,
     admin_password: String,
     admin_username: String,
+    master: MasterKey,
+    location: Location,
 }
 
 #[derive(Clone, Copy)]
@@ -29,26 +31,58 @@ enum Backend {
     Postgres,
 }
 
-async fn storage(backend: Backend) -> Arc<dyn Storage> {
-    match backend {
-        Backend::Sqlite => {
-            let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
-                .join(format!("huiyuan-api-{}", std::process::id()));
-            std::fs::create_dir_all(&dir).unwrap();
-            let file = dir.join(format!("{}.db", huiyuan_core::crypto::random_token(8)));
-            Arc::new(huiyuan_store_sqlite::SqliteStorage::open(&file).await.unwrap())
-        }
-        Backend::Postgres => {
+/// Where a harness's database is, so that a second server can open it too.
+#[derive(Clone)]
+enum Location {
+    Sqlite(std::path::PathBuf),
+    Postgres(Box<huiyuan_store_pg::PgConnectOptions>),
+}
+
+impl Location {
+    async fn new(backend: Backend) -> Self {
+        match backend {
+            Backend::Sqlite => {
+                let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+                    .join(format!("huiyuan-api-{}", std::process::id()));
+                std::fs::create_dir_all(&dir).unwrap();
+                Location::Sqlite(dir.join(format!("{}.db", huiyuan_core::crypto::random_token(8))))
+            }
             // Its own database: tests move their clock and run the installation-wide jobs,
             // which would otherwise mature and expire the points of tests running beside them.
-            let options = huiyuan_store_pg::testing::private_test_database().await;
-            Arc::new(
-                huiyuan_store_pg::PgStorage::connect_with(options, 16)
-                    .await
-                    .unwrap(),
-            )
+            Backend::Postgres => {
+                Location::Postgres(Box::new(huiyuan_store_pg::testing::private_test_database().await))
+            }
         }
     }
+
+    async fn open(&self) -> Arc<dyn Storage> {
+        match self {
+            Location::Sqlite(file) => {
+                Arc::new(huiyuan_store_sqlite::SqliteStorage::open(file).await.unwrap())
+            }
+            Location::Postgres(options) => Arc::new(
+                huiyuan_store_pg::PgStorage::connect_with((**options).clone(), 16)
+                    .await
+                    .unwrap(),
+            ),
+        }
+    }
+}
+
+/// Serves `core` on a free port; returns its base URL.
+async fn serve(core: Core, config: ApiConfig) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let router = app(AppState::new(core, config));
+    tokio::spawn(async move {
+        axum::serve(
+            listener,
+            router.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .await
+        .unwrap();
+    });
+    format!("http://{addr}")
 }
 
 impl Harness {
@@ -57,13 +91,31 @@ impl Harness {
     }
 
     async fn start_with(backend: Backend, config: ApiConfig) -> Self {
+        Self::start_full(backend, config, None).await
+    }
+
+    /// A harness whose core calls `faults` between the steps of a till commit.
+    async fn start_with_faults(backend: Backend, faults: huiyuan_core::commerce::FaultHook) -> Self {
+        Self::start_full(backend, ApiConfig::default(), Some(faults)).await
+    }
+
+    async fn start_full(
+        backend: Backend,
+        config: ApiConfig,
+        faults: Option<huiyuan_core::commerce::FaultHook>,
+    ) -> Self {
         let clock = Arc::new(OffsetClock::default());
-        let core = Core::new(
-            storage(backend).await,
-            &MasterKey::generate(),
+        let master = MasterKey::generate();
+        let location = Location::new(backend).await;
+        let mut core = Core::new(
+            location.open().await,
+            &master,
             clock.clone(),
             CoreConfig::default(),
         );
+        if let Some(f) = faults {
+            core = core.with_fault_hook(f);
+        }
         let slug = format!(
             "t{}",
             huiyuan_core::crypto::random_token(6)
@@ -85,19 +137,8 @@ impl Harness {
             )
             .await
             .unwrap();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let router = app(AppState::new(core.clone(), config));
-        tokio::spawn(async move {
-            axum::serve(
-                listener,
-                router.into_make_service_with_connect_info::<SocketAddr>(),
-            )
-            .await
-            .unwrap();
-        });
         Self {
-            base: format!("http://{addr}"),
+            base: serve(core.clone(), config).await,
             http: reqwest::Client::builder()
                 .redirect(reqwest::redirect::Policy::none())
                 .build()
@@ -107,7 +148,21 @@ impl Harness {
             admin_key: made.api_key.secret,
             admin_password,
             admin_username,
+            master,
+            location,
         }
+    }
+
+    /// A second server over the same database, with its own connections and caches: another
+    /// node of the installation. Returns its base URL.
+    async fn second_server(&self) -> String {
+        let core = Core::new(
+            self.location.open().await,
+            &self.master,
+            self.clock.clone(),
+            CoreConfig::default(),
+        );
+        serve(core, ApiConfig::default()).await
     }
 
     /// Another brand in the same installation, with its own admin key.
@@ -450,9 +505,28 @@ async fn another_brand_is_invisible_on_every_route(backend: Backend) {
     let (_, a_member) = h
         .admin(Method::POST, "/v1/members", Some(json!({"phone": "13700137000"})))
         .await;
+    let (s, b_template) = call_b(
+        Method::POST,
+        "/v1/coupon-templates",
+        Some(
+            json!({"name": "B coupon", "offer": {"kind": "fixed_amount", "amount": 500},
+                    "validity": {"kind": "days_after_issue", "days": 30}}),
+        ),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED, "{b_template}");
+    let (s, b_coupon) = call_b(
+        Method::POST,
+        &format!("/v1/members/{}/coupons", b_member["id"].as_str().unwrap()),
+        Some(json!({"template_id": b_template["id"], "reference": "B-1"})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED, "{b_coupon}");
 
     let id_for = |path: &str| -> String {
-        if path.starts_with("/v1/members") {
+        if path.starts_with("/v1/coupon-templates") {
+            b_template["id"].as_str().unwrap().to_owned()
+        } else if path.starts_with("/v1/members") {
             b_member["id"].as_str().unwrap().to_owned()
         } else if path.starts_with("/v1/stores") {
             b_store["id"].as_str().unwrap().to_owned()
@@ -479,6 +553,18 @@ async fn another_brand_is_invisible_on_every_route(backend: Backend) {
             (p, "post") if p.ends_with("/points/transfers") => {
                 Some(json!({"to_member_id": a_member["id"], "points": 100, "reference": "X-1"}))
             }
+            (p, "post") if p.ends_with("/coupons") => {
+                Some(json!({"template_id": b_template["id"], "reference": "X-1"}))
+            }
+            (p, "post") if p.ends_with("/coupons/claim") => Some(json!({"claim_code": "NOSUCHCODE"})),
+            (p, "post") if p.ends_with("/rewards") => {
+                Some(json!({"template_id": b_template["id"], "reference": "X-1"}))
+            }
+            (p, "post") if p.ends_with("/wallet/top-ups") => {
+                Some(json!({"reference": "X-1", "amount": 10_000}))
+            }
+            (p, "post") if p.ends_with("/refunds") => Some(json!({"refund_id": "R-1"})),
+            (p, "post") if p.ends_with("/archive") => None,
             (_, "patch") => Some(json!({})),
             _ => None,
         }
@@ -490,7 +576,7 @@ async fn another_brand_is_invisible_on_every_route(backend: Backend) {
             continue;
         }
         for method in item.as_object().unwrap().keys() {
-            let concrete = path.replace("{id}", &id_for(path));
+            let concrete = path.replace("{id}", &id_for(path)).replace("{reference}", "X-1");
             let m = Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
             let (s, b) = h.admin(m, &concrete, bodies(path, method)).await;
             assert_problem(s, &b, StatusCode::NOT_FOUND, "not_found");
@@ -504,6 +590,21 @@ async fn another_brand_is_invisible_on_every_route(backend: Backend) {
             Method::POST,
             &format!("/v1/members/{}/merge", a_member["id"].as_str().unwrap()),
             Some(json!({"merge_from": b_member["id"]})),
+        )
+        .await;
+    assert_problem(s, &b, StatusCode::NOT_FOUND, "not_found");
+    // B's coupon cannot be seen, redeemed or used at A's till.
+    let code = b_coupon["code"].as_str().unwrap();
+    let (s, b) = h.admin(Method::GET, &format!("/v1/coupons/{code}"), None).await;
+    assert_problem(s, &b, StatusCode::NOT_FOUND, "not_found");
+    let (s, b) = h
+        .admin(
+            Method::POST,
+            &format!("/v1/coupons/{code}/redeem"),
+            Some(
+                json!({"order_id": "A-1", "member_id": a_member["id"], "channel": "web_shop",
+                        "lines": [{"sku": "X", "quantity": 1, "amount": 10_000}]}),
+            ),
         )
         .await;
     assert_problem(s, &b, StatusCode::NOT_FOUND, "not_found");
@@ -2520,3 +2621,7 @@ async fn bad_purchases_name_the_field_and_roles_are_enforced(backend: Backend) {
     );
     assert_eq!(h.balance(&id).await["available"], 30);
 }
+
+/// Coupons, the wallet and the till (a module of this binary, not a test binary of its own).
+#[path = "api/commerce.rs"]
+mod commerce;

@@ -9,6 +9,7 @@ pub mod auth;
 pub mod brands;
 pub mod clock;
 pub mod codes;
+pub mod commerce;
 pub mod crypto;
 pub mod error;
 pub mod idempotency;
@@ -63,6 +64,7 @@ pub struct Core {
     programmes: loyalty::ProgrammeCache,
     purchase_queue: Arc<loyalty::ingest::PurchaseQueue>,
     insights: Arc<analytics::insights::InsightsCache>,
+    faults: Option<commerce::FaultHook>,
 }
 
 impl Core {
@@ -81,6 +83,25 @@ impl Core {
             programmes: loyalty::ProgrammeCache::default(),
             purchase_queue: Arc::new(loyalty::ingest::PurchaseQueue::new(writers)),
             insights: Arc::default(),
+            faults: None,
+        }
+    }
+
+    /// This core with a test's fault hook (see [`commerce::FaultHook`]).
+    pub fn with_fault_hook(mut self, hook: commerce::FaultHook) -> Self {
+        self.faults = Some(hook);
+        self
+    }
+
+    /// Runs the fault hook at a named step, if a test set one.
+    fn fault(&self, step: &str) -> Result<()> {
+        match &self.faults {
+            Some(hook) => hook(step).map_err(|why| {
+                CoreError::Store(huiyuan_store::StoreError::Unavailable(format!(
+                    "fault injected at {step}: {why}"
+                )))
+            }),
+            None => Ok(()),
         }
     }
 

@@ -60,6 +60,9 @@ impl Role {
             PurchasesRefund => matches!(self, Admin | Clerk),
             JobsRun => self == Admin,
             AnalyticsRead => matches!(self, Admin | Marketer | Analyst),
+            CouponsManage | CouponsIssue => matches!(self, Admin | Marketer),
+            CouponsRedeem | Checkout => matches!(self, Admin | Marketer | Clerk),
+            WalletTopUp | WalletRefund => matches!(self, Admin | Clerk),
         }
     }
 }
@@ -100,10 +103,22 @@ pub enum Permission {
     JobsRun,
     /// Read segments, cohorts and lifetime value.
     AnalyticsRead,
+    /// Create and archive coupon templates; read their usage.
+    CouponsManage,
+    /// Issue coupons to members, one by one or in bulk.
+    CouponsIssue,
+    /// Redeem a coupon outside a till sale (an online order).
+    CouponsRedeem,
+    /// Quote, commit and look up till sales (coupons, points, wallet in one step).
+    Checkout,
+    /// Take money into a member's wallet.
+    WalletTopUp,
+    /// Refund top-ups and till sales paid from the wallet.
+    WalletRefund,
 }
 
 impl Permission {
-    pub const ALL: [Permission; 27] = [
+    pub const ALL: [Permission; 33] = [
         Permission::BrandRead,
         Permission::BrandManage,
         Permission::StoresRead,
@@ -131,6 +146,12 @@ impl Permission {
         Permission::EventsRead,
         Permission::JobsRun,
         Permission::AnalyticsRead,
+        Permission::CouponsManage,
+        Permission::CouponsIssue,
+        Permission::CouponsRedeem,
+        Permission::Checkout,
+        Permission::WalletTopUp,
+        Permission::WalletRefund,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -162,6 +183,12 @@ impl Permission {
             Permission::EventsRead => "events.read",
             Permission::JobsRun => "jobs.run",
             Permission::AnalyticsRead => "analytics.read",
+            Permission::CouponsManage => "coupons.manage",
+            Permission::CouponsIssue => "coupons.issue",
+            Permission::CouponsRedeem => "coupons.redeem",
+            Permission::Checkout => "checkout",
+            Permission::WalletTopUp => "wallet.top_up",
+            Permission::WalletRefund => "wallet.refund",
         }
     }
 }

@@ -117,6 +117,18 @@ prefixed_id!(
     /// A change of a member's tier.
     TierChangeId, "tch"
 );
+prefixed_id!(
+    /// A coupon template: an offer and its rules.
+    CouponTemplateId, "ctp"
+);
+prefixed_id!(
+    /// One issued coupon (its code is what the member shows).
+    CouponId, "cpn"
+);
+prefixed_id!(
+    /// An entry of a member's wallet ledger.
+    WalletEntryId, "wle"
+);
 
 #[cfg(test)]
 mod tests {

@@ -4,7 +4,9 @@
 //! which keeps the rules testable with property tests and identical on every storage backend.
 
 pub mod access;
+pub mod chain;
 pub mod check_digit;
+pub mod commerce;
 pub mod error;
 pub mod ids;
 pub mod loyalty;

@@ -6,7 +6,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use huiyuan_store::sql::{self, Dialect, Row, SqlConnection, SqlTx, Value};
 use huiyuan_store::{Health, Result, Storage, StoreError, Tx};
-use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+/// Connection options (host, database, credentials, TLS), for callers that connect with [`PgStorage::connect_with`].
+pub use sqlx::postgres::PgConnectOptions;
+use sqlx::postgres::PgPoolOptions;
 use sqlx::{Column, PgPool, Postgres, Row as _, TypeInfo, ValueRef};
 use time::OffsetDateTime;
 

@@ -6,6 +6,7 @@
 //! own native types, its own migrations, and the few places where the dialects differ
 //! ([`sql::Dialect`]). [`conformance`] is the suite both backends must pass.
 
+pub mod commerce;
 pub mod conformance;
 pub mod error;
 pub mod records;
@@ -15,6 +16,7 @@ use async_trait::async_trait;
 use huiyuan_domain::ids::{ApiKeyId, BrandId, MemberId, OperatorId, StoreId};
 use time::OffsetDateTime;
 
+pub use commerce::*;
 pub use error::StoreError;
 pub use records::*;
 
@@ -49,7 +51,7 @@ pub struct Health {
 
 /// One database transaction. Dropping it without [`Tx::commit`] rolls everything back.
 #[async_trait]
-pub trait Tx: Send {
+pub trait Tx: CommerceTx + Send {
     async fn commit(self: Box<Self>) -> Result<()>;
 
     // Brands
@@ -214,6 +216,8 @@ pub trait Tx: Send {
     /// Writes `status`, `remaining` and `expiry_notified` of existing lots, several per statement.
     async fn update_lots(&mut self, lots: &[LotRecord]) -> Result<()>;
     /// A member's lots that still hold points, oldest first (earned, then ID).
+    /// Lots by ID, whatever their state (a refund gives points back to the lots they came from).
+    async fn get_lots(&mut self, brand: &BrandId, ids: &[String]) -> Result<Vec<LotRecord>>;
     async fn open_lots(&mut self, brand: &BrandId, member: &MemberId) -> Result<Vec<LotRecord>>;
     /// The owners (brand, member) of up to `limit` pending lots that matured by `now`, in no
     /// particular order and with repeats: a plain index range scan, however many are due.

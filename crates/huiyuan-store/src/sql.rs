@@ -16,6 +16,8 @@ use time::OffsetDateTime;
 use crate::records::*;
 use crate::{Result, StoreError, Tx};
 
+mod commerce;
+
 /// A typed SQL value. Nulls keep their type because PostgreSQL needs it to plan the statement.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Value {
@@ -1658,6 +1660,18 @@ impl Tx for SqlTx {
         )
         .await
         .map(drop)
+    }
+
+    async fn get_lots(&mut self, brand: &BrandId, ids: &[String]) -> Result<Vec<LotRecord>> {
+        self.select_in(
+            &format!("SELECT {LOT_COLS} FROM point_lots WHERE brand_id = $1"),
+            vec![v(brand.as_str())],
+            "id",
+            ids.to_vec(),
+            " ORDER BY earned_at, id",
+            lot_row,
+        )
+        .await
     }
 
     async fn open_lots(&mut self, brand: &BrandId, member: &MemberId) -> Result<Vec<LotRecord>> {

@@ -291,9 +291,11 @@ async fn run(command: Command, config: &mut Config) -> Result<(), AnyError> {
                 );
             }
             println!(
-                "{} accounts, {} entries verified: {}",
+                "{} accounts, {} entries, {} wallets, {} wallet entries verified: {}",
                 report.accounts,
                 report.entries,
+                report.wallets,
+                report.wallet_entries,
                 if report.ok() {
                     "OK".to_owned()
                 } else {

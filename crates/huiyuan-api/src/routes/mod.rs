@@ -5,6 +5,7 @@ pub mod access;
 pub mod analytics;
 pub mod audit;
 pub mod brand;
+pub mod commerce;
 pub mod loyalty;
 pub mod members;
 pub mod ops;

@@ -10,10 +10,11 @@ use std::sync::Mutex;
 
 use huiyuan_domain::access::Permission;
 use huiyuan_domain::ids::{BrandId, MemberId, PurchaseId, StoreId};
-use huiyuan_domain::loyalty::earning::{evaluate, EarnLine, EarnedSoFar, PurchaseFacts};
+use huiyuan_domain::loyalty::earning::{evaluate, EarnLine, EarnedSoFar, Earning, PurchaseFacts};
 use huiyuan_domain::loyalty::ledger::EntryKind;
 use huiyuan_domain::loyalty::purchase::{PurchaseInput, PurchaseLine};
 use huiyuan_domain::loyalty::tiers::TierMetrics;
+use huiyuan_domain::member::Channel;
 use huiyuan_domain::member::MemberStatus;
 use huiyuan_domain::ValidationError;
 use huiyuan_store::{AccountRecord, MemberRecord, PurchaseRecord, PurchaseTotals, StoreError, Tx};
@@ -162,6 +163,101 @@ struct SaleTimes {
     cap_periods: Option<(OffsetDateTime, OffsetDateTime)>,
     /// Newest first; empty without a streak bonus.
     streak_starts: Vec<OffsetDateTime>,
+}
+
+impl SaleTimes {
+    fn of(ctx: &LoyaltyContext, at: OffsetDateTime) -> Self {
+        let programme = &ctx.programme;
+        let caps =
+            programme.caps.per_member_per_day.is_some() || programme.caps.per_member_per_month.is_some();
+        let date = ctx.calendar.date_of(at);
+        SaleTimes {
+            at,
+            local_date: date,
+            cap_periods: caps.then(|| cap_periods(&ctx.calendar, at)),
+            streak_starts: programme
+                .multipliers
+                .streak
+                .as_ref()
+                .map(|s| ctx.calendar.period_starts(date, s.period, s.periods))
+                .unwrap_or_default(),
+        }
+    }
+
+    /// The instants whose purchase totals the sale's caps and streak need.
+    fn instants(&self) -> impl Iterator<Item = OffsetDateTime> + '_ {
+        self.cap_periods
+            .iter()
+            .flat_map(|&(d, m)| [d, m])
+            .chain(self.streak_starts.iter().copied())
+    }
+}
+
+/// A sale as the earning rules see it.
+pub(crate) struct SaleFacts<'a> {
+    pub lines: &'a [PurchaseLine],
+    pub paid_amount: i64,
+    pub store_code: Option<&'a str>,
+    pub channel: Channel,
+}
+
+/// What a sale earns a member, given their purchases so far: the one place a sale's facts
+/// (caps, streak, tier, birthday) are gathered for the rules, for recording and for quotes.
+fn sale_earning(
+    ctx: &LoyaltyContext,
+    totals: &Totals,
+    member: (&MemberId, Option<u8>),
+    account: &AccountRecord,
+    times: &SaleTimes,
+    sale: &SaleFacts<'_>,
+) -> Earning {
+    let (member_id, birth_month) = member;
+    let so_far = match times.cap_periods {
+        Some((day, month)) => EarnedSoFar {
+            today: totals.since(member_id, day).points,
+            this_month: totals.since(member_id, month).points,
+        },
+        None => EarnedSoFar::default(),
+    };
+    let earn_lines: Vec<EarnLine> = sale.lines.iter().map(PurchaseLine::earn_line).collect();
+    evaluate(
+        &ctx.programme,
+        &PurchaseFacts {
+            lines: &earn_lines,
+            paid_amount: sale.paid_amount,
+            store_code: sale.store_code,
+            channel: sale.channel,
+            at: times.at,
+            local_date: times.local_date,
+            birth_month,
+            tier: ctx.programme.tiers.levels.get(ctx.level_of(account)),
+            streak: totals.streak(member_id, &times.streak_starts),
+        },
+        so_far,
+    )
+}
+
+impl Core {
+    /// What a sale now would earn the member (ID and birth month), computed as recording it
+    /// would (caps, streak, tier, birthday), without writing anything: the till's quote.
+    pub(crate) async fn estimate_earning(
+        &self,
+        tx: &mut dyn Tx,
+        ctx: &LoyaltyContext,
+        member: (&MemberId, Option<u8>),
+        account: &AccountRecord,
+        sale: &SaleFacts<'_>,
+    ) -> Result<Earning> {
+        let times = SaleTimes::of(ctx, self.now());
+        let totals = Totals::read(
+            tx,
+            &account.brand_id,
+            std::slice::from_ref(member.0),
+            times.instants().collect(),
+        )
+        .await?;
+        Ok(sale_earning(ctx, &totals, member, account, &times, sale))
+    }
 }
 
 /// The start of the local day and month of a sale, for the caps.
@@ -331,7 +427,7 @@ impl Core {
     /// Records a brand's sales in the caller's transaction. Each sale gets an outcome; a sale
     /// refused (unknown member, store, an order ID reused for another sale) writes nothing.
     /// An error of the whole (the database, a broken invariant) must roll the transaction back.
-    async fn record_batch(
+    pub(crate) async fn record_batch(
         &self,
         tx: &mut dyn Tx,
         ctx: &LoyaltyContext,
@@ -367,31 +463,16 @@ impl Core {
             .collect();
         let mut accounts = self.lock_accounts(tx, brand, &earners).await?;
         // The periods the caps and the tier window cover, summed per member in one query each.
-        let caps =
-            programme.caps.per_member_per_day.is_some() || programme.caps.per_member_per_month.is_some();
         let window = ctx.window_start(now);
         // Each sale's time, (with caps) the start of its local day and month and (with a streak
         // bonus) the starts of the streak's periods, worked out once.
-        let streak = programme.multipliers.streak.as_ref();
         let times: Vec<SaleTimes> = items
             .iter()
-            .map(|p| {
-                let at = sale_time(&p.input, now);
-                let date = ctx.calendar.date_of(at);
-                SaleTimes {
-                    at,
-                    local_date: date,
-                    cap_periods: caps.then(|| cap_periods(&ctx.calendar, at)),
-                    streak_starts: streak
-                        .map(|s| ctx.calendar.period_starts(date, s.period, s.periods))
-                        .unwrap_or_default(),
-                }
-            })
+            .map(|p| SaleTimes::of(ctx, sale_time(&p.input, now)))
             .collect();
         let mut instants = vec![window];
         for t in &times {
-            instants.extend(t.cap_periods.iter().flat_map(|&(d, m)| [d, m]));
-            instants.extend(&t.streak_starts);
+            instants.extend(t.instants());
         }
         let mut totals = Totals::read(tx, brand, &earners, instants).await?;
         let mut postings: HashMap<MemberId, Posting<'_>> = HashMap::with_capacity(earners.len());
@@ -464,29 +545,18 @@ impl Core {
                 }
             };
             posting.actor.clone_from(&p.actor);
-            let local_date = times.local_date;
-            let so_far = match times.cap_periods {
-                Some((day, month)) => EarnedSoFar {
-                    today: totals.since(&member.id, day).points,
-                    this_month: totals.since(&member.id, month).points,
-                },
-                None => EarnedSoFar::default(),
-            };
-            let earn_lines: Vec<EarnLine> = p.lines.iter().map(PurchaseLine::earn_line).collect();
-            let earning = evaluate(
-                programme,
-                &PurchaseFacts {
-                    lines: &earn_lines,
+            let earning = sale_earning(
+                ctx,
+                &totals,
+                (&member.id, member.birth_month),
+                &posting.account,
+                times,
+                &SaleFacts {
+                    lines: &p.lines,
                     paid_amount: p.input.paid_amount,
                     store_code: store_code.as_deref(),
                     channel: p.input.channel,
-                    at: occurred_at,
-                    local_date,
-                    birth_month: member.birth_month,
-                    tier: programme.tiers.levels.get(ctx.level_of(&posting.account)),
-                    streak: totals.streak(&member.id, &times.streak_starts),
                 },
-                so_far,
             );
             let mut lines = p.lines.clone();
             for (line, points) in lines.iter_mut().zip(&earning.line_points) {

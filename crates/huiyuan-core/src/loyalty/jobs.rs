@@ -1,5 +1,5 @@
 //! Durable, idempotent maintenance jobs: pending → active, expiry, reminders, birthday months,
-//! tier reviews.
+//! tier reviews, coupon expiry.
 //!
 //! Each job has a row in `jobs` holding its next due time and a lease; a process runs a job
 //! only after taking the lease (on PostgreSQL, `FOR UPDATE SKIP LOCKED`), so several server
@@ -27,7 +27,8 @@ pub const EXPIRE: &str = "points.expire";
 pub const REMIND: &str = "points.remind_expiring";
 pub const BIRTHDAYS: &str = "members.birthday_month";
 pub const TIER_REVIEW: &str = "tiers.review";
-pub const ALL: [&str; 5] = [MATURE, EXPIRE, REMIND, BIRTHDAYS, TIER_REVIEW];
+pub const COUPONS_EXPIRE: &str = "coupons.expire";
+pub const ALL: [&str; 6] = [MATURE, EXPIRE, REMIND, BIRTHDAYS, TIER_REVIEW, COUPONS_EXPIRE];
 
 /// Members handled per transaction: short transactions keep the SQLite writer free for sales.
 const MEMBERS_PER_TX: u32 = 200;
@@ -87,6 +88,7 @@ impl Core {
             REMIND => self.remind_expiring().await,
             BIRTHDAYS => self.birthday_months().await,
             TIER_REVIEW => self.review_tiers().await,
+            COUPONS_EXPIRE => self.expire_coupons().await,
             other => Err(CoreError::Corrupt(format!("unknown job {other}"))),
         };
         let error = result.as_ref().err().map(ToString::to_string);

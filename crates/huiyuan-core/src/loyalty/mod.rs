@@ -492,7 +492,7 @@ impl<'c> Posting<'c> {
         reference: &str,
         programme_version: Option<i64>,
         mut detail: serde_json::Value,
-    ) -> Result<()> {
+    ) -> Result<Taken> {
         let taken = self.take_points(tx, points, |_| false, true).await?;
         detail["lots"] = taken.lots_json();
         let deltas = Deltas {
@@ -501,7 +501,106 @@ impl<'c> Posting<'c> {
             debt: 0,
         };
         self.append(kind, deltas, None, Some(reference), programme_version, detail)?;
-        Ok(())
+        Ok(taken)
+    }
+
+    /// Gives back points a refunded sale had spent, to the lots they came from (expired lots
+    /// too: the expiry job takes those again), after repaying any debt first, and appends the
+    /// `redeem_reversal` entry. Returns the debt repaid.
+    pub async fn restore(
+        &mut self,
+        tx: &mut dyn Tx,
+        lots_taken: &[(String, i64)],
+        reference: &str,
+        programme_version: Option<i64>,
+        mut detail: serde_json::Value,
+    ) -> Result<i64> {
+        let total: i64 = lots_taken.iter().map(|(_, n)| n.max(&0)).sum();
+        if total == 0 {
+            return Ok(0);
+        }
+        let (repaid, mut rest) = repay_debt_first(total, self.account.debt);
+        let brand = self.account.brand_id.clone();
+        let ids: Vec<String> = lots_taken.iter().map(|(id, _)| id.clone()).collect();
+        // Closed lots are not among the open ones: fetch them, to reopen them.
+        let loaded_ids: Vec<String> = self.lots(tx).await?.iter().map(|l| l.id.clone()).collect();
+        let missing: Vec<String> = ids
+            .iter()
+            .filter(|id| !loaded_ids.contains(id))
+            .cloned()
+            .collect();
+        let fetched = if missing.is_empty() {
+            Vec::new()
+        } else {
+            tx.get_lots(&brand, &missing).await?
+        };
+        let member = self.account.member_id.clone();
+        let core = self.core;
+        let lots = self.lots(tx).await?;
+        lots.extend(fetched);
+        lots.sort_by(|a, b| (a.earned_at, &a.id).cmp(&(b.earned_at, &b.id)));
+        let mut restored = Vec::new();
+        let mut copies = Vec::new();
+        for (id, n) in lots_taken {
+            let give = rest.min(*n);
+            if give <= 0 {
+                continue;
+            }
+            let lot = lots
+                .iter_mut()
+                .find(|l| &l.id == id)
+                .ok_or_else(|| CoreError::Corrupt(format!("lot {id} of a sale vanished")))?;
+            rest -= give;
+            if lot.member_id != member {
+                // The lot stayed with a member merged away since: a new lot of this member,
+                // with the same age and expiry, takes the points.
+                copies.push(LotRecord {
+                    id: core.new_id(LotId::generate).to_string(),
+                    member_id: member.clone(),
+                    status: "active".into(),
+                    source: EntryKind::RedeemReversal.as_str().into(),
+                    reference: Some(reference.to_owned()),
+                    amount: give,
+                    remaining: give,
+                    matures_at: None,
+                    expiry_notified: false,
+                    ..lot.clone()
+                });
+                continue;
+            }
+            lot.remaining += give;
+            // Closed (spent) or expired meanwhile: active again; an expired lot is expired
+            // again, with its own entry, by the next expiry run.
+            if lot.status != "active" {
+                lot.status = "active".into();
+            }
+            restored.push((id.clone(), give));
+        }
+        for (id, _) in &restored {
+            self.touch(id);
+        }
+        for copy in copies {
+            restored.push((copy.id.clone(), copy.amount));
+            self.add_lot(copy);
+        }
+        detail["lots"] = json!(restored
+            .iter()
+            .map(|(lot, points)| json!({ "lot": lot, "points": points }))
+            .collect::<Vec<_>>());
+        detail["debt_repaid"] = json!(repaid);
+        self.append(
+            EntryKind::RedeemReversal,
+            Deltas {
+                available: total - repaid,
+                pending: 0,
+                debt: -repaid,
+            },
+            None,
+            Some(reference),
+            programme_version,
+            detail,
+        )?;
+        Ok(repaid)
     }
 
     /// Takes points from lots oldest first: from `preferred` lots first (a refunded order's own
@@ -652,6 +751,7 @@ pub(crate) fn job_interval(name: &str) -> Duration {
         jobs::MATURE | jobs::EXPIRE => Duration::minutes(5),
         jobs::REMIND => Duration::hours(1),
         jobs::BIRTHDAYS => Duration::hours(6),
+        jobs::COUPONS_EXPIRE => Duration::minutes(5),
         _ => Duration::hours(1),
     }
 }

@@ -458,6 +458,8 @@ impl Core {
     ) -> Result<()> {
         let brand = &actor.brand_id;
         let moved_purchases = tx.move_purchases(brand, gone, keep).await?;
+        tx.move_commerce(brand, gone, keep).await?;
+        self.merge_wallets(tx, actor, gone, keep).await?;
         let Some(_) = tx.get_account(brand, gone).await? else {
             return Ok(());
         };

@@ -12,12 +12,12 @@ use huiyuan_domain::loyalty::purchase::{
 use huiyuan_domain::member::{EnrolInput, Identity};
 use huiyuan_domain::pii::Phone;
 use huiyuan_domain::ValidationError;
-use huiyuan_store::{Page, PurchaseRecord, RefundRecord};
+use huiyuan_store::{Page, PurchaseRecord, RefundRecord, Tx};
 use serde_json::json;
 use time::Duration;
 
 use super::views::{PurchaseOutcome, PurchaseView, RefundOutcome};
-use super::Posting;
+use super::{LoyaltyContext, Posting};
 use crate::members::{parse_enum, Enrolment};
 use crate::{Actor, Core, CoreError, Result};
 
@@ -26,7 +26,7 @@ const MAX_CLOCK_SKEW: Duration = Duration::minutes(5);
 
 /// A purchase checked and resolved to a member, ready for the transaction.
 #[derive(Clone)]
-pub(super) struct Prepared {
+pub(crate) struct Prepared {
     pub input: PurchaseInput,
     pub lines: Vec<PurchaseLine>,
     pub member_id: MemberId,
@@ -164,7 +164,7 @@ impl Core {
 
     /// "Pay and you are a member": enrols an unknown phone, with the sale's channel and store
     /// as the member's origin.
-    async fn enrol_buyer(&self, actor: &Actor, input: &PurchaseInput) -> Result<(MemberId, bool)> {
+    pub(crate) async fn enrol_buyer(&self, actor: &Actor, input: &PurchaseInput) -> Result<(MemberId, bool)> {
         if !input.enrol_if_unknown.unwrap_or(true) {
             return Err(CoreError::NotFound("member"));
         }
@@ -226,7 +226,38 @@ impl Core {
             .get_purchase(brand, order_id)
             .await?
             .ok_or(CoreError::NotFound("purchase"))?;
+        if tx.get_sale(brand, order_id).await?.is_some() {
+            return Err(CoreError::conflict(
+                "use_checkout_refund",
+                format!(
+                    "order {order_id} was sold at the till with coupons, points or the wallet; \
+                     refund it with POST /v1/checkout/{order_id}/refund, which gives all of them back"
+                ),
+            ));
+        }
         let mut posting = Posting::open(self, &mut *tx, brand, &first.member_id, &actor.label()).await?;
+        let result = self
+            .refund_in(&mut *tx, &ctx, actor, order_id, &input, &mut posting)
+            .await?;
+        if result.1 {
+            posting.save(&mut *tx).await?;
+            tx.commit().await?;
+        }
+        Ok(result)
+    }
+
+    /// A refund in the caller's transaction, on the member's posting (which the caller saves).
+    /// Returns the outcome and whether this call made it (false: the refund ID was seen before).
+    pub(crate) async fn refund_in(
+        &self,
+        tx: &mut dyn Tx,
+        ctx: &LoyaltyContext,
+        actor: &Actor,
+        order_id: &str,
+        input: &RefundInput,
+        posting: &mut Posting<'_>,
+    ) -> Result<(RefundOutcome, bool)> {
+        let brand = &actor.brand_id;
         if let Some(existing) = tx.get_refund(brand, &input.refund_id).await? {
             if existing.order_id != order_id {
                 return Err(CoreError::conflict(
@@ -433,8 +464,6 @@ impl Core {
             None,
         )
         .await?;
-        posting.save(&mut *tx).await?;
-        tx.commit().await?;
         Ok((outcome, true))
     }
 }

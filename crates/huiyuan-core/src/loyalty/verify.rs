@@ -1,5 +1,5 @@
 //! The ledger verifier: proves that no entry was altered, removed or reordered, and that every
-//! balance equals the sum of its entries and of its lots.
+//! balance equals the sum of its entries and of its lots — for points and for wallets.
 
 use huiyuan_domain::access::Permission;
 use huiyuan_domain::ids::{BrandId, MemberId};
@@ -9,6 +9,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use super::record_hash;
+use crate::commerce::wallet::verify_wallet;
 use crate::{Actor, Core, Result};
 
 /// One thing wrong with a member's ledger.
@@ -26,6 +27,9 @@ pub struct LedgerProblem {
 pub struct VerifyReport {
     pub accounts: u64,
     pub entries: u64,
+    /// Wallets (stored value) verified, and their entries.
+    pub wallets: u64,
+    pub wallet_entries: u64,
     /// Empty when everything verifies.
     pub problems: Vec<LedgerProblem>,
 }
@@ -152,6 +156,12 @@ pub async fn verify_account(
     Ok(())
 }
 
+fn add_wallet(report: &mut VerifyReport, (entries, problems): (u64, Vec<LedgerProblem>)) {
+    report.wallets += 1;
+    report.wallet_entries += entries;
+    report.problems.extend(problems);
+}
+
 impl Core {
     /// Verifies every account of one brand (`Some`) or of the whole database (`None`), each
     /// batch in one read snapshot.
@@ -166,6 +176,20 @@ impl Core {
             }
             match accounts.last() {
                 Some(last) if accounts.len() == ACCOUNTS_PER_READ as usize => {
+                    after = Some((last.brand_id.clone(), last.member_id.clone()))
+                }
+                _ => break,
+            }
+        }
+        let mut after: Option<(BrandId, MemberId)> = None;
+        loop {
+            let mut tx = self.storage.read().await?;
+            let wallets = tx.list_wallets(brand, after.as_ref(), ACCOUNTS_PER_READ).await?;
+            for w in &wallets {
+                add_wallet(&mut report, verify_wallet(&mut *tx, w).await?);
+            }
+            match wallets.last() {
+                Some(last) if wallets.len() == ACCOUNTS_PER_READ as usize => {
                     after = Some((last.brand_id.clone(), last.member_id.clone()))
                 }
                 _ => return Ok(report),
@@ -188,6 +212,9 @@ impl Core {
                 let record = self.active_member(&mut *tx, &actor.brand_id, m, false).await?;
                 if let Some(a) = tx.get_account(&actor.brand_id, &record.id).await? {
                     verify_account(&mut *tx, &a, &mut report).await?;
+                }
+                if let Some(w) = tx.get_wallet(&actor.brand_id, &record.id).await? {
+                    add_wallet(&mut report, verify_wallet(&mut *tx, &w).await?);
                 }
                 Ok(report)
             }

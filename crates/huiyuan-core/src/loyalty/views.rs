@@ -73,7 +73,7 @@ pub struct NextTierView {
     pub missing: TierMetrics,
 }
 
-#[derive(Debug, Clone, Serialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct TierChangeView {
     pub id: String,
     pub from_tier: Option<String>,
@@ -138,7 +138,7 @@ pub struct PurchaseView {
 }
 
 /// The answer to `POST /v1/transactions`.
-#[derive(Debug, Clone, Serialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct PurchaseOutcome {
     pub purchase: PurchaseView,
     /// False when the order was already recorded: nothing changed this time.

@@ -4,8 +4,8 @@
 //! the return window) and `debt` (reversals the balance could not cover). Every entry records
 //! its change to each bucket, so each bucket equals the sum of its entries' changes.
 
+use crate::chain::ChainHasher;
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
 /// What happened to a member's points.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
@@ -19,6 +19,8 @@ pub enum EntryKind {
     Activate,
     /// Points spent.
     Redeem,
+    /// Points spent on a sale, given back because the sale was refunded.
+    RedeemReversal,
     /// Points that reached their expiry date unspent.
     Expire,
     /// Points taken back because a purchase was refunded.
@@ -33,11 +35,12 @@ pub enum EntryKind {
 }
 
 impl EntryKind {
-    pub const ALL: [EntryKind; 11] = [
+    pub const ALL: [EntryKind; 12] = [
         EntryKind::Earn,
         EntryKind::Action,
         EntryKind::Activate,
         EntryKind::Redeem,
+        EntryKind::RedeemReversal,
         EntryKind::Expire,
         EntryKind::RefundReversal,
         EntryKind::Adjustment,
@@ -53,6 +56,7 @@ impl EntryKind {
             EntryKind::Action => "action",
             EntryKind::Activate => "activate",
             EntryKind::Redeem => "redeem",
+            EntryKind::RedeemReversal => "redeem_reversal",
             EntryKind::Expire => "expire",
             EntryKind::RefundReversal => "refund_reversal",
             EntryKind::Adjustment => "adjustment",
@@ -95,51 +99,28 @@ pub struct EntryContent<'a> {
     pub created_at_ms: i64,
 }
 
-/// Length of an entry hash; the first entry of a member chains to 32 zero bytes.
-pub const HASH_LEN: usize = 32;
-pub const GENESIS_HASH: [u8; HASH_LEN] = [0; HASH_LEN];
+pub use crate::chain::{GENESIS_HASH, HASH_LEN};
 
-/// SHA-256 over a canonical encoding: a version tag, then each field as a length-prefixed
-/// byte string (so no two different entries encode alike), then the previous entry's hash.
+/// SHA-256 over the canonical encoding of [`crate::chain`]: a version tag, each field, then the
+/// previous entry's hash.
 pub fn entry_hash(prev: &[u8], e: &EntryContent<'_>) -> [u8; HASH_LEN] {
-    fn field(h: &mut Sha256, bytes: &[u8]) {
-        h.update((bytes.len() as u64).to_be_bytes());
-        h.update(bytes);
-    }
-    fn opt(h: &mut Sha256, s: Option<&str>) {
-        match s {
-            None => h.update([0u8]),
-            Some(s) => {
-                h.update([1u8]);
-                field(h, s.as_bytes());
-            }
-        }
-    }
-    let mut h = Sha256::new();
     // v2: the actor is covered (v1, before any release, left it out).
-    field(&mut h, b"huiyuan-ledger-v2");
-    field(&mut h, e.brand_id.as_bytes());
-    field(&mut h, e.member_id.as_bytes());
-    h.update(e.seq.to_be_bytes());
-    field(&mut h, e.entry_id.as_bytes());
-    field(&mut h, e.kind.as_str().as_bytes());
-    h.update(e.deltas.available.to_be_bytes());
-    h.update(e.deltas.pending.to_be_bytes());
-    h.update(e.deltas.debt.to_be_bytes());
-    opt(&mut h, e.lot_id);
-    opt(&mut h, e.reference);
-    match e.programme_version {
-        None => h.update([0u8]),
-        Some(v) => {
-            h.update([1u8]);
-            h.update(v.to_be_bytes());
-        }
-    }
-    field(&mut h, e.detail.as_bytes());
-    field(&mut h, e.actor.as_bytes());
-    h.update(e.created_at_ms.to_be_bytes());
-    field(&mut h, prev);
-    h.finalize().into()
+    let mut h = ChainHasher::new("huiyuan-ledger-v2");
+    h.text(e.brand_id)
+        .text(e.member_id)
+        .int(e.seq)
+        .text(e.entry_id)
+        .text(e.kind.as_str())
+        .int(e.deltas.available)
+        .int(e.deltas.pending)
+        .int(e.deltas.debt)
+        .opt_text(e.lot_id)
+        .opt_text(e.reference)
+        .opt_int(e.programme_version)
+        .text(e.detail)
+        .text(e.actor)
+        .int(e.created_at_ms);
+    h.finish(prev)
 }
 
 /// Takes `amount` from lots in the order given (the caller sorts them oldest first); returns
@@ -215,6 +196,19 @@ mod tests {
         b.reference = Some("b");
         b.lot_id = Some("ca");
         assert_ne!(entry_hash(&GENESIS_HASH, &a), entry_hash(&GENESIS_HASH, &b));
+    }
+
+    /// Stored ledgers are verified by recomputing their hashes: the encoding must never drift.
+    #[test]
+    fn the_encoding_is_pinned() {
+        let hex: String = entry_hash(&GENESIS_HASH, &content(1, "{}"))
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        assert_eq!(
+            hex,
+            "935182f010acbd48b70bbad8b1a3e7db99425499d75eb98a3f5fb2d20c74b262"
+        );
     }
 
     #[test]

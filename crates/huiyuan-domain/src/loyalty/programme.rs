@@ -45,6 +45,9 @@ pub struct Programme {
     /// Whether and how members may give points to each other; absent: they may not.
     pub transfers: Option<TransferPolicy>,
     pub tiers: TierProgramme,
+    /// Stored value (儲值): top-up bonuses and limits.
+    #[serde(default)]
+    pub wallet: crate::commerce::wallet::WalletRules,
 }
 
 /// Limits on point transfers between members.
@@ -364,6 +367,7 @@ impl Programme {
     /// Checks the rules a document must obey beyond its shape.
     pub fn validate(&self) -> Result<(), ValidationError> {
         let mut v = Validator::default();
+        self.wallet.validate(&mut v, "wallet");
         let one = Decimal::ONE;
         let hundred = Decimal::from(100);
         let max_mult = Decimal::from(100);

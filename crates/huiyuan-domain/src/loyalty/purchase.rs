@@ -98,11 +98,23 @@ pub fn validate_purchase(p: &PurchaseInput) -> Result<Vec<PurchaseLine>, Validat
 /// Checks a basket's lines and paid amount (a purchase's or a preview's); returns the lines
 /// normalised.
 fn check_basket(v: &mut Validator, input: &[LineInput], paid_amount: i64) -> Vec<PurchaseLine> {
+    let lines = validate_basket_lines(v, input);
+    let total = lines.iter().fold(0i64, |t, l| t.saturating_add(l.amount.max(0)));
+    if paid_amount < 0 || paid_amount > total {
+        v.push(
+            "paid_amount",
+            format!("must be between 0 and the sum of the lines ({total})"),
+        );
+    }
+    lines
+}
+
+/// Checks a basket's lines (errors go to `v`); returns them normalised.
+pub fn validate_basket_lines(v: &mut Validator, input: &[LineInput]) -> Vec<PurchaseLine> {
     if input.is_empty() || input.len() > MAX_LINES {
         v.push("lines", format!("must have between 1 and {MAX_LINES} lines"));
     }
     let mut lines = Vec::with_capacity(input.len());
-    let mut total: i64 = 0;
     for (i, l) in input.iter().enumerate() {
         let sku = v.check(validate_text(&format!("lines[{i}].sku"), &l.sku, 64));
         let category = l
@@ -118,7 +130,6 @@ fn check_basket(v: &mut Validator, input: &[LineInput], paid_amount: i64) -> Vec
                 format!("must be between 0 and {MAX_AMOUNT} minor units (no negative lines: give discounts through paid_amount)"),
             );
         }
-        total = total.saturating_add(l.amount.max(0));
         lines.push(PurchaseLine {
             sku: sku.unwrap_or_default(),
             category,
@@ -128,12 +139,6 @@ fn check_basket(v: &mut Validator, input: &[LineInput], paid_amount: i64) -> Vec
             points: 0,
             refunded_quantity: 0,
         });
-    }
-    if paid_amount < 0 || paid_amount > total {
-        v.push(
-            "paid_amount",
-            format!("must be between 0 and the sum of the lines ({total})"),
-        );
     }
     lines
 }

@@ -1,0 +1,329 @@
+//! Coupons, the wallet and the till's checkout.
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::Json;
+use huiyuan_core::commerce::checkout::{Quote, Sale, SaleRefund, SaleRefundInput};
+use huiyuan_core::commerce::coupons::{
+    ClaimInput, CouponView, IssueInput, RedeemCouponInput, RedeemCouponOutcome, RewardInput, TemplateUsage,
+    TemplateView,
+};
+use huiyuan_core::commerce::wallet::{
+    TopUpInput, TopUpOutcome, TopUpRefundInput, TopUpRefundOutcome, WalletEntryView, WalletView,
+};
+use huiyuan_domain::commerce::checkout::CheckoutInput;
+use huiyuan_domain::commerce::coupons::TemplateInput;
+use huiyuan_domain::ids::MemberId;
+use serde::Deserialize;
+
+use super::{list, page, List, PageQuery};
+use crate::extract::{path_id, ApiJson, ApiQuery, Auth};
+use crate::problem::{ApiError, ApiResult, Problem};
+use crate::AppState;
+
+fn created<T>(made: bool, body: T) -> (StatusCode, Json<T>) {
+    (
+        if made { StatusCode::CREATED } else { StatusCode::OK },
+        Json(body),
+    )
+}
+
+fn member(id: &str) -> Result<MemberId, ApiError> {
+    path_id(id, "member")
+}
+
+/// Creates a coupon template: the offer (fixed amount, percentage with a cap, threshold
+/// [滿100減20], free item, free shipping), its validity, limits, stock, cost and optional claim
+/// code and points price (rewards catalogue).
+#[utoipa::path(post, path = "/v1/coupon-templates", tag = "coupons", request_body = TemplateInput,
+    responses((status = 201, body = TemplateView), (status = 422, body = Problem)))]
+pub async fn create_template(
+    State(s): State<AppState>,
+    Auth(actor): Auth,
+    ApiJson(input): ApiJson<TemplateInput>,
+) -> ApiResult<(StatusCode, Json<TemplateView>)> {
+    Ok((
+        StatusCode::CREATED,
+        Json(s.core.create_coupon_template(&actor, input).await?),
+    ))
+}
+
+/// The brand's coupon templates, newest first.
+#[utoipa::path(get, path = "/v1/coupon-templates", tag = "coupons", params(PageQuery),
+    responses((status = 200, body = List<TemplateView>)))]
+pub async fn list_templates(
+    State(s): State<AppState>,
+    Auth(actor): Auth,
+    ApiQuery(q): ApiQuery<PageQuery>,
+) -> ApiResult<Json<List<TemplateView>>> {
+    let (p, limit) = page(q.limit, q.starting_after)?;
+    Ok(Json(list(s.core.list_coupon_templates(&actor, &p).await?, limit)))
+}
+
+#[utoipa::path(get, path = "/v1/coupon-templates/{id}", tag = "coupons",
+    params(("id" = String, Path, description = "Template ID")),
+    responses((status = 200, body = TemplateView), (status = 404, body = Problem)))]
+pub async fn get_template(
+    State(s): State<AppState>,
+    Auth(actor): Auth,
+    Path(id): Path<String>,
+) -> ApiResult<Json<TemplateView>> {
+    Ok(Json(s.core.get_coupon_template(&actor, &id).await?))
+}
+
+/// Stops a template from issuing; coupons already issued stay usable.
+#[utoipa::path(post, path = "/v1/coupon-templates/{id}/archive", tag = "coupons",
+    params(("id" = String, Path, description = "Template ID")),
+    responses((status = 200, body = TemplateView), (status = 404, body = Problem)))]
+pub async fn archive_template(
+    State(s): State<AppState>,
+    Auth(actor): Auth,
+    Path(id): Path<String>,
+) -> ApiResult<Json<TemplateView>> {
+    Ok(Json(s.core.archive_coupon_template(&actor, &id).await?))
+}
+
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct UsageQuery {
+    /// Redemption rate under which a template is flagged (0–1); default 0.15.
+    pub threshold: Option<f64>,
+}
+
+/// The benefit usage report: each template's issued, redeemed and expired coupons, its
+/// redemption rate, the discount and cost it gave, flagged when used by fewer than `threshold`.
+#[utoipa::path(get, path = "/v1/reports/coupon-usage", tag = "coupons", params(UsageQuery),
+    responses((status = 200, body = [TemplateUsage]), (status = 422, body = Problem)))]
+pub async fn coupon_usage(
+    State(s): State<AppState>,
+    Auth(actor): Auth,
+    ApiQuery(q): ApiQuery<UsageQuery>,
+) -> ApiResult<Json<Vec<TemplateUsage>>> {
+    Ok(Json(
+        s.core.coupon_usage(&actor, q.threshold.unwrap_or(0.15)).await?,
+    ))
+}
+
+/// Issues a coupon of a template to the member; idempotent on `reference`.
+#[utoipa::path(post, path = "/v1/members/{id}/coupons", tag = "coupons",
+    params(("id" = String, Path, description = "Member ID")), request_body = IssueInput,
+    responses((status = 201, body = CouponView), (status = 200, body = CouponView, description = "Issued before with this reference"),
+        (status = 404, body = Problem), (status = 409, body = Problem), (status = 422, body = Problem)))]
+pub async fn issue(
+    State(s): State<AppState>,
+    Auth(actor): Auth,
+    Path(id): Path<String>,
+    ApiJson(input): ApiJson<IssueInput>,
+) -> ApiResult<(StatusCode, Json<CouponView>)> {
+    let (c, made) = s.core.issue_coupon(&actor, &member(&id)?, input).await?;
+    Ok(created(made, c))
+}
+
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct CouponsQuery {
+    /// `issued`, `redeemed`, `expired` or `void`.
+    pub status: Option<String>,
+    pub limit: Option<u32>,
+    pub starting_after: Option<String>,
+}
+
+/// The member's coupons, newest first.
+#[utoipa::path(get, path = "/v1/members/{id}/coupons", tag = "coupons",
+    params(("id" = String, Path, description = "Member ID"), CouponsQuery),
+    responses((status = 200, body = List<CouponView>), (status = 404, body = Problem)))]
+pub async fn member_coupons(
+    State(s): State<AppState>,
+    Auth(actor): Auth,
+    Path(id): Path<String>,
+    ApiQuery(q): ApiQuery<CouponsQuery>,
+) -> ApiResult<Json<List<CouponView>>> {
+    let (p, limit) = page(q.limit, q.starting_after)?;
+    Ok(Json(list(
+        s.core
+            .member_coupons(&actor, &member(&id)?, q.status.as_deref(), &p)
+            .await?,
+        limit,
+    )))
+}
+
+/// The member claims a coupon with a template's public claim code (線上領券), once.
+#[utoipa::path(post, path = "/v1/members/{id}/coupons/claim", tag = "coupons",
+    params(("id" = String, Path, description = "Member ID")), request_body = ClaimInput,
+    responses((status = 201, body = CouponView), (status = 200, body = CouponView, description = "Claimed before"),
+        (status = 409, body = Problem), (status = 422, body = Problem)))]
+pub async fn claim(
+    State(s): State<AppState>,
+    Auth(actor): Auth,
+    Path(id): Path<String>,
+    ApiJson(input): ApiJson<ClaimInput>,
+) -> ApiResult<(StatusCode, Json<CouponView>)> {
+    let (c, made) = s.core.claim_coupon(&actor, &member(&id)?, input).await?;
+    Ok(created(made, c))
+}
+
+/// Spends points on a template of the rewards catalogue [1,000 points → a 50-yuan coupon]:
+/// the points and the coupon in one transaction; idempotent on `reference`.
+#[utoipa::path(post, path = "/v1/members/{id}/rewards", tag = "coupons",
+    params(("id" = String, Path, description = "Member ID")), request_body = RewardInput,
+    responses((status = 201, body = CouponView), (status = 200, body = CouponView),
+        (status = 409, body = Problem), (status = 422, body = Problem)))]
+pub async fn reward(
+    State(s): State<AppState>,
+    Auth(actor): Auth,
+    Path(id): Path<String>,
+    ApiJson(input): ApiJson<RewardInput>,
+) -> ApiResult<(StatusCode, Json<CouponView>)> {
+    let (c, made) = s.core.redeem_reward(&actor, &member(&id)?, input).await?;
+    Ok(created(made, c))
+}
+
+/// A coupon by its code (dashes and case do not matter; a typo is caught by the check character).
+#[utoipa::path(get, path = "/v1/coupons/{code}", tag = "coupons",
+    params(("code" = String, Path, description = "Coupon code")),
+    responses((status = 200, body = CouponView), (status = 404, body = Problem), (status = 422, body = Problem)))]
+pub async fn get_coupon(
+    State(s): State<AppState>,
+    Auth(actor): Auth,
+    Path(code): Path<String>,
+) -> ApiResult<Json<CouponView>> {
+    Ok(Json(s.core.get_coupon(&actor, &code).await?))
+}
+
+/// Redeems a coupon on an order priced elsewhere (an online shop): exactly once, whatever the
+/// concurrency; the same order again returns the first answer. Refusals say what to change
+/// ("minimum spend 100.00, basket 80.00"; "already used at store … on …").
+#[utoipa::path(post, path = "/v1/coupons/{code}/redeem", tag = "coupons",
+    params(("code" = String, Path, description = "Coupon code")), request_body = RedeemCouponInput,
+    responses((status = 201, body = RedeemCouponOutcome), (status = 200, body = RedeemCouponOutcome),
+        (status = 404, body = Problem), (status = 409, body = Problem), (status = 422, body = Problem)))]
+pub async fn redeem_coupon(
+    State(s): State<AppState>,
+    Auth(actor): Auth,
+    Path(code): Path<String>,
+    ApiJson(input): ApiJson<RedeemCouponInput>,
+) -> ApiResult<(StatusCode, Json<RedeemCouponOutcome>)> {
+    let (o, made) = s.core.redeem_coupon(&actor, &code, input).await?;
+    Ok(created(made, o))
+}
+
+/// Money into the member's wallet, with the programme's top-up bonus; idempotent on `reference`.
+#[utoipa::path(post, path = "/v1/members/{id}/wallet/top-ups", tag = "wallet",
+    params(("id" = String, Path, description = "Member ID")), request_body = TopUpInput,
+    responses((status = 201, body = TopUpOutcome), (status = 200, body = TopUpOutcome),
+        (status = 409, body = Problem), (status = 422, body = Problem)))]
+pub async fn top_up(
+    State(s): State<AppState>,
+    Auth(actor): Auth,
+    Path(id): Path<String>,
+    ApiJson(input): ApiJson<TopUpInput>,
+) -> ApiResult<(StatusCode, Json<TopUpOutcome>)> {
+    let (o, made) = s.core.top_up_wallet(&actor, &member(&id)?, input).await?;
+    Ok(created(made, o))
+}
+
+/// Refunds all or part of a top-up: its principal out, its bonus clawed back in proportion
+/// (bonus already spent is kept back from the money returned). Idempotent on `refund_id`.
+#[utoipa::path(post, path = "/v1/members/{id}/wallet/top-ups/{reference}/refunds", tag = "wallet",
+    params(("id" = String, Path, description = "Member ID"), ("reference" = String, Path, description = "The top-up's reference")),
+    request_body = TopUpRefundInput,
+    responses((status = 201, body = TopUpRefundOutcome), (status = 200, body = TopUpRefundOutcome),
+        (status = 404, body = Problem), (status = 409, body = Problem), (status = 422, body = Problem)))]
+pub async fn refund_top_up(
+    State(s): State<AppState>,
+    Auth(actor): Auth,
+    Path((id, reference)): Path<(String, String)>,
+    ApiJson(input): ApiJson<TopUpRefundInput>,
+) -> ApiResult<(StatusCode, Json<TopUpRefundOutcome>)> {
+    let (o, made) = s
+        .core
+        .refund_top_up(&actor, &member(&id)?, &reference, input)
+        .await?;
+    Ok(created(made, o))
+}
+
+/// The wallet's balance: principal (the member's money) and bonus apart.
+#[utoipa::path(get, path = "/v1/members/{id}/wallet", tag = "wallet",
+    params(("id" = String, Path, description = "Member ID")),
+    responses((status = 200, body = WalletView), (status = 404, body = Problem)))]
+pub async fn wallet(
+    State(s): State<AppState>,
+    Auth(actor): Auth,
+    Path(id): Path<String>,
+) -> ApiResult<Json<WalletView>> {
+    Ok(Json(s.core.wallet_balance(&actor, &member(&id)?).await?))
+}
+
+/// The wallet's statement, newest first; each entry hash-chained to the one before.
+#[utoipa::path(get, path = "/v1/members/{id}/wallet/entries", tag = "wallet",
+    params(("id" = String, Path, description = "Member ID"), PageQuery),
+    responses((status = 200, body = List<WalletEntryView>), (status = 404, body = Problem)))]
+pub async fn wallet_entries(
+    State(s): State<AppState>,
+    Auth(actor): Auth,
+    Path(id): Path<String>,
+    ApiQuery(q): ApiQuery<PageQuery>,
+) -> ApiResult<Json<List<WalletEntryView>>> {
+    let (p, limit) = page(q.limit, q.starting_after)?;
+    Ok(Json(list(
+        s.core.wallet_statement(&actor, &member(&id)?, &p).await?,
+        limit,
+    )))
+}
+
+/// Prices a basket for a member — tier price, coupons, the most points usable and their value,
+/// the wallet — lists the member's coupons it can and cannot use (and why), and the points the
+/// sale would earn. Changes nothing.
+#[utoipa::path(post, path = "/v1/checkout/quote", tag = "checkout", request_body = CheckoutInput,
+    responses((status = 200, body = Quote), (status = 404, body = Problem), (status = 422, body = Problem)))]
+pub async fn quote(
+    State(s): State<AppState>,
+    Auth(actor): Auth,
+    ApiJson(input): ApiJson<CheckoutInput>,
+) -> ApiResult<Json<Quote>> {
+    Ok(Json(s.core.quote(&actor, input).await?))
+}
+
+/// Commits a sale: the coupons, points and wallet it asks for and the points it earns, in one
+/// transaction; idempotent on `order_id`. A committed quote pays exactly the quoted totals.
+#[utoipa::path(post, path = "/v1/checkout/commit", tag = "checkout", request_body = CheckoutInput,
+    responses((status = 201, body = Sale), (status = 200, body = Sale, description = "This order was committed before"),
+        (status = 404, body = Problem), (status = 409, body = Problem), (status = 422, body = Problem)))]
+pub async fn commit(
+    State(s): State<AppState>,
+    Auth(actor): Auth,
+    ApiJson(input): ApiJson<CheckoutInput>,
+) -> ApiResult<(StatusCode, Json<Sale>)> {
+    let (sale, made) = s.core.commit_sale(&actor, input).await?;
+    Ok(created(made, sale))
+}
+
+#[utoipa::path(get, path = "/v1/checkout/{order_id}", tag = "checkout",
+    params(("order_id" = String, Path, description = "The brand's order number")),
+    responses((status = 200, body = Sale), (status = 404, body = Problem)))]
+pub async fn get_sale(
+    State(s): State<AppState>,
+    Auth(actor): Auth,
+    Path(order_id): Path<String>,
+) -> ApiResult<Json<Sale>> {
+    Ok(Json(s.core.get_sale(&actor, &order_id).await?))
+}
+
+/// Refunds a whole till sale: its earned points reversed, its spent points and wallet money
+/// given back, its coupons usable again while valid — in one transaction; idempotent on
+/// `refund_id`.
+#[utoipa::path(post, path = "/v1/checkout/{order_id}/refund", tag = "checkout",
+    params(("order_id" = String, Path, description = "The brand's order number")), request_body = SaleRefundInput,
+    responses((status = 201, body = SaleRefund), (status = 200, body = SaleRefund),
+        (status = 404, body = Problem), (status = 409, body = Problem), (status = 422, body = Problem)))]
+pub async fn refund(
+    State(s): State<AppState>,
+    Auth(actor): Auth,
+    Path(order_id): Path<String>,
+    ApiJson(input): ApiJson<SaleRefundInput>,
+) -> ApiResult<(StatusCode, Json<SaleRefund>)> {
+    let (o, made) = s.core.refund_sale(&actor, &order_id, input).await?;
+    Ok(created(made, o))
+}

@@ -1,0 +1,237 @@
+//! Rows and storage operations of coupons, wallets and till sales: a trait of its own
+//! ([`CommerceTx`], a supertrait of [`crate::Tx`]) so that the loyalty engine's storage stays
+//! readable. The SQL is in `sql/commerce.rs`, written once for both backends.
+
+use async_trait::async_trait;
+use huiyuan_domain::ids::{BrandId, MemberId};
+use time::OffsetDateTime;
+
+use crate::{Page, Result};
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct CouponTemplateRecord {
+    pub id: String,
+    pub brand_id: BrandId,
+    pub name: String,
+    /// The template as validated (`commerce::coupons::TemplateInput`), JSON.
+    pub definition: String,
+    /// Upper-case; unique in the brand.
+    pub claim_code: Option<String>,
+    pub stock: Option<i64>,
+    /// Coupons issued so far (the stock's counter).
+    pub issued: i64,
+    pub points_price: Option<i64>,
+    /// `active` or `archived` (no more issuing).
+    pub status: String,
+    pub created_at: OffsetDateTime,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct CouponRecord {
+    pub id: String,
+    pub brand_id: BrandId,
+    pub template_id: String,
+    /// `ABCD-EFGH-JKLM-NP`; unique in the brand.
+    pub code: String,
+    pub member_id: MemberId,
+    /// `issued`, `redeemed`, `expired` or `void`.
+    pub status: String,
+    pub valid_from: OffsetDateTime,
+    pub valid_until: OffsetDateTime,
+    /// `direct`, `bulk`, `claim` or `reward`.
+    pub source: String,
+    /// What made it, unique per source in the brand: issuing again with it issues nothing.
+    pub reference: String,
+    pub issued_at: OffsetDateTime,
+    pub redeemed_at: Option<OffsetDateTime>,
+    pub redeemed_order_id: Option<String>,
+    pub redeemed_store_id: Option<String>,
+    pub redeemed_channel: Option<String>,
+    /// What it took off the sale, minor units.
+    pub discount: Option<i64>,
+}
+
+/// A coupon template's issued and redeemed coupons, for the usage report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct CouponCounts {
+    pub issued: i64,
+    pub redeemed: i64,
+    pub expired: i64,
+    /// Sum of the redeemed coupons' discounts.
+    pub discount: i64,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct WalletRecord {
+    pub brand_id: BrandId,
+    pub member_id: MemberId,
+    /// Money the member paid in and has not spent, minor units (never negative).
+    pub principal: i64,
+    /// Money the brand gave as top-up bonuses, not spent (never negative).
+    pub bonus: i64,
+    pub last_seq: i64,
+    pub last_hash: Vec<u8>,
+    pub updated_at: OffsetDateTime,
+}
+
+/// One append-only, hash-chained entry of a wallet.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WalletEntryRecord {
+    pub id: String,
+    pub brand_id: BrandId,
+    pub member_id: MemberId,
+    pub seq: i64,
+    pub kind: String,
+    pub principal_delta: i64,
+    pub bonus_delta: i64,
+    pub reference: String,
+    pub detail: String,
+    pub actor: String,
+    pub created_at: OffsetDateTime,
+    pub prev_hash: Vec<u8>,
+    pub hash: Vec<u8>,
+}
+
+/// A top-up, kept for its refunds; its reference makes it idempotent.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TopUpRecord {
+    pub brand_id: BrandId,
+    pub reference: String,
+    pub member_id: MemberId,
+    pub amount: i64,
+    pub bonus: i64,
+    /// Principal refunded so far.
+    pub refunded: i64,
+    /// Bonus clawed back (or kept back from refunds) so far.
+    pub clawed: i64,
+    pub created_at: OffsetDateTime,
+}
+
+/// A sale made through the till's checkout: what was paid with what, so a refund can reverse
+/// exactly that. Its order ID is also the purchase's.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SaleRecord {
+    pub brand_id: BrandId,
+    pub order_id: String,
+    pub member_id: MemberId,
+    pub store_id: Option<String>,
+    pub channel: String,
+    /// The priced basket (`commerce::checkout::Priced`), JSON.
+    pub priced: String,
+    /// IDs of the coupons redeemed, JSON array.
+    pub coupons: String,
+    pub points_used: i64,
+    /// The lots the points came from, JSON `[[lot, points], …]`.
+    pub points_lots: String,
+    pub wallet_principal: i64,
+    pub wallet_bonus: i64,
+    pub money: i64,
+    /// `completed` or `refunded`.
+    pub status: String,
+    /// The answer of the commit (and, once refunded, of the refund), JSON.
+    pub outcome: String,
+    pub refund_outcome: Option<String>,
+    pub created_at: OffsetDateTime,
+    pub refunded_at: Option<OffsetDateTime>,
+}
+
+/// Storage of coupons, wallets and sales.
+#[async_trait]
+pub trait CommerceTx: Send {
+    // Coupon templates
+    async fn insert_coupon_template(&mut self, t: &CouponTemplateRecord) -> Result<()>;
+    async fn get_coupon_template(
+        &mut self,
+        brand: &BrandId,
+        id: &str,
+    ) -> Result<Option<CouponTemplateRecord>>;
+    async fn find_template_by_claim_code(
+        &mut self,
+        brand: &BrandId,
+        code: &str,
+    ) -> Result<Option<CouponTemplateRecord>>;
+    /// Newest first.
+    async fn list_coupon_templates(
+        &mut self,
+        brand: &BrandId,
+        page: &Page,
+    ) -> Result<Vec<CouponTemplateRecord>>;
+    /// Counts `n` more coupons as issued unless that would pass the stock; false (nothing
+    /// changed) when it would. On PostgreSQL the row stays locked until the transaction ends.
+    async fn take_coupon_stock(&mut self, brand: &BrandId, id: &str, n: i64) -> Result<bool>;
+    async fn set_template_status(&mut self, brand: &BrandId, id: &str, status: &str) -> Result<bool>;
+    /// The template's coupons by state, and the discount its redemptions gave.
+    async fn coupon_counts(&mut self, brand: &BrandId, template: &str) -> Result<CouponCounts>;
+
+    // Coupons
+    /// Issues coupons; those whose (source, reference) the brand already has are skipped.
+    /// Returns how many were written.
+    async fn insert_coupons(&mut self, coupons: &[CouponRecord]) -> Result<u64>;
+    async fn get_coupon_by_code(&mut self, brand: &BrandId, code: &str) -> Result<Option<CouponRecord>>;
+    async fn get_coupon_by_reference(
+        &mut self,
+        brand: &BrandId,
+        source: &str,
+        reference: &str,
+    ) -> Result<Option<CouponRecord>>;
+    async fn get_coupons(&mut self, brand: &BrandId, ids: &[String]) -> Result<Vec<CouponRecord>>;
+    /// A member's coupons, newest first; only those in `status` when given.
+    async fn list_member_coupons(
+        &mut self,
+        brand: &BrandId,
+        member: &MemberId,
+        status: Option<&str>,
+        page: &Page,
+    ) -> Result<Vec<CouponRecord>>;
+    async fn count_member_coupons(
+        &mut self,
+        brand: &BrandId,
+        template: &str,
+        member: &MemberId,
+    ) -> Result<i64>;
+    /// Marks an issued coupon redeemed; false when it was not `issued` (already redeemed,
+    /// expired or void): the one check that makes redemption happen at most once, whatever
+    /// the concurrency.
+    async fn redeem_coupon(&mut self, c: &CouponRecord) -> Result<bool>;
+    /// Writes a coupon's state (restored after a refund, expired, void).
+    async fn update_coupon_status(&mut self, c: &CouponRecord) -> Result<()>;
+    /// Issued coupons whose validity ended by `now`, any brand, up to `limit`.
+    async fn coupons_past_validity(&mut self, now: OffsetDateTime, limit: u32) -> Result<Vec<CouponRecord>>;
+    /// A merged member's coupons and till sales go to the member who survives.
+    async fn move_commerce(&mut self, brand: &BrandId, from: &MemberId, to: &MemberId) -> Result<()>;
+
+    // Wallets
+    async fn get_wallet(&mut self, brand: &BrandId, member: &MemberId) -> Result<Option<WalletRecord>>;
+    /// Reads the wallet and, on PostgreSQL, locks it until the transaction ends.
+    async fn lock_wallet(&mut self, brand: &BrandId, member: &MemberId) -> Result<Option<WalletRecord>>;
+    /// Creates the wallet unless it exists.
+    async fn ensure_wallet(&mut self, w: &WalletRecord) -> Result<()>;
+    async fn save_wallet(&mut self, w: &WalletRecord) -> Result<()>;
+    async fn insert_wallet_entries(&mut self, entries: &[WalletEntryRecord]) -> Result<()>;
+    /// Newest first.
+    async fn list_wallet_entries(
+        &mut self,
+        brand: &BrandId,
+        member: &MemberId,
+        page: &Page,
+    ) -> Result<Vec<WalletEntryRecord>>;
+    /// Every entry of a wallet, oldest first (the verifier's read).
+    async fn wallet_chain(&mut self, brand: &BrandId, member: &MemberId) -> Result<Vec<WalletEntryRecord>>;
+    /// Wallets after the cursor, in (brand, member) order; of one brand when given.
+    async fn list_wallets(
+        &mut self,
+        brand: Option<&BrandId>,
+        after: Option<&(BrandId, MemberId)>,
+        limit: u32,
+    ) -> Result<Vec<WalletRecord>>;
+    /// Records a top-up; false when the brand already has its reference.
+    async fn insert_top_up(&mut self, t: &TopUpRecord) -> Result<bool>;
+    async fn get_top_up(&mut self, brand: &BrandId, reference: &str) -> Result<Option<TopUpRecord>>;
+    async fn update_top_up(&mut self, t: &TopUpRecord) -> Result<()>;
+
+    // Sales
+    /// Records a sale; false when the brand already has its order ID.
+    async fn insert_sale(&mut self, s: &SaleRecord) -> Result<bool>;
+    async fn get_sale(&mut self, brand: &BrandId, order_id: &str) -> Result<Option<SaleRecord>>;
+    async fn update_sale(&mut self, s: &SaleRecord) -> Result<()>;
+}

@@ -1,0 +1,615 @@
+//! The SQL of [`CommerceTx`]: coupons, wallets and sales, written once for both backends.
+
+use async_trait::async_trait;
+use huiyuan_domain::ids::{BrandId, MemberId};
+use time::OffsetDateTime;
+
+use super::{paginate, v, Query, Row, SqlTx, Value};
+use crate::commerce::*;
+use crate::{Page, Result, StoreError};
+
+const TEMPLATE_COLS: &str =
+    "id, brand_id, name, definition, claim_code, stock, issued, points_price, status, created_at";
+fn template_row(r: &Row) -> Result<CouponTemplateRecord> {
+    Ok(CouponTemplateRecord {
+        id: r.text("id")?,
+        brand_id: r.parsed("brand_id")?,
+        name: r.text("name")?,
+        definition: r.text("definition")?,
+        claim_code: r.opt_text("claim_code")?,
+        stock: r.opt_i64("stock")?,
+        issued: r.i64("issued")?,
+        points_price: r.opt_i64("points_price")?,
+        status: r.text("status")?,
+        created_at: r.time("created_at")?,
+    })
+}
+
+const COUPON_COLS: &str =
+    "id, brand_id, template_id, code, member_id, status, valid_from, valid_until, source, \
+     reference, issued_at, redeemed_at, redeemed_order_id, redeemed_store_id, redeemed_channel, discount";
+fn coupon_row(r: &Row) -> Result<CouponRecord> {
+    Ok(CouponRecord {
+        id: r.text("id")?,
+        brand_id: r.parsed("brand_id")?,
+        template_id: r.text("template_id")?,
+        code: r.text("code")?,
+        member_id: r.parsed("member_id")?,
+        status: r.text("status")?,
+        valid_from: r.time("valid_from")?,
+        valid_until: r.time("valid_until")?,
+        source: r.text("source")?,
+        reference: r.text("reference")?,
+        issued_at: r.time("issued_at")?,
+        redeemed_at: r.opt_time("redeemed_at")?,
+        redeemed_order_id: r.opt_text("redeemed_order_id")?,
+        redeemed_store_id: r.opt_text("redeemed_store_id")?,
+        redeemed_channel: r.opt_text("redeemed_channel")?,
+        discount: r.opt_i64("discount")?,
+    })
+}
+fn coupon_values(c: &CouponRecord) -> Vec<Value> {
+    vec![
+        v(&c.id),
+        v(c.brand_id.as_str()),
+        v(&c.template_id),
+        v(&c.code),
+        v(c.member_id.as_str()),
+        v(&c.status),
+        v(c.valid_from),
+        v(c.valid_until),
+        v(&c.source),
+        v(&c.reference),
+        v(c.issued_at),
+        v(c.redeemed_at),
+        v(c.redeemed_order_id.as_deref()),
+        v(c.redeemed_store_id.as_deref()),
+        v(c.redeemed_channel.as_deref()),
+        v(c.discount),
+    ]
+}
+
+const WALLET_COLS: &str = "brand_id, member_id, principal, bonus, last_seq, last_hash, updated_at";
+fn wallet_row(r: &Row) -> Result<WalletRecord> {
+    Ok(WalletRecord {
+        brand_id: r.parsed("brand_id")?,
+        member_id: r.parsed("member_id")?,
+        principal: r.i64("principal")?,
+        bonus: r.i64("bonus")?,
+        last_seq: r.i64("last_seq")?,
+        last_hash: r.bytes("last_hash")?,
+        updated_at: r.time("updated_at")?,
+    })
+}
+fn wallet_values(w: &WalletRecord) -> Vec<Value> {
+    vec![
+        v(w.brand_id.as_str()),
+        v(w.member_id.as_str()),
+        v(w.principal),
+        v(w.bonus),
+        v(w.last_seq),
+        v(&w.last_hash),
+        v(w.updated_at),
+    ]
+}
+
+const WALLET_ENTRY_COLS: &str =
+    "id, brand_id, member_id, seq, kind, principal_delta, bonus_delta, reference, \
+     detail, actor, created_at, prev_hash, hash";
+fn wallet_entry_row(r: &Row) -> Result<WalletEntryRecord> {
+    Ok(WalletEntryRecord {
+        id: r.text("id")?,
+        brand_id: r.parsed("brand_id")?,
+        member_id: r.parsed("member_id")?,
+        seq: r.i64("seq")?,
+        kind: r.text("kind")?,
+        principal_delta: r.i64("principal_delta")?,
+        bonus_delta: r.i64("bonus_delta")?,
+        reference: r.text("reference")?,
+        detail: r.text("detail")?,
+        actor: r.text("actor")?,
+        created_at: r.time("created_at")?,
+        prev_hash: r.bytes("prev_hash")?,
+        hash: r.bytes("hash")?,
+    })
+}
+
+const TOP_UP_COLS: &str = "brand_id, reference, member_id, amount, bonus, refunded, clawed, created_at";
+fn top_up_row(r: &Row) -> Result<TopUpRecord> {
+    Ok(TopUpRecord {
+        brand_id: r.parsed("brand_id")?,
+        reference: r.text("reference")?,
+        member_id: r.parsed("member_id")?,
+        amount: r.i64("amount")?,
+        bonus: r.i64("bonus")?,
+        refunded: r.i64("refunded")?,
+        clawed: r.i64("clawed")?,
+        created_at: r.time("created_at")?,
+    })
+}
+
+const SALE_COLS: &str = "brand_id, order_id, member_id, store_id, channel, priced, coupons, points_used, \
+     points_lots, wallet_principal, wallet_bonus, money, status, outcome, refund_outcome, created_at, refunded_at";
+fn sale_row(r: &Row) -> Result<SaleRecord> {
+    Ok(SaleRecord {
+        brand_id: r.parsed("brand_id")?,
+        order_id: r.text("order_id")?,
+        member_id: r.parsed("member_id")?,
+        store_id: r.opt_text("store_id")?,
+        channel: r.text("channel")?,
+        priced: r.text("priced")?,
+        coupons: r.text("coupons")?,
+        points_used: r.i64("points_used")?,
+        points_lots: r.text("points_lots")?,
+        wallet_principal: r.i64("wallet_principal")?,
+        wallet_bonus: r.i64("wallet_bonus")?,
+        money: r.i64("money")?,
+        status: r.text("status")?,
+        outcome: r.text("outcome")?,
+        refund_outcome: r.opt_text("refund_outcome")?,
+        created_at: r.time("created_at")?,
+        refunded_at: r.opt_time("refunded_at")?,
+    })
+}
+
+#[async_trait]
+impl CommerceTx for SqlTx {
+    async fn insert_coupon_template(&mut self, t: &CouponTemplateRecord) -> Result<()> {
+        self.exec(
+            &format!("INSERT INTO coupon_templates ({TEMPLATE_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"),
+            vec![
+                v(&t.id),
+                v(t.brand_id.as_str()),
+                v(&t.name),
+                v(&t.definition),
+                v(t.claim_code.as_deref()),
+                v(t.stock),
+                v(t.issued),
+                v(t.points_price),
+                v(&t.status),
+                v(t.created_at),
+            ],
+        )
+        .await
+        .map(drop)
+    }
+
+    async fn get_coupon_template(
+        &mut self,
+        brand: &BrandId,
+        id: &str,
+    ) -> Result<Option<CouponTemplateRecord>> {
+        self.one(
+            &format!("SELECT {TEMPLATE_COLS} FROM coupon_templates WHERE brand_id = $1 AND id = $2"),
+            vec![v(brand.as_str()), v(id)],
+            template_row,
+        )
+        .await
+    }
+
+    async fn find_template_by_claim_code(
+        &mut self,
+        brand: &BrandId,
+        code: &str,
+    ) -> Result<Option<CouponTemplateRecord>> {
+        self.one(
+            &format!("SELECT {TEMPLATE_COLS} FROM coupon_templates WHERE brand_id = $1 AND claim_code = $2"),
+            vec![v(brand.as_str()), v(code)],
+            template_row,
+        )
+        .await
+    }
+
+    async fn list_coupon_templates(
+        &mut self,
+        brand: &BrandId,
+        page: &Page,
+    ) -> Result<Vec<CouponTemplateRecord>> {
+        let mut q = Query::new(&format!(
+            "SELECT {TEMPLATE_COLS} FROM coupon_templates WHERE brand_id = "
+        ));
+        q.bind(brand.as_str());
+        paginate(&mut q, "id", page);
+        self.query_all(q, template_row).await
+    }
+
+    async fn take_coupon_stock(&mut self, brand: &BrandId, id: &str, n: i64) -> Result<bool> {
+        let changed = self
+            .exec(
+                "UPDATE coupon_templates SET issued = issued + $3 \
+                 WHERE brand_id = $1 AND id = $2 AND (stock IS NULL OR issued + $3 <= stock)",
+                vec![v(brand.as_str()), v(id), v(n)],
+            )
+            .await?;
+        Ok(changed == 1)
+    }
+
+    async fn set_template_status(&mut self, brand: &BrandId, id: &str, status: &str) -> Result<bool> {
+        let changed = self
+            .exec(
+                "UPDATE coupon_templates SET status = $3 WHERE brand_id = $1 AND id = $2",
+                vec![v(brand.as_str()), v(id), v(status)],
+            )
+            .await?;
+        Ok(changed == 1)
+    }
+
+    async fn coupon_counts(&mut self, brand: &BrandId, template: &str) -> Result<CouponCounts> {
+        let rows = self
+            .rows(
+                "SELECT COUNT(*) AS issued, \
+                 COUNT(CASE WHEN status = 'redeemed' THEN 1 END) AS redeemed, \
+                 COUNT(CASE WHEN status = 'expired' THEN 1 END) AS expired, \
+                 CAST(COALESCE(SUM(CASE WHEN status = 'redeemed' THEN discount END), 0) AS BIGINT) AS discount \
+                 FROM coupons WHERE brand_id = $1 AND template_id = $2",
+                vec![v(brand.as_str()), v(template)],
+            )
+            .await?;
+        let r = rows
+            .first()
+            .ok_or_else(|| StoreError::Corrupt("an aggregate returned no row".into()))?;
+        Ok(CouponCounts {
+            issued: r.i64("issued")?,
+            redeemed: r.i64("redeemed")?,
+            expired: r.i64("expired")?,
+            discount: r.i64("discount")?,
+        })
+    }
+
+    async fn insert_coupons(&mut self, coupons: &[CouponRecord]) -> Result<u64> {
+        self.insert_rows(
+            &format!("coupons ({COUPON_COLS})"),
+            coupons.iter().map(coupon_values).collect(),
+            " ON CONFLICT DO NOTHING",
+        )
+        .await
+    }
+
+    async fn get_coupon_by_code(&mut self, brand: &BrandId, code: &str) -> Result<Option<CouponRecord>> {
+        self.one(
+            &format!("SELECT {COUPON_COLS} FROM coupons WHERE brand_id = $1 AND code = $2"),
+            vec![v(brand.as_str()), v(code)],
+            coupon_row,
+        )
+        .await
+    }
+
+    async fn get_coupon_by_reference(
+        &mut self,
+        brand: &BrandId,
+        source: &str,
+        reference: &str,
+    ) -> Result<Option<CouponRecord>> {
+        self.one(
+            &format!(
+                "SELECT {COUPON_COLS} FROM coupons WHERE brand_id = $1 AND source = $2 AND reference = $3"
+            ),
+            vec![v(brand.as_str()), v(source), v(reference)],
+            coupon_row,
+        )
+        .await
+    }
+
+    async fn get_coupons(&mut self, brand: &BrandId, ids: &[String]) -> Result<Vec<CouponRecord>> {
+        self.select_in(
+            &format!("SELECT {COUPON_COLS} FROM coupons WHERE brand_id = $1"),
+            vec![v(brand.as_str())],
+            "id",
+            ids.to_vec(),
+            " ORDER BY id",
+            coupon_row,
+        )
+        .await
+    }
+
+    async fn list_member_coupons(
+        &mut self,
+        brand: &BrandId,
+        member: &MemberId,
+        status: Option<&str>,
+        page: &Page,
+    ) -> Result<Vec<CouponRecord>> {
+        let mut q = Query::new(&format!("SELECT {COUPON_COLS} FROM coupons WHERE brand_id = "));
+        q.bind(brand.as_str())
+            .push(" AND member_id = ")
+            .bind(member.as_str());
+        if let Some(s) = status {
+            q.push(" AND status = ").bind(s);
+        }
+        paginate(&mut q, "id", page);
+        self.query_all(q, coupon_row).await
+    }
+
+    async fn count_member_coupons(
+        &mut self,
+        brand: &BrandId,
+        template: &str,
+        member: &MemberId,
+    ) -> Result<i64> {
+        let rows = self
+            .rows(
+                "SELECT COUNT(*) AS n FROM coupons WHERE brand_id = $1 AND template_id = $2 AND member_id = $3",
+                vec![v(brand.as_str()), v(template), v(member.as_str())],
+            )
+            .await?;
+        rows.first().map_or(Ok(0), |r| r.i64("n"))
+    }
+
+    async fn redeem_coupon(&mut self, c: &CouponRecord) -> Result<bool> {
+        let changed = self
+            .exec(
+                "UPDATE coupons SET status = 'redeemed', redeemed_at = $3, redeemed_order_id = $4, \
+                 redeemed_store_id = $5, redeemed_channel = $6, discount = $7 \
+                 WHERE brand_id = $1 AND id = $2 AND status = 'issued'",
+                vec![
+                    v(c.brand_id.as_str()),
+                    v(&c.id),
+                    v(c.redeemed_at),
+                    v(c.redeemed_order_id.as_deref()),
+                    v(c.redeemed_store_id.as_deref()),
+                    v(c.redeemed_channel.as_deref()),
+                    v(c.discount),
+                ],
+            )
+            .await?;
+        Ok(changed == 1)
+    }
+
+    async fn update_coupon_status(&mut self, c: &CouponRecord) -> Result<()> {
+        self.exec(
+            "UPDATE coupons SET status = $3, redeemed_at = $4, redeemed_order_id = $5, redeemed_store_id = $6, \
+             redeemed_channel = $7, discount = $8 WHERE brand_id = $1 AND id = $2",
+            vec![
+                v(c.brand_id.as_str()),
+                v(&c.id),
+                v(&c.status),
+                v(c.redeemed_at),
+                v(c.redeemed_order_id.as_deref()),
+                v(c.redeemed_store_id.as_deref()),
+                v(c.redeemed_channel.as_deref()),
+                v(c.discount),
+            ],
+        )
+        .await
+        .map(drop)
+    }
+
+    async fn coupons_past_validity(&mut self, now: OffsetDateTime, limit: u32) -> Result<Vec<CouponRecord>> {
+        let lock = self.conn.dialect().for_update_skip_locked();
+        self.all(
+            &format!(
+                "SELECT {COUPON_COLS} FROM coupons WHERE status = 'issued' AND valid_until <= $1 LIMIT $2{lock}"
+            ),
+            vec![v(now), v(i64::from(limit.clamp(1, 10_000)))],
+            coupon_row,
+        )
+        .await
+    }
+
+    async fn move_commerce(&mut self, brand: &BrandId, from: &MemberId, to: &MemberId) -> Result<()> {
+        for table in ["coupons", "sales"] {
+            self.exec(
+                &format!("UPDATE {table} SET member_id = $3 WHERE brand_id = $1 AND member_id = $2"),
+                vec![v(brand.as_str()), v(from.as_str()), v(to.as_str())],
+            )
+            .await?;
+        }
+        Ok(())
+    }
+
+    async fn get_wallet(&mut self, brand: &BrandId, member: &MemberId) -> Result<Option<WalletRecord>> {
+        self.one(
+            &format!("SELECT {WALLET_COLS} FROM wallets WHERE brand_id = $1 AND member_id = $2"),
+            vec![v(brand.as_str()), v(member.as_str())],
+            wallet_row,
+        )
+        .await
+    }
+
+    async fn lock_wallet(&mut self, brand: &BrandId, member: &MemberId) -> Result<Option<WalletRecord>> {
+        let lock = self.conn.dialect().for_update();
+        self.one(
+            &format!("SELECT {WALLET_COLS} FROM wallets WHERE brand_id = $1 AND member_id = $2{lock}"),
+            vec![v(brand.as_str()), v(member.as_str())],
+            wallet_row,
+        )
+        .await
+    }
+
+    async fn ensure_wallet(&mut self, w: &WalletRecord) -> Result<()> {
+        self.exec(
+            &format!("INSERT INTO wallets ({WALLET_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING"),
+            wallet_values(w),
+        )
+        .await
+        .map(drop)
+    }
+
+    async fn save_wallet(&mut self, w: &WalletRecord) -> Result<()> {
+        let changed = self
+            .exec(
+                "UPDATE wallets SET principal = $3, bonus = $4, last_seq = $5, last_hash = $6, updated_at = $7 \
+                 WHERE brand_id = $1 AND member_id = $2",
+                wallet_values(w),
+            )
+            .await?;
+        if changed == 0 {
+            return Err(StoreError::Database("wallet vanished".into()));
+        }
+        Ok(())
+    }
+
+    async fn insert_wallet_entries(&mut self, entries: &[WalletEntryRecord]) -> Result<()> {
+        self.insert_rows(
+            &format!("wallet_entries ({WALLET_ENTRY_COLS})"),
+            entries
+                .iter()
+                .map(|e| {
+                    vec![
+                        v(&e.id),
+                        v(e.brand_id.as_str()),
+                        v(e.member_id.as_str()),
+                        v(e.seq),
+                        v(&e.kind),
+                        v(e.principal_delta),
+                        v(e.bonus_delta),
+                        v(&e.reference),
+                        v(&e.detail),
+                        v(&e.actor),
+                        v(e.created_at),
+                        v(&e.prev_hash),
+                        v(&e.hash),
+                    ]
+                })
+                .collect(),
+            "",
+        )
+        .await
+        .map(drop)
+    }
+
+    async fn list_wallet_entries(
+        &mut self,
+        brand: &BrandId,
+        member: &MemberId,
+        page: &Page,
+    ) -> Result<Vec<WalletEntryRecord>> {
+        let mut q = Query::new(&format!(
+            "SELECT {WALLET_ENTRY_COLS} FROM wallet_entries WHERE brand_id = "
+        ));
+        q.bind(brand.as_str())
+            .push(" AND member_id = ")
+            .bind(member.as_str());
+        paginate(&mut q, "id", page);
+        self.query_all(q, wallet_entry_row).await
+    }
+
+    async fn wallet_chain(&mut self, brand: &BrandId, member: &MemberId) -> Result<Vec<WalletEntryRecord>> {
+        self.all(
+            &format!("SELECT {WALLET_ENTRY_COLS} FROM wallet_entries WHERE brand_id = $1 AND member_id = $2 ORDER BY seq"),
+            vec![v(brand.as_str()), v(member.as_str())],
+            wallet_entry_row,
+        )
+        .await
+    }
+
+    async fn list_wallets(
+        &mut self,
+        brand: Option<&BrandId>,
+        after: Option<&(BrandId, MemberId)>,
+        limit: u32,
+    ) -> Result<Vec<WalletRecord>> {
+        let mut q = Query::new(&format!("SELECT {WALLET_COLS} FROM wallets WHERE 1 = 1"));
+        if let Some(b) = brand {
+            q.push(" AND brand_id = ").bind(b.as_str());
+        }
+        if let Some((b, m)) = after {
+            q.push(" AND (brand_id > ").bind(b.as_str());
+            q.push(" OR (brand_id = ").bind(b.as_str());
+            q.push(" AND member_id > ").bind(m.as_str());
+            q.push("))");
+        }
+        q.push(" ORDER BY brand_id, member_id LIMIT ")
+            .bind(i64::from(limit.clamp(1, 10_000)));
+        self.query_all(q, wallet_row).await
+    }
+
+    async fn insert_top_up(&mut self, t: &TopUpRecord) -> Result<bool> {
+        let inserted = self
+            .exec(
+                &format!("INSERT INTO wallet_top_ups ({TOP_UP_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT DO NOTHING"),
+                vec![
+                    v(t.brand_id.as_str()),
+                    v(&t.reference),
+                    v(t.member_id.as_str()),
+                    v(t.amount),
+                    v(t.bonus),
+                    v(t.refunded),
+                    v(t.clawed),
+                    v(t.created_at),
+                ],
+            )
+            .await?;
+        Ok(inserted == 1)
+    }
+
+    async fn get_top_up(&mut self, brand: &BrandId, reference: &str) -> Result<Option<TopUpRecord>> {
+        self.one(
+            &format!("SELECT {TOP_UP_COLS} FROM wallet_top_ups WHERE brand_id = $1 AND reference = $2"),
+            vec![v(brand.as_str()), v(reference)],
+            top_up_row,
+        )
+        .await
+    }
+
+    async fn update_top_up(&mut self, t: &TopUpRecord) -> Result<()> {
+        self.exec(
+            "UPDATE wallet_top_ups SET refunded = $3, clawed = $4 WHERE brand_id = $1 AND reference = $2",
+            vec![
+                v(t.brand_id.as_str()),
+                v(&t.reference),
+                v(t.refunded),
+                v(t.clawed),
+            ],
+        )
+        .await
+        .map(drop)
+    }
+
+    async fn insert_sale(&mut self, s: &SaleRecord) -> Result<bool> {
+        let inserted = self
+            .insert_rows(
+                &format!("sales ({SALE_COLS})"),
+                vec![sale_values(s)],
+                " ON CONFLICT DO NOTHING",
+            )
+            .await?;
+        Ok(inserted == 1)
+    }
+
+    async fn get_sale(&mut self, brand: &BrandId, order_id: &str) -> Result<Option<SaleRecord>> {
+        self.one(
+            &format!("SELECT {SALE_COLS} FROM sales WHERE brand_id = $1 AND order_id = $2"),
+            vec![v(brand.as_str()), v(order_id)],
+            sale_row,
+        )
+        .await
+    }
+
+    async fn update_sale(&mut self, s: &SaleRecord) -> Result<()> {
+        self.exec(
+            "UPDATE sales SET status = $3, refund_outcome = $4, refunded_at = $5 WHERE brand_id = $1 AND order_id = $2",
+            vec![
+                v(s.brand_id.as_str()),
+                v(&s.order_id),
+                v(&s.status),
+                v(s.refund_outcome.as_deref()),
+                v(s.refunded_at),
+            ],
+        )
+        .await
+        .map(drop)
+    }
+}
+
+fn sale_values(s: &SaleRecord) -> Vec<Value> {
+    vec![
+        v(s.brand_id.as_str()),
+        v(&s.order_id),
+        v(s.member_id.as_str()),
+        v(s.store_id.as_deref()),
+        v(&s.channel),
+        v(&s.priced),
+        v(&s.coupons),
+        v(s.points_used),
+        v(&s.points_lots),
+        v(s.wallet_principal),
+        v(s.wallet_bonus),
+        v(s.money),
+        v(&s.status),
+        v(&s.outcome),
+        v(s.refund_outcome.as_deref()),
+        v(s.created_at),
+        v(s.refunded_at),
+    ]
+}
