@@ -343,7 +343,27 @@ async fn tampering(backend: Backend) {
         };
         core.adjust_points(a, m, input).await.unwrap();
     }
+    for i in 0..2 {
+        core.top_up_wallet(
+            a,
+            m,
+            huiyuan_core::commerce::wallet::TopUpInput {
+                reference: format!("W-{i}"),
+                amount: 10_000,
+            },
+        )
+        .await
+        .unwrap();
+    }
     assert!(core.verify_ledgers(Some(&a.brand_id)).await.unwrap().ok());
+    let wallet_first = core
+        .wallet_statement(a, m, &huiyuan_store::Page::first(10))
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|e| e.seq == 1)
+        .unwrap()
+        .id;
     let stmt = core
         .points_statement(a, m, &huiyuan_store::Page::first(10))
         .await
@@ -351,6 +371,8 @@ async fn tampering(backend: Backend) {
     let second = stmt.iter().find(|e| e.seq == 2).unwrap().id.clone();
     let third = stmt.iter().find(|e| e.seq == 3).unwrap().id.clone();
     let alter = "UPDATE ledger_entries SET available_delta = 100 WHERE id = $1";
+    // A wallet entry made bigger (and the wallet with it, so that only the chain can tell).
+    let alter_wallet = "UPDATE wallet_entries SET principal_delta = principal_delta + 100000 WHERE id = $1";
     // Re-attributing an entry to someone else is tampering too.
     let reattribute = "UPDATE ledger_entries SET actor = 'operator opr_someone_else' WHERE id = $1";
     match backend {
@@ -370,6 +392,11 @@ async fn tampering(backend: Backend) {
                 .execute(&mut c)
                 .await
                 .unwrap();
+            sqlx::query(&alter_wallet.replace("$1", "?1"))
+                .bind(&wallet_first)
+                .execute(&mut c)
+                .await
+                .unwrap();
         }
         Backend::Postgres => {
             use sqlx::Connection;
@@ -378,6 +405,11 @@ async fn tampering(backend: Backend) {
             sqlx::query(alter).bind(&second).execute(&mut c).await.unwrap();
             sqlx::query(reattribute)
                 .bind(&third)
+                .execute(&mut c)
+                .await
+                .unwrap();
+            sqlx::query(alter_wallet)
+                .bind(&wallet_first)
                 .execute(&mut c)
                 .await
                 .unwrap();
@@ -404,6 +436,16 @@ async fn tampering(backend: Backend) {
             .problems
             .iter()
             .any(|p| p.problem.contains("sum of its entries")),
+        "{:?}",
+        report.problems
+    );
+    assert!(
+        report
+            .problems
+            .iter()
+            .any(|p| p.entry_id.as_deref() == Some(wallet_first.as_str())
+                && p.problem.starts_with("wallet:")
+                && p.problem.contains("altered")),
         "{:?}",
         report.problems
     );
@@ -590,4 +632,329 @@ async fn concurrent_sales_are_grouped_and_counted_once_on_sqlite() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_sales_are_grouped_and_counted_once_on_postgres() {
     concurrent_sales_are_grouped_and_counted_once(Backend::Postgres).await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Coupons, the wallet and the till.
+
+use huiyuan_core::commerce::checkout::SaleRefundInput;
+use huiyuan_core::commerce::coupons::{IssueInput, RedeemCouponInput};
+use huiyuan_core::commerce::wallet::{TopUpInput, TopUpRefundInput};
+use huiyuan_domain::commerce::checkout::CheckoutInput;
+use huiyuan_domain::commerce::coupons::{Limits, Offer, TemplateInput, Validity};
+
+#[derive(Clone, Debug)]
+enum Till {
+    TopUp(i64),
+    RefundTopUp(usize, u8),
+    Issue,
+    /// A sale of `yuan` with the `n`-th coupon (if any), paying these percentages of the most
+    /// points and wallet money the till says can pay (over 100: asking too much).
+    Sell {
+        yuan: i64,
+        coupon: Option<usize>,
+        points_pct: i64,
+        wallet_pct: i64,
+    },
+    RefundSale(usize),
+    RedeemOnline(usize),
+    Earn(i64),
+    Wait(i64),
+}
+
+fn till() -> impl Strategy<Value = Till> {
+    prop_oneof![
+        2 => (1i64..3_000).prop_map(|y| Till::TopUp(y * 100)),
+        1 => (0usize..8, 1u8..=100).prop_map(|(i, p)| Till::RefundTopUp(i, p)),
+        2 => Just(Till::Issue),
+        6 => (1i64..800, prop::option::of(0usize..8), 0i64..=110, 0i64..=110)
+            .prop_map(|(yuan, coupon, points_pct, wallet_pct)| Till::Sell { yuan, coupon, points_pct, wallet_pct }),
+        2 => (0usize..10).prop_map(Till::RefundSale),
+        1 => (0usize..8).prop_map(Till::RedeemOnline),
+        2 => (1i64..2_000).prop_map(Till::Earn),
+        1 => (0i64..40).prop_map(Till::Wait),
+    ]
+}
+
+/// Random top-ups and their refunds, coupons issued and used at the till or online, sales
+/// with points and the wallet and their refunds, clock jumps and jobs: the quote always equals
+/// the commit; the tender always adds up; a coupon is never used twice (the model of which are
+/// in use always agrees with the store); a refund gives the wallet back exactly what the sale
+/// took; no balance goes negative; every ledger — points and wallet — verifies.
+async fn commerce_run(backend: Backend, ops: Vec<Till>) {
+    let w = world(backend).await;
+    let (core, a, m) = (&w.core, &w.actor, &w.member);
+    let template = core
+        .create_coupon_template(
+            a,
+            TemplateInput {
+                name: "5 off".into(),
+                description: None,
+                offer: Offer::FixedAmount { amount: 500 },
+                validity: Validity::DaysAfterIssue { days: 30 },
+                limits: Limits::default(),
+                stackable: false,
+                stock: None,
+                cost_per_redemption: 0,
+                claim_code: None,
+                points_price: None,
+            },
+        )
+        .await
+        .unwrap();
+    let mut coupons: Vec<(String, bool)> = Vec::new(); // (code, in use)
+    let mut top_ups: Vec<String> = Vec::new();
+    let mut sales: Vec<(
+        String,
+        usize,
+        huiyuan_core::commerce::wallet::WalletView,
+        Option<usize>,
+    )> = Vec::new();
+    for (n, op) in ops.into_iter().enumerate() {
+        let wallet_before = core.wallet_balance(a, m).await.unwrap();
+        match op {
+            Till::TopUp(amount) => {
+                let r = core
+                    .top_up_wallet(
+                        a,
+                        m,
+                        TopUpInput {
+                            reference: format!("TU-{n}"),
+                            amount,
+                        },
+                    )
+                    .await;
+                if let Ok((o, _)) = &r {
+                    assert_eq!(o.principal_after, wallet_before.principal + amount);
+                    top_ups.push(o.reference.clone());
+                }
+                expected(r);
+            }
+            Till::RefundTopUp(i, pct) => {
+                if let Some(reference) = top_ups.get(i) {
+                    let input = TopUpRefundInput {
+                        refund_id: format!("TR-{n}"),
+                        amount: Some(1.max(wallet_before.principal * i64::from(pct) / 100)),
+                    };
+                    let r = core.refund_top_up(a, m, reference, input).await;
+                    if let Ok((o, _)) = &r {
+                        assert_eq!(
+                            o.principal + wallet_before.principal - o.principal,
+                            wallet_before.principal
+                        );
+                        assert_eq!(o.money_returned + o.bonus_kept_back, o.principal);
+                    }
+                    expected(r);
+                }
+            }
+            Till::Issue => {
+                let (c, _) = core
+                    .issue_coupon(
+                        a,
+                        m,
+                        IssueInput {
+                            template_id: template.id.clone(),
+                            reference: format!("I-{n}"),
+                        },
+                    )
+                    .await
+                    .unwrap();
+                coupons.push((c.code, false));
+            }
+            Till::Sell {
+                yuan,
+                coupon,
+                points_pct,
+                wallet_pct,
+            } => {
+                let code = coupon.and_then(|i| coupons.get(i)).map(|c| c.0.clone());
+                let mut input = CheckoutInput {
+                    order_id: Some(format!("S-{n}")),
+                    member_id: Some(m.clone()),
+                    phone: None,
+                    member_code: None,
+                    store_id: None,
+                    channel: Channel::Pos,
+                    lines: vec![LineInput {
+                        sku: "SKU".into(),
+                        category: Some("apparel".into()),
+                        quantity: 1,
+                        amount: yuan * 100,
+                        reward: false,
+                    }],
+                    shipping: 0,
+                    coupons: code.iter().cloned().collect(),
+                    points: 0,
+                    wallet: 0,
+                };
+                let mut quote_input = input.clone();
+                quote_input.order_id = None;
+                let means = core.quote(a, quote_input.clone()).await.unwrap().priced;
+                input.points = means.points.max_usable * points_pct / 100;
+                quote_input.points = input.points;
+                let wallet_max = core
+                    .quote(a, quote_input.clone())
+                    .await
+                    .unwrap()
+                    .priced
+                    .wallet
+                    .max_usable;
+                input.wallet = wallet_max * wallet_pct / 100;
+                quote_input.wallet = input.wallet;
+                let quote = core.quote(a, quote_input).await.unwrap();
+                let points_before = core.points_balance(a, m).await.unwrap();
+                let in_use = coupon.and_then(|i| coupons.get(i)).is_some_and(|c| c.1);
+                match core.commit_sale(a, input).await {
+                    Ok((sale, _)) => {
+                        assert!(!in_use, "a coupon in use was accepted again");
+                        assert_eq!(sale.priced, quote.priced, "quote and commit disagree");
+                        let p = &sale.priced;
+                        assert_eq!(p.points.value + p.wallet.used + p.money_due, p.total);
+                        let after = core.points_balance(a, m).await.unwrap();
+                        assert_eq!(after.available, points_before.available - p.points.used);
+                        let w_after = core.wallet_balance(a, m).await.unwrap();
+                        assert_eq!(
+                            w_after.principal,
+                            wallet_before.principal - p.wallet.from_principal
+                        );
+                        assert_eq!(w_after.bonus, wallet_before.bonus - p.wallet.from_bonus);
+                        if let Some(i) = coupon.filter(|_| !p.coupons.is_empty()) {
+                            coupons[i].1 = true;
+                        }
+                        sales.push((
+                            sale.order_id,
+                            n,
+                            w_after,
+                            coupon.filter(|_| !p.coupons.is_empty()),
+                        ));
+                    }
+                    Err(CoreError::Conflict {
+                        code: "coupon_redeemed",
+                        ..
+                    }) => assert!(in_use),
+                    Err(CoreError::Conflict {
+                        code: "coupon_expired",
+                        ..
+                    }) => {}
+                    Err(CoreError::Validation(_)) => {
+                        // Asked for more points or wallet money than there is, or a coupon
+                        // that cannot apply: the quote said so.
+                        assert!(
+                            quote.priced.points.requested > quote.priced.points.used
+                                || quote.priced.wallet.requested > quote.priced.wallet.used
+                                || !quote.priced.refused_coupons.is_empty(),
+                            "refused although the quote was fine: {quote:?}"
+                        );
+                    }
+                    Err(e) => panic!("unexpected error: {e:?}"),
+                }
+            }
+            Till::RefundSale(i) => {
+                if let Some((order, _, _, coupon)) = sales.get(i).cloned() {
+                    let refund = core
+                        .refund_sale(
+                            a,
+                            &order,
+                            SaleRefundInput {
+                                refund_id: format!("SR-{order}"),
+                                reason: None,
+                            },
+                        )
+                        .await;
+                    match refund {
+                        Ok((r, made)) => {
+                            if made {
+                                let w_after = core.wallet_balance(a, m).await.unwrap();
+                                assert_eq!(
+                                    w_after.principal,
+                                    wallet_before.principal + r.wallet_principal_restored
+                                );
+                                assert_eq!(w_after.bonus, wallet_before.bonus + r.wallet_bonus_restored);
+                                if let Some(c) = coupon {
+                                    // Back in use only when still valid.
+                                    coupons[c].1 =
+                                        r.coupons_restored.is_empty() && r.coupons_expired.is_empty();
+                                }
+                            }
+                        }
+                        Err(e) => panic!("unexpected error refunding {order}: {e:?}"),
+                    }
+                }
+            }
+            Till::RedeemOnline(i) => {
+                if let Some((code, in_use)) = coupons.get(i).cloned() {
+                    let input = RedeemCouponInput {
+                        order_id: format!("WEB-{n}"),
+                        member_id: m.clone(),
+                        store_id: None,
+                        channel: Channel::WebShop,
+                        lines: vec![LineInput {
+                            sku: "SKU".into(),
+                            category: None,
+                            quantity: 1,
+                            amount: 10_000,
+                            reward: false,
+                        }],
+                        shipping: 0,
+                    };
+                    match core.redeem_coupon(a, &code, input).await {
+                        Ok(_) => {
+                            assert!(!in_use, "a coupon in use was redeemed again");
+                            coupons[i].1 = true;
+                        }
+                        Err(CoreError::Conflict {
+                            code: "coupon_redeemed",
+                            ..
+                        }) => assert!(in_use),
+                        Err(CoreError::Conflict {
+                            code: "coupon_expired",
+                            ..
+                        }) => {}
+                        Err(e) => panic!("unexpected error: {e:?}"),
+                    }
+                }
+            }
+            Till::Earn(yuan) => {
+                core.record_purchase(a, purchase(format!("E-{n}"), m, yuan))
+                    .await
+                    .unwrap();
+            }
+            Till::Wait(days) => {
+                w.clock.advance(time::Duration::days(days));
+                for run in core.run_jobs("test", true).await.unwrap() {
+                    assert!(run.error.is_none(), "{run:?}");
+                }
+            }
+        }
+        let wallet = core.wallet_balance(a, m).await.unwrap();
+        assert!(wallet.principal >= 0 && wallet.bonus >= 0, "{wallet:?}");
+        // The store agrees with the model about which coupons are in use.
+        let stored = core
+            .member_coupons(a, m, Some("redeemed"), &huiyuan_store::Page::first(100))
+            .await
+            .unwrap();
+        let in_use = coupons.iter().filter(|c| c.1).count();
+        assert_eq!(
+            stored.len(),
+            in_use,
+            "coupons in use: model {in_use}, store {}",
+            stored.len()
+        );
+    }
+    let report = core.verify_ledgers(Some(&a.brand_id)).await.unwrap();
+    assert!(report.ok(), "{:?}", report.problems);
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 16, ..ProptestConfig::default() })]
+
+    #[test]
+    fn commerce_invariants_hold_on_sqlite(ops in proptest::collection::vec(till(), 1..30)) {
+        runtime().block_on(commerce_run(Backend::Sqlite, ops));
+    }
+
+    #[test]
+    fn commerce_invariants_hold_on_postgres(ops in proptest::collection::vec(till(), 1..30)) {
+        runtime().block_on(commerce_run(Backend::Postgres, ops));
+    }
 }
