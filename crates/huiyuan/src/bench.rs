@@ -281,3 +281,120 @@ pub async fn http(
         latency_ms: [pick(0.5), pick(0.9), pick(0.99), pick(0.999), pick(1.0)],
     })
 }
+
+/// Till commits with one coupon, points and the wallet each: `sales` sales by the brand's
+/// members, `concurrency` at a time, through the commit use case. Every member gets points and
+/// wallet money first, and one coupon per sale is issued beforehand (not timed). Returns
+/// commits per second.
+pub async fn checkout(core: &Core, brand: &BenchBrand, sales: usize, concurrency: usize) -> Result<f64, AnyError> {
+    use huiyuan_core::commerce::coupons::IssueInput;
+    use huiyuan_core::commerce::wallet::TopUpInput;
+    use huiyuan_domain::commerce::checkout::CheckoutInput;
+    use huiyuan_domain::commerce::coupons::{Limits, Offer, TemplateInput, Validity};
+    use huiyuan_domain::loyalty::purchase::{AdjustmentInput, LineInput};
+    let actor = &brand.actor;
+    let started = Instant::now();
+    for (i, m) in brand.members.iter().enumerate() {
+        core.adjust_points(
+            actor,
+            m,
+            AdjustmentInput {
+                points: 100_000,
+                reason: "benchmark".into(),
+                reference: format!("BP{}-{i}", brand.run),
+            },
+        )
+        .await?;
+        core.top_up_wallet(
+            actor,
+            m,
+            TopUpInput {
+                reference: format!("BW{}-{i}", brand.run),
+                amount: 1_000_000,
+            },
+        )
+        .await?;
+    }
+    let template = core
+        .create_coupon_template(
+            actor,
+            TemplateInput {
+                name: "滿100減20".into(),
+                description: None,
+                offer: Offer::Threshold {
+                    min_spend: 10_000,
+                    amount: 2_000,
+                },
+                validity: Validity::DaysAfterIssue { days: 30 },
+                limits: Limits::default(),
+                stackable: false,
+                stock: None,
+                cost_per_redemption: 2_000,
+                claim_code: None,
+                points_price: None,
+            },
+        )
+        .await?;
+    let mut planned = Vec::with_capacity(sales);
+    for n in 0..sales {
+        let member = brand.members[n % brand.members.len()].clone();
+        let (coupon, _) = core
+            .issue_coupon(
+                actor,
+                &member,
+                IssueInput {
+                    template_id: template.id.clone(),
+                    reference: format!("BC{}-{n}", brand.run),
+                },
+            )
+            .await?;
+        planned.push(CheckoutInput {
+            order_id: Some(format!("BS{}-{n}", brand.run)),
+            member_id: Some(member),
+            phone: None,
+            member_code: None,
+            store_id: None,
+            channel: huiyuan_domain::member::Channel::Pos,
+            lines: vec![
+                LineInput {
+                    sku: "TEE-001".into(),
+                    category: Some("apparel".into()),
+                    quantity: 2,
+                    amount: 15_800,
+                    reward: false,
+                },
+                LineInput {
+                    sku: "MUG-002".into(),
+                    category: Some("home".into()),
+                    quantity: 1,
+                    amount: 4_200,
+                    reward: false,
+                },
+            ],
+            shipping: 0,
+            coupons: vec![coupon.code],
+            points: 200,
+            wallet: 5_000,
+        });
+    }
+    eprintln!(
+        "set up: points and wallets for {} members, {sales} coupons in {:.1} s",
+        brand.members.len(),
+        started.elapsed().as_secs_f64()
+    );
+    let gate = Arc::new(Semaphore::new(concurrency.max(1)));
+    let started = Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    for input in planned {
+        let permit = gate.clone().acquire_owned().await?;
+        let (core, actor) = (core.clone(), actor.clone());
+        tasks.spawn(async move {
+            let _permit = permit;
+            core.commit_sale(&actor, input).await.map(drop)
+        });
+    }
+    while let Some(r) = tasks.join_next().await {
+        r??;
+    }
+    Ok(sales as f64 / started.elapsed().as_secs_f64())
+}

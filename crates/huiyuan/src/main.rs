@@ -145,6 +145,18 @@ enum BenchCommand {
         #[arg(long, default_value_t = 15)]
         seconds: u64,
     },
+    /// Till commits, each with one coupon, points and the wallet (the checkout use case, with
+    /// `concurrency` sales in flight).
+    Checkout {
+        #[command(flatten)]
+        storage: StorageArgs,
+        #[arg(long, default_value_t = 500)]
+        members: usize,
+        #[arg(long, default_value_t = 3_000)]
+        sales: usize,
+        #[arg(long, default_value_t = 16)]
+        concurrency: usize,
+    },
     /// The expiry sweep: earns `lots` lots dated more than a year ago, then times the job that
     /// expires them.
     Expiry {
@@ -379,7 +391,9 @@ async fn run(command: Command, config: &mut Config) -> Result<(), AnyError> {
 
 async fn run_bench(command: BenchCommand, config: &mut Config) -> Result<(), AnyError> {
     let storage = match &command {
-        BenchCommand::Purchases { storage, .. } | BenchCommand::Expiry { storage, .. } => storage.clone(),
+        BenchCommand::Purchases { storage, .. }
+        | BenchCommand::Checkout { storage, .. }
+        | BenchCommand::Expiry { storage, .. } => storage.clone(),
     };
     apply(config, &storage);
     let scratch = (config.data.is_none() && config.database.is_none())
@@ -429,6 +443,20 @@ async fn bench_on(core: &Core, command: BenchCommand) -> Result<(), AnyError> {
                      {per_second:.0} purchases/s"
                 );
             }
+            Ok(())
+        }
+        BenchCommand::Checkout {
+            members,
+            sales,
+            concurrency,
+            ..
+        } => {
+            let brand = bench::setup(core, members).await?;
+            let per_second = bench::checkout(core, &brand, sales, concurrency).await?;
+            println!(
+                "checkout commits (one coupon, points and wallet each): {sales} sales, {concurrency} in flight: \
+                 {per_second:.0} commits/s"
+            );
             Ok(())
         }
         BenchCommand::Expiry { lots, members, .. } => {
