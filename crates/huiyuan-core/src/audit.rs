@@ -33,6 +33,23 @@ impl Core {
         Ok(())
     }
 
+    /// A change that other systems follow (an outbox event) and auditors read (an audit
+    /// entry), under one name, in the caller's transaction.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) async fn announce(
+        &self,
+        tx: &mut dyn Tx,
+        actor: &Actor,
+        name: &str,
+        subject: &str,
+        target: (&str, &str),
+        event: serde_json::Value,
+        diff: serde_json::Value,
+    ) -> Result<()> {
+        self.emit(tx, &actor.brand_id, name, subject, event, None).await?;
+        self.audit(tx, actor, name, target, diff).await
+    }
+
     pub async fn list_audit(
         &self,
         actor: &Actor,

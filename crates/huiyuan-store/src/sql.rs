@@ -399,6 +399,22 @@ impl SqlTx {
     }
 }
 
+/// Appends a page of per-member rows (accounts, wallets) in (brand, member) order after the
+/// cursor, of one brand when given: how the verifier and the jobs walk a whole database.
+fn by_member_after(q: &mut Query, brand: Option<&BrandId>, after: Option<&(BrandId, MemberId)>, limit: u32) {
+    if let Some(b) = brand {
+        q.push(" AND brand_id = ").bind(b.as_str());
+    }
+    if let Some((b, m)) = after {
+        q.push(" AND (brand_id > ").bind(b.as_str());
+        q.push(" OR (brand_id = ").bind(b.as_str());
+        q.push(" AND member_id > ").bind(m.as_str());
+        q.push("))");
+    }
+    q.push(" ORDER BY brand_id, member_id LIMIT ")
+        .bind(i64::from(limit.clamp(1, 10_000)));
+}
+
 /// Appends the cursor condition and order for newest-first pages on `column`.
 fn paginate(q: &mut Query, column: &str, page: &Page) {
     if let Some(after) = &page.starting_after {
@@ -1591,17 +1607,7 @@ impl Tx for SqlTx {
         limit: u32,
     ) -> Result<Vec<AccountRecord>> {
         let mut q = Query::new(&format!("SELECT {ACCOUNT_COLS} FROM point_accounts WHERE 1 = 1"));
-        if let Some(b) = brand {
-            q.push(" AND brand_id = ").bind(b.as_str());
-        }
-        if let Some((b, m)) = after {
-            q.push(" AND (brand_id > ").bind(b.as_str());
-            q.push(" OR (brand_id = ").bind(b.as_str());
-            q.push(" AND member_id > ").bind(m.as_str());
-            q.push("))");
-        }
-        q.push(" ORDER BY brand_id, member_id LIMIT ")
-            .bind(i64::from(limit.clamp(1, 10_000)));
+        by_member_after(&mut q, brand, after, limit);
         self.query_all(q, account_row).await
     }
 

@@ -286,7 +286,12 @@ pub async fn http(
 /// members, `concurrency` at a time, through the commit use case. Every member gets points and
 /// wallet money first, and one coupon per sale is issued beforehand (not timed). Returns
 /// commits per second.
-pub async fn checkout(core: &Core, brand: &BenchBrand, sales: usize, concurrency: usize) -> Result<f64, AnyError> {
+pub async fn checkout(
+    core: &Core,
+    brand: &BenchBrand,
+    sales: usize,
+    concurrency: usize,
+) -> Result<f64, AnyError> {
     use huiyuan_core::commerce::coupons::IssueInput;
     use huiyuan_core::commerce::wallet::TopUpInput;
     use huiyuan_domain::commerce::checkout::CheckoutInput;

@@ -702,20 +702,13 @@ impl Core {
         sale.refunded_at = Some(now);
         sale.refund_outcome = Some(to_json(&outcome)?);
         tx.update_sale(&sale).await?;
-        self.emit(
-            &mut *tx,
-            brand,
-            "sale.refunded",
-            sale.member_id.as_str(),
-            json!(outcome),
-            None,
-        )
-        .await?;
-        self.audit(
+        self.announce(
             &mut *tx,
             actor,
             "sale.refunded",
+            sale.member_id.as_str(),
             ("sale", order_id),
+            json!(outcome),
             json!({ "refund_id": input.refund_id, "reason": input.reason }),
         )
         .await?;

@@ -2,9 +2,10 @@
 //! reward), look up, redeem online exactly once, expire, and report usage.
 
 use huiyuan_domain::access::Permission;
+use huiyuan_domain::commerce::checkout::{price, Ask, Basket, Means, OfferedCoupon};
 use huiyuan_domain::commerce::coupons::{
-    code_from_random, discount, normalise_code, validate_template, Ineligible, Occasion, Offer, PricedLine,
-    TemplateInput, Terms, Validity,
+    code_from_random, normalise_code, validate_template, Ineligible, Occasion, Offer, TemplateInput, Terms,
+    Validity,
 };
 use huiyuan_domain::error::Validator;
 use huiyuan_domain::ids::{CouponId, CouponTemplateId, MemberId};
@@ -14,6 +15,7 @@ use huiyuan_domain::member::{Channel, MemberStatus};
 use huiyuan_domain::ValidationError;
 use huiyuan_store::{CouponRecord, CouponTemplateRecord, MemberRecord, Page, Tx};
 use rand::Rng;
+use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use time::OffsetDateTime;
@@ -521,21 +523,14 @@ impl Core {
                 "this reference is being used concurrently; retry",
             ));
         }
-        self.emit(
-            tx,
-            brand,
-            "coupon.issued",
-            record.id.as_str(),
-            json!({ "coupon_id": coupon.id, "template_id": template.id, "member_id": record.id,
-                    "source": source, "valid_until": crate::views::rfc3339(coupon.valid_until) }),
-            None,
-        )
-        .await?;
-        self.audit(
+        self.announce(
             tx,
             actor,
             "coupon.issued",
+            record.id.as_str(),
             ("coupon", coupon.id.as_str()),
+            json!({ "coupon_id": coupon.id, "template_id": template.id, "member_id": record.id,
+                    "source": source, "valid_until": crate::views::rfc3339(coupon.valid_until) }),
             json!({ "template_id": template.id, "member_id": record.id, "source": source, "reference": reference }),
         )
         .await?;
@@ -727,36 +722,43 @@ impl Core {
                 .map(|t| t.code.clone())
                 .unwrap_or_default(),
         };
-        let priced: Vec<PricedLine> = lines
-            .iter()
-            .map(|l| PricedLine {
-                sku: l.sku.clone(),
-                category: l.category.clone(),
-                quantity: l.quantity,
-                amount: l.amount,
-                reward: l.reward,
-            })
-            .collect();
-        let occasion = Occasion {
-            store_code: store_code.as_deref(),
-            channel: input.channel,
-            tier_code: &tier_code,
-            at: self.now(),
-            shipping: input.shipping,
-        };
-        let d = discount(
-            &terms_of(&definition),
-            c.valid_from,
-            c.valid_until,
-            &priced,
-            &occasion,
-        )
-        .map_err(|why| ineligible(&code, &why))?;
+        // Priced by the till's own function: the shop's lines at their price, this coupon alone.
+        let terms = terms_of(&definition);
+        let offered = [OfferedCoupon {
+            code: &c.code,
+            terms: &terms,
+            valid_from: c.valid_from,
+            valid_until: c.valid_until,
+        }];
+        let priced = price(
+            &Basket {
+                lines: &lines,
+                shipping: input.shipping,
+                tier_discount_percent: Decimal::ZERO,
+                coupons: &offered,
+                occasion: Occasion {
+                    store_code: store_code.as_deref(),
+                    channel: input.channel,
+                    tier_code: &tier_code,
+                    at: self.now(),
+                    shipping: input.shipping,
+                },
+            },
+            Ask::default(),
+            Means::default(),
+        );
+        if let Some(refused) = priced.refused_coupons.first() {
+            return Err(ineligible(&code, &refused.reason));
+        }
+        let d = priced
+            .coupons
+            .first()
+            .ok_or_else(|| CoreError::Corrupt("a coupon neither applied nor refused".into()))?;
         c.redeemed_at = Some(self.now());
         c.redeemed_order_id = Some(input.order_id.clone());
         c.redeemed_store_id = input.store_id.as_ref().map(|s| s.to_string());
         c.redeemed_channel = Some(enum_str(input.channel));
-        c.discount = Some(d.total);
+        c.discount = Some(d.discount);
         if !tx.redeem_coupon(&c).await? {
             // Redeemed by another request since it was read (PostgreSQL waited for it).
             let now = tx.get_coupon_by_code(brand, &code).await?.unwrap_or(c);
@@ -769,7 +771,7 @@ impl Core {
             "coupon.redeemed",
             member.id.as_str(),
             json!({ "coupon_id": c.id, "template_id": c.template_id, "member_id": member.id,
-                    "order_id": input.order_id, "discount": d.total, "channel": c.redeemed_channel,
+                    "order_id": input.order_id, "discount": d.discount, "channel": c.redeemed_channel,
                     "store_id": c.redeemed_store_id }),
             None,
         )
@@ -778,7 +780,7 @@ impl Core {
         Ok((
             RedeemCouponOutcome {
                 coupon: coupon_view(&c, &definition),
-                discount: d.total,
+                discount: d.discount,
             },
             true,
         ))

@@ -417,20 +417,13 @@ impl Core {
             created_at: now,
         };
         wallet.save(&mut *tx).await?;
-        self.emit(
-            &mut *tx,
-            brand,
-            "wallet.topped_up",
-            record.id.as_str(),
-            json!(outcome),
-            None,
-        )
-        .await?;
-        self.audit(
+        self.announce(
             &mut *tx,
             actor,
             "wallet.topped_up",
+            record.id.as_str(),
             ("member", record.id.as_str()),
+            json!(outcome),
             json!({ "reference": input.reference, "amount": input.amount, "bonus": bonus }),
         )
         .await?;
@@ -529,20 +522,13 @@ impl Core {
             ));
         }
         wallet.save(&mut *tx).await?;
-        self.emit(
-            &mut *tx,
-            brand,
-            "wallet.top_up_refunded",
-            record.id.as_str(),
-            json!(outcome),
-            None,
-        )
-        .await?;
-        self.audit(
+        self.announce(
             &mut *tx,
             actor,
             "wallet.top_up_refunded",
+            record.id.as_str(),
             ("member", record.id.as_str()),
+            json!(outcome),
             json!({ "top_up": reference, "refund_id": input.refund_id, "principal": r.principal,
                     "money_returned": r.money_returned }),
         )

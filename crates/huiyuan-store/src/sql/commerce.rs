@@ -4,7 +4,7 @@ use async_trait::async_trait;
 use huiyuan_domain::ids::{BrandId, MemberId};
 use time::OffsetDateTime;
 
-use super::{paginate, v, Query, Row, SqlTx, Value};
+use super::{by_member_after, paginate, v, Query, Row, SqlTx, Value};
 use crate::commerce::*;
 use crate::{Page, Result, StoreError};
 
@@ -500,17 +500,7 @@ impl CommerceTx for SqlTx {
         limit: u32,
     ) -> Result<Vec<WalletRecord>> {
         let mut q = Query::new(&format!("SELECT {WALLET_COLS} FROM wallets WHERE 1 = 1"));
-        if let Some(b) = brand {
-            q.push(" AND brand_id = ").bind(b.as_str());
-        }
-        if let Some((b, m)) = after {
-            q.push(" AND (brand_id > ").bind(b.as_str());
-            q.push(" OR (brand_id = ").bind(b.as_str());
-            q.push(" AND member_id > ").bind(m.as_str());
-            q.push("))");
-        }
-        q.push(" ORDER BY brand_id, member_id LIMIT ")
-            .bind(i64::from(limit.clamp(1, 10_000)));
+        by_member_after(&mut q, brand, after, limit);
         self.query_all(q, wallet_row).await
     }
 
