@@ -523,8 +523,30 @@ async fn another_brand_is_invisible_on_every_route(backend: Backend) {
     .await;
     assert_eq!(s, StatusCode::CREATED, "{b_coupon}");
 
+    let (s, b_pool) = call_b(
+        Method::POST,
+        "/v1/partner-pools",
+        Some(json!({"name": "B pool", "partner": "P"})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED, "{b_pool}");
+    let (s, b_job) = call_b(
+        Method::POST,
+        &format!(
+            "/v1/coupon-templates/{}/issue-bulk",
+            b_template["id"].as_str().unwrap()
+        ),
+        Some(json!({"member_ids": [b_member["id"]], "reference": "B-BULK"})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{b_job}");
+
     let id_for = |path: &str| -> String {
-        if path.starts_with("/v1/coupon-templates") {
+        if path.starts_with("/v1/partner-pools") {
+            b_pool["id"].as_str().unwrap().to_owned()
+        } else if path.starts_with("/v1/bulk-jobs") {
+            b_job["id"].as_str().unwrap().to_owned()
+        } else if path.starts_with("/v1/coupon-templates") {
             b_template["id"].as_str().unwrap().to_owned()
         } else if path.starts_with("/v1/members") {
             b_member["id"].as_str().unwrap().to_owned()
@@ -565,6 +587,13 @@ async fn another_brand_is_invisible_on_every_route(backend: Backend) {
             }
             (p, "post") if p.ends_with("/refunds") => Some(json!({"refund_id": "R-1"})),
             (p, "post") if p.ends_with("/archive") => None,
+            (p, "post") if p.ends_with("/issue-bulk") => {
+                Some(json!({"member_ids": [a_member["id"]], "reference": "X-1"}))
+            }
+            (p, "post") if p.ends_with("/codes") => Some(json!({"codes": ["X"]})),
+            (p, "post") if p.ends_with("/partner-codes") => {
+                Some(json!({"pool_id": b_pool["id"], "reference": "X-1"}))
+            }
             (_, "patch") => Some(json!({})),
             _ => None,
         }

@@ -129,6 +129,14 @@ prefixed_id!(
     /// An entry of a member's wallet ledger.
     WalletEntryId, "wle"
 );
+prefixed_id!(
+    /// A background bulk operation.
+    BulkJobId, "blk"
+);
+prefixed_id!(
+    /// A pool of partner codes (異業聯盟).
+    PartnerPoolId, "ptp"
+);
 
 #[cfg(test)]
 mod tests {

@@ -135,6 +135,58 @@ pub struct SaleRecord {
     pub refunded_at: Option<OffsetDateTime>,
 }
 
+/// A bulk operation run in the background, with its progress.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BulkJobRecord {
+    pub id: String,
+    pub brand_id: BrandId,
+    /// `coupons.issue`.
+    pub kind: String,
+    /// The caller's reference: the same one again returns this job.
+    pub reference: String,
+    /// `queued`, `running`, `done` or `failed`.
+    pub status: String,
+    /// What to do, JSON (for `coupons.issue`: the template and the members).
+    pub input: String,
+    pub total: i64,
+    /// Items handled so far, in input order: where a resumed job carries on.
+    pub processed: i64,
+    pub succeeded: i64,
+    pub failed: i64,
+    /// The first failures, JSON `[{"item", "code", "message"}]`.
+    pub errors: String,
+    pub requested_by: String,
+    pub lease_owner: Option<String>,
+    pub lease_until: Option<OffsetDateTime>,
+    pub created_at: OffsetDateTime,
+    pub updated_at: OffsetDateTime,
+    pub finished_at: Option<OffsetDateTime>,
+}
+
+/// A pool of codes a partner brand gave out (異業聯盟).
+#[derive(Debug, Clone, PartialEq)]
+pub struct PartnerPoolRecord {
+    pub id: String,
+    pub brand_id: BrandId,
+    pub name: String,
+    pub partner: String,
+    pub description: Option<String>,
+    pub created_at: OffsetDateTime,
+}
+
+/// One partner code; handed to at most one member.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PartnerCodeRecord {
+    pub brand_id: BrandId,
+    pub pool_id: String,
+    pub code: String,
+    /// Import order: codes are handed out oldest first.
+    pub seq: i64,
+    pub member_id: Option<MemberId>,
+    pub reference: Option<String>,
+    pub assigned_at: Option<OffsetDateTime>,
+}
+
 /// Storage of coupons, wallets and sales.
 #[async_trait]
 pub trait CommerceTx: Send {
@@ -197,7 +249,7 @@ pub trait CommerceTx: Send {
     async fn update_coupon_status(&mut self, c: &CouponRecord) -> Result<()>;
     /// Issued coupons whose validity ended by `now`, any brand, up to `limit`.
     async fn coupons_past_validity(&mut self, now: OffsetDateTime, limit: u32) -> Result<Vec<CouponRecord>>;
-    /// A merged member's coupons and till sales go to the member who survives.
+    /// A merged member's coupons, till sales and partner codes go to the member who survives.
     async fn move_commerce(&mut self, brand: &BrandId, from: &MemberId, to: &MemberId) -> Result<()>;
 
     // Wallets
@@ -234,4 +286,56 @@ pub trait CommerceTx: Send {
     async fn insert_sale(&mut self, s: &SaleRecord) -> Result<bool>;
     async fn get_sale(&mut self, brand: &BrandId, order_id: &str) -> Result<Option<SaleRecord>>;
     async fn update_sale(&mut self, s: &SaleRecord) -> Result<()>;
+
+    // Bulk jobs
+    /// Records a job; false when the brand already has one of this kind and reference.
+    async fn insert_bulk_job(&mut self, j: &BulkJobRecord) -> Result<bool>;
+    async fn get_bulk_job(&mut self, brand: &BrandId, id: &str) -> Result<Option<BulkJobRecord>>;
+    async fn get_bulk_job_by_reference(
+        &mut self,
+        brand: &BrandId,
+        kind: &str,
+        reference: &str,
+    ) -> Result<Option<BulkJobRecord>>;
+    /// Takes the lease of the oldest unfinished job whose lease is free or lapsed at `now`
+    /// (any brand); on PostgreSQL a job another process holds is skipped, not waited for.
+    async fn claim_bulk_job(
+        &mut self,
+        now: OffsetDateTime,
+        owner: &str,
+        lease_until: OffsetDateTime,
+    ) -> Result<Option<BulkJobRecord>>;
+    /// Writes a job's progress, status and lease.
+    async fn save_bulk_job(&mut self, j: &BulkJobRecord) -> Result<()>;
+
+    // Partner code pools
+    async fn insert_partner_pool(&mut self, p: &PartnerPoolRecord) -> Result<()>;
+    async fn get_partner_pool(&mut self, brand: &BrandId, id: &str) -> Result<Option<PartnerPoolRecord>>;
+    /// Newest first.
+    async fn list_partner_pools(&mut self, brand: &BrandId, page: &Page) -> Result<Vec<PartnerPoolRecord>>;
+    /// Adds codes to a pool; codes it already holds are skipped. Returns how many were added.
+    async fn insert_partner_codes(&mut self, codes: &[PartnerCodeRecord]) -> Result<u64>;
+    /// (codes in the pool, codes handed out, the highest import number).
+    async fn partner_pool_counts(&mut self, pool: &str) -> Result<(i64, i64, i64)>;
+    async fn get_partner_code_by_reference(
+        &mut self,
+        brand: &BrandId,
+        pool: &str,
+        reference: &str,
+    ) -> Result<Option<PartnerCodeRecord>>;
+    /// Hands the pool's oldest free code to the member; `None` when none is left. At most one
+    /// member ever gets a code, whatever the concurrency.
+    async fn assign_partner_code(
+        &mut self,
+        brand: &BrandId,
+        pool: &str,
+        member: &MemberId,
+        reference: &str,
+        at: OffsetDateTime,
+    ) -> Result<Option<PartnerCodeRecord>>;
+    async fn list_member_partner_codes(
+        &mut self,
+        brand: &BrandId,
+        member: &MemberId,
+    ) -> Result<Vec<PartnerCodeRecord>>;
 }

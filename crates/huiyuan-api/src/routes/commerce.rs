@@ -3,10 +3,14 @@
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
+use huiyuan_core::commerce::bulk::{BulkIssueInput, BulkJobView};
 use huiyuan_core::commerce::checkout::{Quote, Sale, SaleRefund, SaleRefundInput};
 use huiyuan_core::commerce::coupons::{
     ClaimInput, CouponView, IssueInput, RedeemCouponInput, RedeemCouponOutcome, RewardInput, TemplateUsage,
     TemplateView,
+};
+use huiyuan_core::commerce::partners::{
+    HandOutInput, ImportInput, ImportOutcome, PartnerCodeView, PoolInput, PoolView,
 };
 use huiyuan_core::commerce::wallet::{
     TopUpInput, TopUpOutcome, TopUpRefundInput, TopUpRefundOutcome, WalletEntryView, WalletView,
@@ -326,4 +330,124 @@ pub async fn refund(
 ) -> ApiResult<(StatusCode, Json<SaleRefund>)> {
     let (o, made) = s.core.refund_sale(&actor, &order_id, input).await?;
     Ok(created(made, o))
+}
+
+/// Issues a template's coupons to a list of members in the background (up to 100,000): `202`
+/// with the job; follow `/v1/bulk-jobs/{id}` for its progress. Idempotent on `reference`, and
+/// each member's coupon on the job's reference, so a resumed job never issues twice.
+#[utoipa::path(post, path = "/v1/coupon-templates/{id}/issue-bulk", tag = "coupons",
+    params(("id" = String, Path, description = "Template ID")), request_body = BulkIssueInput,
+    responses((status = 202, body = BulkJobView), (status = 200, body = BulkJobView, description = "Requested before with this reference"),
+        (status = 404, body = Problem), (status = 409, body = Problem), (status = 422, body = Problem)))]
+pub async fn issue_bulk(
+    State(s): State<AppState>,
+    Auth(actor): Auth,
+    Path(id): Path<String>,
+    ApiJson(input): ApiJson<BulkIssueInput>,
+) -> ApiResult<(
+    StatusCode,
+    [(axum::http::HeaderName, String); 1],
+    Json<BulkJobView>,
+)> {
+    let (job, made) = s.core.issue_coupons_bulk(&actor, &id, input).await?;
+    let status = if made {
+        StatusCode::ACCEPTED
+    } else {
+        StatusCode::OK
+    };
+    Ok((
+        status,
+        [(axum::http::header::LOCATION, format!("/v1/bulk-jobs/{}", job.id))],
+        Json(job),
+    ))
+}
+
+/// A background job: status, progress and the first failures.
+#[utoipa::path(get, path = "/v1/bulk-jobs/{id}", tag = "coupons",
+    params(("id" = String, Path, description = "Job ID")),
+    responses((status = 200, body = BulkJobView), (status = 404, body = Problem)))]
+pub async fn bulk_job(
+    State(s): State<AppState>,
+    Auth(actor): Auth,
+    Path(id): Path<String>,
+) -> ApiResult<Json<BulkJobView>> {
+    Ok(Json(s.core.bulk_job(&actor, &id).await?))
+}
+
+/// A pool of partner codes (異業聯盟): codes a partner brand gives the brand's members.
+#[utoipa::path(post, path = "/v1/partner-pools", tag = "coupons", request_body = PoolInput,
+    responses((status = 201, body = PoolView), (status = 422, body = Problem)))]
+pub async fn create_pool(
+    State(s): State<AppState>,
+    Auth(actor): Auth,
+    ApiJson(input): ApiJson<PoolInput>,
+) -> ApiResult<(StatusCode, Json<PoolView>)> {
+    Ok((
+        StatusCode::CREATED,
+        Json(s.core.create_partner_pool(&actor, input).await?),
+    ))
+}
+
+#[utoipa::path(get, path = "/v1/partner-pools", tag = "coupons", params(PageQuery),
+    responses((status = 200, body = List<PoolView>)))]
+pub async fn list_pools(
+    State(s): State<AppState>,
+    Auth(actor): Auth,
+    ApiQuery(q): ApiQuery<PageQuery>,
+) -> ApiResult<Json<List<PoolView>>> {
+    let (p, limit) = page(q.limit, q.starting_after)?;
+    Ok(Json(list(s.core.list_partner_pools(&actor, &p).await?, limit)))
+}
+
+/// A pool with its codes counted: in the pool, handed out, left.
+#[utoipa::path(get, path = "/v1/partner-pools/{id}", tag = "coupons",
+    params(("id" = String, Path, description = "Pool ID")),
+    responses((status = 200, body = PoolView), (status = 404, body = Problem)))]
+pub async fn get_pool(
+    State(s): State<AppState>,
+    Auth(actor): Auth,
+    Path(id): Path<String>,
+) -> ApiResult<Json<PoolView>> {
+    Ok(Json(s.core.get_partner_pool(&actor, &id).await?))
+}
+
+/// Adds a partner's codes (up to 10,000 a call); codes already in the pool are skipped and counted.
+#[utoipa::path(post, path = "/v1/partner-pools/{id}/codes", tag = "coupons",
+    params(("id" = String, Path, description = "Pool ID")), request_body = ImportInput,
+    responses((status = 200, body = ImportOutcome), (status = 404, body = Problem), (status = 422, body = Problem)))]
+pub async fn import_codes(
+    State(s): State<AppState>,
+    Auth(actor): Auth,
+    Path(id): Path<String>,
+    ApiJson(input): ApiJson<ImportInput>,
+) -> ApiResult<Json<ImportOutcome>> {
+    Ok(Json(s.core.import_partner_codes(&actor, &id, input).await?))
+}
+
+/// Hands the member the pool's next free code: each code to one member only, whatever the
+/// concurrency; idempotent on `reference`; `409 partner_codes_exhausted` when none is left.
+#[utoipa::path(post, path = "/v1/members/{id}/partner-codes", tag = "coupons",
+    params(("id" = String, Path, description = "Member ID")), request_body = HandOutInput,
+    responses((status = 201, body = PartnerCodeView), (status = 200, body = PartnerCodeView),
+        (status = 404, body = Problem), (status = 409, body = Problem)))]
+pub async fn hand_out_code(
+    State(s): State<AppState>,
+    Auth(actor): Auth,
+    Path(id): Path<String>,
+    ApiJson(input): ApiJson<HandOutInput>,
+) -> ApiResult<(StatusCode, Json<PartnerCodeView>)> {
+    let (c, made) = s.core.hand_out_partner_code(&actor, &member(&id)?, input).await?;
+    Ok(created(made, c))
+}
+
+/// The partner codes the member was given.
+#[utoipa::path(get, path = "/v1/members/{id}/partner-codes", tag = "coupons",
+    params(("id" = String, Path, description = "Member ID")),
+    responses((status = 200, body = [PartnerCodeView]), (status = 404, body = Problem)))]
+pub async fn member_codes(
+    State(s): State<AppState>,
+    Auth(actor): Auth,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Vec<PartnerCodeView>>> {
+    Ok(Json(s.core.member_partner_codes(&actor, &member(&id)?).await?))
 }

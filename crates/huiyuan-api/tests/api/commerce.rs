@@ -738,7 +738,167 @@ async fn claims_rewards_expiry_and_the_usage_report(backend: Backend) {
     h.verify_ok().await;
 }
 
+/// A bulk issue runs in the background with its progress, reports the members it could not
+/// serve, stops at the stock, and is idempotent; partner codes go to one member each.
+async fn bulk_issue_and_partner_codes(backend: Backend) {
+    let h = Harness::start(backend).await;
+    let mut members = Vec::new();
+    for i in 0..250 {
+        members.push(h.member_id(&format!("1390000{i:04}")).await);
+    }
+    let t = h.template(threshold_coupon()).await;
+    let mut ids: Vec<Value> = members.iter().map(|m| json!(m)).collect();
+    ids.push(json!("mem_01JD4ZQ7X8Y2K3M4N5P6Q7R8S9"));
+    let path = format!("/v1/coupon-templates/{}/issue-bulk", t["id"].as_str().unwrap());
+    let (s, headers, job) = h
+        .call_full(
+            Some(&h.admin_key),
+            Method::POST,
+            &path,
+            Some(json!({"member_ids": ids, "reference": "BULK-1"})),
+            &[],
+        )
+        .await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{job}");
+    let status_url = headers["location"].to_str().unwrap().to_owned();
+    assert_eq!(
+        status_url,
+        format!("/v1/bulk-jobs/{}", job["id"].as_str().unwrap())
+    );
+    let done = wait_for_job(&h, &status_url).await;
+    assert_eq!(done["status"], "done", "{done}");
+    assert_eq!(
+        (
+            done["total"].as_i64(),
+            done["succeeded"].as_i64(),
+            done["failed"].as_i64()
+        ),
+        (Some(251), Some(250), Some(1))
+    );
+    assert_eq!(done["errors"][0]["code"], "not_found");
+    assert_eq!(done["progress"], 1.0);
+    let (_, coupons) = h
+        .admin(Method::GET, &format!("/v1/members/{}/coupons", members[7]), None)
+        .await;
+    assert_eq!(coupons["data"].as_array().unwrap().len(), 1);
+    // Sent again: the same job, nothing more issued.
+    let (s, again) = h
+        .admin(
+            Method::POST,
+            &path,
+            Some(json!({"member_ids": ids, "reference": "BULK-1"})),
+        )
+        .await;
+    assert_eq!((s, &again["id"]), (StatusCode::OK, &job["id"]));
+    let (_, t_now) = h
+        .admin(
+            Method::GET,
+            &format!("/v1/coupon-templates/{}", t["id"].as_str().unwrap()),
+            None,
+        )
+        .await;
+    assert_eq!(t_now["issued"], 250);
+    // Within the stock only.
+    let mut limited = threshold_coupon();
+    limited["stock"] = json!(100);
+    let lt = h.template(limited).await;
+    let (s, job) = h
+        .admin(
+            Method::POST,
+            &format!("/v1/coupon-templates/{}/issue-bulk", lt["id"].as_str().unwrap()),
+            Some(json!({"member_ids": members[..150], "reference": "BULK-2"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{job}");
+    let failed = wait_for_job(&h, &format!("/v1/bulk-jobs/{}", job["id"].as_str().unwrap())).await;
+    assert_eq!(failed["status"], "failed", "{failed}");
+    assert_eq!(failed["succeeded"], 100);
+    assert!(
+        failed["errors"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["code"] == "coupon_out_of_stock"),
+        "{failed}"
+    );
+
+    // Partner codes: imported once, each handed out once, whatever the concurrency.
+    let (s, pool) = h
+        .admin(
+            Method::POST,
+            "/v1/partner-pools",
+            Some(json!({"name": "咖啡一杯", "partner": "Café Lu"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{pool}");
+    let pool_id = pool["id"].as_str().unwrap().to_owned();
+    let (s, imported) = h
+        .admin(
+            Method::POST,
+            &format!("/v1/partner-pools/{pool_id}/codes"),
+            Some(json!({"codes": ["LU-1", "LU-2", "LU-3", "LU-1"]})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{imported}");
+    assert_eq!(
+        (imported["added"].as_u64(), imported["duplicates"].as_u64()),
+        (Some(3), Some(1))
+    );
+    let mut tasks = tokio::task::JoinSet::new();
+    for m in members.iter().take(20) {
+        let (http, base, key, m, pool_id) = (
+            h.http.clone(),
+            h.base.clone(),
+            h.admin_key.clone(),
+            m.clone(),
+            pool_id.clone(),
+        );
+        tasks.spawn(async move {
+            let res = http
+                .post(format!("{base}/v1/members/{m}/partner-codes"))
+                .bearer_auth(key)
+                .json(&json!({"pool_id": pool_id, "reference": format!("PC-{m}")}))
+                .send()
+                .await
+                .unwrap();
+            let status = res.status();
+            (status, res.json::<Value>().await.unwrap())
+        });
+    }
+    let mut given = Vec::new();
+    while let Some(r) = tasks.join_next().await {
+        let (status, body) = r.unwrap();
+        if status == StatusCode::CREATED {
+            given.push(body["code"].as_str().unwrap().to_owned());
+        } else {
+            assert_problem(status, &body, StatusCode::CONFLICT, "partner_codes_exhausted");
+        }
+    }
+    given.sort();
+    assert_eq!(given, ["LU-1", "LU-2", "LU-3"]);
+    let (_, pool_now) = h
+        .admin(Method::GET, &format!("/v1/partner-pools/{pool_id}"), None)
+        .await;
+    assert_eq!(
+        (pool_now["handed_out"].as_i64(), pool_now["left"].as_i64()),
+        (Some(3), Some(0))
+    );
+}
+
+async fn wait_for_job(h: &Harness, url: &str) -> Value {
+    for _ in 0..200 {
+        let (s, job) = h.admin(Method::GET, url, None).await;
+        assert_eq!(s, StatusCode::OK, "{job}");
+        if job["status"] == "done" || job["status"] == "failed" {
+            return job;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!("the bulk job did not finish in 20 s");
+}
+
 both_backends!(
+    bulk_issue_and_partner_codes,
     till_sale_with_coupon_points_and_wallet_then_full_refund,
     one_coupon_two_hundred_concurrent_redemptions_on_two_nodes,
     a_commit_failing_at_any_step_changes_nothing,

@@ -1,8 +1,10 @@
 //! Coupons, the wallet (stored value) and the till's checkout: the use cases over
 //! `huiyuan_domain::commerce` and the storage's `CommerceTx`.
 
+pub mod bulk;
 pub mod checkout;
 pub mod coupons;
+pub mod partners;
 pub mod wallet;
 
 use std::sync::Arc;

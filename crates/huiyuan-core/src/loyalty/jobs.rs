@@ -1,5 +1,5 @@
 //! Durable, idempotent maintenance jobs: pending → active, expiry, reminders, birthday months,
-//! tier reviews, coupon expiry.
+//! tier reviews, coupon expiry, resuming bulk jobs.
 //!
 //! Each job has a row in `jobs` holding its next due time and a lease; a process runs a job
 //! only after taking the lease (on PostgreSQL, `FOR UPDATE SKIP LOCKED`), so several server
@@ -28,7 +28,17 @@ pub const REMIND: &str = "points.remind_expiring";
 pub const BIRTHDAYS: &str = "members.birthday_month";
 pub const TIER_REVIEW: &str = "tiers.review";
 pub const COUPONS_EXPIRE: &str = "coupons.expire";
-pub const ALL: [&str; 6] = [MATURE, EXPIRE, REMIND, BIRTHDAYS, TIER_REVIEW, COUPONS_EXPIRE];
+/// Bulk jobs whose process stopped: taken over once their lease lapses.
+pub const BULK: &str = "bulk.resume";
+pub const ALL: [&str; 7] = [
+    MATURE,
+    EXPIRE,
+    REMIND,
+    BIRTHDAYS,
+    TIER_REVIEW,
+    COUPONS_EXPIRE,
+    BULK,
+];
 
 /// Members handled per transaction: short transactions keep the SQLite writer free for sales.
 const MEMBERS_PER_TX: u32 = 200;
@@ -89,6 +99,7 @@ impl Core {
             BIRTHDAYS => self.birthday_months().await,
             TIER_REVIEW => self.review_tiers().await,
             COUPONS_EXPIRE => self.expire_coupons().await,
+            BULK => self.run_bulk_jobs(owner).await,
             other => Err(CoreError::Corrupt(format!("unknown job {other}"))),
         };
         let error = result.as_ref().err().map(ToString::to_string);

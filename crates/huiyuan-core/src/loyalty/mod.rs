@@ -752,6 +752,7 @@ pub(crate) fn job_interval(name: &str) -> Duration {
         jobs::REMIND => Duration::hours(1),
         jobs::BIRTHDAYS => Duration::hours(6),
         jobs::COUPONS_EXPIRE => Duration::minutes(5),
+        jobs::BULK => Duration::minutes(1),
         _ => Duration::hours(1),
     }
 }

@@ -152,6 +152,56 @@ fn sale_row(r: &Row) -> Result<SaleRecord> {
     })
 }
 
+const BULK_COLS: &str =
+    "id, brand_id, kind, reference, status, input, total, processed, succeeded, failed, errors, \
+     requested_by, lease_owner, lease_until, created_at, updated_at, finished_at";
+fn bulk_row(r: &Row) -> Result<BulkJobRecord> {
+    Ok(BulkJobRecord {
+        id: r.text("id")?,
+        brand_id: r.parsed("brand_id")?,
+        kind: r.text("kind")?,
+        reference: r.text("reference")?,
+        status: r.text("status")?,
+        input: r.text("input")?,
+        total: r.i64("total")?,
+        processed: r.i64("processed")?,
+        succeeded: r.i64("succeeded")?,
+        failed: r.i64("failed")?,
+        errors: r.text("errors")?,
+        requested_by: r.text("requested_by")?,
+        lease_owner: r.opt_text("lease_owner")?,
+        lease_until: r.opt_time("lease_until")?,
+        created_at: r.time("created_at")?,
+        updated_at: r.time("updated_at")?,
+        finished_at: r.opt_time("finished_at")?,
+    })
+}
+
+const POOL_COLS: &str = "id, brand_id, name, partner, description, created_at";
+fn pool_row(r: &Row) -> Result<PartnerPoolRecord> {
+    Ok(PartnerPoolRecord {
+        id: r.text("id")?,
+        brand_id: r.parsed("brand_id")?,
+        name: r.text("name")?,
+        partner: r.text("partner")?,
+        description: r.opt_text("description")?,
+        created_at: r.time("created_at")?,
+    })
+}
+
+const PARTNER_CODE_COLS: &str = "brand_id, pool_id, code, seq, member_id, reference, assigned_at";
+fn partner_code_row(r: &Row) -> Result<PartnerCodeRecord> {
+    Ok(PartnerCodeRecord {
+        brand_id: r.parsed("brand_id")?,
+        pool_id: r.text("pool_id")?,
+        code: r.text("code")?,
+        seq: r.i64("seq")?,
+        member_id: r.opt_parsed("member_id")?,
+        reference: r.opt_text("reference")?,
+        assigned_at: r.opt_time("assigned_at")?,
+    })
+}
+
 #[async_trait]
 impl CommerceTx for SqlTx {
     async fn insert_coupon_template(&mut self, t: &CouponTemplateRecord) -> Result<()> {
@@ -387,7 +437,7 @@ impl CommerceTx for SqlTx {
     }
 
     async fn move_commerce(&mut self, brand: &BrandId, from: &MemberId, to: &MemberId) -> Result<()> {
-        for table in ["coupons", "sales"] {
+        for table in ["coupons", "sales", "partner_codes"] {
             self.exec(
                 &format!("UPDATE {table} SET member_id = $3 WHERE brand_id = $1 AND member_id = $2"),
                 vec![v(brand.as_str()), v(from.as_str()), v(to.as_str())],
@@ -562,6 +612,256 @@ impl CommerceTx for SqlTx {
             &format!("SELECT {SALE_COLS} FROM sales WHERE brand_id = $1 AND order_id = $2"),
             vec![v(brand.as_str()), v(order_id)],
             sale_row,
+        )
+        .await
+    }
+
+    async fn insert_bulk_job(&mut self, j: &BulkJobRecord) -> Result<bool> {
+        let inserted = self
+            .insert_rows(
+                &format!("bulk_jobs ({BULK_COLS})"),
+                vec![vec![
+                    v(&j.id),
+                    v(j.brand_id.as_str()),
+                    v(&j.kind),
+                    v(&j.reference),
+                    v(&j.status),
+                    v(&j.input),
+                    v(j.total),
+                    v(j.processed),
+                    v(j.succeeded),
+                    v(j.failed),
+                    v(&j.errors),
+                    v(&j.requested_by),
+                    v(j.lease_owner.as_deref()),
+                    v(j.lease_until),
+                    v(j.created_at),
+                    v(j.updated_at),
+                    v(j.finished_at),
+                ]],
+                " ON CONFLICT DO NOTHING",
+            )
+            .await?;
+        Ok(inserted == 1)
+    }
+
+    async fn get_bulk_job(&mut self, brand: &BrandId, id: &str) -> Result<Option<BulkJobRecord>> {
+        self.one(
+            &format!("SELECT {BULK_COLS} FROM bulk_jobs WHERE brand_id = $1 AND id = $2"),
+            vec![v(brand.as_str()), v(id)],
+            bulk_row,
+        )
+        .await
+    }
+
+    async fn get_bulk_job_by_reference(
+        &mut self,
+        brand: &BrandId,
+        kind: &str,
+        reference: &str,
+    ) -> Result<Option<BulkJobRecord>> {
+        self.one(
+            &format!(
+                "SELECT {BULK_COLS} FROM bulk_jobs WHERE brand_id = $1 AND kind = $2 AND reference = $3"
+            ),
+            vec![v(brand.as_str()), v(kind), v(reference)],
+            bulk_row,
+        )
+        .await
+    }
+
+    async fn claim_bulk_job(
+        &mut self,
+        now: OffsetDateTime,
+        owner: &str,
+        lease_until: OffsetDateTime,
+    ) -> Result<Option<BulkJobRecord>> {
+        let skip = self.conn.dialect().for_update_skip_locked();
+        let free = "status IN ('queued', 'running') AND (lease_until IS NULL OR lease_until < $1)";
+        let Some(id) = self
+            .one(
+                &format!("SELECT id FROM bulk_jobs WHERE {free} ORDER BY created_at LIMIT 1{skip}"),
+                vec![v(now)],
+                |r| r.text("id"),
+            )
+            .await?
+        else {
+            return Ok(None);
+        };
+        let taken = self
+            .exec(
+                &format!("UPDATE bulk_jobs SET status = 'running', lease_owner = $2, lease_until = $3 WHERE {free} AND id = $4"),
+                vec![v(now), v(owner), v(lease_until), v(&id)],
+            )
+            .await?;
+        if taken != 1 {
+            return Ok(None);
+        }
+        self.one(
+            &format!("SELECT {BULK_COLS} FROM bulk_jobs WHERE id = $1"),
+            vec![v(&id)],
+            bulk_row,
+        )
+        .await
+    }
+
+    async fn save_bulk_job(&mut self, j: &BulkJobRecord) -> Result<()> {
+        self.exec(
+            "UPDATE bulk_jobs SET status = $2, processed = $3, succeeded = $4, failed = $5, errors = $6, \
+             lease_owner = $7, lease_until = $8, updated_at = $9, finished_at = $10 WHERE id = $1",
+            vec![
+                v(&j.id),
+                v(&j.status),
+                v(j.processed),
+                v(j.succeeded),
+                v(j.failed),
+                v(&j.errors),
+                v(j.lease_owner.as_deref()),
+                v(j.lease_until),
+                v(j.updated_at),
+                v(j.finished_at),
+            ],
+        )
+        .await
+        .map(drop)
+    }
+
+    async fn insert_partner_pool(&mut self, p: &PartnerPoolRecord) -> Result<()> {
+        self.exec(
+            &format!("INSERT INTO partner_pools ({POOL_COLS}) VALUES ($1, $2, $3, $4, $5, $6)"),
+            vec![
+                v(&p.id),
+                v(p.brand_id.as_str()),
+                v(&p.name),
+                v(&p.partner),
+                v(p.description.as_deref()),
+                v(p.created_at),
+            ],
+        )
+        .await
+        .map(drop)
+    }
+
+    async fn get_partner_pool(&mut self, brand: &BrandId, id: &str) -> Result<Option<PartnerPoolRecord>> {
+        self.one(
+            &format!("SELECT {POOL_COLS} FROM partner_pools WHERE brand_id = $1 AND id = $2"),
+            vec![v(brand.as_str()), v(id)],
+            pool_row,
+        )
+        .await
+    }
+
+    async fn list_partner_pools(&mut self, brand: &BrandId, page: &Page) -> Result<Vec<PartnerPoolRecord>> {
+        let mut q = Query::new(&format!(
+            "SELECT {POOL_COLS} FROM partner_pools WHERE brand_id = "
+        ));
+        q.bind(brand.as_str());
+        paginate(&mut q, "id", page);
+        self.query_all(q, pool_row).await
+    }
+
+    async fn insert_partner_codes(&mut self, codes: &[PartnerCodeRecord]) -> Result<u64> {
+        self.insert_rows(
+            &format!("partner_codes ({PARTNER_CODE_COLS})"),
+            codes
+                .iter()
+                .map(|c| {
+                    vec![
+                        v(c.brand_id.as_str()),
+                        v(&c.pool_id),
+                        v(&c.code),
+                        v(c.seq),
+                        v(c.member_id.as_ref().map(MemberId::as_str)),
+                        v(c.reference.as_deref()),
+                        v(c.assigned_at),
+                    ]
+                })
+                .collect(),
+            " ON CONFLICT DO NOTHING",
+        )
+        .await
+    }
+
+    async fn partner_pool_counts(&mut self, pool: &str) -> Result<(i64, i64, i64)> {
+        let rows = self
+            .rows(
+                "SELECT COUNT(*) AS total, COUNT(member_id) AS assigned, COALESCE(MAX(seq), 0) AS last \
+                 FROM partner_codes WHERE pool_id = $1",
+                vec![v(pool)],
+            )
+            .await?;
+        let r = rows
+            .first()
+            .ok_or_else(|| StoreError::Corrupt("an aggregate returned no row".into()))?;
+        Ok((r.i64("total")?, r.i64("assigned")?, r.i64("last")?))
+    }
+
+    async fn get_partner_code_by_reference(
+        &mut self,
+        brand: &BrandId,
+        pool: &str,
+        reference: &str,
+    ) -> Result<Option<PartnerCodeRecord>> {
+        self.one(
+            &format!(
+                "SELECT {PARTNER_CODE_COLS} FROM partner_codes WHERE brand_id = $1 AND pool_id = $2 AND reference = $3"
+            ),
+            vec![v(brand.as_str()), v(pool), v(reference)],
+            partner_code_row,
+        )
+        .await
+    }
+
+    async fn assign_partner_code(
+        &mut self,
+        brand: &BrandId,
+        pool: &str,
+        member: &MemberId,
+        reference: &str,
+        at: OffsetDateTime,
+    ) -> Result<Option<PartnerCodeRecord>> {
+        let skip = self.conn.dialect().for_update_skip_locked();
+        // A few tries: on PostgreSQL another transaction may take the code between the pick
+        // (which skips locked rows) and the guarded update.
+        for _ in 0..5 {
+            let Some(code) = self
+                .one(
+                    &format!(
+                        "SELECT code FROM partner_codes WHERE pool_id = $1 AND member_id IS NULL \
+                         ORDER BY seq LIMIT 1{skip}"
+                    ),
+                    vec![v(pool)],
+                    |r| r.text("code"),
+                )
+                .await?
+            else {
+                return Ok(None);
+            };
+            let taken = self
+                .exec(
+                    "UPDATE partner_codes SET member_id = $3, reference = $4, assigned_at = $5 \
+                     WHERE pool_id = $1 AND code = $2 AND member_id IS NULL",
+                    vec![v(pool), v(&code), v(member.as_str()), v(reference), v(at)],
+                )
+                .await?;
+            if taken == 1 {
+                return self.get_partner_code_by_reference(brand, pool, reference).await;
+            }
+        }
+        Err(StoreError::Stale)
+    }
+
+    async fn list_member_partner_codes(
+        &mut self,
+        brand: &BrandId,
+        member: &MemberId,
+    ) -> Result<Vec<PartnerCodeRecord>> {
+        self.all(
+            &format!(
+                "SELECT {PARTNER_CODE_COLS} FROM partner_codes WHERE brand_id = $1 AND member_id = $2 ORDER BY assigned_at"
+            ),
+            vec![v(brand.as_str()), v(member.as_str())],
+            partner_code_row,
         )
         .await
     }
