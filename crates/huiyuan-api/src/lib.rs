@@ -117,7 +117,7 @@ fn metrics_handle() -> PrometheusHandle {
         (name = "events", description = "The event outbox and the maintenance jobs"),
         (name = "analytics", description = "RFM, cohorts, lifecycle stages, lifetime value, dashboard KPIs, member insights and recommendations"),
         (name = "coupons", description = "Coupon templates, issuing, claim codes, the rewards catalogue, redemption and the usage report"),
-        (name = "wallet", description = "Stored value (儲值): top-ups with bonus, refunds, balance and statement"),
+        (name = "wallet", description = "Stored value (儲值): top-ups with bonus, refunds, balance and statement; paid membership plans (付費會員)"),
         (name = "checkout", description = "The till: quote a basket, commit a sale (coupons, points, wallet in one step), refund it")
     )
 )]
@@ -203,6 +203,9 @@ fn split(state: &AppState) -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(commerce::get_pool))
         .routes(routes!(commerce::import_codes))
         .routes(routes!(commerce::hand_out_code, commerce::member_codes))
+        .routes(routes!(commerce::buy_plan, commerce::member_plans))
+        .routes(routes!(commerce::refund_plan))
+        .routes(routes!(commerce::plan_renewals))
         .routes(routes!(commerce::issue, commerce::member_coupons))
         .routes(routes!(commerce::claim))
         .routes(routes!(commerce::reward))

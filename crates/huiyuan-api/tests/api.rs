@@ -594,6 +594,7 @@ async fn another_brand_is_invisible_on_every_route(backend: Backend) {
             (p, "post") if p.ends_with("/partner-codes") => {
                 Some(json!({"pool_id": b_pool["id"], "reference": "X-1"}))
             }
+            (p, "post") if p.ends_with("/plans") => Some(json!({"plan": "plus", "reference": "X-1"})),
             (_, "patch") => Some(json!({})),
             _ => None,
         }

@@ -137,6 +137,10 @@ prefixed_id!(
     /// A pool of partner codes (異業聯盟).
     PartnerPoolId, "ptp"
 );
+prefixed_id!(
+    /// One term of a paid membership plan.
+    MembershipId, "mbr"
+);
 
 #[cfg(test)]
 mod tests {

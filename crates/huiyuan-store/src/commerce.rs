@@ -187,6 +187,38 @@ pub struct PartnerCodeRecord {
     pub assigned_at: Option<OffsetDateTime>,
 }
 
+/// One term of a paid membership plan.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MembershipRecord {
+    pub id: String,
+    pub brand_id: BrandId,
+    pub member_id: MemberId,
+    pub plan_code: String,
+    pub starts_at: OffsetDateTime,
+    pub ends_at: OffsetDateTime,
+    pub fee: i64,
+    /// `money` or `wallet`.
+    pub paid_with: String,
+    /// `active` or `refunded`.
+    pub status: String,
+    /// The caller's reference: buying again with it buys nothing more.
+    pub reference: String,
+    /// The term this one renews.
+    pub renewal_of: Option<String>,
+    pub refunded_amount: i64,
+    /// Its end, with no renewal, was announced (`membership.lapsed`).
+    pub lapse_notified: bool,
+    pub created_at: OffsetDateTime,
+}
+
+/// A plan's terms that ended in a period, and how many of them were renewed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RenewalCount {
+    pub plan_code: String,
+    pub ended: i64,
+    pub renewed: i64,
+}
+
 /// Storage of coupons, wallets and sales.
 #[async_trait]
 pub trait CommerceTx: Send {
@@ -338,4 +370,31 @@ pub trait CommerceTx: Send {
         brand: &BrandId,
         member: &MemberId,
     ) -> Result<Vec<PartnerCodeRecord>>;
+
+    // Paid memberships
+    /// Records a term; false when the brand already has its reference.
+    async fn insert_membership(&mut self, m: &MembershipRecord) -> Result<bool>;
+    async fn get_membership_by_reference(
+        &mut self,
+        brand: &BrandId,
+        reference: &str,
+    ) -> Result<Option<MembershipRecord>>;
+    /// Every term of the members (of every plan), by start.
+    async fn memberships_of(
+        &mut self,
+        brand: &BrandId,
+        members: &[MemberId],
+    ) -> Result<Vec<MembershipRecord>>;
+    /// Writes a term's status, refund and lapse notice.
+    async fn update_membership(&mut self, m: &MembershipRecord) -> Result<()>;
+    /// Active terms that ended by `now` without a renewal and whose end was not announced yet
+    /// (any brand), up to `limit`.
+    async fn memberships_lapsed(&mut self, now: OffsetDateTime, limit: u32) -> Result<Vec<MembershipRecord>>;
+    /// Per plan, the active terms that ended in `[from, to)` and how many were renewed.
+    async fn renewal_counts(
+        &mut self,
+        brand: &BrandId,
+        from: OffsetDateTime,
+        to: OffsetDateTime,
+    ) -> Result<Vec<RenewalCount>>;
 }

@@ -12,6 +12,9 @@ use huiyuan_core::commerce::coupons::{
 use huiyuan_core::commerce::partners::{
     HandOutInput, ImportInput, ImportOutcome, PartnerCodeView, PoolInput, PoolView,
 };
+use huiyuan_core::commerce::plans::{
+    BuyPlanInput, MembershipView, PlanRefundInput, PlanRefundOutcome, RenewalLine, TermView,
+};
 use huiyuan_core::commerce::wallet::{
     TopUpInput, TopUpOutcome, TopUpRefundInput, TopUpRefundOutcome, WalletEntryView, WalletView,
 };
@@ -450,4 +453,77 @@ pub async fn member_codes(
     Path(id): Path<String>,
 ) -> ApiResult<Json<Vec<PartnerCodeView>>> {
     Ok(Json(s.core.member_partner_codes(&actor, &member(&id)?).await?))
+}
+
+/// Buys a term of a paid membership plan (付費會員): starting now, or right after the member's
+/// current coverage (a renewal); paid in money or from the wallet. Idempotent on `reference`.
+#[utoipa::path(post, path = "/v1/members/{id}/plans", tag = "wallet",
+    params(("id" = String, Path, description = "Member ID")), request_body = BuyPlanInput,
+    responses((status = 201, body = TermView), (status = 200, body = TermView),
+        (status = 404, body = Problem), (status = 409, body = Problem), (status = 422, body = Problem)))]
+pub async fn buy_plan(
+    State(s): State<AppState>,
+    Auth(actor): Auth,
+    Path(id): Path<String>,
+    ApiJson(input): ApiJson<BuyPlanInput>,
+) -> ApiResult<(StatusCode, Json<TermView>)> {
+    let (t, made) = s.core.buy_plan(&actor, &member(&id)?, input).await?;
+    Ok(created(made, t))
+}
+
+/// The member's plan terms and the plan running now.
+#[utoipa::path(get, path = "/v1/members/{id}/plans", tag = "wallet",
+    params(("id" = String, Path, description = "Member ID")),
+    responses((status = 200, body = MembershipView), (status = 404, body = Problem)))]
+pub async fn member_plans(
+    State(s): State<AppState>,
+    Auth(actor): Auth,
+    Path(id): Path<String>,
+) -> ApiResult<Json<MembershipView>> {
+    Ok(Json(s.core.memberships(&actor, &member(&id)?).await?))
+}
+
+/// Refunds a term by the plan's rules (all of it within the first days, then the unused
+/// share, or nothing); to the wallet when it was paid from it. Idempotent on `refund_id`.
+#[utoipa::path(post, path = "/v1/members/{id}/plans/{reference}/refunds", tag = "wallet",
+    params(("id" = String, Path, description = "Member ID"), ("reference" = String, Path, description = "The term's reference")),
+    request_body = PlanRefundInput,
+    responses((status = 201, body = PlanRefundOutcome), (status = 200, body = PlanRefundOutcome),
+        (status = 404, body = Problem), (status = 409, body = Problem)))]
+pub async fn refund_plan(
+    State(s): State<AppState>,
+    Auth(actor): Auth,
+    Path((id, reference)): Path<(String, String)>,
+    ApiJson(input): ApiJson<PlanRefundInput>,
+) -> ApiResult<(StatusCode, Json<PlanRefundOutcome>)> {
+    let (o, made) = s
+        .core
+        .refund_plan(&actor, &member(&id)?, &reference, input)
+        .await?;
+    Ok(created(made, o))
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct PeriodQuery {
+    /// Start of the period (RFC 3339).
+    #[serde(with = "time::serde::rfc3339")]
+    #[param(value_type = String, format = DateTime)]
+    pub from: time::OffsetDateTime,
+    /// End of the period, excluded (RFC 3339).
+    #[serde(with = "time::serde::rfc3339")]
+    #[param(value_type = String, format = DateTime)]
+    pub to: time::OffsetDateTime,
+}
+
+/// Per plan, the terms that ended in the period and the share renewed.
+#[utoipa::path(get, path = "/v1/reports/plan-renewals", tag = "wallet", params(PeriodQuery),
+    responses((status = 200, body = [RenewalLine]), (status = 422, body = Problem)))]
+pub async fn plan_renewals(
+    State(s): State<AppState>,
+    Auth(actor): Auth,
+    ApiQuery(q): ApiQuery<PeriodQuery>,
+) -> ApiResult<Json<Vec<RenewalLine>>> {
+    Ok(Json(s.core.renewal_report(&actor, q.from, q.to).await?))
 }

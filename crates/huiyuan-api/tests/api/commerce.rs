@@ -897,7 +897,125 @@ async fn wait_for_job(h: &Harness, url: &str) -> Value {
     panic!("the bulk job did not finish in 20 s");
 }
 
+/// A paid plan (PLUS: 99 yuan a year, 5% off, points ×2): bought, renewed ahead, its benefits
+/// at the till and on earning, refunded by its rules (to the wallet when paid from it), lapsing
+/// when not renewed, and the renewal rate.
+async fn paid_plans_buy_renew_refund_lapse_and_report(backend: Backend) {
+    let h = Harness::start(backend).await;
+    h.publish_demo_programme().await;
+    let m = h.member_id("13800138120").await;
+    let other = h.member_id("13800138121").await;
+    let buy = |member: String, reference: &str, pay_with: &str| {
+        let h = &h;
+        let body = json!({"plan": "plus", "reference": reference, "pay_with": pay_with});
+        async move {
+            h.admin(Method::POST, &format!("/v1/members/{member}/plans"), Some(body))
+                .await
+        }
+    };
+    let (s, first) = buy(m.clone(), "PLUS-1", "money").await;
+    assert_eq!(s, StatusCode::CREATED, "{first}");
+    assert!(first["renewal_of"].is_null());
+    let (s, again) = buy(m.clone(), "PLUS-1", "money").await;
+    assert_eq!((s, &again["id"]), (StatusCode::OK, &first["id"]));
+    // At the till: the plan's 5% beats the regular tier's nothing, its perks are offered, and
+    // its ×2 multiplier shows in the earning.
+    let one_tee = json!({"member_id": m, "channel": "pos",
+        "lines": [{"sku": "TEE", "category": "apparel", "quantity": 1, "amount": 10_000}]});
+    let (_, q) = h
+        .admin(Method::POST, "/v1/checkout/quote", Some(one_tee.clone()))
+        .await;
+    assert_eq!(q["member"]["plan"], "plus", "{q}");
+    assert_eq!(q["priced"]["tier_discount"], 500);
+    assert!(q["member"]["perks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|p| p.as_str().unwrap().contains("Free shipping")));
+    let (s, bought) = h.buy(sale("SO-P1", &m, 100)).await;
+    assert_eq!(s, StatusCode::CREATED, "{bought}");
+    let items = bought["purchase"]["earning"]["items"].as_array().unwrap();
+    assert!(items.iter().any(|i| i["source"] == "plan:plus"), "{items:?}");
+    // Renewed ahead: the new term starts where the first ends.
+    let (s, second) = buy(m.clone(), "PLUS-2", "money").await;
+    assert_eq!(s, StatusCode::CREATED, "{second}");
+    assert_eq!(second["starts_at"], first["ends_at"]);
+    assert_eq!(second["renewal_of"], first["id"]);
+    let (_, plans) = h
+        .admin(Method::GET, &format!("/v1/members/{m}/plans"), None)
+        .await;
+    assert_eq!(plans["current"], "plus");
+    assert_eq!(plans["covered_until"], second["ends_at"]);
+    // The renewal has not started: refunded in full.
+    let refund = |member: String, term: &str, id: &str| {
+        let h = &h;
+        let path = format!("/v1/members/{member}/plans/{term}/refunds");
+        let body = json!({ "refund_id": id });
+        async move { h.admin(Method::POST, &path, Some(body)).await }
+    };
+    let (s, r) = refund(m.clone(), "PLUS-2", "PR-1").await;
+    assert_eq!(s, StatusCode::CREATED, "{r}");
+    assert_eq!(r["amount"], 9_900);
+    let (s, b) = refund(m.clone(), "PLUS-2", "PR-2").await;
+    assert_problem(s, &b, StatusCode::CONFLICT, "already_refunded");
+    // Paid from the wallet, refunded after the cooling-off: the unused share, back to the wallet.
+    h.top_up(&other, "PAY-1", 20_000).await;
+    let (s, w_term) = buy(other.clone(), "PLUS-3", "wallet").await;
+    assert_eq!(s, StatusCode::CREATED, "{w_term}");
+    assert_eq!(h.wallet(&other).await["balance"], 20_000 - 9_900);
+    h.clock.advance(time::Duration::days(30));
+    let (s, r) = refund(other.clone(), "PLUS-3", "PR-3").await;
+    assert_eq!(s, StatusCode::CREATED, "{r}");
+    let back = r["amount"].as_i64().unwrap();
+    assert!(back > 9_900 * 330 / 366 && back < 9_900 * 336 / 365, "{back}");
+    assert_eq!(
+        h.wallet(&other).await["balance"].as_i64().unwrap(),
+        20_000 - 9_900 + back
+    );
+    // A year on, the first term ends without a renewal: lapsed once, and no discount any more.
+    h.clock.advance(time::Duration::days(370));
+    h.run_jobs().await;
+    h.run_jobs().await;
+    let (_, events) = h.admin(Method::GET, "/v1/events?limit=1000", None).await;
+    let lapsed = events
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["type"] == "membership.lapsed")
+        .count();
+    assert_eq!(lapsed, 1);
+    let (_, q) = h.admin(Method::POST, "/v1/checkout/quote", Some(one_tee)).await;
+    assert!(q["member"]["plan"].is_null(), "{q}");
+    assert_eq!(q["priced"]["tier_discount"], 0);
+    // The renewal rate of the terms that ended: the first, not renewed (its renewal was refunded).
+    let fmt = |t: time::OffsetDateTime| {
+        t.format(&time::format_description::well_known::Rfc3339)
+            .unwrap()
+            .replace('+', "%2B")
+    };
+    let now = h.core.now();
+    let (s, report) = h
+        .admin(
+            Method::GET,
+            &format!(
+                "/v1/reports/plan-renewals?from={}&to={}",
+                fmt(now - time::Duration::days(400)),
+                fmt(now)
+            ),
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{report}");
+    assert_eq!(
+        (report[0]["ended"].as_i64(), report[0]["renewed"].as_i64()),
+        (Some(1), Some(0)),
+        "{report}"
+    );
+    h.verify_ok().await;
+}
+
 both_backends!(
+    paid_plans_buy_renew_refund_lapse_and_report,
     bulk_issue_and_partner_codes,
     till_sale_with_coupon_points_and_wallet_then_full_refund,
     one_coupon_two_hundred_concurrent_redemptions_on_two_nodes,

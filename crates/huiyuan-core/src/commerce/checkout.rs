@@ -21,6 +21,7 @@ use time::OffsetDateTime;
 use utoipa::ToSchema;
 
 use super::coupons::{not_usable, template_view, terms_of, CouponView};
+use super::plans::active_plan;
 use super::wallet::{wallet_view, WalletPosting, WalletView};
 use crate::loyalty::ingest::SaleFacts;
 use crate::loyalty::purchases::Prepared;
@@ -39,6 +40,11 @@ pub struct QuoteMember {
     #[schema(value_type = String)]
     pub tier_discount_percent: Decimal,
     pub perks: Vec<String>,
+    /// The paid membership plan running now, if any.
+    pub plan: Option<String>,
+    /// The discount this member gets: the better of the tier's and the plan's.
+    #[schema(value_type = String)]
+    pub discount_percent: Decimal,
     pub points_available: i64,
     pub points_pending: i64,
     pub wallet: Option<WalletView>,
@@ -183,6 +189,11 @@ impl Core {
             bonus: w.bonus,
         });
         let tier = &ctx.programme.tiers.levels[ctx.level_of(&account)];
+        let terms = self
+            .plan_terms(&mut *tx, &ctx, brand, std::slice::from_ref(&member_id))
+            .await?;
+        let plan = active_plan(&ctx.programme, &terms, &member_id, self.now());
+        let discount_percent = best_discount(tier.discount_percent, plan);
         // The coupons asked for; those that cannot be used at all are reported, not applied.
         let mut unusable = Vec::new();
         let mut asked = Vec::new();
@@ -222,7 +233,7 @@ impl Core {
         let basket = Basket {
             lines: &lines,
             shipping: input.shipping,
-            tier_discount_percent: tier.discount_percent,
+            tier_discount_percent: discount_percent,
             coupons: &offered,
             occasion,
         };
@@ -302,7 +313,14 @@ impl Core {
                 tier_code: tier.code.clone(),
                 tier_name: tier.name.clone(),
                 tier_discount_percent: tier.discount_percent,
-                perks: tier.perks.clone(),
+                perks: tier
+                    .perks
+                    .iter()
+                    .chain(plan.iter().flat_map(|p| p.perks.iter()))
+                    .cloned()
+                    .collect(),
+                plan: plan.map(|p| p.code.clone()),
+                discount_percent,
                 points_available: account.available,
                 points_pending: account.pending,
                 wallet: wallet.as_ref().map(wallet_view),
@@ -366,6 +384,13 @@ impl Core {
         let mut posting = Posting::open(self, &mut *tx, brand, &member.id, &actor.label()).await?;
         let mut wallet = WalletPosting::open(self, &mut *tx, brand, &member.id, &actor.label()).await?;
         let tier = ctx.programme.tiers.levels[ctx.level_of(&posting.account)].clone();
+        let terms = self
+            .plan_terms(&mut *tx, &ctx, brand, std::slice::from_ref(&member.id))
+            .await?;
+        let discount_percent = best_discount(
+            tier.discount_percent,
+            active_plan(&ctx.programme, &terms, &member.id, self.now()),
+        );
         let mut coupons = Vec::with_capacity(codes.len());
         for code in &codes {
             coupons.push(self.sale_coupon(&mut *tx, brand, &member.id, code).await?);
@@ -393,7 +418,7 @@ impl Core {
             &Basket {
                 lines: &lines,
                 shipping: input.shipping,
-                tier_discount_percent: tier.discount_percent,
+                tier_discount_percent: discount_percent,
                 coupons: &offered,
                 occasion,
             },
@@ -853,6 +878,11 @@ fn replay(
             ),
         ))
     }
+}
+
+/// The member's price: the better of the tier's discount and a paid plan's.
+fn best_discount(tier: Decimal, plan: Option<&huiyuan_domain::commerce::plans::Plan>) -> Decimal {
+    plan.map_or(tier, |p| p.discount_percent.max(tier))
 }
 
 /// JSON of what is stored with a sale.

@@ -5,6 +5,7 @@ pub mod bulk;
 pub mod checkout;
 pub mod coupons;
 pub mod partners;
+pub mod plans;
 pub mod wallet;
 
 use std::sync::Arc;

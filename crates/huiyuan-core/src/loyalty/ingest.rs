@@ -9,12 +9,15 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 
 use huiyuan_domain::access::Permission;
+use huiyuan_domain::commerce::plans::Plan;
 use huiyuan_domain::ids::{BrandId, MemberId, PurchaseId, StoreId};
 use huiyuan_domain::loyalty::earning::{evaluate, EarnLine, EarnedSoFar, Earning, PurchaseFacts};
 use huiyuan_domain::loyalty::ledger::EntryKind;
 use huiyuan_domain::loyalty::purchase::{PurchaseInput, PurchaseLine};
 use huiyuan_domain::loyalty::tiers::TierMetrics;
 use huiyuan_domain::member::Channel;
+
+use crate::commerce::plans::active_plan;
 use huiyuan_domain::member::MemberStatus;
 use huiyuan_domain::ValidationError;
 use huiyuan_store::{AccountRecord, MemberRecord, PurchaseRecord, PurchaseTotals, StoreError, Tx};
@@ -210,6 +213,7 @@ fn sale_earning(
     account: &AccountRecord,
     times: &SaleTimes,
     sale: &SaleFacts<'_>,
+    plan: Option<&Plan>,
 ) -> Earning {
     let (member_id, birth_month) = member;
     let so_far = match times.cap_periods {
@@ -232,6 +236,7 @@ fn sale_earning(
             birth_month,
             tier: ctx.programme.tiers.levels.get(ctx.level_of(account)),
             streak: totals.streak(member_id, &times.streak_starts),
+            plan,
         },
         so_far,
     )
@@ -248,7 +253,8 @@ impl Core {
         account: &AccountRecord,
         sale: &SaleFacts<'_>,
     ) -> Result<Earning> {
-        let times = SaleTimes::of(ctx, self.now());
+        let now = self.now();
+        let times = SaleTimes::of(ctx, now);
         let totals = Totals::read(
             tx,
             &account.brand_id,
@@ -256,7 +262,11 @@ impl Core {
             times.instants().collect(),
         )
         .await?;
-        Ok(sale_earning(ctx, &totals, member, account, &times, sale))
+        let terms = self
+            .plan_terms(tx, ctx, &account.brand_id, std::slice::from_ref(member.0))
+            .await?;
+        let plan = active_plan(&ctx.programme, &terms, member.0, now);
+        Ok(sale_earning(ctx, &totals, member, account, &times, sale, plan))
     }
 }
 
@@ -475,6 +485,7 @@ impl Core {
             instants.extend(t.instants());
         }
         let mut totals = Totals::read(tx, brand, &earners, instants).await?;
+        let terms = self.plan_terms(tx, ctx, brand, &earners).await?;
         let mut postings: HashMap<MemberId, Posting<'_>> = HashMap::with_capacity(earners.len());
         // Room for a purchase, a lot, an entry and two events per sale, made once.
         let mut writes = Writes::with_capacity(items.len(), earners.len());
@@ -557,6 +568,7 @@ impl Core {
                     store_code: store_code.as_deref(),
                     channel: p.input.channel,
                 },
+                active_plan(programme, &terms, &member.id, occurred_at),
             );
             let mut lines = p.lines.clone();
             for (line, points) in lines.iter_mut().zip(&earning.line_points) {

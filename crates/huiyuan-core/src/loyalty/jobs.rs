@@ -1,5 +1,5 @@
 //! Durable, idempotent maintenance jobs: pending → active, expiry, reminders, birthday months,
-//! tier reviews, coupon expiry, resuming bulk jobs.
+//! tier reviews, coupon expiry, resuming bulk jobs, lapsed paid memberships.
 //!
 //! Each job has a row in `jobs` holding its next due time and a lease; a process runs a job
 //! only after taking the lease (on PostgreSQL, `FOR UPDATE SKIP LOCKED`), so several server
@@ -30,7 +30,9 @@ pub const TIER_REVIEW: &str = "tiers.review";
 pub const COUPONS_EXPIRE: &str = "coupons.expire";
 /// Bulk jobs whose process stopped: taken over once their lease lapses.
 pub const BULK: &str = "bulk.resume";
-pub const ALL: [&str; 7] = [
+/// Paid membership terms that ended without a renewal.
+pub const PLANS_LAPSE: &str = "plans.lapse";
+pub const ALL: [&str; 8] = [
     MATURE,
     EXPIRE,
     REMIND,
@@ -38,6 +40,7 @@ pub const ALL: [&str; 7] = [
     TIER_REVIEW,
     COUPONS_EXPIRE,
     BULK,
+    PLANS_LAPSE,
 ];
 
 /// Members handled per transaction: short transactions keep the SQLite writer free for sales.
@@ -100,6 +103,7 @@ impl Core {
             TIER_REVIEW => self.review_tiers().await,
             COUPONS_EXPIRE => self.expire_coupons().await,
             BULK => self.run_bulk_jobs(owner).await,
+            PLANS_LAPSE => self.lapse_memberships().await,
             other => Err(CoreError::Corrupt(format!("unknown job {other}"))),
         };
         let error = result.as_ref().err().map(ToString::to_string);

@@ -753,6 +753,7 @@ pub(crate) fn job_interval(name: &str) -> Duration {
         jobs::BIRTHDAYS => Duration::hours(6),
         jobs::COUPONS_EXPIRE => Duration::minutes(5),
         jobs::BULK => Duration::minutes(1),
+        jobs::PLANS_LAPSE => Duration::minutes(15),
         _ => Duration::hours(1),
     }
 }

@@ -147,6 +147,10 @@ impl Core {
                 birth_month: member.birth_month,
                 tier: programme.tiers.levels.get(tier),
                 streak: member.streak.unwrap_or(1),
+                plan: member
+                    .plan
+                    .as_ref()
+                    .and_then(|code| programme.plans.iter().find(|p| p.code == *code)),
             },
             EarnedSoFar {
                 today: member.earned_today,

@@ -3,6 +3,7 @@
 
 pub mod checkout;
 pub mod coupons;
+pub mod plans;
 pub mod wallet;
 
 /// Minor units as a major-unit amount with two decimals (`8000` → `80.00`), for messages.

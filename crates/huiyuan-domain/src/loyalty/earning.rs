@@ -33,6 +33,8 @@ pub struct PurchaseFacts<'a> {
     /// Consecutive streak periods (weeks or months, as the programme's streak bonus says) with a
     /// purchase, ending with this purchase's own period: 1 when the previous period had none.
     pub streak: u8,
+    /// The paid membership plan the member holds at the time, if any.
+    pub plan: Option<&'a crate::commerce::plans::Plan>,
 }
 
 /// A line of the "why did I get these points" breakdown.
@@ -209,6 +211,13 @@ fn multipliers(programme: &Programme, facts: &PurchaseFacts<'_>) -> Vec<(String,
             tier.multiplier,
         ));
     }
+    if let Some(plan) = facts.plan.filter(|p| p.points_multiplier > Decimal::ONE) {
+        out.push((
+            format!("plan:{}", plan.code),
+            format!("{} ×{}", plan.name, plan.points_multiplier.normalize()),
+            plan.points_multiplier,
+        ));
+    }
     if let Some(md) = m.member_day.as_ref() {
         if facts.local_date.day() == md.day_of_month && md.multiplier > Decimal::ONE {
             out.push((
@@ -335,6 +344,7 @@ mod tests {
             birth_month: Some(11),
             tier,
             streak: 1,
+            plan: None,
         }
     }
 

@@ -48,6 +48,9 @@ pub struct Programme {
     /// Stored value (儲值): top-up bonuses and limits.
     #[serde(default)]
     pub wallet: crate::commerce::wallet::WalletRules,
+    /// Paid membership plans (付費會員) members can buy.
+    #[serde(default)]
+    pub plans: Vec<crate::commerce::plans::Plan>,
 }
 
 /// Limits on point transfers between members.
@@ -368,6 +371,12 @@ impl Programme {
     pub fn validate(&self) -> Result<(), ValidationError> {
         let mut v = Validator::default();
         self.wallet.validate(&mut v, "wallet");
+        for (i, plan) in self.plans.iter().enumerate() {
+            plan.validate(&mut v, &format!("plans[{i}]"));
+            if self.plans[..i].iter().any(|p| p.code == plan.code) {
+                v.push(format!("plans[{i}].code"), "is used by another plan");
+            }
+        }
         let one = Decimal::ONE;
         let hundred = Decimal::from(100);
         let max_mult = Decimal::from(100);

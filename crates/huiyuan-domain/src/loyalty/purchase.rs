@@ -173,6 +173,8 @@ pub struct PreviewMember {
     pub birth_month: Option<u8>,
     /// Periods in a row with a purchase, this one included (default 1).
     pub streak: Option<u8>,
+    /// A paid membership plan's code, for its points multiplier.
+    pub plan: Option<String>,
     /// Purchase points already earned today and this month (for the caps).
     #[serde(default)]
     pub earned_today: i64,
@@ -198,6 +200,11 @@ pub fn validate_preview(
     }
     if m.birth_month.is_some_and(|b| !(1..=12).contains(&b)) {
         v.push("member.birth_month", "must be between 1 and 12");
+    }
+    if let Some(plan) = &m.plan {
+        if !programme.plans.iter().any(|p| p.code == *plan) {
+            v.push("member.plan", format!("the programme has no plan {plan:?}"));
+        }
     }
     if m.streak.is_some_and(|s| !(1..=120).contains(&s)) {
         v.push("member.streak", "must be between 1 and 120");

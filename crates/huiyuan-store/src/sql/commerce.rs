@@ -202,6 +202,28 @@ fn partner_code_row(r: &Row) -> Result<PartnerCodeRecord> {
     })
 }
 
+const MEMBERSHIP_COLS: &str =
+    "id, brand_id, member_id, plan_code, starts_at, ends_at, fee, paid_with, status, \
+     reference, renewal_of, refunded_amount, lapse_notified, created_at";
+fn membership_row(r: &Row) -> Result<MembershipRecord> {
+    Ok(MembershipRecord {
+        id: r.text("id")?,
+        brand_id: r.parsed("brand_id")?,
+        member_id: r.parsed("member_id")?,
+        plan_code: r.text("plan_code")?,
+        starts_at: r.time("starts_at")?,
+        ends_at: r.time("ends_at")?,
+        fee: r.i64("fee")?,
+        paid_with: r.text("paid_with")?,
+        status: r.text("status")?,
+        reference: r.text("reference")?,
+        renewal_of: r.opt_text("renewal_of")?,
+        refunded_amount: r.i64("refunded_amount")?,
+        lapse_notified: r.bool("lapse_notified")?,
+        created_at: r.time("created_at")?,
+    })
+}
+
 #[async_trait]
 impl CommerceTx for SqlTx {
     async fn insert_coupon_template(&mut self, t: &CouponTemplateRecord) -> Result<()> {
@@ -862,6 +884,107 @@ impl CommerceTx for SqlTx {
             ),
             vec![v(brand.as_str()), v(member.as_str())],
             partner_code_row,
+        )
+        .await
+    }
+
+    async fn insert_membership(&mut self, m: &MembershipRecord) -> Result<bool> {
+        let inserted = self
+            .insert_rows(
+                &format!("memberships ({MEMBERSHIP_COLS})"),
+                vec![vec![
+                    v(&m.id),
+                    v(m.brand_id.as_str()),
+                    v(m.member_id.as_str()),
+                    v(&m.plan_code),
+                    v(m.starts_at),
+                    v(m.ends_at),
+                    v(m.fee),
+                    v(&m.paid_with),
+                    v(&m.status),
+                    v(&m.reference),
+                    v(m.renewal_of.as_deref()),
+                    v(m.refunded_amount),
+                    v(m.lapse_notified),
+                    v(m.created_at),
+                ]],
+                " ON CONFLICT DO NOTHING",
+            )
+            .await?;
+        Ok(inserted == 1)
+    }
+
+    async fn get_membership_by_reference(
+        &mut self,
+        brand: &BrandId,
+        reference: &str,
+    ) -> Result<Option<MembershipRecord>> {
+        self.one(
+            &format!("SELECT {MEMBERSHIP_COLS} FROM memberships WHERE brand_id = $1 AND reference = $2"),
+            vec![v(brand.as_str()), v(reference)],
+            membership_row,
+        )
+        .await
+    }
+
+    async fn memberships_of(
+        &mut self,
+        brand: &BrandId,
+        members: &[MemberId],
+    ) -> Result<Vec<MembershipRecord>> {
+        self.select_in(
+            &format!("SELECT {MEMBERSHIP_COLS} FROM memberships WHERE brand_id = $1"),
+            vec![v(brand.as_str())],
+            "member_id",
+            members.iter().map(|m| m.as_str().to_owned()).collect(),
+            " ORDER BY starts_at, id",
+            membership_row,
+        )
+        .await
+    }
+
+    async fn update_membership(&mut self, m: &MembershipRecord) -> Result<()> {
+        self.exec(
+            "UPDATE memberships SET status = $2, refunded_amount = $3, lapse_notified = $4 WHERE id = $1",
+            vec![v(&m.id), v(&m.status), v(m.refunded_amount), v(m.lapse_notified)],
+        )
+        .await
+        .map(drop)
+    }
+
+    async fn memberships_lapsed(&mut self, now: OffsetDateTime, limit: u32) -> Result<Vec<MembershipRecord>> {
+        let skip = self.conn.dialect().for_update_skip_locked();
+        self.all(
+            &format!(
+                "SELECT {MEMBERSHIP_COLS} FROM memberships m WHERE status = 'active' AND ends_at <= $1 \
+                 AND lapse_notified = $2 AND NOT EXISTS (SELECT 1 FROM memberships n \
+                 WHERE n.renewal_of = m.id AND n.status = 'active') ORDER BY ends_at LIMIT $3{skip}"
+            ),
+            vec![v(now), v(false), v(i64::from(limit.clamp(1, 10_000)))],
+            membership_row,
+        )
+        .await
+    }
+
+    async fn renewal_counts(
+        &mut self,
+        brand: &BrandId,
+        from: OffsetDateTime,
+        to: OffsetDateTime,
+    ) -> Result<Vec<RenewalCount>> {
+        self.all(
+            "SELECT plan_code, COUNT(*) AS ended, COUNT(CASE WHEN EXISTS (SELECT 1 FROM memberships n \
+             WHERE n.renewal_of = m.id AND n.status = 'active') THEN 1 END) AS renewed \
+             FROM memberships m WHERE brand_id = $1 AND status = 'active' AND ends_at >= $2 AND ends_at < $3 \
+             GROUP BY plan_code ORDER BY plan_code",
+            vec![v(brand.as_str()), v(from), v(to)],
+            |r| {
+                Ok(RenewalCount {
+                    plan_code: r.text("plan_code")?,
+                    ended: r.i64("ended")?,
+                    renewed: r.i64("renewed")?,
+                })
+            },
         )
         .await
     }
