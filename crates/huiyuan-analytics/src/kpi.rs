@@ -78,12 +78,21 @@ pub struct PointMovements<'a> {
     pub delta: &'a [i64],
 }
 
+/// Coupons as columns: coupon `i` was issued on `issued[i]` and redeemed on `redeemed[i]`
+/// (`None`: not redeemed).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CouponDates<'a> {
+    pub issued: &'a [Date],
+    pub redeemed: &'a [Option<Date>],
+}
+
 #[derive(Debug, Clone, Copy)]
 pub struct KpiInput<'a> {
     /// Every member's enrolment date.
     pub enrolled: &'a [Date],
     pub purchases: Transactions<'a>,
     pub points: PointMovements<'a>,
+    pub coupons: CouponDates<'a>,
     /// Money value of one point, minor units.
     pub point_value_minor: i64,
 }
@@ -110,6 +119,12 @@ pub struct KpiFigures {
     pub points_outstanding: i64,
     /// Minor units.
     pub liability: i64,
+    pub coupons_issued: u64,
+    /// Coupons redeemed in the period, whenever they were issued.
+    pub coupons_redeemed: u64,
+    /// Of the coupons issued in the period, the share redeemed since (核銷率); absent when none
+    /// was issued.
+    pub coupon_redemption_rate: Option<f64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -185,8 +200,28 @@ fn figures(input: &KpiInput<'_>, ranges: &[(Date, Date)]) -> Vec<KpiFigures> {
             points_adjusted: 0,
             points_outstanding: 0,
             liability: 0,
+            coupons_issued: 0,
+            coupons_redeemed: 0,
+            coupon_redemption_rate: None,
         })
         .collect();
+
+    // Coupons: issued and redeemed per range, and what became of each range's issue.
+    let c = &input.coupons;
+    let mut issued_redeemed = vec![0u64; ranges.len()];
+    for (i, &issued) in c.issued.iter().enumerate() {
+        let redeemed = c.redeemed.get(i).copied().flatten();
+        if let Some(r) = locate(issued) {
+            out[r].coupons_issued += 1;
+            issued_redeemed[r] += u64::from(redeemed.is_some());
+        }
+        if let Some(r) = redeemed.and_then(locate) {
+            out[r].coupons_redeemed += 1;
+        }
+    }
+    for (f, used) in out.iter_mut().zip(issued_redeemed) {
+        f.coupon_redemption_rate = (f.coupons_issued > 0).then(|| used as f64 / f.coupons_issued as f64);
+    }
 
     // Purchases: orders and revenue per range, then distinct buyers from sorted (range, member).
     let mut keys: Vec<u64> = Vec::with_capacity(tx.len());
@@ -268,6 +303,11 @@ pub fn kpis(
     granularity: Granularity,
 ) -> Result<KpiReport, AnalyticsError> {
     input.purchases.validate()?;
+    if input.coupons.issued.len() != input.coupons.redeemed.len() {
+        return Err(AnalyticsError::Input(
+            "coupon issued and redeemed columns must have the same length".into(),
+        ));
+    }
     let p = &input.points;
     if p.date.len() != p.flow.len() || p.date.len() != p.delta.len() {
         return Err(AnalyticsError::Input(

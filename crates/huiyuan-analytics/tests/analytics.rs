@@ -553,7 +553,7 @@ fn co_purchase_beats_popularity_where_items_go_together() {
 
 #[test]
 fn kpis_match_the_hand_worked_fixture() {
-    use huiyuan_analytics::kpi::{kpis, Granularity, KpiInput, PointFlow, PointMovements};
+    use huiyuan_analytics::kpi::{kpis, CouponDates, Granularity, KpiInput, PointFlow, PointMovements};
     // Enrolled: m0 5 Jan, m1 20 Jan, m2 3 Feb, m3 10 Feb (never buys).
     let enrolled = [
         date!(2026 - 01 - 05),
@@ -597,6 +597,20 @@ fn kpis_match_the_hand_worked_fixture() {
             date: &pd,
             flow: &pf,
             delta: &pv,
+        },
+        coupons: CouponDates {
+            issued: &[
+                date!(2026 - 01 - 12),
+                date!(2026 - 01 - 20),
+                date!(2026 - 02 - 03),
+                date!(2026 - 02 - 05),
+            ],
+            redeemed: &[
+                Some(date!(2026 - 02 - 02)),
+                None,
+                Some(date!(2026 - 02 - 03)),
+                None,
+            ],
         },
         point_value_minor: 5,
     };
@@ -659,6 +673,14 @@ fn kpis_match_the_hand_worked_fixture() {
             f.liability,
         )
     };
+    // Coupons: January issued two (one used in February): rate 1/2, none used in January;
+    // February issued two, one used at once, and saw two redemptions; the range: 2 of 4.
+    let coupons = |f: &huiyuan_analytics::kpi::KpiFigures| {
+        (f.coupons_issued, f.coupons_redeemed, f.coupon_redemption_rate)
+    };
+    assert_eq!(coupons(&jan.figures), (2, 0, Some(0.5)));
+    assert_eq!(coupons(&feb.figures), (2, 2, Some(0.5)));
+    assert_eq!(coupons(total), (4, 2, Some(0.5)));
     assert_eq!(points(&jan.figures), (100, 50, 0, 0, 0, 550, 2_750));
     assert_eq!(points(&feb.figures), (0, 0, 30, 10, 5, 515, 2_575));
     assert_eq!(points(total), (0, 50, 30, 10, 5, 515, 2_575));
@@ -679,7 +701,7 @@ fn kpis_match_the_hand_worked_fixture() {
 
 #[test]
 fn kpis_of_nothing_have_no_ratios_and_bad_ranges_are_refused() {
-    use huiyuan_analytics::kpi::{kpis, Granularity, KpiInput, PointMovements};
+    use huiyuan_analytics::kpi::{kpis, CouponDates, Granularity, KpiInput, PointMovements};
     let input = KpiInput {
         enrolled: &[],
         purchases: Transactions {
@@ -692,6 +714,7 @@ fn kpis_of_nothing_have_no_ratios_and_bad_ranges_are_refused() {
             flow: &[],
             delta: &[],
         },
+        coupons: CouponDates::default(),
         point_value_minor: 5,
     };
     let r = kpis(

@@ -248,6 +248,15 @@ pub trait CommerceTx: Send {
     async fn coupon_counts(&mut self, brand: &BrandId, template: &str) -> Result<CouponCounts>;
 
     // Coupons
+    /// Up to `limit` of the brand's coupons after the cursor (by ID): (ID, issued at, redeemed
+    /// at). With a store or channel in `filter`, a redemption made elsewhere counts as none.
+    async fn coupon_dates(
+        &mut self,
+        brand: &BrandId,
+        filter: &crate::PurchaseFilter,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<(String, OffsetDateTime, Option<OffsetDateTime>)>>;
     /// Issues coupons; those whose (source, reference) the brand already has are skipped.
     /// Returns how many were written.
     async fn insert_coupons(&mut self, coupons: &[CouponRecord]) -> Result<u64>;

@@ -698,6 +698,29 @@ async fn claims_rewards_expiry_and_the_usage_report(backend: Backend) {
     assert_eq!(line["redemption_rate"], 0.5);
     assert_eq!(line["cost"], 2_000);
     assert_eq!(line["below_threshold"], true);
+    // The dashboard's 核銷率: of the coupons issued in the period, the share redeemed; with a
+    // channel filter, only the redemptions made there count.
+    let coupon_kpis = |channel: &'static str| {
+        let h = &h;
+        async move {
+            let (s, k) = h
+                .admin(Method::GET, &format!("/v1/analytics/kpis{channel}"), None)
+                .await;
+            assert_eq!(s, StatusCode::OK, "{k}");
+            let t = &k["total"];
+            (
+                t["coupons_issued"].as_u64(),
+                t["coupons_redeemed"].as_u64(),
+                t["coupon_redemption_rate"].as_f64(),
+            )
+        }
+    };
+    assert_eq!(coupon_kpis("").await, (Some(2), Some(1), Some(0.5)));
+    assert_eq!(coupon_kpis("?channel=pos").await, (Some(2), Some(1), Some(0.5)));
+    assert_eq!(
+        coupon_kpis("?channel=web_shop").await,
+        (Some(2), Some(0), Some(0.0))
+    );
 
     // The rewards catalogue: 1,000 points for a 50-yuan coupon.
     let reward = h

@@ -8,7 +8,7 @@ pub mod insights;
 use std::collections::HashMap;
 
 use huiyuan_analytics::cohort::{cohort_retention, Cohort};
-use huiyuan_analytics::kpi::{kpis, Granularity, KpiReport, PointFlow, PointMovements};
+use huiyuan_analytics::kpi::{kpis, CouponDates, Granularity, KpiReport, PointFlow, PointMovements};
 use huiyuan_analytics::rfm::rfm;
 use huiyuan_analytics::{AnalyticsError, Transactions};
 use huiyuan_domain::access::Permission;
@@ -383,6 +383,19 @@ impl Core {
             flows.push(flow);
             deltas.push(delta);
         }
+        let (mut issued, mut redeemed) = (Vec::new(), Vec::new());
+        let mut after: Option<String> = None;
+        loop {
+            let page = tx.coupon_dates(brand, &filter, after.as_deref(), PAGE).await?;
+            for (_, issued_at, redeemed_at) in &page {
+                issued.push(calendar.date_of(*issued_at));
+                redeemed.push(redeemed_at.map(|t| calendar.date_of(t)));
+            }
+            match page.last() {
+                Some((id, _, _)) if page.len() == PAGE as usize => after = Some(id.clone()),
+                _ => break,
+            }
+        }
         let programme = match tx.latest_programme_version(brand).await? {
             Some(_) => Some(self.loyalty_context(&mut *tx, brand).await?),
             None => None,
@@ -394,6 +407,10 @@ impl Core {
                 date: &dates,
                 flow: &flows,
                 delta: &deltas,
+            },
+            coupons: CouponDates {
+                issued: &issued,
+                redeemed: &redeemed,
             },
             point_value_minor: programme.as_ref().map_or(0, |c| c.programme.point_value_minor),
         };

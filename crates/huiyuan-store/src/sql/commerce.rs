@@ -328,6 +328,33 @@ impl CommerceTx for SqlTx {
         })
     }
 
+    async fn coupon_dates(
+        &mut self,
+        brand: &BrandId,
+        filter: &crate::PurchaseFilter,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<(String, OffsetDateTime, Option<OffsetDateTime>)>> {
+        let mut q = Query::new("SELECT id, issued_at, CASE WHEN status = 'redeemed'");
+        if let Some(store) = &filter.store_id {
+            q.push(" AND redeemed_store_id = ").bind(store.as_str());
+        }
+        if let Some(channel) = &filter.channel {
+            q.push(" AND redeemed_channel = ").bind(channel.as_str());
+        }
+        q.push(" THEN redeemed_at END AS redeemed_at FROM coupons WHERE brand_id = ")
+            .bind(brand.as_str());
+        if let Some(a) = after {
+            q.push(" AND id > ").bind(a);
+        }
+        q.push(" ORDER BY id LIMIT ")
+            .bind(i64::from(limit.clamp(1, 100_000)));
+        self.query_all(q, |r| {
+            Ok((r.text("id")?, r.time("issued_at")?, r.opt_time("redeemed_at")?))
+        })
+        .await
+    }
+
     async fn insert_coupons(&mut self, coupons: &[CouponRecord]) -> Result<u64> {
         self.insert_rows(
             &format!("coupons ({COUPON_COLS})"),
