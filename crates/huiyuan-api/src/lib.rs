@@ -49,9 +49,11 @@ impl Default for ApiConfig {
     }
 }
 
+/// Cloned by every middleware layer of every request: everything in it sits behind one `Arc`
+/// each, so a clone is a few counter increments.
 #[derive(Clone)]
 pub struct AppState {
-    pub core: Core,
+    pub core: Arc<Core>,
     pub config: Arc<ApiConfig>,
     pub limits: Arc<RateLimits>,
     pub metrics: PrometheusHandle,
@@ -64,7 +66,7 @@ impl AppState {
             config.sign_in_per_minute,
         ));
         Self {
-            core,
+            core: Arc::new(core),
             config: Arc::new(config),
             limits,
             metrics: metrics_handle(),

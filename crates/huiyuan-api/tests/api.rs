@@ -406,6 +406,8 @@ async fn no_key_is_401_problem(backend: Backend) {
     assert_eq!(h.member_count().await, 0);
 }
 
+/// Roles limit what a key may do; a revoked key stops at once where it was revoked and within
+/// the credential cache's lifetime on another node.
 async fn clerk_cannot_manage_keys_or_read_audit(backend: Backend) {
     let h = Harness::start(backend).await;
     let clerk = h.key_for("clerk").await;
@@ -459,6 +461,39 @@ async fn clerk_cannot_manage_keys_or_read_audit(backend: Backend) {
     assert_eq!(s, StatusCode::OK);
     let (s, b) = h.call(Some(&clerk), Method::GET, "/v1/members", None).await;
     assert_problem(s, &b, StatusCode::UNAUTHORIZED, "unauthenticated");
+
+    // Another process that authenticated a key a moment ago trusts it for the credential
+    // cache's few seconds after a revocation elsewhere, then no longer.
+    let other = h.second_server().await;
+    let marketer = h.key_for("marketer").await;
+    let on_other = |key: String| {
+        let (http, url) = (h.http.clone(), format!("{other}/v1/members"));
+        async move { http.get(url).bearer_auth(key).send().await.unwrap().status() }
+    };
+    assert_eq!(on_other(marketer.clone()).await, StatusCode::OK);
+    let keys = h.admin(Method::GET, "/v1/api-keys", None).await.1;
+    let marketer_id = keys["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["role"] == "marketer" && k["revoked_at"].is_null())
+        .unwrap()["id"]
+        .clone();
+    let (s, _) = h
+        .admin(
+            Method::POST,
+            &format!("/v1/api-keys/{}/revoke", marketer_id.as_str().unwrap()),
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(
+        on_other(marketer.clone()).await,
+        StatusCode::OK,
+        "cached on the other node"
+    );
+    h.clock.advance(time::Duration::seconds(6));
+    assert_eq!(on_other(marketer).await, StatusCode::UNAUTHORIZED);
 }
 
 /// Brand A's admin names brand B's records on every route that takes an ID: always 404, never

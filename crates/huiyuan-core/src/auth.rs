@@ -211,16 +211,42 @@ impl Core {
             .await?;
         }
         tx.commit().await?;
+        self.credentials.invalidate();
         Ok(())
     }
 
     /// Turns a bearer token (API key or session) into the actor it stands for.
+    /// Recently authenticated tokens are answered from memory (see [`crate::credentials`]).
     pub async fn authenticate(&self, token: &str, request_id: Option<String>) -> Result<Actor> {
         let now = self.now();
+        let token_hash = self.keys.secret_hash(token);
+        if let Some(mut actor) = self.credentials.get(&token_hash, now) {
+            actor.request_id = request_id;
+            return Ok(actor);
+        }
+        let generation = self.credentials.generation();
+        let (actor, valid_until) = self.authenticate_stored(token, &token_hash, now).await?;
+        let ttl = self.config.credential_cache_ttl;
+        if ttl > time::Duration::ZERO {
+            let until = valid_until.map_or(now + ttl, |end| end.min(now + ttl));
+            self.credentials
+                .put(token_hash, actor.clone(), now, until, generation);
+        }
+        Ok(Actor { request_id, ..actor })
+    }
+
+    /// The caller a token stands for, read from the database, and when a session ends.
+    async fn authenticate_stored(
+        &self,
+        token: &str,
+        token_hash: &[u8],
+        now: OffsetDateTime,
+    ) -> Result<(Actor, Option<OffsetDateTime>)> {
+        let request_id = None;
         let mut tx = self.storage.read().await?;
         if token.starts_with(SESSION_PREFIX) {
             let session = tx
-                .find_session(&self.keys.secret_hash(token))
+                .find_session(token_hash)
                 .await?
                 .filter(|s| s.expires_at > now)
                 .ok_or(CoreError::Unauthenticated(
@@ -231,13 +257,14 @@ impl Core {
                 .await?
                 .filter(|o| !o.disabled)
                 .ok_or(CoreError::Unauthenticated("the operator is disabled"))?;
-            return Ok(Actor {
+            let actor = Actor {
                 brand_id: operator.brand_id,
                 kind: ActorKind::Operator,
                 id: operator.id.to_string(),
                 role: operator.role,
                 request_id,
-            });
+            };
+            return Ok((actor, Some(session.expires_at)));
         }
         let prefix =
             api_key_prefix(token).ok_or(CoreError::Unauthenticated("not an API key or session token"))?;
@@ -245,20 +272,20 @@ impl Core {
             .find_api_key_by_prefix(prefix)
             .await?
             .ok_or(CoreError::Unauthenticated("unknown API key"))?;
-        let presented = self.keys.secret_hash(token);
-        if !bool::from(presented.ct_eq(&key.secret_hash)) {
+        if !bool::from(token_hash.ct_eq(&key.secret_hash)) {
             return Err(CoreError::Unauthenticated("unknown API key"));
         }
         if key.revoked_at.is_some() {
             return Err(CoreError::Unauthenticated("the API key was revoked"));
         }
-        Ok(Actor {
+        let actor = Actor {
             brand_id: key.brand_id,
             kind: ActorKind::ApiKey,
             id: key.id.to_string(),
             role: key.role,
             request_id,
-        })
+        };
+        Ok((actor, None))
     }
 
     pub async fn current_operator(&self, actor: &Actor) -> Result<Option<OperatorView>> {
@@ -391,6 +418,7 @@ impl Core {
         )
         .await?;
         tx.commit().await?;
+        self.credentials.invalidate();
         Ok(after)
     }
 
@@ -462,6 +490,7 @@ impl Core {
             .await?
             .ok_or(CoreError::NotFound("API key"))?;
         tx.commit().await?;
+        self.credentials.invalidate();
         Ok(api_key_view(&record))
     }
 }

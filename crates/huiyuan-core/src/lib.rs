@@ -10,6 +10,7 @@ pub mod brands;
 pub mod clock;
 pub mod codes;
 pub mod commerce;
+pub mod credentials;
 pub mod crypto;
 pub mod error;
 pub mod idempotency;
@@ -41,6 +42,9 @@ pub struct CoreConfig {
     /// How long a brand's model for member insights and recommendations is reused before it
     /// is rebuilt from the data.
     pub analytics_ttl: Duration,
+    /// How long an authenticated API key or session is trusted without reading it again; a
+    /// revocation made by another process takes effect within this time. Zero: read every time.
+    pub credential_cache_ttl: Duration,
 }
 
 impl Default for CoreConfig {
@@ -50,6 +54,7 @@ impl Default for CoreConfig {
             session_ttl: Duration::hours(12),
             idempotency_ttl: Duration::hours(24),
             analytics_ttl: Duration::minutes(10),
+            credential_cache_ttl: Duration::seconds(5),
         }
     }
 }
@@ -64,6 +69,7 @@ pub struct Core {
     programmes: loyalty::ProgrammeCache,
     purchase_queue: Arc<loyalty::ingest::PurchaseQueue>,
     insights: Arc<analytics::insights::InsightsCache>,
+    credentials: Arc<credentials::CredentialCache>,
     faults: Option<commerce::FaultHook>,
 }
 
@@ -83,6 +89,7 @@ impl Core {
             programmes: loyalty::ProgrammeCache::default(),
             purchase_queue: Arc::new(loyalty::ingest::PurchaseQueue::new(writers)),
             insights: Arc::default(),
+            credentials: Arc::default(),
             faults: None,
         }
     }

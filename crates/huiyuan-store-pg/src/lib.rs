@@ -4,7 +4,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use huiyuan_store::sql::{self, Dialect, Row, SqlConnection, SqlTx, Value};
+use huiyuan_store::sql::{self, ColumnValues, Dialect, Row, SqlConnection, SqlTx, Value};
 use huiyuan_store::{Health, Result, Storage, StoreError, Tx};
 /// Connection options (host, database, credentials, TLS), for callers that connect with [`PgStorage::connect_with`].
 pub use sqlx::postgres::PgConnectOptions;
@@ -114,6 +114,13 @@ fn bind<'q>(
         Value::Bool(x) => q.bind(x),
         Value::Time(x) => q.bind(x),
         Value::TextList(x) => q.bind(x),
+        Value::Column(c) => match *c {
+            ColumnValues::Int(x) => q.bind(x),
+            ColumnValues::Text(x) => q.bind(x),
+            ColumnValues::Bytes(x) => q.bind(x),
+            ColumnValues::Bool(x) => q.bind(x),
+            ColumnValues::Time(x) => q.bind(x),
+        },
     }
 }
 

@@ -527,6 +527,11 @@ fn bind_all(statement: &mut rusqlite::CachedStatement<'_>, args: &[Value]) -> Re
             Value::TextList(v) => {
                 statement.raw_bind_parameter(at, serde_json::Value::from(v.clone()).to_string())
             }
+            Value::Column(_) => {
+                return Err(StoreError::Database(
+                    "a column of values is bound only on PostgreSQL".into(),
+                ))
+            }
         };
         bound.map_err(map_err)?;
     }

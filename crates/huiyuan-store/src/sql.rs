@@ -30,6 +30,91 @@ pub enum Value {
     /// A list of texts for a membership test ([`Dialect::member_of`]): a `text[]` on
     /// PostgreSQL, a JSON array on SQLite.
     TextList(Vec<String>),
+    /// One column of many rows, for a PostgreSQL insert that unnests arrays (see
+    /// [`SqlTx::insert_rows`]); never sent to SQLite.
+    Column(Box<ColumnValues>),
+}
+
+/// The values of one column, as the array PostgreSQL binds in one parameter.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ColumnValues {
+    Int(Vec<Option<i64>>),
+    Text(Vec<Option<String>>),
+    Bytes(Vec<Option<Vec<u8>>>),
+    Bool(Vec<Option<bool>>),
+    Time(Vec<Option<OffsetDateTime>>),
+}
+
+impl ColumnValues {
+    /// An empty column of `like`'s type, with room for `rows`.
+    fn like(like: &Value, rows: usize) -> Option<Self> {
+        Some(match like {
+            Value::Int(_) => Self::Int(Vec::with_capacity(rows)),
+            Value::Text(_) => Self::Text(Vec::with_capacity(rows)),
+            Value::Bytes(_) => Self::Bytes(Vec::with_capacity(rows)),
+            Value::Bool(_) => Self::Bool(Vec::with_capacity(rows)),
+            Value::Time(_) => Self::Time(Vec::with_capacity(rows)),
+            Value::TextList(_) | Value::Column(_) => return None,
+        })
+    }
+
+    /// Appends a value; `Err` gives it back when its type is not the column's (a NULL of any
+    /// type fits).
+    fn push(&mut self, v: Value) -> std::result::Result<(), Value> {
+        match (self, v) {
+            (Self::Int(c), Value::Int(x)) => c.push(x),
+            (Self::Text(c), Value::Text(x)) => c.push(x),
+            (Self::Bytes(c), Value::Bytes(x)) => c.push(x),
+            (Self::Bool(c), Value::Bool(x)) => c.push(x),
+            (Self::Time(c), Value::Time(x)) => c.push(x),
+            (Self::Int(c), v) if v.is_null() => c.push(None),
+            (Self::Text(c), v) if v.is_null() => c.push(None),
+            (Self::Bytes(c), v) if v.is_null() => c.push(None),
+            (Self::Bool(c), v) if v.is_null() => c.push(None),
+            (Self::Time(c), v) if v.is_null() => c.push(None),
+            (_, v) => return Err(v),
+        }
+        Ok(())
+    }
+
+    fn sql_type(&self) -> &'static str {
+        match self {
+            Self::Int(_) => "bigint[]",
+            Self::Text(_) => "text[]",
+            Self::Bytes(_) => "bytea[]",
+            Self::Bool(_) => "boolean[]",
+            Self::Time(_) => "timestamptz[]",
+        }
+    }
+
+    /// Rows as columns, each typed by its first non-NULL value; the rows back when a column
+    /// has none, mixes types or a row is short.
+    fn transpose(rows: Vec<Vec<Value>>) -> std::result::Result<Vec<ColumnValues>, Vec<Vec<Value>>> {
+        let width = rows.first().map_or(0, Vec::len);
+        let same_kind = |a: &Value, b: &Value| std::mem::discriminant(a) == std::mem::discriminant(b);
+        let mut columns = Vec::with_capacity(width);
+        for i in 0..width {
+            let like = rows.iter().filter_map(|r| r.get(i)).find(|v| !v.is_null());
+            let column = like.and_then(|like| Self::like(like, rows.len()));
+            let fits = |like: &Value| {
+                rows.iter()
+                    .all(|r| r.len() == width && (r[i].is_null() || same_kind(&r[i], like)))
+            };
+            match (column, like) {
+                (Some(c), Some(like)) if fits(like) => columns.push(c),
+                _ => return Err(rows),
+            }
+        }
+        for row in rows {
+            for (column, v) in columns.iter_mut().zip(row) {
+                column
+                    .push(v)
+                    .map_err(|_| ())
+                    .expect("every value was checked to fit its column");
+            }
+        }
+        Ok(columns)
+    }
 }
 
 macro_rules! value_from {
@@ -65,7 +150,7 @@ impl Value {
             Value::Bytes(v) => v.is_none(),
             Value::Bool(v) => v.is_none(),
             Value::Time(v) => v.is_none(),
-            Value::TextList(_) => false,
+            Value::TextList(_) | Value::Column(_) => false,
         }
     }
 }
@@ -365,6 +450,25 @@ impl SqlTx {
             q.push(tail);
             return self.conn.execute_each(&q.sql, rows).await;
         }
+        // One statement of one array per column, whatever the number of rows: the same text
+        // every time, so PostgreSQL parses and plans it once per connection (a VALUES list of
+        // n rows is a new statement for every n).
+        let rows = match ColumnValues::transpose(rows) {
+            Err(rows) => rows,
+            Ok(columns) => {
+                let types: Vec<String> = columns
+                    .iter()
+                    .enumerate()
+                    .map(|(i, c)| format!("${}::{}", i + 1, c.sql_type()))
+                    .collect();
+                let sql = format!(
+                    "INSERT INTO {into} SELECT * FROM unnest({}){tail}",
+                    types.join(", ")
+                );
+                let args = columns.into_iter().map(|c| Value::Column(Box::new(c))).collect();
+                return self.exec(&sql, args).await;
+            }
+        };
         let mut written = 0;
         let mut rows = rows.into_iter().peekable();
         while rows.peek().is_some() {

@@ -186,10 +186,12 @@ pub async fn serve(core: &Core) -> Result<SocketAddr, AnyError> {
 
 /// Sends single purchases to `POST /v1/transactions` for `seconds`: at a fixed `rate` (open
 /// loop; latency counted from each request's scheduled time) or, without a rate, from
-/// `connections` clients back to back (closed loop).
+/// `connections` clients back to back (closed loop). `phase` keeps the order IDs of runs on
+/// the same brand apart.
 pub async fn http(
     addr: SocketAddr,
     brand: &BenchBrand,
+    phase: &'static str,
     connections: usize,
     rate: Option<u32>,
     seconds: u64,
@@ -216,7 +218,7 @@ pub async fn http(
         async move {
             let mut rng = StdRng::seed_from_u64(n as u64);
             let member = &members[rng.gen_range(0..members.len())];
-            let body = purchase(&mut rng, format!("H{run}-{n}"), member, None);
+            let body = purchase(&mut rng, format!("H{run}-{phase}-{n}"), member, None);
             let ok = client
                 .post(url.as_str())
                 .header("authorization", auth.as_str())

@@ -25,6 +25,9 @@ pub struct Config {
     pub rate_limit_per_minute: u32,
     pub sign_in_per_minute: u32,
     pub body_limit_bytes: usize,
+    /// How long an authenticated API key or session is trusted before it is read again; a
+    /// key revoked through another process stops working within this time. 0: every request.
+    pub credential_cache_seconds: u32,
 }
 
 impl Default for Config {
@@ -40,6 +43,7 @@ impl Default for Config {
             rate_limit_per_minute: api.rate_limit_per_minute,
             sign_in_per_minute: api.sign_in_per_minute,
             body_limit_bytes: api.body_limit_bytes,
+            credential_cache_seconds: 5,
         }
     }
 }

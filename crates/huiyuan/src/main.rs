@@ -144,6 +144,10 @@ enum BenchCommand {
         /// How long an HTTP run lasts.
         #[arg(long, default_value_t = 15)]
         seconds: u64,
+        /// Seconds of the same load before the measured run (--http), not counted: connections
+        /// to the server and the database are opened and statements prepared on first use.
+        #[arg(long, default_value_t = 2)]
+        warmup: u64,
     },
     /// Till commits, each with one coupon, points and the wallet (the checkout use case, with
     /// `concurrency` sales in flight).
@@ -262,7 +266,7 @@ async fn run(command: Command, config: &mut Config) -> Result<(), AnyError> {
             config.database = None;
             let (store, key) = open(config, true).await?;
             let addr: SocketAddr = ([127, 0, 0, 1], port).into();
-            let core = core(store.clone(), &key);
+            let core = core(config, store.clone(), &key);
             let creds = demo::prepare(&core, &data, members).await?;
             // Not `println!`: a closed stdout (`huiyuan demo | head`) must not stop the server.
             let banner = format!(
@@ -280,7 +284,7 @@ async fn run(command: Command, config: &mut Config) -> Result<(), AnyError> {
         } => {
             apply(config, &storage);
             let (store, key) = open(config, false).await?;
-            let core = core(store.clone(), &key);
+            let core = core(config, store.clone(), &key);
             let brand_id = match brand {
                 None => None,
                 Some(slug) => Some(
@@ -324,7 +328,7 @@ async fn run(command: Command, config: &mut Config) -> Result<(), AnyError> {
         } => {
             apply(config, &storage);
             let (store, key) = open(config, true).await?;
-            let core = core(store.clone(), &key);
+            let core = core(config, store.clone(), &key);
             let runs = core.run_jobs(&job_owner(), true).await?;
             store.close().await;
             let mut failed = false;
@@ -366,7 +370,7 @@ async fn run(command: Command, config: &mut Config) -> Result<(), AnyError> {
         } => {
             apply(config, &storage);
             let (store, key) = open(config, true).await?;
-            let core = core(store, &key);
+            let core = core(config, store, &key);
             let made = core
                 .bootstrap_brand(
                     huiyuan_core::brands::NewBrand {
@@ -407,7 +411,7 @@ async fn run_bench(command: BenchCommand, config: &mut Config) -> Result<(), Any
     }
     let (store, key) = open(config, true).await?;
     eprintln!("backend: {}", store.backend());
-    let core = core(store.clone(), &key);
+    let core = core(config, store.clone(), &key);
     let result = bench_on(&core, command).await;
     store.close().await;
     if let Some(dir) = scratch {
@@ -426,12 +430,16 @@ async fn bench_on(core: &Core, command: BenchCommand) -> Result<(), AnyError> {
             http,
             rate,
             seconds,
+            warmup,
             ..
         } => {
             let brand = bench::setup(core, members).await?;
             if http {
                 let addr = bench::serve(core).await?;
-                let figures = bench::http(addr, &brand, concurrency, rate, seconds).await?;
+                if warmup > 0 {
+                    bench::http(addr, &brand, "warmup", concurrency, rate, warmup).await?;
+                }
+                let figures = bench::http(addr, &brand, "run", concurrency, rate, seconds).await?;
                 let mode = rate.map_or(format!("{concurrency} connections back to back"), |r| {
                     format!("{r}/s open loop, up to {concurrency} in flight")
                 });
@@ -505,7 +513,7 @@ async fn load_brand_transactions(
         },
     );
     let (store, key) = open(config, false).await?;
-    let core = core(store.clone(), &key);
+    let core = core(config, store.clone(), &key);
     let slug = db.brand.as_deref().ok_or("give --brand SLUG")?;
     let brand = core.find_brand(slug).await?.ok_or(format!("no brand {slug:?}"))?;
     let data = core
@@ -529,8 +537,12 @@ fn apply(config: &mut Config, args: &StorageArgs) {
     }
 }
 
-fn core(storage: Arc<dyn Storage>, key: &MasterKey) -> Core {
-    Core::new(storage, key, Arc::new(SystemClock), CoreConfig::default())
+fn core(config: &Config, storage: Arc<dyn Storage>, key: &MasterKey) -> Core {
+    let core_config = CoreConfig {
+        credential_cache_ttl: time::Duration::seconds(i64::from(config.credential_cache_seconds)),
+        ..CoreConfig::default()
+    };
+    Core::new(storage, key, Arc::new(SystemClock), core_config)
 }
 
 /// Opens the configured database (migrating when asked) and the master key.
@@ -616,7 +628,7 @@ async fn serve(
     key: &MasterKey,
     addr: SocketAddr,
 ) -> Result<(), AnyError> {
-    let core = core(storage.clone(), key);
+    let core = core(config, storage.clone(), key);
     let state = AppState::new(core.clone(), config.api());
     let limits = state.limits.clone();
     let jobs_core = core.clone();

@@ -720,6 +720,6 @@ pub(crate) fn writers_for(backend: &str) -> usize {
     if backend == "sqlite" {
         1
     } else {
-        4
+        2
     }
 }
