@@ -56,9 +56,10 @@ impl Storage for PgStorage {
     async fn read(&self) -> Result<Box<dyn Tx>> {
         // A snapshot, as the trait promises: READ COMMITTED would let a multi-query read (the
         // ledger verifier, a statement with its balance) see a write land half-way through.
-        let mut tx = self.pool.begin().await.map_err(map_err)?;
-        sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-            .execute(&mut *tx)
+        // One round trip: the isolation level is part of BEGIN.
+        let tx = self
+            .pool
+            .begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
             .await
             .map_err(map_err)?;
         Ok(Box::new(SqlTx::new(Box::new(PgConn { tx }))))

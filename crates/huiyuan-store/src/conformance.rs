@@ -24,6 +24,7 @@ macro_rules! conformance_tests {
             identities_are_unique_per_brand, concurrent_identity_claims_leave_one_owner, member_search_filters,
             tags_add_remove_and_move, member_codes_are_used_once, audit_is_listed_newest_first,
             idempotency_keys_claim_complete_release, sessions_and_api_keys, uncommitted_writes_vanish,
+            a_read_is_one_snapshot,
             operator_usernames_are_unique, health_reports_current_migrations,
             bulk_writes_and_lists_span_statements, purchase_facts_page_by_member_then_time,
             analytics_readers_filter_sum_and_count);
@@ -643,6 +644,22 @@ pub async fn uncommitted_writes_vanish(s: Arc<dyn Storage>) {
     }
     let mut tx = s.read().await.unwrap();
     assert_eq!(tx.get_member(&b.id, &m.id).await.unwrap(), None);
+}
+
+/// A read transaction sees the database as of its first statement: a write committed after
+/// that is invisible to it (the verifier and statements read several queries as one).
+pub async fn a_read_is_one_snapshot(s: Arc<dyn Storage>) {
+    let b = new_brand(&*s).await;
+    let first = member(&b.id);
+    insert_member(&*s, &first).await;
+    let mut read = s.read().await.unwrap();
+    assert!(read.get_member(&b.id, &first.id).await.unwrap().is_some());
+    let later = member(&b.id);
+    insert_member(&*s, &later).await;
+    assert_eq!(read.get_member(&b.id, &later.id).await.unwrap(), None);
+    drop(read);
+    let mut fresh = s.read().await.unwrap();
+    assert!(fresh.get_member(&b.id, &later.id).await.unwrap().is_some());
 }
 
 /// Bulk writes too large for one statement are split, and a list of keys of any length is one
