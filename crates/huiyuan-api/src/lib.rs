@@ -208,6 +208,8 @@ fn split(state: &AppState) -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(commerce::buy_plan, commerce::member_plans))
         .routes(routes!(commerce::refund_plan))
         .routes(routes!(commerce::plan_renewals))
+        .routes(routes!(commerce::use_perk))
+        .routes(routes!(commerce::benefit_usage))
         .routes(routes!(commerce::issue, commerce::member_coupons))
         .routes(routes!(commerce::claim))
         .routes(routes!(commerce::reward))

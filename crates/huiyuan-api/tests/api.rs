@@ -630,6 +630,9 @@ async fn another_brand_is_invisible_on_every_route(backend: Backend) {
                 Some(json!({"pool_id": b_pool["id"], "reference": "X-1"}))
             }
             (p, "post") if p.ends_with("/plans") => Some(json!({"plan": "plus", "reference": "X-1"})),
+            (p, "post") if p.ends_with("/perk-uses") => {
+                Some(json!({"perk": "免費禮品包裝 Free gift wrap", "reference": "X-1"}))
+            }
             (_, "patch") => Some(json!({})),
             _ => None,
         }

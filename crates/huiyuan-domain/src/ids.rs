@@ -141,6 +141,10 @@ prefixed_id!(
     /// One term of a paid membership plan.
     MembershipId, "mbr"
 );
+prefixed_id!(
+    /// One use of a benefit (a discount at the till, a perk, a partner code).
+    BenefitUseId, "bfu"
+);
 
 #[cfg(test)]
 mod tests {

@@ -219,6 +219,35 @@ pub struct RenewalCount {
     pub renewed: i64,
 }
 
+/// One use of a benefit, with the member's tier at the time.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BenefitUseRecord {
+    pub id: String,
+    pub brand_id: BrandId,
+    pub member_id: MemberId,
+    /// `tier_discount`, `plan_discount`, `perk`, `plan_perk` or `partner_code`.
+    pub benefit: String,
+    /// The perk or the partner pool; empty for a discount.
+    pub code: String,
+    pub tier_code: String,
+    /// The plan the benefit came from (`plan_discount`, `plan_perk`).
+    pub plan_code: Option<String>,
+    pub store_id: Option<String>,
+    /// The sale, the partner code's hand-out, or the caller's reference of a perk's use.
+    pub reference: String,
+    pub used_at: OffsetDateTime,
+}
+
+/// Distinct members who used a benefit in a period, per holder: the tier they were in, or —
+/// for a plan's benefits — the plan.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BenefitUseCount {
+    pub benefit: String,
+    pub code: String,
+    pub holder: String,
+    pub members: i64,
+}
+
 /// Storage of coupons, wallets and sales.
 #[async_trait]
 pub trait CommerceTx: Send {
@@ -406,4 +435,39 @@ pub trait CommerceTx: Send {
         from: OffsetDateTime,
         to: OffsetDateTime,
     ) -> Result<Vec<RenewalCount>>;
+    /// Per plan, the members it covers at `at`, and of them those who earned points on a
+    /// purchase in `[from, to)` while covered.
+    async fn plan_members_and_buyers(
+        &mut self,
+        brand: &BrandId,
+        at: OffsetDateTime,
+        from: OffsetDateTime,
+        to: OffsetDateTime,
+    ) -> Result<Vec<(String, i64, i64)>>;
+
+    // Benefit uses
+    /// Records a use; false when the brand already has its (benefit, code, reference).
+    async fn insert_benefit_use(&mut self, u: &BenefitUseRecord) -> Result<bool>;
+    async fn get_benefit_use(
+        &mut self,
+        brand: &BrandId,
+        benefit: &str,
+        code: &str,
+        reference: &str,
+    ) -> Result<Option<BenefitUseRecord>>;
+    /// Distinct members per benefit and holder who used it in `[from, to)`.
+    async fn benefit_use_counts(
+        &mut self,
+        brand: &BrandId,
+        from: OffsetDateTime,
+        to: OffsetDateTime,
+    ) -> Result<Vec<BenefitUseCount>>;
+    /// Active members per tier code now (`None`: no points account yet, the lowest tier), and
+    /// of them those who earned points on a purchase in `[from, to)`.
+    async fn tier_members_and_buyers(
+        &mut self,
+        brand: &BrandId,
+        from: OffsetDateTime,
+        to: OffsetDateTime,
+    ) -> Result<Vec<(Option<String>, i64, i64)>>;
 }

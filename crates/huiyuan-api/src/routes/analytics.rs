@@ -17,7 +17,7 @@ use crate::extract::{path_id, ApiQuery, Auth};
 use crate::problem::{ApiResult, Problem};
 use crate::AppState;
 
-fn date_param(field: &'static str, value: Option<&str>) -> Result<Option<Date>, CoreError> {
+pub(crate) fn date_param(field: &'static str, value: Option<&str>) -> Result<Option<Date>, CoreError> {
     let format = time::macros::format_description!("[year]-[month]-[day]");
     value
         .map(|s| {

@@ -3,6 +3,7 @@
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
+use huiyuan_core::commerce::benefits::{BenefitUsageReport, BenefitUseView, PerkUseInput};
 use huiyuan_core::commerce::bulk::{BulkIssueInput, BulkJobView};
 use huiyuan_core::commerce::checkout::{Quote, Sale, SaleRefund, SaleRefundInput};
 use huiyuan_core::commerce::coupons::{
@@ -526,4 +527,48 @@ pub async fn plan_renewals(
     ApiQuery(q): ApiQuery<PeriodQuery>,
 ) -> ApiResult<Json<Vec<RenewalLine>>> {
     Ok(Json(s.core.renewal_report(&actor, q.from, q.to).await?))
+}
+
+/// A clerk hands the member a perk of their tier or of the plan covering them (free gift
+/// wrap, a lounge visit), recorded for the benefit usage report; idempotent on `reference`.
+/// `409 perk_not_available` names the tiers and plans that have the perk.
+#[utoipa::path(post, path = "/v1/members/{id}/perk-uses", tag = "coupons",
+    params(("id" = String, Path, description = "Member ID")), request_body = PerkUseInput,
+    responses((status = 201, body = BenefitUseView), (status = 200, body = BenefitUseView, description = "Recorded before with this reference"),
+        (status = 404, body = Problem), (status = 409, body = Problem), (status = 422, body = Problem)))]
+pub async fn use_perk(
+    State(s): State<AppState>,
+    Auth(actor): Auth,
+    Path(id): Path<String>,
+    ApiJson(input): ApiJson<PerkUseInput>,
+) -> ApiResult<(StatusCode, Json<BenefitUseView>)> {
+    let (u, made) = s.core.use_perk(&actor, &member(&id)?, input).await?;
+    Ok(created(made, u))
+}
+
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct BenefitUsageQuery {
+    /// First local date (YYYY-MM-DD); default 89 days before `to`.
+    pub from: Option<String>,
+    /// Last local date, included; default today.
+    pub to: Option<String>,
+    /// Usage rate under which a benefit is flagged (0–1); default 0.15.
+    pub threshold: Option<f64>,
+}
+
+/// The benefit usage report (權益使用率): per benefit of every tier and plan — discount,
+/// points multiplier, perks, partner codes — the members entitled to it now, those who used
+/// it in the period, and a flag on benefits used by fewer than `threshold` of the entitled.
+#[utoipa::path(get, path = "/v1/reports/benefit-usage", tag = "coupons", params(BenefitUsageQuery),
+    responses((status = 200, body = BenefitUsageReport), (status = 409, body = Problem), (status = 422, body = Problem)))]
+pub async fn benefit_usage(
+    State(s): State<AppState>,
+    Auth(actor): Auth,
+    ApiQuery(q): ApiQuery<BenefitUsageQuery>,
+) -> ApiResult<Json<BenefitUsageReport>> {
+    let from = super::analytics::date_param("from", q.from.as_deref())?;
+    let to = super::analytics::date_param("to", q.to.as_deref())?;
+    Ok(Json(s.core.benefit_usage(&actor, from, to, q.threshold).await?))
 }

@@ -1037,7 +1037,157 @@ async fn paid_plans_buy_renew_refund_lapse_and_report(backend: Backend) {
     h.verify_ok().await;
 }
 
+/// The benefit usage report: per benefit of each tier and plan, the members entitled now and
+/// those who used it — the tier's discount at the till, a perk handed over, a partner code, the
+/// points multiplier on purchases, a plan's discount and perks — flagged under the threshold.
+async fn benefit_usage_per_tier_and_plan(backend: Backend) {
+    let h = Harness::start(backend).await;
+    h.publish_demo_programme().await;
+    // Two silver members (5,000 points qualifies), two regular ones, one with the PLUS plan.
+    let (s1, s2) = (h.member_id("13800138130").await, h.member_id("13800138131").await);
+    for (i, m) in [&s1, &s2].into_iter().enumerate() {
+        let (s, b) = h.buy(sale(&format!("UP-{i}"), m, 6_000)).await;
+        assert_eq!(s, StatusCode::CREATED, "{b}");
+        assert_eq!(b["tier_change"]["to_tier"], "silver", "{b}");
+    }
+    let (r1, r2) = (h.member_id("13800138132").await, h.member_id("13800138133").await);
+    let p1 = h.member_id("13800138134").await;
+    let (s, b) = h
+        .admin(
+            Method::POST,
+            &format!("/v1/members/{p1}/plans"),
+            Some(json!({"plan": "plus", "reference": "PLUS-B1", "pay_with": "money"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{b}");
+    // At the till: silver's 10% for s1, the plan's 5% for p1 (regular has no discount).
+    for (order, m) in [("TILL-1", &s1), ("TILL-2", &p1)] {
+        let (s, b) = h
+            .admin(
+                Method::POST,
+                "/v1/checkout/commit",
+                Some(basket(Some(order), m, &[], 0, 0)),
+            )
+            .await;
+        assert_eq!(s, StatusCode::CREATED, "{b}");
+    }
+    // Perks: silver's gift wrap for s2 (once, however often it is sent); the plan's free
+    // shipping for p1; refused to a regular member, naming who has it; unknown perks are 422s.
+    let perk = |m: &str, perk: &str, reference: &str| {
+        let h = &h;
+        let (path, body) = (
+            format!("/v1/members/{m}/perk-uses"),
+            json!({"perk": perk, "reference": reference}),
+        );
+        async move { h.admin(Method::POST, &path, Some(body)).await }
+    };
+    let wrap = "免費禮品包裝 Free gift wrap";
+    let (s, used) = perk(&s2, wrap, "WRAP-1").await;
+    assert_eq!(s, StatusCode::CREATED, "{used}");
+    assert_eq!(
+        (used["benefit"].as_str(), used["tier"].as_str()),
+        (Some("perk"), Some("silver"))
+    );
+    let (s, again) = perk(&s2, wrap, "WRAP-1").await;
+    assert_eq!((s, &again["id"]), (StatusCode::OK, &used["id"]));
+    let (s, b) = perk(&r1, wrap, "WRAP-2").await;
+    assert_problem(s, &b, StatusCode::CONFLICT, "perk_not_available");
+    assert!(b["detail"].as_str().unwrap().contains("銀卡"), "{b}");
+    let (s, b) = perk(&r1, "a pony", "PONY-1").await;
+    assert_problem(s, &b, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed");
+    assert_eq!(b["errors"][0]["field"], "perk");
+    let (s, b) = perk(&p1, "免運費 Free shipping", "SHIP-1").await;
+    assert_eq!(s, StatusCode::CREATED, "{b}");
+    assert_eq!(
+        (b["benefit"].as_str(), b["plan"].as_str()),
+        (Some("plan_perk"), Some("plus"))
+    );
+    // A partner code for r2.
+    let (_, pool) = h
+        .admin(
+            Method::POST,
+            "/v1/partner-pools",
+            Some(json!({"name": "咖啡一杯", "partner": "Café Lu"})),
+        )
+        .await;
+    let pool_id = pool["id"].as_str().unwrap().to_owned();
+    h.admin(
+        Method::POST,
+        &format!("/v1/partner-pools/{pool_id}/codes"),
+        Some(json!({"codes": ["LU-1"]})),
+    )
+    .await;
+    let (s, b) = h
+        .admin(
+            Method::POST,
+            &format!("/v1/members/{r2}/partner-codes"),
+            Some(json!({"pool_id": pool_id, "reference": "LU-R2"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{b}");
+
+    let (s, report) = h
+        .admin(Method::GET, "/v1/reports/benefit-usage?threshold=0.6", None)
+        .await;
+    assert_eq!(s, StatusCode::OK, "{report}");
+    let lines = report["lines"].as_array().unwrap();
+    let find = |benefit: &str, holder: &str, code: Option<&str>| {
+        lines
+            .iter()
+            .find(|l| {
+                l["benefit"] == benefit
+                    && (l["tier"] == holder || l["plan"] == holder)
+                    && l["code"].as_str() == code
+            })
+            .unwrap_or_else(|| panic!("no {benefit} of {holder} in {report}"))
+    };
+    let figures = |l: &Value| {
+        (
+            l["eligible"].as_i64().unwrap(),
+            l["used"].as_i64().unwrap(),
+            l["below_threshold"].as_bool().unwrap(),
+        )
+    };
+    assert_eq!(figures(find("tier_discount", "silver", None)), (2, 1, true));
+    assert_eq!(find("tier_discount", "silver", None)["label"], "10% off");
+    assert_eq!(figures(find("perk", "silver", Some(wrap))), (2, 1, true));
+    // Both silver members earned on purchases with silver's ×1.2 (current tier).
+    assert_eq!(figures(find("points_multiplier", "silver", None)), (2, 2, false));
+    // Three regular members (r1, r2, p1): one partner code.
+    assert_eq!(
+        figures(find("partner_code", "regular", Some(&pool_id))),
+        (3, 1, true)
+    );
+    assert_eq!(figures(find("plan_discount", "plus", None)), (1, 1, false));
+    assert_eq!(
+        figures(find("plan_perk", "plus", Some("免運費 Free shipping"))),
+        (1, 1, false)
+    );
+    assert_eq!(
+        figures(find("plan_points_multiplier", "plus", None)),
+        (1, 1, false)
+    );
+    // Nobody is gold: no rate, no flag.
+    let gold = find("tier_discount", "gold", None);
+    assert!(
+        gold["usage_rate"].is_null() && gold["below_threshold"] == false,
+        "{gold}"
+    );
+    // Bad input is refused, naming the field.
+    let (s, b) = h
+        .admin(Method::GET, "/v1/reports/benefit-usage?threshold=2", None)
+        .await;
+    assert_problem(s, &b, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed");
+    let (s, b) = h
+        .admin(Method::GET, "/v1/reports/benefit-usage?from=2026-13-01", None)
+        .await;
+    assert_problem(s, &b, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed");
+    assert_eq!(b["errors"][0]["field"], "from");
+    h.verify_ok().await;
+}
+
 both_backends!(
+    benefit_usage_per_tier_and_plan,
     paid_plans_buy_renew_refund_lapse_and_report,
     bulk_issue_and_partner_codes,
     till_sale_with_coupon_points_and_wallet_then_full_refund,

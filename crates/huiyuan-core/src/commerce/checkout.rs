@@ -20,6 +20,7 @@ use serde_json::json;
 use time::OffsetDateTime;
 use utoipa::ToSchema;
 
+use super::benefits::{Standing, PLAN_DISCOUNT, TIER_DISCOUNT};
 use super::coupons::{not_usable, template_view, terms_of, CouponView};
 use super::plans::active_plan;
 use super::wallet::{wallet_view, WalletPosting, WalletView};
@@ -387,10 +388,8 @@ impl Core {
         let terms = self
             .plan_terms(&mut *tx, &ctx, brand, std::slice::from_ref(&member.id))
             .await?;
-        let discount_percent = best_discount(
-            tier.discount_percent,
-            active_plan(&ctx.programme, &terms, &member.id, self.now()),
-        );
+        let plan = active_plan(&ctx.programme, &terms, &member.id, self.now());
+        let discount_percent = best_discount(tier.discount_percent, plan);
         let mut coupons = Vec::with_capacity(codes.len());
         for code in &codes {
             coupons.push(self.sale_coupon(&mut *tx, brand, &member.id, code).await?);
@@ -570,6 +569,22 @@ impl Core {
                 "order_id_race",
                 "this order was committed at the same moment by another request; send it again",
             ));
+        }
+        if sale.priced.tier_discount > 0 {
+            // The member price came from the plan when its discount beat the tier's.
+            let by_plan = plan.is_some_and(|p| p.discount_percent > tier.discount_percent);
+            let benefit = if by_plan { PLAN_DISCOUNT } else { TIER_DISCOUNT };
+            let standing = Standing { tier: &tier, plan };
+            self.record_benefit_use(
+                &mut *tx,
+                brand,
+                &member.id,
+                (benefit, ""),
+                &standing,
+                record.store_id.as_deref(),
+                &order_id,
+            )
+            .await?;
         }
         self.emit(
             &mut *tx,

@@ -1,6 +1,7 @@
 //! Coupons, the wallet (stored value) and the till's checkout: the use cases over
 //! `huiyuan_domain::commerce` and the storage's `CommerceTx`.
 
+pub mod benefits;
 pub mod bulk;
 pub mod checkout;
 pub mod coupons;

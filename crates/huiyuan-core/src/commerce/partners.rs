@@ -13,6 +13,7 @@ use serde_json::json;
 use time::OffsetDateTime;
 use utoipa::ToSchema;
 
+use super::benefits::PARTNER_CODE;
 use crate::{Actor, Core, CoreError, Result};
 
 /// Most codes in one import.
@@ -236,6 +237,22 @@ impl Core {
                     format!("every code of {} has been handed out", pool.name),
                 )
             })?;
+        // Counted as the member's tier's benefit in the usage report (a brand may hand out
+        // partner codes before it has a loyalty programme: then there is no tier to count).
+        if tx.latest_programme_version(brand).await?.is_some() {
+            let ctx = self.loyalty_context(&mut *tx, brand).await?;
+            let standing = self.standing(&mut *tx, &ctx, brand, &record.id).await?;
+            self.record_benefit_use(
+                &mut *tx,
+                brand,
+                &record.id,
+                (PARTNER_CODE, &pool.id),
+                &standing,
+                None,
+                &input.reference,
+            )
+            .await?;
+        }
         self.announce(
             &mut *tx,
             actor,

@@ -1016,6 +1016,124 @@ impl CommerceTx for SqlTx {
         .await
     }
 
+    async fn plan_members_and_buyers(
+        &mut self,
+        brand: &BrandId,
+        at: OffsetDateTime,
+        from: OffsetDateTime,
+        to: OffsetDateTime,
+    ) -> Result<Vec<(String, i64, i64)>> {
+        let mut out: Vec<(String, i64, i64)> = self
+            .all(
+                "SELECT plan_code, COUNT(DISTINCT member_id) AS n FROM memberships WHERE brand_id = $1 \
+                 AND status = 'active' AND starts_at <= $2 AND ends_at > $2 GROUP BY plan_code ORDER BY plan_code",
+                vec![v(brand.as_str()), v(at)],
+                |r| Ok((r.text("plan_code")?, r.i64("n")?, 0)),
+            )
+            .await?;
+        // Of the members covered now, those who bought while covered by that plan.
+        let buyers = self
+            .all(
+                "SELECT m.plan_code, COUNT(DISTINCT p.member_id) AS n FROM memberships m \
+                 JOIN purchases p ON p.brand_id = m.brand_id AND p.member_id = m.member_id \
+                 AND p.occurred_at >= m.starts_at AND p.occurred_at < m.ends_at \
+                 WHERE m.brand_id = $1 AND m.status = 'active' AND p.points > 0 \
+                 AND p.occurred_at >= $3 AND p.occurred_at < $4 AND EXISTS (SELECT 1 FROM memberships c \
+                 WHERE c.brand_id = m.brand_id AND c.member_id = m.member_id AND c.plan_code = m.plan_code \
+                 AND c.status = 'active' AND c.starts_at <= $2 AND c.ends_at > $2) GROUP BY m.plan_code",
+                vec![v(brand.as_str()), v(at), v(from), v(to)],
+                |r| Ok((r.text("plan_code")?, r.i64("n")?)),
+            )
+            .await?;
+        for (plan, n) in buyers {
+            if let Some(row) = out.iter_mut().find(|r| r.0 == plan) {
+                row.2 = n;
+            }
+        }
+        Ok(out)
+    }
+
+    async fn insert_benefit_use(&mut self, u: &BenefitUseRecord) -> Result<bool> {
+        let inserted = self
+            .insert_rows(
+                &format!("benefit_uses ({BENEFIT_USE_COLS})"),
+                vec![vec![
+                    v(&u.id),
+                    v(u.brand_id.as_str()),
+                    v(u.member_id.as_str()),
+                    v(&u.benefit),
+                    v(&u.code),
+                    v(&u.tier_code),
+                    v(u.plan_code.as_deref()),
+                    v(u.store_id.as_deref()),
+                    v(&u.reference),
+                    v(u.used_at),
+                ]],
+                " ON CONFLICT DO NOTHING",
+            )
+            .await?;
+        Ok(inserted == 1)
+    }
+
+    async fn get_benefit_use(
+        &mut self,
+        brand: &BrandId,
+        benefit: &str,
+        code: &str,
+        reference: &str,
+    ) -> Result<Option<BenefitUseRecord>> {
+        self.one(
+            &format!(
+                "SELECT {BENEFIT_USE_COLS} FROM benefit_uses WHERE brand_id = $1 AND benefit = $2 \
+                 AND code = $3 AND reference = $4"
+            ),
+            vec![v(brand.as_str()), v(benefit), v(code), v(reference)],
+            benefit_use_row,
+        )
+        .await
+    }
+
+    async fn benefit_use_counts(
+        &mut self,
+        brand: &BrandId,
+        from: OffsetDateTime,
+        to: OffsetDateTime,
+    ) -> Result<Vec<BenefitUseCount>> {
+        self.all(
+            "SELECT benefit, code, COALESCE(plan_code, tier_code) AS holder, COUNT(DISTINCT member_id) AS n \
+             FROM benefit_uses WHERE brand_id = $1 AND used_at >= $2 AND used_at < $3 \
+             GROUP BY benefit, code, COALESCE(plan_code, tier_code) ORDER BY 1, 2, 3",
+            vec![v(brand.as_str()), v(from), v(to)],
+            |r| {
+                Ok(BenefitUseCount {
+                    benefit: r.text("benefit")?,
+                    code: r.text("code")?,
+                    holder: r.text("holder")?,
+                    members: r.i64("n")?,
+                })
+            },
+        )
+        .await
+    }
+
+    async fn tier_members_and_buyers(
+        &mut self,
+        brand: &BrandId,
+        from: OffsetDateTime,
+        to: OffsetDateTime,
+    ) -> Result<Vec<(Option<String>, i64, i64)>> {
+        self.all(
+            "SELECT a.tier_code, COUNT(*) AS n, COUNT(CASE WHEN EXISTS (SELECT 1 FROM purchases p \
+             WHERE p.brand_id = m.brand_id AND p.member_id = m.id AND p.points > 0 \
+             AND p.occurred_at >= $2 AND p.occurred_at < $3) THEN 1 END) AS buyers \
+             FROM members m LEFT JOIN point_accounts a ON a.brand_id = m.brand_id AND a.member_id = m.id \
+             WHERE m.brand_id = $1 AND m.status = 'active' GROUP BY a.tier_code ORDER BY 1",
+            vec![v(brand.as_str()), v(from), v(to)],
+            |r| Ok((r.opt_text("tier_code")?, r.i64("n")?, r.i64("buyers")?)),
+        )
+        .await
+    }
+
     async fn update_sale(&mut self, s: &SaleRecord) -> Result<()> {
         self.exec(
             "UPDATE sales SET status = $3, refund_outcome = $4, refunded_at = $5 WHERE brand_id = $1 AND order_id = $2",
@@ -1030,6 +1148,23 @@ impl CommerceTx for SqlTx {
         .await
         .map(drop)
     }
+}
+
+const BENEFIT_USE_COLS: &str =
+    "id, brand_id, member_id, benefit, code, tier_code, plan_code, store_id, reference, used_at";
+fn benefit_use_row(r: &Row) -> Result<BenefitUseRecord> {
+    Ok(BenefitUseRecord {
+        id: r.text("id")?,
+        brand_id: r.parsed("brand_id")?,
+        member_id: r.parsed("member_id")?,
+        benefit: r.text("benefit")?,
+        code: r.text("code")?,
+        tier_code: r.text("tier_code")?,
+        plan_code: r.opt_text("plan_code")?,
+        store_id: r.opt_text("store_id")?,
+        reference: r.text("reference")?,
+        used_at: r.time("used_at")?,
+    })
 }
 
 fn sale_values(s: &SaleRecord) -> Vec<Value> {
