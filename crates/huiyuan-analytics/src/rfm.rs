@@ -10,12 +10,12 @@
 //! the mean over members (recency ≤ mean days; frequency and monetary ≥ mean). The eight
 //! combinations are the classic segments.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use time::Date;
 
 use crate::{AnalyticsError, Transactions};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Segment {
     /// R, F, M all high: 重要價值.

@@ -117,7 +117,7 @@ fn metrics_handle() -> PrometheusHandle {
         (name = "purchases", description = "Purchases and refunds: points earned and reversed"),
         (name = "points", description = "Balances, statements, adjustments, redemptions, tiers, ledger verification"),
         (name = "events", description = "The event outbox and the maintenance jobs"),
-        (name = "analytics", description = "RFM, cohorts, lifecycle stages, lifetime value, dashboard KPIs, member insights and recommendations"),
+        (name = "analytics", description = "RFM, cohorts, lifecycle stages, lifetime value, dashboard KPIs, member insights and recommendations, segment previews"),
         (name = "coupons", description = "Coupon templates, issuing, claim codes, the rewards catalogue, redemption and the usage report"),
         (name = "wallet", description = "Stored value (儲值): top-ups with bonus, refunds, balance and statement; paid membership plans (付費會員)"),
         (name = "checkout", description = "The till: quote a basket, commit a sale (coupons, points, wallet in one step), refund it")
@@ -230,6 +230,7 @@ fn split(state: &AppState) -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(analytics::kpis))
         .routes(routes!(analytics::member_insights))
         .routes(routes!(analytics::recommendations))
+        .routes(routes!(analytics::preview_segment))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             middleware::idempotency,

@@ -16,6 +16,7 @@ pub mod error;
 pub mod idempotency;
 pub mod loyalty;
 pub mod members;
+pub mod segments;
 pub mod views;
 
 use std::sync::Arc;

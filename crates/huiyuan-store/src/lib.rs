@@ -101,6 +101,14 @@ pub trait Tx: CommerceTx + Send {
         page: &Page,
     ) -> Result<Vec<MemberRecord>>;
     async fn count_members(&mut self, brand: &BrandId) -> Result<i64>;
+    /// Active members matching a segment's stored attributes, by ID after the cursor.
+    async fn segment_members(
+        &mut self,
+        brand: &BrandId,
+        segment: &SegmentQuery,
+        after: Option<&MemberId>,
+        limit: u32,
+    ) -> Result<Vec<MemberId>>;
     /// Active members whose birthday falls in `month`, in ID order after the cursor.
     async fn members_born_in(
         &mut self,

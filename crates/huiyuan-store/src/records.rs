@@ -409,3 +409,24 @@ pub struct PointTotals {
     pub pending: i64,
     pub debt: i64,
 }
+
+/// The parts of a segment the database answers; each present list is "any of", and all
+/// present parts must hold. Only active members are ever in a segment.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SegmentQuery {
+    pub tiers: Option<TierSet>,
+    pub tags: Option<Vec<String>>,
+    /// Plans covering the member at the instant given.
+    pub plans: Option<(Vec<String>, OffsetDateTime)>,
+    /// Channels the members enrolled through.
+    pub channels: Option<Vec<String>>,
+}
+
+/// Which tier codes on members' points accounts a segment takes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TierSet {
+    AnyOf(Vec<String>),
+    /// Every code but these, members without an account or tier code included: how "the
+    /// lowest tier" is asked for, since members who never earned have no tier code stored.
+    NoneOf(Vec<String>),
+}

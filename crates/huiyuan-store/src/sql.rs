@@ -371,6 +371,12 @@ impl Query {
         self.sql.push_str(sql);
         self
     }
+    /// Appends `column` is one of `values`, the list bound as one parameter.
+    pub fn one_of(&mut self, dialect: Dialect, column: &str, values: Vec<String>) -> &mut Self {
+        self.args.push(Value::TextList(values));
+        self.sql.push_str(&dialect.member_of(column, self.args.len()));
+        self
+    }
     /// Appends a placeholder for `value`.
     pub fn bind(&mut self, value: impl Into<Value>) -> &mut Self {
         self.args.push(value.into());
@@ -1267,6 +1273,57 @@ impl Tx for SqlTx {
         .map(Option::unwrap_or_default)
     }
 
+    async fn segment_members(
+        &mut self,
+        brand: &BrandId,
+        segment: &SegmentQuery,
+        after: Option<&MemberId>,
+        limit: u32,
+    ) -> Result<Vec<MemberId>> {
+        let d = self.conn.dialect();
+        let mut q = Query::new(
+            "SELECT m.id FROM members m LEFT JOIN point_accounts a \
+             ON a.brand_id = m.brand_id AND a.member_id = m.id WHERE m.brand_id = ",
+        );
+        q.bind(brand.as_str())
+            .push(" AND m.status = 'active' AND m.id > ")
+            .bind(after.map_or("", MemberId::as_str));
+        match &segment.tiers {
+            Some(TierSet::AnyOf(codes)) => {
+                q.push(" AND ").one_of(d, "a.tier_code", codes.clone());
+            }
+            Some(TierSet::NoneOf(codes)) => {
+                q.push(" AND (a.tier_code IS NULL OR NOT (")
+                    .one_of(d, "a.tier_code", codes.clone())
+                    .push("))");
+            }
+            None => {}
+        }
+        if let Some(tags) = &segment.tags {
+            q.push(" AND EXISTS (SELECT 1 FROM member_tags t WHERE t.brand_id = m.brand_id AND t.member_id = m.id AND ")
+                .one_of(d, "t.tag", tags.clone())
+                .push(")");
+        }
+        if let Some((plans, at)) = &segment.plans {
+            q.push(
+                " AND EXISTS (SELECT 1 FROM memberships s WHERE s.brand_id = m.brand_id AND s.member_id = m.id \
+                 AND s.status = 'active' AND s.starts_at <= ",
+            )
+            .bind(*at)
+            .push(" AND s.ends_at > ")
+            .bind(*at)
+            .push(" AND ")
+            .one_of(d, "s.plan_code", plans.clone())
+            .push(")");
+        }
+        if let Some(channels) = &segment.channels {
+            q.push(" AND ").one_of(d, "m.channel", channels.clone());
+        }
+        q.push(" ORDER BY m.id LIMIT ")
+            .bind(i64::from(limit.clamp(1, 100_000)));
+        self.query_all(q, |r| r.parsed("id")).await
+    }
+
     async fn members_born_in(
         &mut self,
         brand: &BrandId,
@@ -2119,11 +2176,12 @@ impl Tx for SqlTx {
             .bind(brand.as_str())
             .push(" AND occurred_at >= ")
             .bind(*earliest);
-        let list = self.conn.dialect().member_of("member_id", q.args.len() + 1);
-        q.args.push(Value::TextList(
+        q.push(" AND ").one_of(
+            self.conn.dialect(),
+            "member_id",
             members.iter().map(|m| m.as_str().to_owned()).collect(),
-        ));
-        q.push(" AND ").push(&list).push(" GROUP BY member_id");
+        );
+        q.push(" GROUP BY member_id");
         let n = sinces.len();
         let found = self
             .query_all(q, |r| {

@@ -6,6 +6,7 @@ use axum::Json;
 use huiyuan_analytics::kpi::Granularity;
 use huiyuan_core::analytics::insights::{ClvView, LifecycleView, MemberInsightsView, RecommendationsView};
 use huiyuan_core::analytics::{CohortView, KpiQuery, KpiView, RfmView};
+use huiyuan_core::segments::{SegmentFilter, SegmentPreview};
 use huiyuan_core::CoreError;
 use huiyuan_domain::ids::{MemberId, StoreId};
 use huiyuan_domain::member::Channel;
@@ -13,7 +14,7 @@ use huiyuan_domain::ValidationError;
 use serde::Deserialize;
 use time::Date;
 
-use crate::extract::{path_id, ApiQuery, Auth};
+use crate::extract::{path_id, ApiJson, ApiQuery, Auth};
 use crate::problem::{ApiResult, Problem};
 use crate::AppState;
 
@@ -176,4 +177,17 @@ pub async fn recommendations(
         return Err(CoreError::from(ValidationError::field("limit", "must be between 1 and 50")).into());
     }
     Ok(Json(s.core.recommendations(&actor, &member, limit).await?))
+}
+
+/// How many active members a segment holds now, and the first of them: what a bulk issue to
+/// the same segment would reach. Tier, tags, plan and channel are read fresh; RFM segments and
+/// lifecycle stages come from the brand's model, rebuilt every few minutes.
+#[utoipa::path(post, path = "/v1/segments/preview", tag = "analytics", request_body = SegmentFilter,
+    responses((status = 200, body = SegmentPreview), (status = 409, body = Problem), (status = 422, body = Problem)))]
+pub async fn preview_segment(
+    State(s): State<AppState>,
+    Auth(actor): Auth,
+    ApiJson(filter): ApiJson<SegmentFilter>,
+) -> ApiResult<Json<SegmentPreview>> {
+    Ok(Json(s.core.preview_segment(&actor, &filter).await?))
 }

@@ -908,6 +908,161 @@ async fn bulk_issue_and_partner_codes(backend: Backend) {
     );
 }
 
+/// A segment — by tier (the lowest includes members who never earned), tags, channel, plan,
+/// RFM segment and lifecycle stage — previewed, then issued to in bulk; bad segments are 422s
+/// naming the part at fault.
+async fn bulk_issue_to_a_segment(backend: Backend) {
+    let h = Harness::start(backend).await;
+    h.publish_demo_programme().await;
+    let enrol = |phone: &str, tags: &[&str], channel: &str| {
+        let body = json!({"phone": phone, "tags": tags, "channel": channel});
+        let h = &h;
+        async move { h.enrol(body).await["id"].as_str().unwrap().to_owned() }
+    };
+    let a = enrol("13800138200", &["vip"], "app").await;
+    let b = enrol("13800138201", &["vip"], "mini_program").await;
+    let c = enrol("13800138202", &[], "app").await;
+    let d = enrol("13800138203", &["vip"], "app").await;
+    let e = enrol("13800138204", &[], "pos").await;
+    let (s, body) = h.buy(sale("SEG-1", &d, 6_000)).await;
+    assert_eq!(s, StatusCode::CREATED, "{body}");
+    assert_eq!(body["tier_change"]["to_tier"], "silver", "{body}");
+    let (s, body) = h.buy(sale("SEG-2", &e, 50)).await;
+    assert_eq!(s, StatusCode::CREATED, "{body}");
+    let (s, body) = h
+        .admin(
+            Method::POST,
+            &format!("/v1/members/{c}/plans"),
+            Some(json!({"plan": "plus", "reference": "SEG-PLUS", "pay_with": "money"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{body}");
+    let preview = |filter: Value| {
+        let h = &h;
+        async move {
+            let (s, body) = h.admin(Method::POST, "/v1/segments/preview", Some(filter)).await;
+            assert_eq!(s, StatusCode::OK, "{body}");
+            let mut ids: Vec<String> = body["sample"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|m| m.as_str().unwrap().to_owned())
+                .collect();
+            assert_eq!(body["members"].as_u64(), Some(ids.len() as u64), "{body}");
+            ids.sort();
+            ids
+        }
+    };
+    let sorted = |mut v: Vec<&String>| {
+        v.sort();
+        v.into_iter().cloned().collect::<Vec<_>>()
+    };
+    assert_eq!(preview(json!({})).await.len(), 5);
+    assert_eq!(preview(json!({"tiers": ["silver"]})).await, vec![d.clone()]);
+    // Regular: those who never earned (a, b, c) and e, who earned too little.
+    assert_eq!(
+        preview(json!({"tiers": ["regular"]})).await,
+        sorted(vec![&a, &b, &c, &e])
+    );
+    assert_eq!(
+        preview(json!({"tiers": ["regular"], "tags": ["vip"]})).await,
+        sorted(vec![&a, &b])
+    );
+    assert_eq!(
+        preview(json!({"tags": ["vip"], "channels": ["app"]})).await,
+        sorted(vec![&a, &d])
+    );
+    assert_eq!(preview(json!({"plans": ["plus"]})).await, vec![c.clone()]);
+    let all_rfm = json!([
+        "important_value",
+        "important_development",
+        "important_retain",
+        "important_win_back",
+        "general_value",
+        "general_development",
+        "general_retain",
+        "general_win_back"
+    ]);
+    assert_eq!(
+        preview(json!({"rfm_segments": all_rfm})).await,
+        sorted(vec![&d, &e])
+    );
+    assert_eq!(
+        preview(json!({"lifecycle_stages": ["new"], "channels": ["pos"]})).await,
+        vec![e.clone()]
+    );
+    assert!(preview(json!({"lifecycle_stages": ["dormant"]})).await.is_empty());
+    // Bad segments name the part at fault and change nothing.
+    for (filter, field) in [
+        (json!({"tiers": ["ruby"]}), "tiers[0]"),
+        (json!({"rfm_segments": []}), "rfm_segments"),
+        (json!({"lifecycle_stages": ["asleep"]}), "lifecycle_stages[0]"),
+        (json!({"channels": ["fax"]}), "channels[0]"),
+        (json!({"plans": ["gold"]}), "plans[0]"),
+    ] {
+        let (s, body) = h.admin(Method::POST, "/v1/segments/preview", Some(filter)).await;
+        assert_problem(s, &body, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed");
+        assert_eq!(body["errors"][0]["field"], field, "{body}");
+    }
+
+    let t = h.template(threshold_coupon()).await;
+    let path = format!("/v1/coupon-templates/{}/issue-bulk", t["id"].as_str().unwrap());
+    let segment = json!({"tags": ["vip"], "channels": ["app"]});
+    for (body, field) in [
+        (
+            json!({"segment": segment, "member_ids": [a], "reference": "SEG-X"}),
+            "segment",
+        ),
+        (json!({"reference": "SEG-X"}), "member_ids"),
+        (
+            json!({"segment": {"tiers": ["diamond"]}, "reference": "SEG-X"}),
+            "segment",
+        ),
+    ] {
+        let (s, b) = h.admin(Method::POST, &path, Some(body)).await;
+        assert_problem(s, &b, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed");
+        assert_eq!(b["errors"][0]["field"], field, "{b}");
+    }
+    let (s, job) = h
+        .admin(
+            Method::POST,
+            &path,
+            Some(json!({"segment": segment, "reference": "SEG-BULK"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{job}");
+    let status_url = format!("/v1/bulk-jobs/{}", job["id"].as_str().unwrap());
+    let done = wait_for_job(&h, &status_url).await;
+    assert_eq!(
+        (
+            done["status"].as_str(),
+            done["total"].as_i64(),
+            done["succeeded"].as_i64()
+        ),
+        (Some("done"), Some(2), Some(2)),
+        "{done}"
+    );
+    for (m, held) in [(&a, 1), (&b, 0), (&c, 0), (&d, 1), (&e, 0)] {
+        let (_, coupons) = h
+            .admin(Method::GET, &format!("/v1/members/{m}/coupons"), None)
+            .await;
+        assert_eq!(coupons["data"].as_array().unwrap().len(), held, "{m}");
+    }
+    // Sent again after the segment grew: the same job, its members fixed when it was made.
+    enrol("13800138205", &["vip"], "app").await;
+    let (s, again) = h
+        .admin(
+            Method::POST,
+            &path,
+            Some(json!({"segment": segment, "reference": "SEG-BULK"})),
+        )
+        .await;
+    assert_eq!(
+        (s, &again["id"], &again["total"]),
+        (StatusCode::OK, &job["id"], &json!(2))
+    );
+}
+
 async fn wait_for_job(h: &Harness, url: &str) -> Value {
     for _ in 0..200 {
         let (s, job) = h.admin(Method::GET, url, None).await;
@@ -1190,6 +1345,7 @@ both_backends!(
     benefit_usage_per_tier_and_plan,
     paid_plans_buy_renew_refund_lapse_and_report,
     bulk_issue_and_partner_codes,
+    bulk_issue_to_a_segment,
     till_sale_with_coupon_points_and_wallet_then_full_refund,
     one_coupon_two_hundred_concurrent_redemptions_on_two_nodes,
     a_commit_failing_at_any_step_changes_nothing,

@@ -9,13 +9,13 @@
 //! Recommendations exclude what the member bought up to this moment (read fresh), not only what
 //! the model saw.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
 use huiyuan_analytics::clv::{lifetimes, outlook, MemberLifetime};
 use huiyuan_analytics::lifecycle::{lifecycle, LifecycleRules, Stage};
 use huiyuan_analytics::recommend::{Reason, Recommender, RecommenderConfig};
-use huiyuan_analytics::rfm::{rfm, MemberRfm};
+use huiyuan_analytics::rfm::{rfm, MemberRfm, Segment};
 use huiyuan_analytics::summary::{summarise, Period};
 use huiyuan_analytics::{bgnbd::BgNbd, gamma_gamma::GammaGamma};
 use huiyuan_domain::access::Permission;
@@ -358,6 +358,29 @@ impl Core {
             recommender,
             catalogue,
         })
+    }
+
+    /// The members of the brand's model whose RFM segment is among `segments` and whose
+    /// lifecycle stage is among `stages` (`None` asks nothing of that part), and the model's
+    /// date. Members who joined after the model was built are in no segment until it is rebuilt.
+    pub(crate) async fn modelled_members(
+        &self,
+        brand: &BrandId,
+        segments: Option<&[Segment]>,
+        stages: Option<&[Stage]>,
+    ) -> Result<(Date, HashSet<MemberId>)> {
+        let model = self.brand_model(brand).await?;
+        let modelled = &model.modelled;
+        let chosen = model
+            .index
+            .iter()
+            .filter(|(_, &i)| {
+                segments.is_none_or(|s| pick(&modelled.rfm, Some(i)).is_some_and(|r| s.contains(&r.segment)))
+                    && stages.is_none_or(|s| pick(&modelled.stage, Some(i)).is_some_and(|st| s.contains(&st)))
+            })
+            .map(|(m, _)| m.clone())
+            .collect();
+        Ok((model.as_of, chosen))
     }
 
     /// RFM segment, lifecycle stage, churn probability and lifetime value of one member.

@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use time::{Duration, OffsetDateTime};
 use utoipa::ToSchema;
 
+use crate::segments::SegmentFilter;
 use crate::{Actor, Core, CoreError, Result};
 
 /// Most members in one bulk request.
@@ -23,11 +24,14 @@ const KEPT_ERRORS: usize = 100;
 const LEASE: Duration = Duration::minutes(2);
 pub const ISSUE_COUPONS: &str = "coupons.issue";
 
-/// Issue a template's coupons to a list of members.
+/// Issue a template's coupons to a list of members or to a segment (one of the two).
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BulkIssueInput {
+    #[serde(default)]
     pub member_ids: Vec<MemberId>,
+    /// Everyone in the segment when the job is created (its members are fixed then).
+    pub segment: Option<SegmentFilter>,
     /// The caller's reference for the whole run: sent again, it returns the same job.
     pub reference: String,
 }
@@ -104,14 +108,43 @@ impl Core {
     ) -> Result<(BulkJobView, bool)> {
         actor.require(Permission::CouponsIssue)?;
         validate_reference("reference", &input.reference)?;
-        if input.member_ids.is_empty() || input.member_ids.len() > MAX_BULK_MEMBERS {
-            return Err(ValidationError::field(
-                "member_ids",
-                format!("must hold between 1 and {MAX_BULK_MEMBERS} members"),
-            )
-            .into());
-        }
         let brand = &actor.brand_id;
+        let member_ids = match (&input.segment, input.member_ids.is_empty()) {
+            (Some(_), false) => {
+                return Err(
+                    ValidationError::field("segment", "give member_ids or a segment, not both").into(),
+                )
+            }
+            (None, true) => {
+                return Err(ValidationError::field("member_ids", "give member IDs or a segment").into())
+            }
+            (None, false) if input.member_ids.len() > MAX_BULK_MEMBERS => {
+                return Err(ValidationError::field(
+                    "member_ids",
+                    format!("must hold at most {MAX_BULK_MEMBERS} members"),
+                )
+                .into())
+            }
+            (None, false) => input.member_ids.clone(),
+            (Some(segment), true) => {
+                // A replayed request returns its job without resolving the segment again.
+                let mut tx = self.storage.read().await?;
+                if let Some(existing) = tx
+                    .get_bulk_job_by_reference(brand, ISSUE_COUPONS, &input.reference)
+                    .await?
+                {
+                    return Ok((view(&existing)?, false));
+                }
+                drop(tx);
+                let (members, _) = self
+                    .segment_members(brand, segment, MAX_BULK_MEMBERS, "segment")
+                    .await?;
+                if members.is_empty() {
+                    return Err(ValidationError::field("segment", "holds no members now").into());
+                }
+                members
+            }
+        };
         let mut tx = self.storage.write().await?;
         if let Some(existing) = tx
             .get_bulk_job_by_reference(brand, ISSUE_COUPONS, &input.reference)
@@ -130,6 +163,7 @@ impl Core {
             ));
         }
         let now = self.now();
+        let total = member_ids.len() as i64;
         let job = BulkJobRecord {
             id: self.new_id(BulkJobId::generate).to_string(),
             brand_id: brand.clone(),
@@ -138,10 +172,10 @@ impl Core {
             status: "queued".into(),
             input: serde_json::to_string(&IssueJob {
                 template_id: template.id.clone(),
-                member_ids: input.member_ids.clone(),
+                member_ids,
             })
             .map_err(|e| CoreError::Corrupt(e.to_string()))?,
-            total: input.member_ids.len() as i64,
+            total,
             processed: 0,
             succeeded: 0,
             failed: 0,
@@ -164,7 +198,8 @@ impl Core {
             actor,
             "coupons.bulk_issue_requested",
             ("bulk_job", job.id.as_str()),
-            serde_json::json!({ "template_id": template.id, "members": job.total, "reference": job.reference }),
+            serde_json::json!({ "template_id": template.id, "members": job.total, "reference": job.reference,
+                "segment": input.segment }),
         )
         .await?;
         tx.commit().await?;
