@@ -35,6 +35,26 @@ impl Clock for OffsetClock {
     }
 }
 
+/// A clock that stands still until it is set: the demo generator walks it through the months
+/// it simulates, so records carry the simulated times.
+pub struct ManualClock(Mutex<OffsetDateTime>);
+
+impl ManualClock {
+    pub fn new(at: OffsetDateTime) -> Self {
+        Self(Mutex::new(truncate_ms(at)))
+    }
+
+    pub fn set(&self, at: OffsetDateTime) {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = truncate_ms(at);
+    }
+}
+
+impl Clock for ManualClock {
+    fn now(&self) -> OffsetDateTime {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
 pub fn truncate_ms(t: OffsetDateTime) -> OffsetDateTime {
     t.replace_nanosecond(t.millisecond() as u32 * 1_000_000)
         .unwrap_or(t)

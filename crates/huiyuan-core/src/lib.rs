@@ -46,6 +46,13 @@ pub struct CoreConfig {
     /// How long an authenticated API key or session is trusted without reading it again; a
     /// revocation made by another process takes effect within this time. Zero: read every time.
     pub credential_cache_ttl: Duration,
+    /// Draw IDs and coupon codes from a generator seeded with this, so the same steps make
+    /// the same records: for the demo generator and tests only — seeded codes can be guessed
+    /// by anyone who knows the seed.
+    pub seed: Option<u64>,
+    /// Start background work (a bulk job right after it is queued) on its own task. The demo
+    /// generator turns it off and runs that work itself, in order, so a seed gives one result.
+    pub background: bool,
 }
 
 impl Default for CoreConfig {
@@ -56,6 +63,8 @@ impl Default for CoreConfig {
             idempotency_ttl: Duration::hours(24),
             analytics_ttl: Duration::minutes(10),
             credential_cache_ttl: Duration::seconds(5),
+            seed: None,
+            background: true,
         }
     }
 }
@@ -72,6 +81,8 @@ pub struct Core {
     insights: Arc<analytics::insights::InsightsCache>,
     credentials: Arc<credentials::CredentialCache>,
     faults: Option<commerce::FaultHook>,
+    /// Set with [`CoreConfig::seed`].
+    seeded: Option<Arc<std::sync::Mutex<rand::rngs::StdRng>>>,
 }
 
 impl Core {
@@ -82,6 +93,7 @@ impl Core {
         config: CoreConfig,
     ) -> Self {
         let writers = loyalty::ingest::writers_for(storage.backend());
+        let config_seed = config.seed;
         Self {
             storage,
             keys: Keyring::new(master),
@@ -92,6 +104,7 @@ impl Core {
             insights: Arc::default(),
             credentials: Arc::default(),
             faults: None,
+            seeded: config_seed.map(|s| Arc::new(std::sync::Mutex::new(rand::SeedableRng::seed_from_u64(s)))),
         }
     }
 
@@ -128,7 +141,15 @@ impl Core {
     /// A new time-ordered ID of type `T`.
     fn new_id<T>(&self, make: fn(u64, u128) -> T) -> T {
         let ms = (self.now().unix_timestamp_nanos() / 1_000_000) as u64;
-        make(ms, rand::thread_rng().gen())
+        make(ms, self.random())
+    }
+
+    /// 128 random bits: from the operating system, or the seeded generator when configured.
+    fn random(&self) -> u128 {
+        match &self.seeded {
+            Some(rng) => rng.lock().unwrap_or_else(|e| e.into_inner()).gen(),
+            None => rand::rngs::OsRng.gen(),
+        }
     }
 
     /// Deletes what has outlived its purpose: spent idempotency keys, expired member codes.

@@ -249,9 +249,51 @@ impl Core {
         unreachable!("the last attempt returns")
     }
 
-    async fn enrol_once(&self, actor: &Actor, valid: &ValidEnrolment) -> Result<Enrolment> {
-        let brand = &actor.brand_id;
+    /// Most members [`Core::enrol_many`] takes at once.
+    pub const MAX_ENROL_BATCH: usize = 1_000;
+
+    /// Enrols many members in one transaction: what a bulk import or the demo generator
+    /// needs (one commit, not one per member). Each input gets its own outcome; an invalid one
+    /// (or one whose identities belong to different members) is refused alone. Identities
+    /// repeated within the batch find the member enrolled earlier in it.
+    pub async fn enrol_many(&self, actor: &Actor, inputs: Vec<EnrolInput>) -> Result<Vec<Result<Enrolment>>> {
+        actor.require(Permission::MembersEnrol)?;
+        if inputs.len() > Self::MAX_ENROL_BATCH {
+            return Err(ValidationError::field(
+                "members",
+                format!("at most {} a batch", Self::MAX_ENROL_BATCH),
+            )
+            .into());
+        }
+        let today = self.now().date();
         let mut tx = self.storage.write().await?;
+        let mut outcomes = Vec::with_capacity(inputs.len());
+        for input in inputs {
+            let outcome = match validate_enrolment(input, today) {
+                Err(e) => Err(e.into()),
+                Ok(valid) => match self.enrol_in(&mut *tx, actor, &valid).await {
+                    Err(e @ (CoreError::Store(_) | CoreError::Corrupt(_))) => return Err(e),
+                    other => other,
+                },
+            };
+            outcomes.push(outcome);
+        }
+        tx.commit().await?;
+        Ok(outcomes)
+    }
+
+    async fn enrol_once(&self, actor: &Actor, valid: &ValidEnrolment) -> Result<Enrolment> {
+        let mut tx = self.storage.write().await?;
+        let outcome = self.enrol_in(&mut *tx, actor, valid).await?;
+        if matches!(outcome, Enrolment::Created(_)) {
+            tx.commit().await?;
+        }
+        Ok(outcome)
+    }
+
+    /// Enrols in the caller's transaction: every check is made before anything is written.
+    async fn enrol_in(&self, tx: &mut dyn Tx, actor: &Actor, valid: &ValidEnrolment) -> Result<Enrolment> {
+        let brand = &actor.brand_id;
         if let Some(store) = &valid.store_id {
             if tx.get_store(brand, store).await?.is_none() {
                 return Err(ValidationError::field("store_id", "no such store in this brand").into());
@@ -331,7 +373,6 @@ impl Core {
             json!({ "after": view }),
         )
         .await?;
-        tx.commit().await?;
         Ok(Enrolment::Created(view))
     }
 

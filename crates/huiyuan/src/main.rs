@@ -72,9 +72,18 @@ enum Command {
         data: PathBuf,
         #[arg(long, default_value_t = 8080)]
         port: u16,
-        /// How many demo members to enrol on first run.
-        #[arg(long, default_value_t = 200)]
+        /// How many members the demo brand has (made on first run only).
+        #[arg(long, default_value_t = 20_000)]
         members: usize,
+        /// How many months of history to simulate, up to today.
+        #[arg(long, default_value_t = 24)]
+        months: u32,
+        /// The same seed makes the same data.
+        #[arg(long, default_value_t = 2026)]
+        seed: u64,
+        /// The day the history runs up to (YYYY-MM-DD, brand-local); today when absent.
+        #[arg(long)]
+        until: Option<String>,
     },
     /// The points ledger.
     Ledger {
@@ -261,13 +270,32 @@ async fn run(command: Command, config: &mut Config) -> Result<(), AnyError> {
             println!("{}: migrations applied", store.backend());
             Ok(())
         }
-        Command::Demo { data, port, members } => {
+        Command::Demo {
+            data,
+            port,
+            members,
+            months,
+            seed,
+            until,
+        } => {
             config.data = Some(data.clone());
             config.database = None;
             let (store, key) = open(config, true).await?;
             let addr: SocketAddr = ([127, 0, 0, 1], port).into();
-            let core = core(config, store.clone(), &key);
-            let creds = demo::prepare(&core, &data, members).await?;
+            let until = match until {
+                Some(d) => time::Date::parse(&d, time::macros::format_description!("[year]-[month]-[day]"))
+                    .map_err(|_| format!("--until {d:?} is not a date YYYY-MM-DD"))?,
+                None => time::OffsetDateTime::now_utc()
+                    .to_offset(time::macros::offset!(+8))
+                    .date(),
+            };
+            let options = huiyuan_demo::DemoOptions {
+                members,
+                months,
+                seed,
+                until,
+            };
+            let creds = demo::prepare(store.clone(), &key, &data, &options).await?;
             // Not `println!`: a closed stdout (`huiyuan demo | head`) must not stop the server.
             let banner = format!(
                 "\nHuiyuan demo is running\n  URL:      http://{addr}/\n  API docs: http://{addr}/docs\n  \

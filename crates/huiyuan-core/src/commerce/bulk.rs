@@ -205,11 +205,13 @@ impl Core {
         tx.commit().await?;
         // Started now; the maintenance loop takes it over if this process stops.
         let core = self.clone();
-        tokio::spawn(async move {
-            if let Err(e) = core.run_bulk_jobs(&format!("bulk {}", std::process::id())).await {
-                tracing::warn!(error = %e, "a bulk job stopped; the maintenance loop will resume it");
-            }
-        });
+        if self.config.background {
+            tokio::spawn(async move {
+                if let Err(e) = core.run_bulk_jobs(&format!("bulk {}", std::process::id())).await {
+                    tracing::warn!(error = %e, "a bulk job stopped; the maintenance loop will resume it");
+                }
+            });
+        }
         Ok((view(&job)?, true))
     }
 

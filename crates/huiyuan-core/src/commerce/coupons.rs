@@ -14,7 +14,6 @@ use huiyuan_domain::loyalty::purchase::{validate_basket_lines, validate_referenc
 use huiyuan_domain::member::{Channel, MemberStatus};
 use huiyuan_domain::ValidationError;
 use huiyuan_store::{CouponRecord, CouponTemplateRecord, MemberRecord, Page, Tx};
-use rand::Rng;
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -574,7 +573,7 @@ impl Core {
             id: self.new_id(CouponId::generate).to_string(),
             brand_id: member.brand_id.clone(),
             template_id: template_id.to_owned(),
-            code: code_from_random(rand::rngs::OsRng.gen()),
+            code: code_from_random(self.random()),
             member_id: member.id.clone(),
             status: "issued".into(),
             valid_from,
