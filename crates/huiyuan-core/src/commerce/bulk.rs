@@ -152,16 +152,7 @@ impl Core {
         {
             return Ok((view(&existing)?, false));
         }
-        let template = tx
-            .get_coupon_template(brand, template_id)
-            .await?
-            .ok_or(CoreError::NotFound("coupon template"))?;
-        if template.status != "active" {
-            return Err(CoreError::conflict(
-                "template_archived",
-                format!("{} is archived", template.name),
-            ));
-        }
+        let template = super::coupons::active_template(&mut *tx, brand, template_id).await?;
         let now = self.now();
         let total = member_ids.len() as i64;
         let job = BulkJobRecord {

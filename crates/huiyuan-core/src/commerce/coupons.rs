@@ -8,7 +8,7 @@ use huiyuan_domain::commerce::coupons::{
     Validity,
 };
 use huiyuan_domain::error::Validator;
-use huiyuan_domain::ids::{CouponId, CouponTemplateId, MemberId};
+use huiyuan_domain::ids::{BrandId, CouponId, CouponTemplateId, MemberId};
 use huiyuan_domain::loyalty::ledger::EntryKind;
 use huiyuan_domain::loyalty::purchase::{validate_basket_lines, validate_reference, LineInput};
 use huiyuan_domain::member::{Channel, MemberStatus};
@@ -141,6 +141,25 @@ pub(crate) fn template_view(r: &CouponTemplateRecord) -> Result<TemplateView> {
         status: r.status.clone(),
         created_at: r.created_at,
     })
+}
+
+/// The brand's template, refused when archived: archived templates issue no more coupons.
+pub(crate) async fn active_template(
+    tx: &mut dyn Tx,
+    brand: &BrandId,
+    id: &str,
+) -> Result<CouponTemplateRecord> {
+    let template = tx
+        .get_coupon_template(brand, id)
+        .await?
+        .ok_or(CoreError::NotFound("coupon template"))?;
+    if template.status != "active" {
+        return Err(CoreError::conflict(
+            "template_archived",
+            format!("{} is archived and issues no more coupons", template.name),
+        ));
+    }
+    Ok(template)
 }
 
 pub(crate) fn terms_of(t: &TemplateInput) -> Terms {
@@ -474,16 +493,7 @@ impl Core {
         if record.status == MemberStatus::Erased {
             return Err(CoreError::conflict("member_erased", "the member was erased"));
         }
-        let template = tx
-            .get_coupon_template(brand, template_id)
-            .await?
-            .ok_or(CoreError::NotFound("coupon template"))?;
-        if template.status != "active" {
-            return Err(CoreError::conflict(
-                "template_archived",
-                format!("{} is archived and issues no more coupons", template.name),
-            ));
-        }
+        let template = active_template(tx, brand, template_id).await?;
         let definition = template_view(&template)?.definition;
         if let Some(limit) = definition.limits.per_member {
             let has = tx.count_member_coupons(brand, &template.id, &record.id).await?;
