@@ -69,54 +69,48 @@ pub(crate) const STORES: &[Store] = &[
     },
 ];
 
-/// A product of the catalogue; price in minor units.
+/// A product of the catalogue (its name in the comment beside it); price in minor units.
 #[derive(Debug, Clone, Copy)]
-pub struct Product {
+pub(crate) struct Product {
     pub sku: &'static str,
-    pub name: &'static str,
     pub category: &'static str,
     pub price: i64,
 }
 
-const fn p(sku: &'static str, name: &'static str, category: &'static str, price: i64) -> Product {
-    Product {
-        sku,
-        name,
-        category,
-        price,
-    }
+const fn p(sku: &'static str, category: &'static str, price: i64) -> Product {
+    Product { sku, category, price }
 }
 
-pub const PRODUCTS: &[Product] = &[
-    p("TEE-001", "纯棉圆领T恤", "apparel", 9_900),
-    p("TEE-002", "速干运动T恤", "apparel", 12_900),
-    p("JKT-014", "轻薄羽绒服", "apparel", 59_900),
-    p("JNS-031", "直筒牛仔裤", "apparel", 29_900),
-    p("SCF-008", "羊毛围巾", "apparel", 19_900),
-    p("SRM-203", "修护精华液", "beauty", 32_800),
-    p("LIP-077", "丝绒口红", "beauty", 18_900),
-    p("MSK-015", "补水面膜(5片)", "beauty", 9_900),
-    p("SUN-040", "清爽防晒乳", "beauty", 15_800),
-    p("CAF-010", "挂耳咖啡(10包)", "food", 3_200),
-    p("TEA-022", "龙井茶礼盒", "food", 26_800),
-    p("SNK-102", "坚果每日包", "food", 1_500),
-    p("CHO-005", "黑巧克力", "food", 2_900),
-    p("MLK-300", "婴儿配方奶粉", "baby", 35_800),
-    p("DPR-120", "纸尿裤(大包)", "baby", 16_900),
-    p("TOY-066", "积木玩具", "baby", 19_900),
-    p("YOG-011", "瑜伽垫", "sports", 12_800),
-    p("RUN-201", "跑步鞋", "sports", 49_900),
-    p("BTL-004", "运动水壶", "sports", 6_900),
-    p("HOM-050", "香薰蜡烛", "home", 8_900),
-    p("HOM-061", "四件套床品", "home", 39_900),
-    p("HOM-072", "保温杯", "home", 12_900),
+pub(crate) const PRODUCTS: &[Product] = &[
+    p("TEE-001", "apparel", 9_900),  // 纯棉圆领T恤
+    p("TEE-002", "apparel", 12_900), // 速干运动T恤
+    p("JKT-014", "apparel", 59_900), // 轻薄羽绒服
+    p("JNS-031", "apparel", 29_900), // 直筒牛仔裤
+    p("SCF-008", "apparel", 19_900), // 羊毛围巾
+    p("SRM-203", "beauty", 32_800),  // 修护精华液
+    p("LIP-077", "beauty", 18_900),  // 丝绒口红
+    p("MSK-015", "beauty", 9_900),   // 补水面膜(5片)
+    p("SUN-040", "beauty", 15_800),  // 清爽防晒乳
+    p("CAF-010", "food", 3_200),     // 挂耳咖啡(10包)
+    p("TEA-022", "food", 26_800),    // 龙井茶礼盒
+    p("SNK-102", "food", 1_500),     // 坚果每日包
+    p("CHO-005", "food", 2_900),     // 黑巧克力
+    p("MLK-300", "baby", 35_800),    // 婴儿配方奶粉
+    p("DPR-120", "baby", 16_900),    // 纸尿裤(大包)
+    p("TOY-066", "baby", 19_900),    // 积木玩具
+    p("YOG-011", "sports", 12_800),  // 瑜伽垫
+    p("RUN-201", "sports", 49_900),  // 跑步鞋
+    p("BTL-004", "sports", 6_900),   // 运动水壶
+    p("HOM-050", "home", 8_900),     // 香薰蜡烛
+    p("HOM-061", "home", 39_900),    // 四件套床品
+    p("HOM-072", "home", 12_900),    // 保温杯
 ];
 
 pub(crate) const CATEGORIES: &[&str] = &["apparel", "beauty", "food", "baby", "sports", "home"];
 
 /// A basket near the member's spend level, mostly from the categories they like; paid in full,
 /// or with a 10% markdown now and then.
-pub fn basket(rng: &mut StdRng, spend: f64, likes: &[&'static str]) -> (Vec<LineInput>, i64) {
+pub(crate) fn basket(rng: &mut StdRng, spend: f64, likes: &[&'static str]) -> (Vec<LineInput>, i64) {
     let mut lines: Vec<LineInput> = Vec::new();
     let mut total = 0i64;
     while lines.len() < 6 && (lines.is_empty() || (total as f64) < spend * rng.gen_range(0.6..1.2)) {

@@ -37,8 +37,6 @@ use rand::{Rng, SeedableRng};
 use rand_distr::{Beta, Distribution, Exp, Gamma};
 use time::{Date, Duration, Month, OffsetDateTime, Time, UtcOffset};
 
-pub use catalogue::{basket, Product, PRODUCTS};
-
 /// What to make.
 #[derive(Debug, Clone)]
 pub struct DemoOptions {
@@ -47,18 +45,6 @@ pub struct DemoOptions {
     pub seed: u64,
     /// The last simulated day (brand-local); the history ends the evening before it.
     pub until: Date,
-}
-
-impl DemoOptions {
-    /// The defaults of `huiyuan demo`: 20,000 members over 24 months up to today.
-    pub fn new(until: Date) -> Self {
-        Self {
-            members: 20_000,
-            months: 24,
-            seed: 2026,
-            until,
-        }
-    }
 }
 
 /// What the simulation did, for the progress line and the tests.
@@ -162,9 +148,8 @@ struct Templates {
     reward: String,
 }
 
-/// A purchase to refund a few days after it was made.
+/// A purchase to refund a few days after it was made (the day is its key in the plan).
 struct Refund {
-    on: Date,
     order_id: String,
     lines: usize,
 }
@@ -300,11 +285,9 @@ pub async fn generate(
             .await?;
             stats.coupons_issued += new.len() as u64;
         }
-        // A campaign on the 1st and before the big shopping days: 滿100減20 to one in ten.
-        if day.day() == 1
-            || (day.month() == Month::November && day.day() == 1)
-            || (day.month() == Month::June && day.day() == 10)
-        {
+        // A campaign on the 1st (雙11's run-up starts on November 1st) and before 618:
+        // 滿100減20 to one in ten.
+        if day.day() == 1 || (day.month() == Month::June && day.day() == 10) {
             let members: Vec<MemberId> = people
                 .iter()
                 .filter(|p| p.alive && p.id.is_some() && rng.gen_bool(0.1))
@@ -354,14 +337,9 @@ pub async fn generate(
             if rng.gen_bool(p.dropout) && p.purchases > 1 {
                 p.alive = false;
             }
-            if rng.gen_bool(0.03) {
-                let on = (t + Duration::days(rng.gen_range(1..7))).to_offset(LOCAL).date();
-                refunds.entry(on).or_default().push(Refund {
-                    on,
-                    order_id: order_id.clone(),
-                    lines: lines.len(),
-                });
-            }
+            let refund_on = rng
+                .gen_bool(0.03)
+                .then(|| (t + Duration::days(rng.gen_range(1..7))).to_offset(LOCAL).date());
             // One in four purchases of a member holding a coupon uses it at the till.
             let coupon = if rng.gen_bool(0.25) && paid >= 10_000 {
                 usable_coupon(&core, &system, &member).await?
@@ -398,6 +376,14 @@ pub async fn generate(
                     Err(e) => return Err(e.into()),
                 }
             }
+            // Returns come back as purchase refunds; a till sale with a coupon would be refunded
+            // as a sale, which the demo leaves.
+            if let Some(on) = refund_on {
+                refunds.entry(on).or_default().push(Refund {
+                    order_id: order_id.clone(),
+                    lines: lines.len(),
+                });
+            }
             batch.push(PurchaseInput {
                 order_id,
                 member_id: Some(member),
@@ -430,11 +416,9 @@ pub async fn generate(
             };
             match core.refund_purchase(&system, &r.order_id, input).await {
                 Ok(_) => stats.refunds += 1,
-                // A till sale is refunded as a sale, not a purchase; the demo leaves those.
                 Err(CoreError::NotFound(_) | CoreError::Conflict { .. }) => {}
                 Err(e) => return Err(e.into()),
             }
-            debug_assert_eq!(r.on, day);
         }
         // Engaged members check in now and then, and some spend points on a coupon.
         clock.set(at(day, 21, 0));

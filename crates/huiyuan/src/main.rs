@@ -278,17 +278,17 @@ async fn run(command: Command, config: &mut Config) -> Result<(), AnyError> {
             seed,
             until,
         } => {
-            config.data = Some(data.clone());
-            config.database = None;
-            let (store, key) = open(config, true).await?;
-            let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+            // Checked before the folder is made: a bad date changes nothing.
             let until = match until {
-                Some(d) => time::Date::parse(&d, time::macros::format_description!("[year]-[month]-[day]"))
-                    .map_err(|_| format!("--until {d:?} is not a date YYYY-MM-DD"))?,
+                Some(d) => analytics::date_arg("until", &d)?,
                 None => time::OffsetDateTime::now_utc()
                     .to_offset(time::macros::offset!(+8))
                     .date(),
             };
+            config.data = Some(data.clone());
+            config.database = None;
+            let (store, key) = open(config, true).await?;
+            let addr: SocketAddr = ([127, 0, 0, 1], port).into();
             let options = huiyuan_demo::DemoOptions {
                 members,
                 months,

@@ -611,7 +611,7 @@ fn stopwatch(on: bool) -> impl Fn(&str) {
     }
 }
 
-fn date_arg(name: &str, value: &str) -> Result<Date, AnyError> {
+pub(crate) fn date_arg(name: &str, value: &str) -> Result<Date, AnyError> {
     parse_date(value.as_bytes()).ok_or_else(|| format!("--{name} {value:?} is not YYYY-MM-DD").into())
 }
 
