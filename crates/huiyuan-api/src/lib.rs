@@ -26,7 +26,7 @@ use utoipa_swagger_ui::SwaggerUi;
 
 use crate::middleware::{RateLimits, REQUEST_ID};
 use crate::problem::ApiError;
-use crate::routes::{access, analytics, audit, brand, commerce, loyalty, members, ops};
+use crate::routes::{access, analytics, audit, brand, commerce, loyalty, members, ops, transfer};
 
 /// Limits of the HTTP layer.
 #[derive(Debug, Clone)]
@@ -120,7 +120,8 @@ fn metrics_handle() -> PrometheusHandle {
         (name = "analytics", description = "RFM, cohorts, lifecycle stages, lifetime value, dashboard KPIs, member insights and recommendations, segment previews"),
         (name = "coupons", description = "Coupon templates, issuing, claim codes, the rewards catalogue, redemption and the usage report"),
         (name = "wallet", description = "Stored value (儲值): top-ups with bonus, refunds, balance and statement; paid membership plans (付費會員)"),
-        (name = "checkout", description = "The till: quote a basket, commit a sale (coupons, points, wallet in one step), refund it")
+        (name = "checkout", description = "The till: quote a basket, commit a sale (coupons, points, wallet in one step), refund it"),
+        (name = "imports", description = "Bulk import of members and purchases from CSV (background jobs), and exports as CSV or Parquet")
     )
 )]
 struct ApiDoc;
@@ -231,6 +232,15 @@ fn split(state: &AppState) -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(analytics::member_insights))
         .routes(routes!(analytics::recommendations))
         .routes(routes!(analytics::preview_segment))
+        .routes(routes!(transfer::import_rejected))
+        .routes(routes!(transfer::export))
+        // Uploads may be larger than other requests.
+        .merge(
+            OpenApiRouter::new()
+                .routes(routes!(transfer::import_members))
+                .routes(routes!(transfer::import_transactions))
+                .layer(DefaultBodyLimit::max(transfer::IMPORT_BODY_LIMIT)),
+        )
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             middleware::idempotency,

@@ -2693,3 +2693,7 @@ async fn bad_purchases_name_the_field_and_roles_are_enforced(backend: Backend) {
 /// Coupons, the wallet and the till (a module of this binary, not a test binary of its own).
 #[path = "api/commerce.rs"]
 mod commerce;
+
+/// Imports and exports.
+#[path = "api/transfer.rs"]
+mod transfer;

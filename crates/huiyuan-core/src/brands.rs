@@ -193,6 +193,16 @@ impl Core {
         })
     }
 
+    /// Every brand of the installation (for the CLI, which picks the only one by default).
+    pub async fn list_all_brands(&self) -> Result<Vec<BrandView>> {
+        let mut tx = self.storage.read().await?;
+        tx.list_brands()
+            .await?
+            .iter()
+            .map(|b| self.brand_view(b))
+            .collect()
+    }
+
     /// The brand with the given slug (installation level, for the CLI).
     pub async fn find_brand(&self, slug: &str) -> Result<Option<BrandView>> {
         let mut tx = self.storage.read().await?;

@@ -17,6 +17,7 @@ pub mod idempotency;
 pub mod loyalty;
 pub mod members;
 pub mod segments;
+pub mod transfer;
 pub mod views;
 
 use std::sync::Arc;

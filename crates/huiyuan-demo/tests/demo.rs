@@ -5,6 +5,8 @@ use std::sync::Arc;
 
 use huiyuan_core::clock::SystemClock;
 use huiyuan_core::crypto::MasterKey;
+use huiyuan_core::transfer::export::ExportKind;
+use huiyuan_core::transfer::table::Format;
 use huiyuan_core::{Actor, Core, CoreConfig};
 use huiyuan_demo::{generate, DemoBrand, DemoOptions};
 use huiyuan_store::Storage;
@@ -37,15 +39,31 @@ fn options(seed: u64) -> DemoOptions {
 }
 
 async fn make(storage: Arc<dyn Storage>, seed: u64) -> (Arc<dyn Storage>, DemoBrand) {
-    let made = generate(
-        storage.clone(),
-        &MasterKey::generate(),
-        &options(seed),
-        &|_, _, _| {},
-    )
-    .await
-    .unwrap();
+    make_with_key(storage, seed, &MasterKey::generate()).await
+}
+
+async fn make_with_key(
+    storage: Arc<dyn Storage>,
+    seed: u64,
+    key: &MasterKey,
+) -> (Arc<dyn Storage>, DemoBrand) {
+    let made = generate(storage.clone(), key, &options(seed), &|_, _, _| {})
+        .await
+        .unwrap();
     (storage, made)
+}
+
+/// Every export but the model results (dated today) in both formats.
+async fn exports(storage: Arc<dyn Storage>, key: &MasterKey, made: &DemoBrand) -> Vec<Vec<u8>> {
+    let core = Core::new(storage, key, Arc::new(SystemClock), CoreConfig::default());
+    let actor = Actor::system(made.brand_id.clone());
+    let mut files = Vec::new();
+    for kind in ExportKind::ALL.into_iter().filter(|k| *k != ExportKind::Insights) {
+        for format in [Format::Csv, Format::Parquet] {
+            files.push(core.export_file(&actor, kind, format, false).await.unwrap());
+        }
+    }
+    files
 }
 
 /// Every points account as (member, balance, tier, hash of its latest ledger entry): the chain
@@ -73,15 +91,32 @@ async fn fingerprint(storage: &Arc<dyn Storage>) -> Vec<String> {
 
 #[tokio::test]
 async fn same_seed_same_data_other_seed_other_data() {
-    let (a, made_a) = make(sqlite().await, 7).await;
-    let (b, made_b) = make(sqlite().await, 7).await;
-    let (c, _) = make(sqlite().await, 8).await;
+    let (key_a, key_b, key_c) = (
+        MasterKey::generate(),
+        MasterKey::generate(),
+        MasterKey::generate(),
+    );
+    let (a, made_a) = make_with_key(sqlite().await, 7, &key_a).await;
+    let (b, made_b) = make_with_key(sqlite().await, 7, &key_b).await;
+    let (c, made_c) = make_with_key(sqlite().await, 8, &key_c).await;
     assert_eq!(made_a.stats, made_b.stats);
     assert_eq!(made_a.brand_id, made_b.brand_id);
     let fa = fingerprint(&a).await;
     assert!(fa.len() > 200, "{} accounts", fa.len());
     assert_eq!(fa, fingerprint(&b).await);
     assert_ne!(fa, fingerprint(&c).await);
+    // Byte for byte, whatever the master key the personal data is sealed with.
+    let (ea, eb, ec) = (
+        exports(a, &key_a, &made_a).await,
+        exports(b, &key_b, &made_b).await,
+        exports(c, &key_c, &made_c).await,
+    );
+    assert_eq!(ea.len(), 10);
+    for (i, file) in ea.iter().enumerate() {
+        assert!(file.len() > 1_000, "export {i} is nearly empty");
+        assert!(*file == eb[i], "export {i} differs between two runs of one seed");
+        assert!(*file != ec[i], "export {i} is the same for two seeds");
+    }
 }
 
 async fn verifies_and_fits(storage: Arc<dyn Storage>) {

@@ -63,6 +63,7 @@ impl Role {
             CouponsManage | CouponsIssue => matches!(self, Admin | Marketer),
             CouponsRedeem | Checkout => matches!(self, Admin | Marketer | Clerk),
             WalletTopUp | WalletRefund => matches!(self, Admin | Clerk),
+            DataExport => matches!(self, Admin | Marketer | Analyst | Auditor),
         }
     }
 }
@@ -115,10 +116,13 @@ pub enum Permission {
     WalletTopUp,
     /// Refund top-ups and till sales paid from the wallet.
     WalletRefund,
+    /// Export members, purchases, the ledger, coupons and model results in bulk (personal
+    /// data masked unless the caller may also reveal it).
+    DataExport,
 }
 
 impl Permission {
-    pub const ALL: [Permission; 33] = [
+    pub const ALL: [Permission; 34] = [
         Permission::BrandRead,
         Permission::BrandManage,
         Permission::StoresRead,
@@ -152,6 +156,7 @@ impl Permission {
         Permission::Checkout,
         Permission::WalletTopUp,
         Permission::WalletRefund,
+        Permission::DataExport,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -189,6 +194,7 @@ impl Permission {
             Permission::Checkout => "checkout",
             Permission::WalletTopUp => "wallet.top_up",
             Permission::WalletRefund => "wallet.refund",
+            Permission::DataExport => "data.export",
         }
     }
 }

@@ -11,6 +11,7 @@ pub mod error;
 pub mod ids;
 pub mod loyalty;
 pub mod member;
+pub mod money;
 pub mod pii;
 
 pub use error::{FieldError, ValidationError};

@@ -305,6 +305,13 @@ pub trait CommerceTx: Send {
         status: Option<&str>,
         page: &Page,
     ) -> Result<Vec<CouponRecord>>;
+    /// The brand's coupons in ID order after the cursor, up to 10,000: exports.
+    async fn coupons_in_order(
+        &mut self,
+        brand: &BrandId,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<CouponRecord>>;
     async fn count_member_coupons(
         &mut self,
         brand: &BrandId,
@@ -376,6 +383,7 @@ pub trait CommerceTx: Send {
         lease_until: OffsetDateTime,
     ) -> Result<Option<BulkJobRecord>>;
     /// Writes a job's progress, status and lease.
+    /// Saves a job's progress, status, lease and input (an import drops its file when done).
     async fn save_bulk_job(&mut self, j: &BulkJobRecord) -> Result<()>;
 
     // Partner code pools

@@ -825,6 +825,32 @@ pub async fn purchase_facts_page_by_member_then_time(s: Arc<dyn Storage>) {
         .unwrap();
     assert_eq!(rest.len(), 6);
     assert_eq!(rest[0].member_id, members[1].id);
+
+    // Exports walk the brand's rows in ID order, page after page, and nothing of another brand.
+    let mut want: Vec<String> = rows[1..].iter().map(|p| p.id.clone()).collect();
+    want.sort();
+    let first = tx.purchases_in_order(&b.id, None, 4).await.unwrap();
+    let next = tx
+        .purchases_in_order(&b.id, Some(&first[3].id), 100)
+        .await
+        .unwrap();
+    let walked: Vec<String> = first.iter().chain(&next).map(|p| p.id.clone()).collect();
+    assert_eq!(walked, want);
+    let listed: Vec<MemberId> = tx
+        .members_in_order(&b.id, None, 100)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|m| m.id)
+        .collect();
+    assert_eq!(listed, members.iter().map(|m| m.id.clone()).collect::<Vec<_>>());
+    let after_first = tx
+        .members_in_order(&b.id, Some(members[0].id.as_str()), 100)
+        .await
+        .unwrap();
+    assert_eq!(after_first.len(), 2);
+    assert!(tx.entries_in_order(&b.id, None, 10).await.unwrap().is_empty());
+    assert!(tx.coupons_in_order(&b.id, None, 10).await.unwrap().is_empty());
 }
 
 /// The dashboard's readers: purchases by store and channel, baskets with their lines, enrolments

@@ -101,6 +101,13 @@ pub trait Tx: CommerceTx + Send {
         page: &Page,
     ) -> Result<Vec<MemberRecord>>;
     async fn count_members(&mut self, brand: &BrandId) -> Result<i64>;
+    /// The brand's members (every status) in ID order after the cursor, up to 10,000: exports.
+    async fn members_in_order(
+        &mut self,
+        brand: &BrandId,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<MemberRecord>>;
     /// Active members matching a segment's stored attributes, by ID after the cursor.
     async fn segment_members(
         &mut self,
@@ -259,6 +266,13 @@ pub trait Tx: CommerceTx + Send {
         member: &MemberId,
         page: &Page,
     ) -> Result<Vec<LedgerEntryRecord>>;
+    /// The brand's entries in ID order after the cursor, up to 10,000: exports.
+    async fn entries_in_order(
+        &mut self,
+        brand: &BrandId,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<LedgerEntryRecord>>;
     /// A member's whole chain in order, for verification.
     async fn chain(&mut self, brand: &BrandId, member: &MemberId) -> Result<Vec<LedgerEntryRecord>>;
 
@@ -276,6 +290,13 @@ pub trait Tx: CommerceTx + Send {
         brand: &BrandId,
         member: &MemberId,
         page: &Page,
+    ) -> Result<Vec<PurchaseRecord>>;
+    /// The brand's purchases in ID order after the cursor, up to 10,000: exports.
+    async fn purchases_in_order(
+        &mut self,
+        brand: &BrandId,
+        after: Option<&str>,
+        limit: u32,
     ) -> Result<Vec<PurchaseRecord>>;
     /// Net points, spend and visits of a member's purchases since `since`.
     async fn purchase_totals(

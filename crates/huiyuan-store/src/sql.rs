@@ -439,6 +439,28 @@ impl SqlTx {
         self.rows(sql, args).await?.iter().map(map).collect()
     }
 
+    /// A page of a brand's rows of `table` in ID order after `after`: what exports walk.
+    /// `alias` prefixes the columns when `cols` name one (`m.` for members).
+    async fn in_id_order<T>(
+        &mut self,
+        (table, alias, cols): (&str, &str, &str),
+        brand: &BrandId,
+        after: Option<&str>,
+        limit: u32,
+        map: impl Fn(&Row) -> Result<T>,
+    ) -> Result<Vec<T>> {
+        let mut q = Query::new(&format!(
+            "SELECT {cols} FROM {table} {alias} WHERE {alias}.brand_id = "
+        ));
+        q.bind(brand.as_str());
+        if let Some(after) = after {
+            q.push(&format!(" AND {alias}.id > ")).bind(after);
+        }
+        q.push(&format!(" ORDER BY {alias}.id LIMIT "))
+            .bind(i64::from(limit.clamp(1, 10_000)));
+        self.query_all(q, map).await
+    }
+
     async fn query_all<T>(&mut self, q: Query, map: impl Fn(&Row) -> Result<T>) -> Result<Vec<T>> {
         self.all(&q.sql, q.args, map).await
     }
@@ -1216,6 +1238,48 @@ impl Tx for SqlTx {
             &format!("SELECT {MEMBER_COLS} FROM members m WHERE m.brand_id = $1 AND m.id = $2{lock}"),
             vec![v(brand.as_str()), v(id.as_str())],
             member_row,
+        )
+        .await
+    }
+
+    async fn members_in_order(
+        &mut self,
+        brand: &BrandId,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<MemberRecord>> {
+        self.in_id_order(("members", "m", MEMBER_COLS), brand, after, limit, member_row)
+            .await
+    }
+
+    async fn purchases_in_order(
+        &mut self,
+        brand: &BrandId,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<PurchaseRecord>> {
+        self.in_id_order(
+            ("purchases", "p", PURCHASE_COLS),
+            brand,
+            after,
+            limit,
+            purchase_row,
+        )
+        .await
+    }
+
+    async fn entries_in_order(
+        &mut self,
+        brand: &BrandId,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<LedgerEntryRecord>> {
+        self.in_id_order(
+            ("ledger_entries", "e", ENTRY_COLS),
+            brand,
+            after,
+            limit,
+            entry_row,
         )
         .await
     }

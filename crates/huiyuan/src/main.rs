@@ -4,6 +4,7 @@ mod analytics;
 mod bench;
 mod config;
 mod demo;
+mod transfer;
 
 use std::io::Write;
 use std::net::SocketAddr;
@@ -105,6 +106,22 @@ enum Command {
     Analytics {
         #[command(subcommand)]
         command: analytics::AnalyticsCommand,
+    },
+    /// Import members or purchases from a CSV file (UTF-8 or GBK) through the engine;
+    /// rejected lines are reported with their line number, and running a file again adds nothing.
+    Import {
+        #[command(flatten)]
+        storage: StorageArgs,
+        #[command(flatten)]
+        args: transfer::ImportArgs,
+    },
+    /// Export members, purchases, the ledger, coupons or model results as CSV or Parquet
+    /// (personal data masked unless --reveal).
+    Export {
+        #[command(flatten)]
+        storage: StorageArgs,
+        #[command(flatten)]
+        args: transfer::ExportArgs,
     },
     /// Installation-level brand management.
     Brand {
@@ -306,6 +323,20 @@ async fn run(command: Command, config: &mut Config) -> Result<(), AnyError> {
             let _ = out.write_all(banner.as_bytes()).and_then(|()| out.flush());
             drop(out);
             serve(config, store, &key, addr).await
+        }
+        Command::Import { storage, args } => {
+            apply(config, &storage);
+            let (store, key) = open(config, false).await?;
+            let result = transfer::import(&core(config, store.clone(), &key), args).await;
+            store.close().await;
+            result
+        }
+        Command::Export { storage, args } => {
+            apply(config, &storage);
+            let (store, key) = open(config, false).await?;
+            let result = transfer::export(&core(config, store.clone(), &key), args).await;
+            store.close().await;
+            result
         }
         Command::Ledger {
             command: LedgerCommand::Verify { storage, brand },

@@ -9,6 +9,7 @@ pub mod commerce;
 pub mod loyalty;
 pub mod members;
 pub mod ops;
+pub mod transfer;
 
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};

@@ -1063,7 +1063,7 @@ async fn bulk_issue_to_a_segment(backend: Backend) {
     );
 }
 
-async fn wait_for_job(h: &Harness, url: &str) -> Value {
+pub(super) async fn wait_for_job(h: &Harness, url: &str) -> Value {
     for _ in 0..200 {
         let (s, job) = h.admin(Method::GET, url, None).await;
         assert_eq!(s, StatusCode::OK, "{job}");

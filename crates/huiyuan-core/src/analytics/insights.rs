@@ -383,6 +383,76 @@ impl Core {
         Ok((model.as_of, chosen))
     }
 
+    /// Every modelled member's insights as a table, by member ID (the export of `insights`).
+    pub(crate) async fn insights_table(&self, brand: &BrandId) -> Result<crate::transfer::table::Table> {
+        use crate::transfer::table::{Column, Table, Values};
+        let model = self.brand_model(brand).await?;
+        let mut members: Vec<(&MemberId, usize)> = model.index.iter().map(|(m, &i)| (m, i)).collect();
+        members.sort_unstable();
+        let modelled = &model.modelled;
+        let rfm: Vec<Option<MemberRfm>> = members
+            .iter()
+            .map(|&(_, i)| pick(&modelled.rfm, Some(i)))
+            .collect();
+        let life: Vec<Option<MemberLifetime>> = members
+            .iter()
+            .map(|&(_, i)| pick(&modelled.lifetime, Some(i)))
+            .collect();
+        let col = |name, values| Column { name, values };
+        let r_int = |f: fn(&MemberRfm) -> i64| rfm.iter().map(|r| r.as_ref().map(f)).collect();
+        let real = |f: fn(&MemberLifetime) -> f64| life.iter().map(|l| l.as_ref().map(f)).collect();
+        let as_of = model.as_of.to_string();
+        Ok(Table {
+            columns: vec![
+                col(
+                    "member_id",
+                    Values::Text(members.iter().map(|(m, _)| Some(m.to_string())).collect()),
+                ),
+                col(
+                    "as_of",
+                    Values::Text(members.iter().map(|_| Some(as_of.clone())).collect()),
+                ),
+                col("recency_days", Values::Int(r_int(|r| r.recency_days))),
+                col("frequency", Values::Int(r_int(|r| r.frequency as i64))),
+                col("monetary", Values::Money(r_int(|r| r.monetary))),
+                col("r", Values::Int(r_int(|r| i64::from(r.r)))),
+                col("f", Values::Int(r_int(|r| i64::from(r.f)))),
+                col("m", Values::Int(r_int(|r| i64::from(r.m)))),
+                col(
+                    "rfm_segment",
+                    Values::Text(
+                        rfm.iter()
+                            .map(|r| r.as_ref().map(|r| enum_str(r.segment)))
+                            .collect(),
+                    ),
+                ),
+                col(
+                    "lifecycle_stage",
+                    Values::Text(
+                        members
+                            .iter()
+                            .map(|&(_, i)| pick(&modelled.stage, Some(i)).map(enum_str))
+                            .collect(),
+                    ),
+                ),
+                col("p_alive", Values::Real(real(|l| l.p_alive))),
+                col("expected_purchases", Values::Real(real(|l| l.expected_purchases))),
+                col(
+                    "expected_spend",
+                    Values::Money(
+                        life.iter()
+                            .map(|l| l.as_ref().map(|l| minor(l.expected_spend)))
+                            .collect(),
+                    ),
+                ),
+                col(
+                    "clv",
+                    Values::Money(life.iter().map(|l| l.as_ref().map(|l| minor(l.clv))).collect()),
+                ),
+            ],
+        })
+    }
+
     /// RFM segment, lifecycle stage, churn probability and lifetime value of one member.
     pub async fn member_insights(&self, actor: &Actor, member: &MemberId) -> Result<MemberInsightsView> {
         actor.require(Permission::AnalyticsRead)?;

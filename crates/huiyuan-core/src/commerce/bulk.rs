@@ -21,7 +21,7 @@ const CHUNK: usize = 200;
 /// Failures kept in a job's report; the count covers them all.
 const KEPT_ERRORS: usize = 100;
 /// How long a process holds a job before another may take it over.
-const LEASE: Duration = Duration::minutes(2);
+pub(crate) const LEASE: Duration = Duration::minutes(2);
 pub const ISSUE_COUPONS: &str = "coupons.issue";
 
 /// Issue a template's coupons to a list of members or to a segment (one of the two).
@@ -65,8 +65,11 @@ pub struct BulkJobView {
     pub failed: i64,
     /// Share done, 0–1.
     pub progress: f64,
-    /// The first failures (the count above covers them all).
+    /// The first failures (the count above covers them all). For an import: `item` is
+    /// `line N`, `code` the field at fault (or `row`).
     pub errors: Vec<BulkFailure>,
+    /// For an import: what it did so far.
+    pub import: Option<crate::transfer::import::ImportReport>,
     #[serde(with = "time::serde::rfc3339")]
     #[schema(value_type = String, format = DateTime)]
     pub created_at: OffsetDateTime,
@@ -75,8 +78,9 @@ pub struct BulkJobView {
     pub finished_at: Option<OffsetDateTime>,
 }
 
-fn view(j: &BulkJobRecord) -> Result<BulkJobView> {
+pub(crate) fn view(j: &BulkJobRecord) -> Result<BulkJobView> {
     Ok(BulkJobView {
+        import: crate::transfer::jobs::import_summary(j)?,
         id: j.id.clone(),
         kind: j.kind.clone(),
         reference: j.reference.clone(),
@@ -206,14 +210,19 @@ impl Core {
         Ok((view(&job)?, true))
     }
 
+    /// A job of the caller's brand, for whoever may start its kind.
     pub async fn bulk_job(&self, actor: &Actor, id: &str) -> Result<BulkJobView> {
-        actor.require(Permission::CouponsIssue)?;
+        view(&self.bulk_job_record(actor, id).await?)
+    }
+
+    pub(crate) async fn bulk_job_record(&self, actor: &Actor, id: &str) -> Result<BulkJobRecord> {
         let mut tx = self.storage.read().await?;
         let job = tx
             .get_bulk_job(&actor.brand_id, id)
             .await?
             .ok_or(CoreError::NotFound("bulk job"))?;
-        view(&job)
+        actor.require(crate::transfer::jobs::permission_of(&job.kind))?;
+        Ok(job)
     }
 
     /// Runs every unfinished job whose lease is free (all brands), chunk by chunk; returns the
@@ -233,6 +242,9 @@ impl Core {
     }
 
     async fn run_bulk_job(&self, job: &mut BulkJobRecord, owner: &str) -> Result<u64> {
+        if job.kind != ISSUE_COUPONS {
+            return self.run_import_job(job, owner).await;
+        }
         let input: IssueJob =
             serde_json::from_str(&job.input).map_err(|e| CoreError::Corrupt(e.to_string()))?;
         let mut errors: Vec<BulkFailure> =

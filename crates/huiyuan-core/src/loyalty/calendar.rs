@@ -47,6 +47,30 @@ impl BrandCalendar {
             .unwrap_or(OffsetDateTime::UNIX_EPOCH)
     }
 
+    /// The instant of a local wall-clock time (the earlier one when clocks go back, the first
+    /// valid one after a gap): how a till's or an import's local time becomes an instant.
+    pub fn at(&self, date: Date, time: time::Time) -> Option<OffsetDateTime> {
+        let civil = jiff::civil::DateTime::new(
+            date.year() as i16,
+            u8::from(date.month()) as i8,
+            date.day() as i8,
+            time.hour() as i8,
+            time.minute() as i8,
+            time.second() as i8,
+            0,
+        )
+        .ok()?;
+        let zoned = civil.to_zoned(self.tz.clone()).ok()?;
+        OffsetDateTime::from_unix_timestamp_nanos(zoned.timestamp().as_nanosecond()).ok()
+    }
+
+    /// The instant in the brand's local offset, for files people read.
+    pub fn local(&self, t: OffsetDateTime) -> OffsetDateTime {
+        let ts = jiff::Timestamp::from_second(t.unix_timestamp()).unwrap_or(jiff::Timestamp::UNIX_EPOCH);
+        let seconds = self.tz.to_offset(ts).seconds();
+        time::UtcOffset::from_whole_seconds(seconds).map_or(t, |o| t.to_offset(o))
+    }
+
     /// The first day of the local month of `date`.
     pub fn month_start(date: Date) -> Date {
         date.replace_day(1).unwrap_or(date)

@@ -419,6 +419,16 @@ impl CommerceTx for SqlTx {
         self.query_all(q, coupon_row).await
     }
 
+    async fn coupons_in_order(
+        &mut self,
+        brand: &BrandId,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<CouponRecord>> {
+        self.in_id_order(("coupons", "c", COUPON_COLS), brand, after, limit, coupon_row)
+            .await
+    }
+
     async fn count_member_coupons(
         &mut self,
         brand: &BrandId,
@@ -757,7 +767,7 @@ impl CommerceTx for SqlTx {
     async fn save_bulk_job(&mut self, j: &BulkJobRecord) -> Result<()> {
         self.exec(
             "UPDATE bulk_jobs SET status = $2, processed = $3, succeeded = $4, failed = $5, errors = $6, \
-             lease_owner = $7, lease_until = $8, updated_at = $9, finished_at = $10 WHERE id = $1",
+             lease_owner = $7, lease_until = $8, updated_at = $9, finished_at = $10, input = $11 WHERE id = $1",
             vec![
                 v(&j.id),
                 v(&j.status),
@@ -769,6 +779,7 @@ impl CommerceTx for SqlTx {
                 v(j.lease_until),
                 v(j.updated_at),
                 v(j.finished_at),
+                v(&j.input),
             ],
         )
         .await

@@ -226,34 +226,7 @@ pub fn parse_date(s: &[u8]) -> Option<Date> {
 /// A decimal amount (`123`, `-4.5`, `0.99`) in minor units (hundredths); more than two decimals
 /// are refused rather than rounded.
 pub fn parse_amount(s: &[u8]) -> Option<i64> {
-    let (negative, digits) = match s.first() {
-        Some(b'-') => (true, &s[1..]),
-        Some(b'+') => (false, &s[1..]),
-        _ => (false, s),
-    };
-    let (whole, fraction) = match digits.iter().position(|&c| c == b'.') {
-        Some(dot) => (&digits[..dot], &digits[dot + 1..]),
-        None => (digits, &b""[..]),
-    };
-    if (whole.is_empty() && fraction.is_empty()) || fraction.len() > 2 {
-        return None;
-    }
-    let mut value: i64 = 0;
-    for &c in whole {
-        if !c.is_ascii_digit() {
-            return None;
-        }
-        value = value.checked_mul(10)?.checked_add(i64::from(c - b'0'))?;
-    }
-    let mut cents = 0;
-    for (i, &c) in fraction.iter().enumerate() {
-        if !c.is_ascii_digit() {
-            return None;
-        }
-        cents += i64::from(c - b'0') * if i == 0 { 10 } else { 1 };
-    }
-    let v = value.checked_mul(100)?.checked_add(cents)?;
-    Some(if negative { -v } else { v })
+    huiyuan_domain::money::parse_minor_units(s)
 }
 
 /// The date and amount of one row, or why not (the caller adds the line number).
