@@ -1441,13 +1441,19 @@ impl Tx for SqlTx {
     }
 
     async fn list_identities(&mut self, brand: &BrandId, member: &MemberId) -> Result<Vec<IdentityRecord>> {
-        self.all(
-            "SELECT brand_id, kind, hash, member_id, value_ciphertext FROM member_identities \
-             WHERE brand_id = $1 AND member_id = $2 ORDER BY kind, hash",
-            vec![v(brand.as_str()), v(member.as_str())],
-            identity_row,
-        )
-        .await
+        // Sorted here, not by ORDER BY: given `ORDER BY kind, hash`, SQLite walks the primary
+        // key (brand, kind, hash) through every identity of the brand instead of using the
+        // member index — an enrolment then cost time in proportion to the brand's size.
+        let mut found = self
+            .all(
+                "SELECT brand_id, kind, hash, member_id, value_ciphertext FROM member_identities \
+                 WHERE brand_id = $1 AND member_id = $2",
+                vec![v(brand.as_str()), v(member.as_str())],
+                identity_row,
+            )
+            .await?;
+        found.sort_unstable_by(|a, b| (&a.kind, &a.hash).cmp(&(&b.kind, &b.hash)));
+        Ok(found)
     }
 
     async fn delete_identity(&mut self, brand: &BrandId, kind: &str, hash: &[u8]) -> Result<bool> {
@@ -1487,10 +1493,14 @@ impl Tx for SqlTx {
             vec![v(brand.as_str()), v(member.as_str())],
         )
         .await?;
-        for h in hashes {
-            self.exec(
-                "INSERT INTO member_name_prefixes (brand_id, member_id, hash) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
-                vec![v(brand.as_str()), v(member.as_str()), v(h)],
+        if !hashes.is_empty() {
+            self.insert_rows(
+                "member_name_prefixes (brand_id, member_id, hash)",
+                hashes
+                    .iter()
+                    .map(|h| vec![v(brand.as_str()), v(member.as_str()), v(h)])
+                    .collect(),
+                " ON CONFLICT DO NOTHING",
             )
             .await?;
         }
@@ -1498,10 +1508,13 @@ impl Tx for SqlTx {
     }
 
     async fn add_tags(&mut self, brand: &BrandId, member: &MemberId, tags: &[String]) -> Result<()> {
-        for t in tags {
-            self.exec(
-                "INSERT INTO member_tags (brand_id, member_id, tag) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
-                vec![v(brand.as_str()), v(member.as_str()), v(t)],
+        if !tags.is_empty() {
+            self.insert_rows(
+                "member_tags (brand_id, member_id, tag)",
+                tags.iter()
+                    .map(|t| vec![v(brand.as_str()), v(member.as_str()), v(t)])
+                    .collect(),
+                " ON CONFLICT DO NOTHING",
             )
             .await?;
         }

@@ -157,31 +157,13 @@ impl Core {
             return Ok((view(&existing)?, false));
         }
         let template = super::coupons::active_template(&mut *tx, brand, template_id).await?;
-        let now = self.now();
         let total = member_ids.len() as i64;
-        let job = BulkJobRecord {
-            id: self.new_id(BulkJobId::generate).to_string(),
-            brand_id: brand.clone(),
-            kind: ISSUE_COUPONS.into(),
-            reference: input.reference.clone(),
-            status: "queued".into(),
-            input: serde_json::to_string(&IssueJob {
-                template_id: template.id.clone(),
-                member_ids,
-            })
-            .map_err(|e| CoreError::Corrupt(e.to_string()))?,
-            total,
-            processed: 0,
-            succeeded: 0,
-            failed: 0,
-            errors: "[]".into(),
-            requested_by: actor.label(),
-            lease_owner: None,
-            lease_until: None,
-            created_at: now,
-            updated_at: now,
-            finished_at: None,
-        };
+        let mut job = self.new_bulk_job(actor, ISSUE_COUPONS, &input.reference, total);
+        job.input = serde_json::to_string(&IssueJob {
+            template_id: template.id.clone(),
+            member_ids,
+        })
+        .map_err(|e| CoreError::Corrupt(e.to_string()))?;
         if !tx.insert_bulk_job(&job).await? {
             return Err(CoreError::conflict(
                 "reference_reused",
@@ -198,16 +180,52 @@ impl Core {
         )
         .await?;
         tx.commit().await?;
-        // Started now; the maintenance loop takes it over if this process stops.
-        let core = self.clone();
-        if self.config.background {
-            tokio::spawn(async move {
-                if let Err(e) = core.run_bulk_jobs(&format!("bulk {}", std::process::id())).await {
-                    tracing::warn!(error = %e, "a bulk job stopped; the maintenance loop will resume it");
-                }
-            });
-        }
+        self.start_bulk_jobs();
         Ok((view(&job)?, true))
+    }
+
+    /// A queued job of the caller's, its `input` still to fill in.
+    pub(crate) fn new_bulk_job(
+        &self,
+        actor: &Actor,
+        kind: &str,
+        reference: &str,
+        total: i64,
+    ) -> BulkJobRecord {
+        let now = self.now();
+        BulkJobRecord {
+            id: self.new_id(BulkJobId::generate).to_string(),
+            brand_id: actor.brand_id.clone(),
+            kind: kind.into(),
+            reference: reference.into(),
+            status: "queued".into(),
+            input: String::new(),
+            total,
+            processed: 0,
+            succeeded: 0,
+            failed: 0,
+            errors: "[]".into(),
+            requested_by: actor.label(),
+            lease_owner: None,
+            lease_until: None,
+            created_at: now,
+            updated_at: now,
+            finished_at: None,
+        }
+    }
+
+    /// Starts the queued jobs now, on a task of their own; the maintenance loop takes over what
+    /// is left if this process stops.
+    pub(crate) fn start_bulk_jobs(&self) {
+        if !self.config.background {
+            return;
+        }
+        let core = self.clone();
+        tokio::spawn(async move {
+            if let Err(e) = core.run_bulk_jobs(&format!("bulk {}", std::process::id())).await {
+                tracing::warn!(error = %e, "a bulk job stopped; the maintenance loop will resume it");
+            }
+        });
     }
 
     /// A job of the caller's brand, for whoever may start its kind.

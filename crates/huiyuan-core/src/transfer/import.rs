@@ -982,6 +982,7 @@ impl Core {
         let mut members = Vec::new();
         let mut purchases = Vec::new();
         let mut lines = Vec::new();
+        let owners = self.members_by_external_id(actor, items, options).await?;
         for item in items {
             match &item.row {
                 Err(r) => reject_item(r.clone(), report),
@@ -992,11 +993,8 @@ impl Core {
                 Ok(Row::Purchase(p)) => {
                     let mut input = p.input.clone();
                     if let Some(external) = &p.member_external_id {
-                        match self
-                            .member_by_external_id(actor, &source_of(options), external)
-                            .await?
-                        {
-                            Some(id) => input.member_id = Some(id),
+                        match owners.get(external.as_str()) {
+                            Some(id) => input.member_id = Some(id.clone()),
                             None => {
                                 reject_item(
                                     reject(
@@ -1037,16 +1035,43 @@ impl Core {
         Ok(())
     }
 
-    async fn member_by_external_id(&self, actor: &Actor, source: &str, id: &str) -> Result<Option<MemberId>> {
-        let identity = Identity::External {
-            channel: source.to_owned(),
-            id: id.to_owned(),
-        };
+    /// The members the items' external IDs belong to, looked up in one read.
+    async fn members_by_external_id<'i>(
+        &self,
+        actor: &Actor,
+        items: &'i [Item],
+        options: &ImportOptions,
+    ) -> Result<HashMap<&'i str, MemberId>> {
+        let source = source_of(options);
         let brand = &actor.brand_id;
+        let mut owners = HashMap::new();
+        let wanted: Vec<&str> = items
+            .iter()
+            .filter_map(|i| match &i.row {
+                Ok(Row::Purchase(p)) => p.member_external_id.as_deref(),
+                _ => None,
+            })
+            .collect();
+        if wanted.is_empty() {
+            return Ok(owners);
+        }
         let mut tx = self.storage.read().await?;
-        Ok(tx
-            .find_identity(brand, &identity.kind(), &self.identity_hash(brand, &identity))
-            .await?)
+        for external in wanted {
+            if owners.contains_key(external) {
+                continue;
+            }
+            let identity = Identity::External {
+                channel: source.clone(),
+                id: external.to_owned(),
+            };
+            if let Some(id) = tx
+                .find_identity(brand, &identity.kind(), &self.identity_hash(brand, &identity))
+                .await?
+            {
+                owners.insert(external, id);
+            }
+        }
+        Ok(owners)
     }
 
     /// Imports a whole file in the caller's process (the CLI), batch by batch, telling

@@ -7,7 +7,6 @@
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use huiyuan_domain::access::Permission;
-use huiyuan_domain::ids::BulkJobId;
 use huiyuan_domain::loyalty::purchase::validate_reference;
 use huiyuan_store::BulkJobRecord;
 use serde::{Deserialize, Serialize};
@@ -95,37 +94,18 @@ impl Core {
         // Checked now, so a wrong header or a missing column is answered at once.
         let ctx = self.import_context(brand).await?;
         let parsed = parse_file(kind, bytes, &options, &ctx)?;
-        let id = self.new_id(BulkJobId::generate).to_string();
-        let now = self.now();
+        let mut job = self.new_bulk_job(actor, kind_name, &reference, parsed.items.len() as i64);
         let input = ImportJob {
             kind,
             options,
-            file: Some(STANDARD.encode(self.keys.seal(&file_context(&id), bytes))),
+            file: Some(STANDARD.encode(self.keys.seal(&file_context(&job.id), bytes))),
             report: ImportReport {
                 encoding: parsed.encoding.into(),
                 ignored_columns: parsed.ignored_columns.clone(),
                 ..ImportReport::default()
             },
         };
-        let job = BulkJobRecord {
-            id,
-            brand_id: brand.clone(),
-            kind: kind_name.into(),
-            reference: reference.clone(),
-            status: "queued".into(),
-            input: serde_json::to_string(&input).map_err(corrupt)?,
-            total: parsed.items.len() as i64,
-            processed: 0,
-            succeeded: 0,
-            failed: 0,
-            errors: "[]".into(),
-            requested_by: actor.label(),
-            lease_owner: None,
-            lease_until: None,
-            created_at: now,
-            updated_at: now,
-            finished_at: None,
-        };
+        job.input = serde_json::to_string(&input).map_err(corrupt)?;
         let mut tx = self.storage.write().await?;
         if let Some(existing) = tx.get_bulk_job_by_reference(brand, kind_name, &reference).await? {
             return Ok((view(&existing)?, false));
@@ -146,17 +126,7 @@ impl Core {
         )
         .await?;
         tx.commit().await?;
-        if self.config.background {
-            let core = self.clone();
-            tokio::spawn(async move {
-                if let Err(e) = core
-                    .run_bulk_jobs(&format!("import {}", std::process::id()))
-                    .await
-                {
-                    tracing::warn!(error = %e, "an import stopped; the maintenance loop will resume it");
-                }
-            });
-        }
+        self.start_bulk_jobs();
         Ok((view(&job)?, true))
     }
 
