@@ -8,8 +8,7 @@ use std::path::{Path, PathBuf};
 use huiyuan_core::transfer::export::ExportKind;
 use huiyuan_core::transfer::import::{FileEncoding, ImportKind, ImportOptions, Rejection};
 use huiyuan_core::transfer::table::Format;
-use huiyuan_core::{Actor, ActorKind, Core};
-use huiyuan_domain::access::Role;
+use huiyuan_core::{Actor, Core};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::AnyError;
@@ -79,11 +78,8 @@ async fn brand_actor(core: &Core, slug: Option<&str>, who: &str) -> Result<Actor
         }
     };
     Ok(Actor {
-        brand_id: brand.id,
-        kind: ActorKind::System,
         id: who.into(),
-        role: Role::Admin,
-        request_id: None,
+        ..Actor::system(brand.id)
     })
 }
 

@@ -78,6 +78,19 @@ pub struct BulkJobView {
     pub finished_at: Option<OffsetDateTime>,
 }
 
+/// Stores a job made by [`Core::new_bulk_job`]; its reference taken by a concurrent request
+/// in the meantime is a conflict to retry (the retry then finds that job).
+pub(crate) async fn insert_queued(tx: &mut dyn huiyuan_store::Tx, job: &BulkJobRecord) -> Result<()> {
+    if tx.insert_bulk_job(job).await? {
+        Ok(())
+    } else {
+        Err(CoreError::conflict(
+            "reference_reused",
+            "this reference is being used concurrently; retry",
+        ))
+    }
+}
+
 pub(crate) fn view(j: &BulkJobRecord) -> Result<BulkJobView> {
     Ok(BulkJobView {
         import: crate::transfer::jobs::import_summary(j)?,
@@ -164,12 +177,7 @@ impl Core {
             member_ids,
         })
         .map_err(|e| CoreError::Corrupt(e.to_string()))?;
-        if !tx.insert_bulk_job(&job).await? {
-            return Err(CoreError::conflict(
-                "reference_reused",
-                "this reference is being used concurrently; retry",
-            ));
-        }
+        insert_queued(&mut *tx, &job).await?;
         self.audit(
             &mut *tx,
             actor,

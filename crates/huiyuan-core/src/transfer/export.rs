@@ -194,7 +194,7 @@ impl Core {
             }
         }
         let n = members.len();
-        let mut cols: [Vec<Option<String>>; 12] = Default::default();
+        let mut cols: [Vec<Option<String>>; 13] = Default::default();
         let (mut household, mut available, mut pending, mut debt) = (
             Vec::with_capacity(n),
             Vec::with_capacity(n),
@@ -224,6 +224,7 @@ impl Core {
                 Some(crate::members::enum_str(view.channel)),
                 view.store_id.as_ref().map(ToString::to_string),
                 identity("card"),
+                (!view.tags.is_empty()).then(|| view.tags.join(";")),
                 account.and_then(|a| a.tier_code.clone()),
             ];
             for (col, v) in cols.iter_mut().zip(values) {
@@ -236,15 +237,7 @@ impl Core {
             enrolled.push(Some(view.enrolled_at));
             erased.push(view.erased_at);
         }
-        let tags: Vec<Option<String>> = {
-            let mut t = Vec::with_capacity(n);
-            for record in &members {
-                let list = tx.list_tags(brand, &record.id).await?;
-                t.push((!list.is_empty()).then(|| list.join(";")));
-            }
-            t
-        };
-        let [id, status, name, phone, email, birthday, gender, city, channel, store, card, tier] = cols;
+        let [id, status, name, phone, email, birthday, gender, city, channel, store, card, tags, tier] = cols;
         Ok(Table {
             columns: vec![
                 text("member_id", id),

@@ -16,7 +16,7 @@ use huiyuan_domain::money::parse_minor_units;
 use huiyuan_domain::pii::Phone;
 use huiyuan_domain::ValidationError;
 use serde::{Deserialize, Serialize};
-use time::{Date, OffsetDateTime, PrimitiveDateTime, Time};
+use time::{Date, OffsetDateTime, Time};
 use utoipa::ToSchema;
 
 use crate::loyalty::calendar::BrandCalendar;
@@ -37,6 +37,15 @@ pub enum ImportKind {
 }
 
 impl ImportKind {
+    /// What importing this kind needs: the permission of what it writes.
+    pub fn permission(self) -> huiyuan_domain::access::Permission {
+        use huiyuan_domain::access::Permission;
+        match self {
+            ImportKind::Members => Permission::MembersEnrol,
+            ImportKind::Transactions => Permission::PurchasesRecord,
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             ImportKind::Members => "members",
@@ -492,7 +501,7 @@ fn parse_instant(s: &str, calendar: &BrandCalendar) -> Option<OffsetDateTime> {
             Time::from_hms(parts[0].parse().ok()?, parts[1].parse().ok()?, second).ok()?
         }
     };
-    calendar.at(PrimitiveDateTime::new(date, time).date(), time)
+    calendar.at(date, time)
 }
 
 /// Channels by our names and the words Chinese exports use.
@@ -1100,16 +1109,6 @@ impl Core {
             progress(report.items, total);
         }
         Ok((report, rejected))
-    }
-}
-
-impl ImportKind {
-    pub fn permission(self) -> huiyuan_domain::access::Permission {
-        use huiyuan_domain::access::Permission;
-        match self {
-            ImportKind::Members => Permission::MembersEnrol,
-            ImportKind::Transactions => Permission::PurchasesRecord,
-        }
     }
 }
 

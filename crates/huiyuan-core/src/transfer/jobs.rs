@@ -14,7 +14,7 @@ use sha2::{Digest, Sha256};
 
 use super::export::hex;
 use super::import::{parse_file, ImportKind, ImportOptions, ImportReport, Rejection, IMPORT_BATCH};
-use crate::commerce::bulk::{view, BulkFailure, BulkJobView, ISSUE_COUPONS, LEASE};
+use crate::commerce::bulk::{insert_queued, view, BulkFailure, BulkJobView, ISSUE_COUPONS, LEASE};
 use crate::{Actor, Core, CoreError, Result};
 
 pub const IMPORT_MEMBERS: &str = "members.import";
@@ -48,12 +48,19 @@ pub(crate) fn permission_of(kind: &str) -> Permission {
     }
 }
 
+/// Only the report of a stored [`ImportJob`]: a progress poll must not copy out the sealed
+/// file (up to the upload limit) that sits beside it until the job ends.
+#[derive(Deserialize)]
+struct ImportSummary {
+    report: ImportReport,
+}
+
 pub(crate) fn import_summary(job: &BulkJobRecord) -> Result<Option<ImportReport>> {
     if job.kind == ISSUE_COUPONS {
         return Ok(None);
     }
-    let input: ImportJob = serde_json::from_str(&job.input).map_err(|e| CoreError::Corrupt(e.to_string()))?;
-    Ok(Some(input.report))
+    let summary: ImportSummary = serde_json::from_str(&job.input).map_err(corrupt)?;
+    Ok(Some(summary.report))
 }
 
 fn file_context(job_id: &str) -> String {
@@ -110,12 +117,7 @@ impl Core {
         if let Some(existing) = tx.get_bulk_job_by_reference(brand, kind_name, &reference).await? {
             return Ok((view(&existing)?, false));
         }
-        if !tx.insert_bulk_job(&job).await? {
-            return Err(CoreError::conflict(
-                "reference_reused",
-                "this reference is being used concurrently; retry",
-            ));
-        }
+        insert_queued(&mut *tx, &job).await?;
         self.audit(
             &mut *tx,
             actor,

@@ -30,6 +30,19 @@ pub enum Values {
 }
 
 impl Values {
+    /// Parquet's definition levels of an optional column: 1 where a value is present.
+    fn definition_levels(&self) -> Vec<i16> {
+        fn present<T>(v: &[Option<T>]) -> Vec<i16> {
+            v.iter().map(|x| i16::from(x.is_some())).collect()
+        }
+        match self {
+            Values::Text(v) => present(v),
+            Values::Int(v) | Values::Money(v) => present(v),
+            Values::Real(v) => present(v),
+            Values::Time(v) => present(v),
+        }
+    }
+
     fn len(&self) -> usize {
         match self {
             Values::Text(v) => v.len(),
@@ -162,12 +175,11 @@ impl Table {
         while let Some(mut column) = group.next_column().map_err(failed)? {
             let values = &self.columns[index].values;
             index += 1;
-            let levels = |present: Vec<bool>| present.into_iter().map(i16::from).collect::<Vec<i16>>();
+            let def = values.definition_levels();
             match values {
                 Values::Text(v) => {
                     let data: Vec<ByteArray> =
                         v.iter().flatten().map(|s| ByteArray::from(s.as_str())).collect();
-                    let def = levels(v.iter().map(Option::is_some).collect());
                     column
                         .typed::<ByteArrayType>()
                         .write_batch(&data, Some(&def), None)
@@ -175,7 +187,6 @@ impl Table {
                 }
                 Values::Int(v) | Values::Money(v) => {
                     let data: Vec<i64> = v.iter().flatten().copied().collect();
-                    let def = levels(v.iter().map(Option::is_some).collect());
                     column
                         .typed::<Int64Type>()
                         .write_batch(&data, Some(&def), None)
@@ -183,7 +194,6 @@ impl Table {
                 }
                 Values::Real(v) => {
                     let data: Vec<f64> = v.iter().flatten().copied().collect();
-                    let def = levels(v.iter().map(Option::is_some).collect());
                     column
                         .typed::<DoubleType>()
                         .write_batch(&data, Some(&def), None)
@@ -195,7 +205,6 @@ impl Table {
                         .flatten()
                         .map(|t| (t.unix_timestamp_nanos() / 1_000_000) as i64)
                         .collect();
-                    let def = levels(v.iter().map(Option::is_some).collect());
                     column
                         .typed::<Int64Type>()
                         .write_batch(&data, Some(&def), None)
