@@ -156,7 +156,7 @@ impl MakeRequestId for MakeId {
     }
 }
 
-fn split(state: &AppState) -> (Router<AppState>, utoipa::openapi::OpenApi) {
+fn split(state: &AppState) -> (Router<AppState>, serde_json::Value) {
     let authenticated = OpenApiRouter::new()
         .routes(routes!(members::enrol, members::list_members))
         .routes(routes!(members::search_members))
@@ -260,15 +260,85 @@ fn split(state: &AppState) -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(ops::healthz))
         .routes(routes!(ops::readyz))
         .routes(routes!(ops::metrics));
-    OpenApiRouter::with_openapi(ApiDoc::openapi())
+    let (router, api) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(authenticated)
         .merge(sign_in)
         .merge(operations)
-        .split_for_parts()
+        .split_for_parts();
+    (router, finish_document(api))
+}
+
+/// Two corrections the route attributes cannot express, made once on the finished document
+/// (schemathesis found both):
+/// - problem responses are sent as `application/problem+json` (RFC 7807), not `application/json`;
+/// - a schema that another extends with `#[serde(flatten)]` (an `allOf` branch) must not say
+///   `additionalProperties: false`, or no extended object could ever match it. Such inputs still
+///   refuse unknown fields on the server.
+fn finish_document(api: utoipa::openapi::OpenApi) -> serde_json::Value {
+    const PROBLEM: &str = "#/components/schemas/Problem";
+    // The document as JSON: utoipa's types do not read back every schema they write.
+    let mut doc = serde_json::to_value(&api).unwrap_or_default();
+    let operations = doc
+        .get_mut("paths")
+        .and_then(|p| p.as_object_mut())
+        .into_iter()
+        .flat_map(|paths| paths.values_mut())
+        .filter_map(|item| item.as_object_mut())
+        .flat_map(|item| item.values_mut());
+    for operation in operations {
+        // (`get_mut`, not indexing: a mutable index inserts the key it does not find.)
+        let responses = operation
+            .get_mut("responses")
+            .and_then(|r| r.as_object_mut())
+            .into_iter()
+            .flat_map(|r| r.values_mut());
+        for response in responses {
+            if let Some(content) = response.get_mut("content").and_then(|c| c.as_object_mut()) {
+                if content
+                    .get("application/json")
+                    .is_some_and(|c| c["schema"]["$ref"] == PROBLEM)
+                {
+                    if let Some(body) = content.remove("application/json") {
+                        content.insert("application/problem+json".to_owned(), body);
+                    }
+                }
+            }
+        }
+    }
+    let mut extended = Vec::new();
+    collect_all_of_refs(&doc["components"]["schemas"], &mut extended);
+    for name in extended {
+        let schema = doc.pointer_mut(&format!("/components/schemas/{name}"));
+        if let Some(schema) = schema.and_then(|s| s.as_object_mut()) {
+            if schema.get("additionalProperties") == Some(&serde_json::Value::Bool(false)) {
+                schema.remove("additionalProperties");
+            }
+        }
+    }
+    doc
+}
+
+/// Names of the component schemas that appear as `allOf` branches anywhere under `value`.
+fn collect_all_of_refs(value: &serde_json::Value, out: &mut Vec<String>) {
+    match value {
+        serde_json::Value::Object(map) => {
+            if let Some(branches) = map.get("allOf").and_then(|a| a.as_array()) {
+                out.extend(branches.iter().filter_map(|b| {
+                    b["$ref"]
+                        .as_str()?
+                        .strip_prefix("#/components/schemas/")
+                        .map(str::to_owned)
+                }));
+            }
+            map.values().for_each(|v| collect_all_of_refs(v, out));
+        }
+        serde_json::Value::Array(items) => items.iter().for_each(|v| collect_all_of_refs(v, out)),
+        _ => {}
+    }
 }
 
 /// The OpenAPI document of every route.
-pub fn openapi(state: &AppState) -> utoipa::openapi::OpenApi {
+pub fn openapi(state: &AppState) -> serde_json::Value {
     split(state).1
 }
 
@@ -278,7 +348,7 @@ pub fn app(state: AppState) -> Router {
     let request_id = HeaderName::from_static(REQUEST_ID);
     router
         .route_layer(axum::middleware::from_fn(middleware::record_metrics))
-        .merge(SwaggerUi::new("/docs").url("/openapi.json", api))
+        .merge(SwaggerUi::new("/docs").external_url_unchecked("/openapi.json", api))
         // The console arrives at `/console`; until then the front door is the API's own docs.
         .route(
             "/",

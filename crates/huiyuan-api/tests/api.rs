@@ -2697,3 +2697,7 @@ mod commerce;
 /// Imports and exports.
 #[path = "api/transfer.rs"]
 mod transfer;
+
+/// Every route × every role, hostile input.
+#[path = "api/security.rs"]
+mod security;

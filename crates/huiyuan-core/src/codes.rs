@@ -98,12 +98,7 @@ impl Core {
                 .collect()
         };
         digits.push(char::from(b'0' + damm_digit(&digits).unwrap_or(0)));
-        let signed = format!(
-            "{QR_VERSION}.{brand}.{member}.{nonce}.{}",
-            expires_at.unix_timestamp()
-        );
-        let signature = key.sign(signed.as_bytes());
-        let qr_payload = format!("{signed}.{}", URL_SAFE_NO_PAD.encode(signature.to_bytes()));
+        let qr_payload = sign_qr(brand, member, &nonce, expires_at, &key);
         tx.insert_member_code(&MemberCodeRecord {
             brand_id: brand.clone(),
             nonce,
@@ -177,6 +172,22 @@ impl Core {
     }
 }
 
+/// The QR payload of a code: its fields and the brand's signature over them.
+fn sign_qr(
+    brand: &BrandId,
+    member: &MemberId,
+    nonce: &str,
+    expires_at: OffsetDateTime,
+    key: &SigningKey,
+) -> String {
+    let signed = format!(
+        "{QR_VERSION}.{brand}.{member}.{nonce}.{}",
+        expires_at.unix_timestamp()
+    );
+    let signature = key.sign(signed.as_bytes());
+    format!("{signed}.{}", URL_SAFE_NO_PAD.encode(signature.to_bytes()))
+}
+
 /// Checks a QR payload's form, brand, signature and expiry; returns its nonce.
 fn check_qr(
     payload: &str,
@@ -206,4 +217,86 @@ fn check_qr(
         return Err(CodeRejection::Expired { at: expires_at });
     }
     Ok((*nonce).to_owned())
+}
+
+// Fuzz target (proptest; cargo-fuzz needs nightly): a till scans whatever is held up to it.
+// Nothing panics, and nothing but the exact payload the brand signed is accepted.
+#[cfg(test)]
+mod fuzz {
+    use proptest::prelude::*;
+    use time::macros::datetime;
+
+    use super::*;
+
+    fn setup() -> (BrandId, MemberId, SigningKey, String) {
+        let brand: BrandId = "brd_01JD4ZQ7X8Y2K3M4N5P6Q7R8S9".parse().unwrap();
+        let member: MemberId = "mem_01JD4ZQ7X8Y2K3M4N5P6Q7R8S9".parse().unwrap();
+        let key = SigningKey::from_bytes(&[7; 32]);
+        let payload = sign_qr(&brand, &member, "n0nce", datetime!(2026-12-03 10:01 UTC), &key);
+        (brand, member, key, payload)
+    }
+
+    const NOW: OffsetDateTime = datetime!(2026-12-03 10:00 UTC);
+
+    #[test]
+    fn the_signed_payload_is_accepted_until_it_expires() {
+        let (brand, _, key, payload) = setup();
+        assert_eq!(check_qr(&payload, &brand, &key, NOW), Ok("n0nce".to_owned()));
+        let later = datetime!(2026-12-03 10:01 UTC);
+        assert!(matches!(
+            check_qr(&payload, &brand, &key, later),
+            Err(CodeRejection::Expired { .. })
+        ));
+        let other_key = SigningKey::from_bytes(&[8; 32]);
+        assert_eq!(
+            check_qr(&payload, &brand, &other_key, NOW),
+            Err(CodeRejection::Forged)
+        );
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(1_000))]
+
+        #[test]
+        fn arbitrary_input_is_refused_without_panicking(input in "\\PC{0,200}") {
+            let (brand, _, key, _) = setup();
+            prop_assert!(check_qr(&input, &brand, &key, NOW).is_err());
+            let prefixed = format!("HY1.{input}");
+            prop_assert!(check_qr(&prefixed, &brand, &key, NOW).is_err());
+        }
+
+        /// Any one character changed, inserted or removed makes the payload invalid.
+        #[test]
+        fn any_edit_of_a_payload_is_refused(at in any::<prop::sample::Index>(), c in any::<char>(), op in 0u8..3) {
+            let (brand, _, key, payload) = setup();
+            let mut chars: Vec<char> = payload.chars().collect();
+            let i = at.index(chars.len());
+            match op {
+                0 => chars[i] = c,
+                1 => chars.insert(i, c),
+                _ => { chars.remove(i); }
+            }
+            let edited: String = chars.into_iter().collect();
+            prop_assume!(edited != payload);
+            prop_assert!(check_qr(&edited, &brand, &key, NOW).is_err(), "{edited} accepted");
+        }
+
+        /// Typed codes: a single wrong digit or two swapped neighbours never pass the check digit.
+        #[test]
+        fn a_mistyped_short_code_fails_its_check_digit(
+            digits in "[0-9]{17}", at in 0usize..18, wrong in 1u8..10, swap in any::<bool>(),
+        ) {
+            let mut code = digits.clone();
+            code.push(char::from(b'0' + damm_digit(&digits).unwrap_or(0)));
+            prop_assert!(damm_valid(&code));
+            let mut bytes = code.into_bytes();
+            if swap && at < 17 {
+                prop_assume!(bytes[at] != bytes[at + 1]);
+                bytes.swap(at, at + 1);
+            } else {
+                bytes[at] = b'0' + (bytes[at] - b'0' + wrong) % 10;
+            }
+            prop_assert!(!damm_valid(&String::from_utf8(bytes).unwrap()));
+        }
+    }
 }

@@ -50,7 +50,14 @@ impl Default for Config {
 
 /// `HUIYUAN_*` variables that are not settings: a flag's environment fallback, or the tests' and
 /// benchmarks' own. Any other unknown `HUIYUAN_*` variable is refused as a likely typo.
-const NOT_SETTINGS: &[&str] = &["admin_password", "test_database_url", "bench_database_url"];
+const NOT_SETTINGS: &[&str] = &[
+    "admin_password",
+    "test_database_url",
+    "bench_database_url",
+    "bench_admin_url",
+    "bench_key",
+    "schemathesis",
+];
 
 impl Config {
     /// Loads the layers; `file` is `--config`, else `huiyuan.toml` in the working folder if present.

@@ -4,6 +4,7 @@ mod analytics;
 mod bench;
 mod config;
 mod demo;
+mod reliability;
 mod transfer;
 
 use std::io::Write;
@@ -186,6 +187,44 @@ enum BenchCommand {
         sales: usize,
         #[arg(long, default_value_t = 16)]
         concurrency: usize,
+    },
+    /// A realistic mix against running servers (70% purchases, 15% quotes, 10% member reads,
+    /// 5% coupon redemptions) at fixed rates: throughput and p50/p99/p99.9 per route, and the
+    /// rate at which p99 passes 50 ms.
+    Load {
+        /// Base URL of a node; give it once per node to spread the load over several.
+        #[arg(long = "url", required = true)]
+        urls: Vec<String>,
+        /// An API key of the brand (admin: the load issues coupons and may enrol members).
+        #[arg(long, env = "HUIYUAN_BENCH_KEY", hide_env_values = true)]
+        key: String,
+        /// Requests per second, one step per value.
+        #[arg(long, value_delimiter = ',', default_value = "100,200,400,800")]
+        rates: Vec<u32>,
+        #[arg(long, default_value_t = 15)]
+        seconds: u64,
+        /// Requests in flight at most; beyond it the schedule slips and latency shows it.
+        #[arg(long, default_value_t = 256)]
+        connections: usize,
+    },
+    /// Crash safety: runs `serve` processes of its own, loads them, kills one with SIGKILL at a
+    /// random moment `kills` times, restarts it, and checks after each kill that every
+    /// acknowledged request is there, every retried one had one effect, no coupon was redeemed
+    /// twice and every ledger and wallet verifies. Exits 1 on any broken invariant.
+    Crash {
+        #[arg(long, default_value_t = 20)]
+        kills: usize,
+        /// PostgreSQL URL (an empty database of its own); embedded SQLite when absent.
+        #[arg(long)]
+        database: Option<String>,
+        /// Server processes on the same database (SQLite: 1).
+        #[arg(long, default_value_t = 1)]
+        nodes: usize,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Folder for the installation's key, SQLite files and server logs (kept on failure).
+        #[arg(long)]
+        dir: Option<PathBuf>,
     },
     /// The expiry sweep: earns `lots` lots dated more than a year ago, then times the job that
     /// expires them.
@@ -453,10 +492,47 @@ async fn run(command: Command, config: &mut Config) -> Result<(), AnyError> {
 }
 
 async fn run_bench(command: BenchCommand, config: &mut Config) -> Result<(), AnyError> {
-    let storage = match &command {
-        BenchCommand::Purchases { storage, .. }
-        | BenchCommand::Checkout { storage, .. }
-        | BenchCommand::Expiry { storage, .. } => storage.clone(),
+    let storage = match command {
+        BenchCommand::Purchases { ref storage, .. }
+        | BenchCommand::Checkout { ref storage, .. }
+        | BenchCommand::Expiry { ref storage, .. } => storage.clone(),
+        // These two talk to servers over HTTP, not to a database.
+        BenchCommand::Load {
+            urls,
+            key,
+            rates,
+            seconds,
+            connections,
+        } => return reliability::load(urls, &key, &rates, seconds, connections).await,
+        BenchCommand::Crash {
+            kills,
+            database,
+            nodes,
+            seed,
+            dir,
+        } => {
+            if database.is_none() && nodes > 1 {
+                return Err("SQLite is embedded in one process: --nodes > 1 needs --database".into());
+            }
+            let dir = dir.unwrap_or_else(|| {
+                std::env::temp_dir().join(format!("huiyuan-crash-{}", std::process::id()))
+            });
+            let problems = reliability::crash(kills, database, nodes, seed, &dir).await?;
+            if problems.is_empty() {
+                println!("crash test passed: {kills} kills, every invariant held");
+                let _ = std::fs::remove_dir_all(&dir);
+                return Ok(());
+            }
+            for p in &problems {
+                eprintln!("BROKEN: {p}");
+            }
+            return Err(format!(
+                "{} invariant(s) broken; servers' logs in {}",
+                problems.len(),
+                dir.display()
+            )
+            .into());
+        }
     };
     apply(config, &storage);
     let scratch = (config.data.is_none() && config.database.is_none())
@@ -525,6 +601,9 @@ async fn bench_on(core: &Core, command: BenchCommand) -> Result<(), AnyError> {
                  {per_second:.0} commits/s"
             );
             Ok(())
+        }
+        BenchCommand::Load { .. } | BenchCommand::Crash { .. } => {
+            Err("load and crash talk to servers, not to a database".into())
         }
         BenchCommand::Expiry { lots, members, .. } => {
             let brand = bench::setup(core, members).await?;

@@ -754,3 +754,7 @@ fn analytics_read_parquet_like_csv() {
     assert!(err.contains("row 4") && err.contains("amount is null"), "{err}");
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// Crash, multi-node, fuzzing and log checks (a module of this binary, not a binary of its own).
+#[path = "cli/reliability.rs"]
+mod reliability;

@@ -633,4 +633,146 @@ mod tests {
         let err = Programme::parse_json("{").unwrap_err();
         assert_eq!(err.errors[0].field, "programme");
     }
+
+    // Fuzz target (proptest; cargo-fuzz needs nightly). Operators edit this document in the
+    // console and by API: whatever they send, parsing never panics, a refusal names a field, and
+    // a document that is accepted can be evaluated on any basket without panicking or overflowing.
+    mod fuzz {
+        use proptest::prelude::*;
+        use serde_json::Value;
+        use time::macros::{date, datetime};
+
+        use super::*;
+        use crate::loyalty::earning::{evaluate, EarnLine, EarnedSoFar, PurchaseFacts};
+        use crate::member::Channel;
+
+        fn any_json() -> impl Strategy<Value = Value> {
+            let leaf = prop_oneof![
+                Just(Value::Null),
+                any::<bool>().prop_map(Value::Bool),
+                any::<i64>().prop_map(Value::from),
+                (-1_000i64..1_000).prop_map(Value::from),
+                any::<f64>().prop_map(|f| serde_json::Number::from_f64(f).map_or(Value::Null, Value::Number)),
+                "[0-9]{1,3}(\\.[0-9]{1,30})?".prop_map(Value::String),
+                "[a-z_]{0,12}".prop_map(Value::String),
+                "\\PC{0,8}".prop_map(Value::String),
+            ];
+            leaf.prop_recursive(2, 8, 3, |inner| {
+                prop_oneof![
+                    prop::collection::vec(inner.clone(), 0..3).prop_map(Value::Array),
+                    prop::collection::btree_map("[a-z_]{1,10}", inner, 0..3)
+                        .prop_map(|m| Value::Object(m.into_iter().collect())),
+                ]
+            })
+        }
+
+        /// Every JSON pointer of a document, so that a mutation can land anywhere in it.
+        fn pointers(v: &Value, at: String, out: &mut Vec<String>) {
+            out.push(at.clone());
+            match v {
+                Value::Object(m) => m.iter().for_each(|(k, c)| pointers(c, format!("{at}/{k}"), out)),
+                Value::Array(a) => a
+                    .iter()
+                    .enumerate()
+                    .for_each(|(i, c)| pointers(c, format!("{at}/{i}"), out)),
+                _ => {}
+            }
+        }
+
+        fn demo_pointers() -> Vec<String> {
+            let doc: Value = serde_json::from_str(DEMO_PROGRAMME_JSON).unwrap();
+            let mut out = Vec::new();
+            pointers(&doc, String::new(), &mut out);
+            out
+        }
+
+        fn evaluate_everywhere(p: &Programme) {
+            let lines = [
+                EarnLine {
+                    category: Some("apparel".into()),
+                    amount: 99_999_999,
+                    reward: false,
+                },
+                EarnLine {
+                    category: None,
+                    amount: 1,
+                    reward: false,
+                },
+                EarnLine {
+                    category: Some("gift_card".into()),
+                    amount: 12_345,
+                    reward: true,
+                },
+            ];
+            let mut tiers: Vec<Option<&Tier>> = p.tiers.levels.iter().map(Some).collect();
+            tiers.push(None);
+            for tier in tiers {
+                for (day, birth) in [(date!(2026 - 11 - 08), Some(11)), (date!(2026 - 02 - 28), None)] {
+                    let facts = PurchaseFacts {
+                        lines: &lines,
+                        paid_amount: 100_012_345,
+                        store_code: Some("SH01"),
+                        channel: Channel::Pos,
+                        at: datetime!(2026-11-08 10:00 UTC),
+                        local_date: day,
+                        birth_month: birth,
+                        tier,
+                        streak: 12,
+                        plan: p.plans.first(),
+                    };
+                    let e = evaluate(
+                        p,
+                        &facts,
+                        EarnedSoFar {
+                            today: 0,
+                            this_month: 0,
+                        },
+                    );
+                    assert!(e.points >= 0, "{e:?}");
+                    assert_eq!(e.items.iter().map(|i| i.points).sum::<i64>(), e.points);
+                    assert_eq!(e.line_points.iter().sum::<i64>(), e.points);
+                }
+            }
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(500))]
+
+            #[test]
+            fn arbitrary_text_never_panics(text in "\\PC{0,400}") {
+                if let Err(e) = Programme::parse_json(&text) {
+                    prop_assert!(!e.errors.is_empty());
+                }
+            }
+
+            /// One to three fields of the demo programme replaced by anything.
+            #[test]
+            fn mutated_documents_are_refused_by_field_or_safe_to_run(
+                picks in prop::collection::vec((any::<prop::sample::Index>(), any_json()), 1..4),
+            ) {
+                let targets = demo_pointers();
+                let mut doc: Value = serde_json::from_str(DEMO_PROGRAMME_JSON).unwrap();
+                for (at, value) in picks {
+                    let target = at.get(&targets);
+                    if let Some(slot) = doc.pointer_mut(target) {
+                        *slot = value;
+                    }
+                }
+                match Programme::parse_json(&doc.to_string()) {
+                    Ok(p) => {
+                        evaluate_everywhere(&p);
+                        // What was accepted reads back the same.
+                        let again = Programme::parse_json(&serde_json::to_string(&p).unwrap());
+                        prop_assert_eq!(again.ok(), Some(p));
+                    }
+                    Err(e) => {
+                        prop_assert!(!e.errors.is_empty());
+                        for f in &e.errors {
+                            prop_assert!(!f.field.is_empty() && !f.reason.is_empty(), "{f:?}");
+                        }
+                    }
+                }
+            }
+        }
+    }
 }

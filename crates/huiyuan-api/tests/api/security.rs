@@ -1,0 +1,608 @@
+//! Security over HTTP on both backends: every route × every role, with the expected outcome
+//! written down once (`ROUTE_ROLES`); hostile and oversized input on search.
+
+use super::*;
+
+/// A route anyone may call, without a key.
+const PUBLIC: &str = "public";
+/// Every role of a brand.
+const EVERYONE: &str = "admin marketer clerk analyst auditor";
+const ROLES: [&str; 5] = ["admin", "marketer", "clerk", "analyst", "auditor"];
+
+/// Who may call each operation of the OpenAPI document: `PUBLIC`, or the roles that may (every
+/// other role gets `403 forbidden`, no key gets `401`). This table is the one place the expected
+/// outcome is written; an operation missing here, or listed here but not served, fails the test,
+/// so no route ships without a decision about who may call it. It is written from
+/// docs/permissions.md by hand, not from the code it checks.
+const ROUTE_ROLES: &[(&str, &str, &str)] = &[
+    ("get", "/healthz", PUBLIC),
+    ("get", "/readyz", PUBLIC),
+    ("get", "/metrics", PUBLIC),
+    ("post", "/v1/auth/login", PUBLIC),
+    ("post", "/v1/auth/logout", EVERYONE),
+    ("get", "/v1/me", EVERYONE),
+    // Analytics: analytics.read.
+    ("get", "/v1/analytics/clv", "admin marketer analyst"),
+    ("get", "/v1/analytics/cohorts", "admin marketer analyst"),
+    ("get", "/v1/analytics/kpis", "admin marketer analyst"),
+    ("get", "/v1/analytics/lifecycle", "admin marketer analyst"),
+    ("get", "/v1/analytics/rfm", "admin marketer analyst"),
+    ("get", "/v1/members/{id}/insights", "admin marketer analyst"),
+    // Next-best offers are shown at the till: members.read.
+    ("get", "/v1/members/{id}/recommendations", EVERYONE),
+    // A count and a sample of member IDs, which every role may list anyway: members.read.
+    ("post", "/v1/segments/preview", EVERYONE),
+    ("get", "/v1/reports/benefit-usage", "admin marketer analyst"),
+    ("get", "/v1/reports/coupon-usage", "admin marketer analyst"),
+    ("get", "/v1/reports/plan-renewals", "admin marketer analyst"),
+    // Access: api_keys.manage, operators.manage, audit.read.
+    ("get", "/v1/api-keys", "admin"),
+    ("post", "/v1/api-keys", "admin"),
+    ("post", "/v1/api-keys/{id}/revoke", "admin"),
+    ("get", "/v1/operators", "admin"),
+    ("post", "/v1/operators", "admin"),
+    ("patch", "/v1/operators/{id}", "admin"),
+    ("get", "/v1/audit-events", "admin auditor"),
+    // Brand and stores.
+    ("get", "/v1/brand", EVERYONE),
+    ("patch", "/v1/brand", "admin"),
+    ("get", "/v1/stores", EVERYONE),
+    ("post", "/v1/stores", "admin"),
+    ("get", "/v1/stores/{id}", EVERYONE),
+    ("patch", "/v1/stores/{id}", "admin"),
+    // Members.
+    ("get", "/v1/members", EVERYONE),
+    ("post", "/v1/members", "admin marketer clerk"),
+    ("post", "/v1/members/search", EVERYONE),
+    ("get", "/v1/members/{id}", EVERYONE),
+    ("patch", "/v1/members/{id}", "admin marketer clerk"),
+    ("post", "/v1/members/{id}/merge", "admin marketer"),
+    ("post", "/v1/members/{id}/erase", "admin"),
+    ("get", "/v1/members/{id}/export", "admin"),
+    ("post", "/v1/members/{id}/code", "admin marketer"),
+    ("post", "/v1/codes/verify", "admin clerk"),
+    // Identifying reads (the body here does not enrol; enrolling needs members.enrol).
+    ("post", "/v1/till/identify", EVERYONE),
+    // Programme.
+    ("get", "/v1/programme", EVERYONE),
+    ("put", "/v1/programme", "admin marketer"),
+    ("get", "/v1/programme/versions", EVERYONE),
+    ("post", "/v1/programme/preview", EVERYONE),
+    // Purchases and points.
+    ("post", "/v1/transactions", "admin marketer clerk"),
+    ("post", "/v1/transactions/batch", "admin marketer clerk"),
+    ("get", "/v1/transactions/{order_id}", EVERYONE),
+    ("post", "/v1/transactions/{order_id}/refunds", "admin clerk"),
+    ("get", "/v1/members/{id}/purchases", EVERYONE),
+    ("get", "/v1/members/{id}/points", EVERYONE),
+    ("get", "/v1/members/{id}/points/entries", EVERYONE),
+    ("post", "/v1/members/{id}/points/adjustments", "admin marketer"),
+    (
+        "post",
+        "/v1/members/{id}/points/redemptions",
+        "admin marketer clerk",
+    ),
+    (
+        "post",
+        "/v1/members/{id}/points/transfers",
+        "admin marketer clerk",
+    ),
+    ("post", "/v1/members/{id}/points/actions", "admin marketer clerk"),
+    ("get", "/v1/members/{id}/points/verify", "admin auditor"),
+    ("get", "/v1/members/{id}/tier/history", EVERYONE),
+    ("get", "/v1/ledger/verify", "admin auditor"),
+    ("get", "/v1/events", "admin auditor"),
+    ("post", "/v1/jobs/run", "admin"),
+    // Coupons.
+    ("get", "/v1/coupon-templates", EVERYONE),
+    ("post", "/v1/coupon-templates", "admin marketer"),
+    ("get", "/v1/coupon-templates/{id}", EVERYONE),
+    ("post", "/v1/coupon-templates/{id}/archive", "admin marketer"),
+    ("post", "/v1/coupon-templates/{id}/issue-bulk", "admin marketer"),
+    ("get", "/v1/bulk-jobs/{id}", "admin marketer clerk"),
+    ("get", "/v1/bulk-jobs/{id}/rejected", "admin marketer clerk"),
+    ("get", "/v1/members/{id}/coupons", EVERYONE),
+    ("post", "/v1/members/{id}/coupons", "admin marketer"),
+    ("post", "/v1/members/{id}/coupons/claim", "admin marketer clerk"),
+    ("post", "/v1/members/{id}/rewards", "admin marketer clerk"),
+    ("get", "/v1/coupons/{code}", EVERYONE),
+    ("post", "/v1/coupons/{code}/redeem", "admin marketer clerk"),
+    // Pools show counts, never codes.
+    ("get", "/v1/partner-pools", EVERYONE),
+    ("post", "/v1/partner-pools", "admin marketer"),
+    ("get", "/v1/partner-pools/{id}", EVERYONE),
+    ("post", "/v1/partner-pools/{id}/codes", "admin marketer"),
+    ("get", "/v1/members/{id}/partner-codes", EVERYONE),
+    ("post", "/v1/members/{id}/partner-codes", "admin marketer"),
+    // Paid plans and perks.
+    ("get", "/v1/members/{id}/plans", EVERYONE),
+    ("post", "/v1/members/{id}/plans", "admin marketer clerk"),
+    (
+        "post",
+        "/v1/members/{id}/plans/{reference}/refunds",
+        "admin clerk",
+    ),
+    ("post", "/v1/members/{id}/perk-uses", "admin marketer clerk"),
+    // Wallet.
+    ("get", "/v1/members/{id}/wallet", EVERYONE),
+    ("get", "/v1/members/{id}/wallet/entries", EVERYONE),
+    ("post", "/v1/members/{id}/wallet/top-ups", "admin clerk"),
+    (
+        "post",
+        "/v1/members/{id}/wallet/top-ups/{reference}/refunds",
+        "admin clerk",
+    ),
+    // The till.
+    ("post", "/v1/checkout/quote", "admin marketer clerk"),
+    ("post", "/v1/checkout/commit", "admin marketer clerk"),
+    ("get", "/v1/checkout/{order_id}", EVERYONE),
+    ("post", "/v1/checkout/{order_id}/refund", "admin clerk"),
+    // Bulk data.
+    ("post", "/v1/imports/members", "admin marketer clerk"),
+    ("post", "/v1/imports/transactions", "admin marketer clerk"),
+    ("get", "/v1/exports/{kind}", "admin marketer analyst auditor"),
+];
+
+/// The records the matrix calls routes on, made by the brand's admin beforehand.
+struct Fixtures {
+    member: String,
+    /// Receives transfers.
+    other: String,
+    /// Erased by the first role allowed to.
+    erased: String,
+    /// Merged into `member` by the first role allowed to.
+    merged: String,
+    store: String,
+    operator: String,
+    /// A key that the first role allowed to revoke revokes (not one the test calls with).
+    spare_key: String,
+    template: String,
+    coupon: String,
+    pool: String,
+    job: String,
+}
+
+impl Harness {
+    async fn fixtures(&self) -> Fixtures {
+        self.publish_demo_programme().await;
+        let member = self.member_id("13800138000").await;
+        let ok = |s: StatusCode, b: &Value| assert!(s.is_success(), "{s} {b}");
+        let (s, b) = self.buy(sale("ORD-1", &member, 500)).await;
+        ok(s, &b);
+        self.clock.advance(time::Duration::days(8));
+        self.run_jobs().await;
+        let post = |path: String, body: Value| async move {
+            let (s, b) = self.admin(Method::POST, &path, Some(body)).await;
+            assert!(s.is_success(), "{path}: {s} {b}");
+            b
+        };
+        post(
+            format!("/v1/members/{member}/wallet/top-ups"),
+            json!({"reference": "TOP-1", "amount": 100_000}),
+        )
+        .await;
+        post(
+            format!("/v1/members/{member}/plans"),
+            json!({"plan": "plus", "reference": "PLAN-1", "pay_with": "money"}),
+        )
+        .await;
+        post(
+            "/v1/checkout/commit".into(),
+            json!({"order_id": "SALE-1", "member_id": member, "channel": "pos",
+                   "lines": [{"sku": "TEE", "quantity": 1, "amount": 10_000}]}),
+        )
+        .await;
+        let store = post("/v1/stores".into(), json!({"code": "S1", "name": "一号店"})).await;
+        let operator = post(
+            "/v1/operators".into(),
+            json!({"username": format!("op-{}", huiyuan_core::crypto::random_token(6).to_lowercase()),
+                   "display_name": "店員", "role": "clerk", "password": "long enough pw"}),
+        )
+        .await;
+        let spare = post("/v1/api-keys".into(), json!({"name": "spare", "role": "clerk"})).await;
+        let template = post(
+            "/v1/coupon-templates".into(),
+            json!({"name": "滿100減20", "offer": {"kind": "threshold", "min_spend": 10_000, "amount": 2_000},
+                   "validity": {"kind": "days_after_issue", "days": 30}}),
+        )
+        .await;
+        let coupon = post(
+            format!("/v1/members/{member}/coupons"),
+            json!({"template_id": template["id"], "reference": "CPN-1"}),
+        )
+        .await;
+        let pool = post(
+            "/v1/partner-pools".into(),
+            json!({"name": "咖啡", "partner": "Café Lu"}),
+        )
+        .await;
+        let res = self
+            .http
+            .post(format!("{}/v1/imports/members", self.base))
+            .bearer_auth(&self.admin_key)
+            .header("content-type", "text/csv")
+            .body("phone\n13800138111\n")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::ACCEPTED);
+        let job: Value = res.json().await.unwrap();
+        let id = |v: &Value| v["id"].as_str().unwrap().to_owned();
+        Fixtures {
+            other: self.member_id("13800138001").await,
+            erased: self.member_id("13800138002").await,
+            merged: self.member_id("13800138003").await,
+            member,
+            store: id(&store),
+            operator: id(&operator),
+            spare_key: spare["key"]["id"].as_str().unwrap().to_owned(),
+            template: id(&template),
+            coupon: coupon["code"].as_str().unwrap().to_owned(),
+            pool: id(&pool),
+            job: id(&job),
+        }
+    }
+}
+
+impl Fixtures {
+    /// The concrete path for a route template.
+    fn path(&self, template: &str) -> String {
+        let id = if template.starts_with("/v1/members/{id}/erase") {
+            &self.erased
+        } else if template.starts_with("/v1/members") {
+            &self.member
+        } else if template.starts_with("/v1/stores") {
+            &self.store
+        } else if template.starts_with("/v1/operators") {
+            &self.operator
+        } else if template.starts_with("/v1/api-keys") {
+            &self.spare_key
+        } else if template.starts_with("/v1/coupon-templates") {
+            &self.template
+        } else if template.starts_with("/v1/partner-pools") {
+            &self.pool
+        } else if template.starts_with("/v1/bulk-jobs") {
+            &self.job
+        } else {
+            ""
+        };
+        assert!(
+            !template.contains("{id}") || !id.is_empty(),
+            "{template} takes an ID this test does not know how to fill: add it to Fixtures::path"
+        );
+        let order = if template.starts_with("/v1/checkout") {
+            "SALE-1"
+        } else {
+            "ORD-1"
+        };
+        let reference = if template.contains("/plans/") {
+            "PLAN-1"
+        } else {
+            "TOP-1"
+        };
+        template
+            .replace("{id}", id)
+            .replace("{order_id}", order)
+            .replace("{code}", &self.coupon)
+            .replace("{reference}", reference)
+            .replace("{kind}", "members")
+            + match template {
+                "/v1/reports/plan-renewals" => "?from=2026-01-01T00:00:00Z&to=2027-01-01T00:00:00Z",
+                "/v1/reports/benefit-usage" => "?from=2026-01-01&to=2026-12-31",
+                _ => "",
+            }
+    }
+
+    /// A body the route accepts, unique to the role calling it (so that two roles' calls are
+    /// two requests, not replays), or `None` for routes without a body.
+    fn body(&self, method: &str, template: &str, role: &str, h: &Harness) -> Option<Value> {
+        let r = |prefix: &str| format!("{prefix}-{role}");
+        let sale_lines = json!([{"sku": "TEE", "category": "apparel", "quantity": 1, "amount": 20_000}]);
+        let phone = |n: usize| {
+            let i = ROLES.iter().position(|x| *x == role).unwrap_or(9);
+            format!("139{n:04}{i:04}")
+        };
+        Some(match (method, template) {
+            ("patch", _) => json!({}),
+            ("post", "/v1/auth/login") => {
+                json!({"username": h.admin_username, "password": h.admin_password})
+            }
+            ("post", "/v1/api-keys") => json!({"name": r("key"), "role": "clerk"}),
+            ("post", "/v1/operators") => json!({
+                "username": format!("{}-{}", r("op"), huiyuan_core::crypto::random_token(4).to_lowercase()),
+                "display_name": "x", "role": "clerk", "password": "long enough pw"}),
+            ("post", "/v1/stores") => json!({"code": r("S"), "name": "店"}),
+            ("post", "/v1/segments/preview") => json!({}),
+            ("post", "/v1/members") => json!({"phone": phone(1)}),
+            ("post", "/v1/members/search") => json!({"filter": {"phone": "13800138000"}}),
+            ("post", "/v1/members/{id}/merge") => json!({"merge_from": self.merged}),
+            ("post", "/v1/codes/verify") => json!({"code": "123456"}),
+            ("post", "/v1/till/identify") => {
+                json!({"phone": "13800138000", "enrol_if_unknown": false})
+            }
+            ("put", "/v1/programme") => {
+                serde_json::from_str(huiyuan_domain::loyalty::programme::DEMO_PROGRAMME_JSON).unwrap()
+            }
+            ("post", "/v1/programme/preview") => json!({"channel": "pos", "lines": sale_lines,
+                "paid_amount": 20_000, "member": {"tier": "gold"}}),
+            ("post", "/v1/transactions") => sale(&r("ORD"), &self.member, 200),
+            ("post", "/v1/transactions/batch") => {
+                json!({"purchases": [sale(&r("BATCH"), &self.member, 200)]})
+            }
+            ("post", p) if p.ends_with("/refunds") || p.ends_with("/refund") => {
+                json!({"refund_id": r("RF")})
+            }
+            ("post", p) if p.ends_with("/points/adjustments") => {
+                json!({"points": 5, "reason": "matrix", "reference": r("ADJ")})
+            }
+            ("post", p) if p.ends_with("/points/redemptions") => {
+                json!({"points": 5, "reference": r("RED")})
+            }
+            ("post", p) if p.ends_with("/points/transfers") => {
+                json!({"to_member_id": self.other, "points": 5, "reference": r("TR")})
+            }
+            ("post", p) if p.ends_with("/points/actions") => {
+                json!({"action": "check_in", "reference": r("ACT")})
+            }
+            ("post", "/v1/coupon-templates") => json!({"name": r("T"),
+                "offer": {"kind": "fixed_amount", "amount": 500},
+                "validity": {"kind": "days_after_issue", "days": 30}}),
+            ("post", p) if p.ends_with("/issue-bulk") => {
+                json!({"member_ids": [self.member], "reference": r("BULK")})
+            }
+            ("post", p) if p.ends_with("/coupons") || p.ends_with("/rewards") => {
+                json!({"template_id": self.template, "reference": r("CPN")})
+            }
+            ("post", p) if p.ends_with("/coupons/claim") => json!({"claim_code": "NOSUCHCODE"}),
+            ("post", p) if p.ends_with("/redeem") => json!({"order_id": r("CR"),
+                "member_id": self.member, "channel": "pos", "lines": sale_lines}),
+            ("post", "/v1/partner-pools") => json!({"name": r("pool"), "partner": "P"}),
+            ("post", p) if p.ends_with("/codes") => json!({"codes": [r("C")]}),
+            ("post", p) if p.ends_with("/partner-codes") => {
+                json!({"pool_id": self.pool, "reference": r("PC")})
+            }
+            ("post", p) if p.ends_with("/plans") => {
+                json!({"plan": "plus", "reference": r("PLAN"), "pay_with": "money"})
+            }
+            ("post", p) if p.ends_with("/perk-uses") => {
+                json!({"perk": "免費禮品包裝 Free gift wrap", "reference": r("PERK")})
+            }
+            ("post", p) if p.ends_with("/wallet/top-ups") => {
+                json!({"reference": r("TOP"), "amount": 1_000})
+            }
+            ("post", "/v1/checkout/quote") => {
+                json!({"member_id": self.member, "channel": "pos", "lines": sale_lines})
+            }
+            ("post", "/v1/checkout/commit") => json!({"order_id": r("SALE"),
+                "member_id": self.member, "channel": "pos", "lines": sale_lines}),
+            _ => return None,
+        })
+    }
+
+    /// Uploads for the import routes are CSV, not JSON.
+    fn upload(&self, template: &str, role: &str) -> Option<String> {
+        let i = ROLES.iter().position(|x| *x == role).unwrap_or(9);
+        match template {
+            "/v1/imports/members" => Some(format!("phone\n1370000{i:04}\n")),
+            "/v1/imports/transactions" => Some(format!(
+                "order_id,phone,occurred_at,amount\nIMP-{role},13800138000,2026-01-02 10:00,88.00\n"
+            )),
+            _ => None,
+        }
+    }
+}
+
+/// Every operation in the OpenAPI document, called by each role and without a key: a role the
+/// table does not list gets `403 forbidden` and changes nothing it could show; a role it lists is
+/// let through (whatever the route then decides: 2xx, 404, 409 or 422, never 401/403/5xx).
+async fn every_route_answers_each_role_as_written(backend: Backend) {
+    let h = Harness::start(backend).await;
+    let fixtures = h.fixtures().await;
+    let mut keys = Vec::new();
+    for role in ROLES {
+        keys.push((role, h.key_for(role).await));
+    }
+    let (_, doc) = h.call(None, Method::GET, "/openapi.json", None).await;
+    let mut documented = Vec::new();
+    for (template, item) in doc["paths"].as_object().unwrap() {
+        for method in item.as_object().unwrap().keys() {
+            documented.push((method.clone(), template.clone()));
+        }
+    }
+    for (method, template, _) in ROUTE_ROLES {
+        assert!(
+            documented.iter().any(|(m, t)| m == method && t == template),
+            "ROUTE_ROLES lists {method} {template}, which the OpenAPI document does not have"
+        );
+    }
+    let mut checked = 0;
+    let mut wrong = Vec::new();
+    for (method, template) in &documented {
+        let Some((_, _, allowed)) = ROUTE_ROLES.iter().find(|(m, t, _)| m == method && t == template) else {
+            panic!(
+                "{method} {template} is not in ROUTE_ROLES (tests/api/security.rs): write down who may call it"
+            )
+        };
+        let path = fixtures.path(template);
+        let m = Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
+        let send = |key: Option<&str>, role: &str| {
+            let mut req = h.http.request(m.clone(), format!("{}{path}", h.base));
+            if let Some(k) = key {
+                req = req.bearer_auth(k);
+            }
+            if let Some(csv) = fixtures.upload(template, role) {
+                req = req.header("content-type", "text/csv").body(csv);
+            } else if let Some(body) = fixtures.body(method, template, role, &h) {
+                req = req.json(&body);
+            }
+            async move {
+                let res = req.send().await.unwrap();
+                let status = res.status();
+                let text = res.text().await.unwrap();
+                (
+                    status,
+                    serde_json::from_str::<Value>(&text).unwrap_or(Value::String(text)),
+                )
+            }
+        };
+        if *allowed == PUBLIC {
+            let (s, b) = send(None, "anonymous").await;
+            assert!(s.is_success(), "{method} {template} is public: {s} {b}");
+            checked += 1;
+            continue;
+        }
+        let (s, b) = send(None, "anonymous").await;
+        assert_eq!(
+            s,
+            StatusCode::UNAUTHORIZED,
+            "{method} {template} without a key: {b}"
+        );
+        // Least privileged first, so that a forbidden call is made before an allowed one changes
+        // the record.
+        for (role, key) in keys.iter().rev() {
+            let (s, b) = send(Some(key), role).await;
+            let may = allowed.split_whitespace().any(|r| r == *role);
+            // Let through: the route decided (a business outcome), on a request it could read.
+            let malformed =
+                ["invalid_request_body", "invalid_query"].contains(&b["code"].as_str().unwrap_or_default());
+            let let_through = !malformed
+                && (s.is_success()
+                    || [
+                        StatusCode::NOT_FOUND,
+                        StatusCode::CONFLICT,
+                        StatusCode::UNPROCESSABLE_ENTITY,
+                    ]
+                    .contains(&s));
+            if may && !let_through {
+                wrong.push(format!("{role} may call {method} {template} but got {s} {b}"));
+            } else if !may && (s, b["code"].as_str()) != (StatusCode::FORBIDDEN, Some("forbidden")) {
+                wrong.push(format!("{role} may not call {method} {template} but got {s} {b}"));
+            }
+            checked += 1;
+        }
+    }
+    assert!(
+        wrong.is_empty(),
+        "{} of {checked} calls answered otherwise than written:\n{}",
+        wrong.len(),
+        wrong.join("\n")
+    );
+    assert!(checked >= ROUTE_ROLES.len(), "checked {checked}");
+    // The matrix ran every kind of write at least once; the books still balance.
+    h.verify_ok().await;
+}
+
+/// Search input that tries SQL injection, patterns, control characters or sheer size: a clear
+/// 4xx or an empty result, never a 5xx, never another member.
+async fn hostile_search_input_is_answered_safely(backend: Backend) {
+    let h = Harness::start(backend).await;
+    let m = h
+        .enrol(json!({"phone": "13800138000", "name": "王小明", "tags": ["vip"]}))
+        .await;
+    h.enrol(json!({"phone": "13900139000", "name": "李四"})).await;
+    let hostile = [
+        "' OR '1'='1",
+        "'; DROP TABLE members; --",
+        "\" OR 1=1 --",
+        "%",
+        "_",
+        "*",
+        "\\",
+        "王%",
+        "1' UNION SELECT secret_hash FROM api_keys --",
+        "\u{0}",
+        "\u{202e}gnp.exe",
+    ];
+    for value in hostile {
+        for field in [
+            "phone",
+            "name_prefix",
+            "tag",
+            "external_id",
+            "email",
+            "card_number",
+        ] {
+            let (s, b) = h
+                .admin(
+                    Method::POST,
+                    "/v1/members/search",
+                    Some(json!({"filter": {field: value}})),
+                )
+                .await;
+            assert!(
+                s.is_client_error() || s.is_success(),
+                "{field}={value:?}: {s} {b}"
+            );
+            if s.is_success() {
+                assert_eq!(b["data"], json!([]), "{field}={value:?} matched: {b}");
+            } else {
+                assert!(b["code"].is_string(), "{field}={value:?}: {b}");
+            }
+        }
+        for query in [
+            format!("/v1/members?tag={value}"),
+            format!("/v1/members?status={value}"),
+        ] {
+            let url = format!("{}{}", h.base, query);
+            let res = h
+                .http
+                .get(reqwest::Url::parse(&url).unwrap())
+                .bearer_auth(&h.admin_key)
+                .send()
+                .await
+                .unwrap();
+            assert!(
+                res.status().is_client_error() || res.status().is_success(),
+                "{query}: {}",
+                res.status()
+            );
+        }
+    }
+    // Oversized: a 1 MiB name filter, a 3 MiB body, 10,000 tags.
+    let huge = "王".repeat(350_000);
+    let (s, b) = h
+        .admin(
+            Method::POST,
+            "/v1/members/search",
+            Some(json!({"filter": {"name_prefix": huge}})),
+        )
+        .await;
+    assert!(
+        s == StatusCode::UNPROCESSABLE_ENTITY || s == StatusCode::PAYLOAD_TOO_LARGE,
+        "{s} {b}"
+    );
+    let big_body = "x".repeat(3 * 1024 * 1024);
+    let (s, _) = h
+        .admin(
+            Method::POST,
+            "/v1/members",
+            Some(json!({"phone": "13700137000", "name": big_body})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::PAYLOAD_TOO_LARGE);
+    let tags: Vec<String> = (0..10_000).map(|i| format!("t{i}")).collect();
+    let (s, b) = h
+        .admin(
+            Method::POST,
+            "/v1/members",
+            Some(json!({"phone": "13700137001", "tags": tags})),
+        )
+        .await;
+    assert_problem(s, &b, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed");
+    assert_eq!(field_of(&b), "tags");
+    // None of it changed anything: still the two members, the first one intact.
+    assert_eq!(h.member_count().await, 2);
+    let (_, still) = h
+        .admin(
+            Method::GET,
+            &format!("/v1/members/{}", m["id"].as_str().unwrap()),
+            None,
+        )
+        .await;
+    assert_eq!(still["tags"], json!(["vip"]));
+}
+
+both_backends!(
+    every_route_answers_each_role_as_written,
+    hostile_search_input_is_answered_safely,
+);
