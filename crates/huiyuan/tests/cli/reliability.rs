@@ -308,6 +308,8 @@ async fn schemathesis_finds_no_server_errors() {
     let report = data.join("report");
     let out = tokio::task::spawn_blocking(move || {
         Command::new(exe)
+            // Its cache of crashes goes beside the report, not into the source tree.
+            .current_dir(&data)
             .args([
                 "--no-color",
                 "run",
