@@ -760,7 +760,72 @@ pub async fn crash(
             break;
         }
     }
+    problems.extend(check_the_checker(&client, &all, &fixture, &run).await?);
     Ok(problems)
+}
+
+/// A checker that cannot fail proves nothing: after the run, the journal gets three
+/// acknowledgements that never happened — a purchase never sent, a second redemption of a
+/// redeemed coupon, a top-up never made — and the checks must name each of them.
+async fn check_the_checker(
+    client: &Client,
+    all: &[(Op, Outcome)],
+    fixture: &Fixture,
+    run: &str,
+) -> Result<Vec<String>, AnyError> {
+    let member = fixture.members[0].clone();
+    let ghost_order = format!("{run}-GHOST");
+    let ghost_top_up = format!("{run}-GHOST-TOP-UP");
+    let mut forged: Vec<(Op, Outcome)> = all.to_vec();
+    forged.push((
+        Op::Purchase {
+            order_id: ghost_order.clone(),
+            member: member.clone(),
+            body: Value::Null,
+        },
+        Outcome::Acked(Value::Null),
+    ));
+    forged.push((
+        Op::TopUp {
+            member,
+            reference: ghost_top_up.clone(),
+            amount: 1,
+        },
+        Outcome::Acked(Value::Null),
+    ));
+    let redeemed = all.iter().find_map(|(op, outcome)| match (op, outcome) {
+        (Op::Redeem { code, .. }, Outcome::Acked(_)) => Some(code.clone()),
+        _ => None,
+    });
+    if let Some(code) = &redeemed {
+        forged.push((
+            Op::Redeem {
+                code: code.clone(),
+                order_id: format!("{run}-GHOST-REDEMPTION"),
+                body: Value::Null,
+            },
+            Outcome::Acked(Value::Null),
+        ));
+    }
+    let found = check(client, &forged).await?;
+    let mut missed = Vec::new();
+    let mut expect = |what: &str, needle: &str| {
+        if !found.iter().any(|p| p.contains(needle)) {
+            missed.push(format!("the checks missed a forged {what} ({needle}): {found:?}"));
+        }
+    };
+    expect("purchase", &ghost_order);
+    expect("top-up", &ghost_top_up);
+    if let Some(code) = &redeemed {
+        expect("second redemption", code);
+    }
+    if missed.is_empty() {
+        println!(
+            "the checks caught all {} forged acknowledgements",
+            2 + usize::from(redeemed.is_some())
+        );
+    }
+    Ok(missed)
 }
 
 /// Sends ops (a pair racing for one coupon, or one op) at once, on different nodes.
