@@ -199,9 +199,11 @@ enum BenchCommand {
         #[arg(long, env = "HUIYUAN_BENCH_KEY", hide_env_values = true)]
         key: String,
         /// Requests per second, one step per value.
-        #[arg(long, value_delimiter = ',', default_value = "100,200,400,800")]
+        #[arg(long, value_delimiter = ',', default_value = "100,200,400,800",
+              value_parser = clap::value_parser!(u32).range(1..))]
         rates: Vec<u32>,
-        #[arg(long, default_value_t = 15)]
+        /// Seconds per step.
+        #[arg(long, default_value_t = 15, value_parser = clap::value_parser!(u64).range(1..))]
         seconds: u64,
         /// Requests in flight at most; beyond it the schedule slips and latency shows it.
         #[arg(long, default_value_t = 256)]
