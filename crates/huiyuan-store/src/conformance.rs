@@ -851,6 +851,56 @@ pub async fn purchase_facts_page_by_member_then_time(s: Arc<dyn Storage>) {
     assert_eq!(after_first.len(), 2);
     assert!(tx.entries_in_order(&b.id, None, 10).await.unwrap().is_empty());
     assert!(tx.coupons_in_order(&b.id, None, 10).await.unwrap().is_empty());
+
+    // Totals since a few instants (summed by the database) and since many (an import's: summed
+    // from the rows) agree, and match what the purchases say.
+    let ids: Vec<MemberId> = members.iter().map(|m| m.id.clone()).collect();
+    let few: Vec<OffsetDateTime> = [4, 2]
+        .iter()
+        .map(|d| now() - time::Duration::days(*d) - time::Duration::hours(1))
+        .collect();
+    let mut many: Vec<OffsetDateTime> = (0..40).map(|h| now() - time::Duration::hours(h * 3)).collect();
+    many.extend(&few);
+    let by_member =
+        |v: Vec<(MemberId, Vec<PurchaseTotals>)>| v.into_iter().collect::<std::collections::HashMap<_, _>>();
+    let summed = by_member(tx.purchase_totals_since(&b.id, &ids, &few).await.unwrap());
+    let walked = by_member(tx.purchase_totals_since(&b.id, &ids, &many).await.unwrap());
+    assert_eq!(summed.len(), 3);
+    assert_eq!(walked.len(), 3);
+    for (i, m) in ids.iter().enumerate() {
+        assert_eq!(&walked[m][40..], &summed[m][..], "member {i}");
+        // Since 2 days and an hour ago: the purchases of 1 and 2 days ago.
+        let want = |n: i64| {
+            let refunded = match (i, n) {
+                (0, 2) => 2_000,
+                (1, 3) => 500,
+                _ => 0,
+            };
+            (10 * n, 1_000 * n - refunded, i64::from(refunded != 1_000 * n))
+        };
+        let (p1, s1, v1) = want(1);
+        let (p2, s2, v2) = want(2);
+        let (p3, s3, v3) = want(3);
+        assert_eq!(
+            summed[m][1],
+            PurchaseTotals {
+                points: p1 + p2,
+                spend: s1 + s2,
+                visits: v1 + v2
+            }
+        );
+        assert_eq!(
+            summed[m][0],
+            PurchaseTotals {
+                points: p1 + p2 + p3,
+                spend: s1 + s2 + s3,
+                visits: v1 + v2 + v3
+            }
+        );
+        // Since now: nothing; since 3 hours ago: nothing either (the newest was a day ago).
+        assert_eq!(walked[m][0], PurchaseTotals::default());
+        assert_eq!(walked[m][1], PurchaseTotals::default());
+    }
 }
 
 /// The dashboard's readers: purchases by store and channel, baskets with their lines, enrolments

@@ -79,10 +79,6 @@ impl PurchaseQueue {
     }
 }
 
-/// Instants summed per query: a batch of today's sales needs three (day, month, tier window);
-/// an import spanning many days needs more, in a few queries.
-const INSTANTS_PER_QUERY: usize = 16;
-
 /// What a batch knows about its members' purchases since the instants the caps and the tier
 /// window start: the stored totals (read once for the batch) and the sales of this batch
 /// (added as they are recorded).
@@ -110,11 +106,13 @@ impl Totals {
         if members.is_empty() {
             return Ok(totals);
         }
-        for chunk in instants.chunks(INSTANTS_PER_QUERY) {
-            for (member, sums) in tx.purchase_totals_since(brand, members, chunk).await? {
-                let known = totals.stored.entry(member).or_default();
-                known.extend(chunk.iter().copied().zip(sums));
-            }
+        // One read: a batch of today's sales asks for three instants (day, month, tier window),
+        // which the database sums; an import spanning months asks for many, which the store
+        // sums from one read of the rows.
+        for (member, sums) in tx.purchase_totals_since(brand, members, &instants).await? {
+            totals
+                .stored
+                .insert(member, instants.iter().copied().zip(sums).collect());
         }
         Ok(totals)
     }
