@@ -684,7 +684,7 @@ pub async fn crash(
                             }]
                         }
                     };
-                    let mut sent = futures_join(&client, &ops, n).await;
+                    let mut sent = send_together(&client, &ops, n).await;
                     // Like a till, retry what got no answer, a little later, until it gets one
                     // (a server is down for a moment) or the round ends (settled below).
                     let mut attempt = 0;
@@ -829,7 +829,7 @@ async fn check_the_checker(
 }
 
 /// Sends ops (a pair racing for one coupon, or one op) at once, on different nodes.
-async fn futures_join(client: &Client, ops: &[Op], n: usize) -> Vec<Outcome> {
+async fn send_together(client: &Client, ops: &[Op], n: usize) -> Vec<Outcome> {
     let mut tasks = tokio::task::JoinSet::new();
     for (k, op) in ops.iter().enumerate() {
         let (client, op) = (client.clone(), op.clone());
