@@ -78,19 +78,6 @@ pub struct BulkJobView {
     pub finished_at: Option<OffsetDateTime>,
 }
 
-/// Stores a job made by [`Core::new_bulk_job`]; its reference taken by a concurrent request
-/// in the meantime is a conflict to retry (the retry then finds that job).
-pub(crate) async fn insert_queued(tx: &mut dyn huiyuan_store::Tx, job: &BulkJobRecord) -> Result<()> {
-    if tx.insert_bulk_job(job).await? {
-        Ok(())
-    } else {
-        Err(CoreError::conflict(
-            "reference_reused",
-            "this reference is being used concurrently; retry",
-        ))
-    }
-}
-
 pub(crate) fn view(j: &BulkJobRecord) -> Result<BulkJobView> {
     Ok(BulkJobView {
         import: crate::transfer::jobs::import_summary(j)?,
@@ -177,19 +164,36 @@ impl Core {
             member_ids,
         })
         .map_err(|e| CoreError::Corrupt(e.to_string()))?;
-        insert_queued(&mut *tx, &job).await?;
-        self.audit(
-            &mut *tx,
-            actor,
-            "coupons.bulk_issue_requested",
-            ("bulk_job", job.id.as_str()),
-            serde_json::json!({ "template_id": template.id, "members": job.total, "reference": job.reference,
-                "segment": input.segment }),
-        )
-        .await?;
+        let requested = serde_json::json!({ "template_id": template.id, "members": job.total,
+            "reference": job.reference, "segment": input.segment });
+        let queued = self
+            .queue_bulk_job(tx, actor, &job, "coupons.bulk_issue_requested", requested)
+            .await?;
+        Ok((queued, true))
+    }
+
+    /// Stores a job made by [`Core::new_bulk_job`] with its audit record, commits, and starts
+    /// it. Its reference taken by a concurrent request in the meantime is a conflict to retry
+    /// (the retry then finds that job).
+    pub(crate) async fn queue_bulk_job(
+        &self,
+        mut tx: Box<dyn huiyuan_store::Tx>,
+        actor: &Actor,
+        job: &BulkJobRecord,
+        action: &str,
+        detail: serde_json::Value,
+    ) -> Result<BulkJobView> {
+        if !tx.insert_bulk_job(job).await? {
+            return Err(CoreError::conflict(
+                "reference_reused",
+                "this reference is being used concurrently; retry",
+            ));
+        }
+        self.audit(&mut *tx, actor, action, ("bulk_job", job.id.as_str()), detail)
+            .await?;
         tx.commit().await?;
         self.start_bulk_jobs();
-        Ok((view(&job)?, true))
+        view(job)
     }
 
     /// A queued job of the caller's, its `input` still to fill in.

@@ -14,7 +14,7 @@ use sha2::{Digest, Sha256};
 
 use super::export::hex;
 use super::import::{parse_file, ImportKind, ImportOptions, ImportReport, Rejection, IMPORT_BATCH};
-use crate::commerce::bulk::{insert_queued, view, BulkFailure, BulkJobView, ISSUE_COUPONS, LEASE};
+use crate::commerce::bulk::{view, BulkFailure, BulkJobView, ISSUE_COUPONS, LEASE};
 use crate::{Actor, Core, CoreError, Result};
 
 pub const IMPORT_MEMBERS: &str = "members.import";
@@ -117,19 +117,12 @@ impl Core {
         if let Some(existing) = tx.get_bulk_job_by_reference(brand, kind_name, &reference).await? {
             return Ok((view(&existing)?, false));
         }
-        insert_queued(&mut *tx, &job).await?;
-        self.audit(
-            &mut *tx,
-            actor,
-            "import.requested",
-            ("bulk_job", job.id.as_str()),
-            serde_json::json!({ "kind": kind.as_str(), "items": job.total, "bytes": bytes.len(),
-                "reference": reference }),
-        )
-        .await?;
-        tx.commit().await?;
-        self.start_bulk_jobs();
-        Ok((view(&job)?, true))
+        let requested = serde_json::json!({ "kind": kind.as_str(), "items": job.total,
+            "bytes": bytes.len(), "reference": reference });
+        let queued = self
+            .queue_bulk_job(tx, actor, &job, "import.requested", requested)
+            .await?;
+        Ok((queued, true))
     }
 
     /// Every rejected line of an import job so far.
