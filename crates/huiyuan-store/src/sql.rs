@@ -404,11 +404,11 @@ impl Query {
     }
 }
 
-/// [`Tx`] over any [`SqlConnection`].
 /// Instants summed by one aggregate query in [`Tx::purchase_totals_since`]; beyond, the rows
 /// are summed in memory.
 const SUMS_PER_QUERY: usize = 16;
 
+/// [`Tx`] over any [`SqlConnection`].
 pub struct SqlTx {
     conn: Box<dyn SqlConnection>,
 }
