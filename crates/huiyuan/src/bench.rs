@@ -167,6 +167,15 @@ impl std::fmt::Display for HttpFigures {
     }
 }
 
+/// The `q` quantile (nearest rank) of sorted latencies, in milliseconds; 0 when there are none.
+pub fn percentile_ms(sorted: &[Duration], q: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let i = ((sorted.len() as f64 * q).ceil() as usize).clamp(1, sorted.len()) - 1;
+    sorted[i].as_secs_f64() * 1e3
+}
+
 /// Serves the API on an ephemeral local port; the server runs until the process ends.
 pub async fn serve(core: &Core) -> Result<SocketAddr, AnyError> {
     let config = huiyuan_api::ApiConfig {
@@ -273,10 +282,7 @@ pub async fn http(
     }
     let seconds = started.elapsed().as_secs_f64();
     latencies.sort_unstable();
-    let pick = |q: f64| {
-        let i = ((latencies.len() as f64 * q).ceil() as usize).clamp(1, latencies.len().max(1)) - 1;
-        latencies.get(i).map_or(0.0, |d| d.as_secs_f64() * 1e3)
-    };
+    let pick = |q: f64| percentile_ms(&latencies, q);
     Ok(HttpFigures {
         requests: latencies.len(),
         errors,

@@ -146,6 +146,53 @@ enum LedgerCommand {
 
 #[derive(Subcommand)]
 enum BenchCommand {
+    #[command(flatten)]
+    Engine(EngineBench),
+    /// A realistic mix against running servers (70% purchases, 15% quotes, 10% member reads,
+    /// 5% coupon redemptions) at fixed rates: throughput and p50/p99/p99.9 per route, and the
+    /// rate at which p99 passes 50 ms.
+    Load {
+        /// Base URL of a node; give it once per node to spread the load over several.
+        #[arg(long = "url", required = true)]
+        urls: Vec<String>,
+        /// An API key of the brand (admin: the load issues coupons and may enrol members).
+        #[arg(long, env = "HUIYUAN_BENCH_KEY", hide_env_values = true)]
+        key: String,
+        /// Requests per second, one step per value.
+        #[arg(long, value_delimiter = ',', default_value = "100,200,400,800",
+              value_parser = clap::value_parser!(u32).range(1..))]
+        rates: Vec<u32>,
+        /// Seconds per step.
+        #[arg(long, default_value_t = 15, value_parser = clap::value_parser!(u64).range(1..))]
+        seconds: u64,
+        /// Requests in flight at most; beyond it the schedule slips and latency shows it.
+        #[arg(long, default_value_t = 256)]
+        connections: usize,
+    },
+    /// Crash safety: runs `serve` processes of its own, loads them, kills one with SIGKILL at a
+    /// random moment `kills` times, restarts it, and checks after each kill that every
+    /// acknowledged request is there, every retried one had one effect, no coupon was redeemed
+    /// twice and every ledger and wallet verifies. Exits 1 on any broken invariant.
+    Crash {
+        #[arg(long, default_value_t = 20)]
+        kills: usize,
+        /// PostgreSQL URL (an empty database of its own); embedded SQLite when absent.
+        #[arg(long)]
+        database: Option<String>,
+        /// Server processes on the same database (SQLite: 1).
+        #[arg(long, default_value_t = 1)]
+        nodes: usize,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Folder for the installation's key, SQLite files and server logs (kept on failure).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
+}
+
+/// Benchmarks of the engine itself, in this process, on a database of their own.
+#[derive(Subcommand)]
+enum EngineBench {
     /// Purchase ingestion (rules, ledger, tier; durably committed): the batch use case, or with
     /// --http single `POST /v1/transactions` requests to an in-process server.
     Purchases {
@@ -187,46 +234,6 @@ enum BenchCommand {
         sales: usize,
         #[arg(long, default_value_t = 16)]
         concurrency: usize,
-    },
-    /// A realistic mix against running servers (70% purchases, 15% quotes, 10% member reads,
-    /// 5% coupon redemptions) at fixed rates: throughput and p50/p99/p99.9 per route, and the
-    /// rate at which p99 passes 50 ms.
-    Load {
-        /// Base URL of a node; give it once per node to spread the load over several.
-        #[arg(long = "url", required = true)]
-        urls: Vec<String>,
-        /// An API key of the brand (admin: the load issues coupons and may enrol members).
-        #[arg(long, env = "HUIYUAN_BENCH_KEY", hide_env_values = true)]
-        key: String,
-        /// Requests per second, one step per value.
-        #[arg(long, value_delimiter = ',', default_value = "100,200,400,800",
-              value_parser = clap::value_parser!(u32).range(1..))]
-        rates: Vec<u32>,
-        /// Seconds per step.
-        #[arg(long, default_value_t = 15, value_parser = clap::value_parser!(u64).range(1..))]
-        seconds: u64,
-        /// Requests in flight at most; beyond it the schedule slips and latency shows it.
-        #[arg(long, default_value_t = 256)]
-        connections: usize,
-    },
-    /// Crash safety: runs `serve` processes of its own, loads them, kills one with SIGKILL at a
-    /// random moment `kills` times, restarts it, and checks after each kill that every
-    /// acknowledged request is there, every retried one had one effect, no coupon was redeemed
-    /// twice and every ledger and wallet verifies. Exits 1 on any broken invariant.
-    Crash {
-        #[arg(long, default_value_t = 20)]
-        kills: usize,
-        /// PostgreSQL URL (an empty database of its own); embedded SQLite when absent.
-        #[arg(long)]
-        database: Option<String>,
-        /// Server processes on the same database (SQLite: 1).
-        #[arg(long, default_value_t = 1)]
-        nodes: usize,
-        #[arg(long, default_value_t = 1)]
-        seed: u64,
-        /// Folder for the installation's key, SQLite files and server logs (kept on failure).
-        #[arg(long)]
-        dir: Option<PathBuf>,
     },
     /// The expiry sweep: earns `lots` lots dated more than a year ago, then times the job that
     /// expires them.
@@ -494,10 +501,7 @@ async fn run(command: Command, config: &mut Config) -> Result<(), AnyError> {
 }
 
 async fn run_bench(command: BenchCommand, config: &mut Config) -> Result<(), AnyError> {
-    let storage = match command {
-        BenchCommand::Purchases { ref storage, .. }
-        | BenchCommand::Checkout { ref storage, .. }
-        | BenchCommand::Expiry { ref storage, .. } => storage.clone(),
+    match command {
         // These two talk to servers over HTTP, not to a database.
         BenchCommand::Load {
             urls,
@@ -505,36 +509,23 @@ async fn run_bench(command: BenchCommand, config: &mut Config) -> Result<(), Any
             rates,
             seconds,
             connections,
-        } => return reliability::load(urls, &key, &rates, seconds, connections).await,
+        } => reliability::load(urls, &key, &rates, seconds, connections).await,
         BenchCommand::Crash {
             kills,
             database,
             nodes,
             seed,
             dir,
-        } => {
-            if database.is_none() && nodes > 1 {
-                return Err("SQLite is embedded in one process: --nodes > 1 needs --database".into());
-            }
-            let dir = dir.unwrap_or_else(|| {
-                std::env::temp_dir().join(format!("huiyuan-crash-{}", std::process::id()))
-            });
-            let problems = reliability::crash(kills, database, nodes, seed, &dir).await?;
-            if problems.is_empty() {
-                println!("crash test passed: {kills} kills, every invariant held");
-                let _ = std::fs::remove_dir_all(&dir);
-                return Ok(());
-            }
-            for p in &problems {
-                eprintln!("BROKEN: {p}");
-            }
-            return Err(format!(
-                "{} invariant(s) broken; servers' logs in {}",
-                problems.len(),
-                dir.display()
-            )
-            .into());
-        }
+        } => reliability::crash_command(kills, database, nodes, seed, dir).await,
+        BenchCommand::Engine(bench) => run_engine_bench(bench, config).await,
+    }
+}
+
+async fn run_engine_bench(command: EngineBench, config: &mut Config) -> Result<(), AnyError> {
+    let storage = match &command {
+        EngineBench::Purchases { storage, .. }
+        | EngineBench::Checkout { storage, .. }
+        | EngineBench::Expiry { storage, .. } => storage.clone(),
     };
     apply(config, &storage);
     let scratch = (config.data.is_none() && config.database.is_none())
@@ -557,9 +548,9 @@ async fn run_bench(command: BenchCommand, config: &mut Config) -> Result<(), Any
     result
 }
 
-async fn bench_on(core: &Core, command: BenchCommand) -> Result<(), AnyError> {
+async fn bench_on(core: &Core, command: EngineBench) -> Result<(), AnyError> {
     match command {
-        BenchCommand::Purchases {
+        EngineBench::Purchases {
             members,
             purchases,
             batch,
@@ -590,7 +581,7 @@ async fn bench_on(core: &Core, command: BenchCommand) -> Result<(), AnyError> {
             }
             Ok(())
         }
-        BenchCommand::Checkout {
+        EngineBench::Checkout {
             members,
             sales,
             concurrency,
@@ -604,10 +595,7 @@ async fn bench_on(core: &Core, command: BenchCommand) -> Result<(), AnyError> {
             );
             Ok(())
         }
-        BenchCommand::Load { .. } | BenchCommand::Crash { .. } => {
-            Err("load and crash talk to servers, not to a database".into())
-        }
-        BenchCommand::Expiry { lots, members, .. } => {
+        EngineBench::Expiry { lots, members, .. } => {
             let brand = bench::setup(core, members).await?;
             let long_ago = core.now() - time::Duration::days(400);
             let started = std::time::Instant::now();

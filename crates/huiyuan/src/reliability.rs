@@ -19,6 +19,7 @@ use reqwest::Method;
 use serde_json::{json, Value};
 use tokio::sync::Semaphore;
 
+use crate::bench::percentile_ms;
 use crate::AnyError;
 
 /// A client of one brand, spread over one or more nodes of an installation.
@@ -83,6 +84,26 @@ impl Client {
         Ok(Reply { status, body })
     }
 
+    /// Up to `max` items of a list route (`path` without a query), page after page.
+    async fn list(&self, path: &str, max: usize) -> Result<Vec<Value>, AnyError> {
+        let mut items: Vec<Value> = Vec::new();
+        while items.len() < max {
+            let page_path = match items.last().and_then(|i| i["id"].as_str()) {
+                Some(after) => format!("{path}?limit=100&starting_after={after}"),
+                None => format!("{path}?limit=100"),
+            };
+            let page = self.expect(Method::GET, &page_path, None).await?;
+            let data = page["data"].as_array().cloned().unwrap_or_default();
+            let more = page["has_more"] == json!(true) && !data.is_empty();
+            items.extend(data);
+            if !more {
+                break;
+            }
+        }
+        items.truncate(max);
+        Ok(items)
+    }
+
     /// A request that must succeed (set-up and checks), on the first node.
     async fn expect(&self, method: Method, path: &str, body: Option<Value>) -> Result<Value, AnyError> {
         let reply = self.send(0, method.clone(), path, body.as_ref(), None).await?;
@@ -113,22 +134,12 @@ pub async fn prepare(
         let doc: Value = serde_json::from_str(huiyuan_domain::loyalty::programme::DEMO_PROGRAMME_JSON)?;
         client.expect(Method::PUT, "/v1/programme", Some(doc)).await?;
     }
-    let mut ids = Vec::new();
-    let mut after: Option<String> = None;
-    while ids.len() < members {
-        let path = match &after {
-            Some(a) => format!("/v1/members?limit=100&starting_after={a}"),
-            None => "/v1/members?limit=100".to_owned(),
-        };
-        let page = client.expect(Method::GET, &path, None).await?;
-        let data = page["data"].as_array().cloned().unwrap_or_default();
-        ids.extend(data.iter().filter_map(|m| m["id"].as_str().map(str::to_owned)));
-        if page["has_more"] != json!(true) || data.is_empty() {
-            break;
-        }
-        after = ids.last().cloned();
-    }
-    ids.truncate(members);
+    let mut ids: Vec<String> = client
+        .list("/v1/members", members)
+        .await?
+        .iter()
+        .filter_map(|m| m["id"].as_str().map(str::to_owned))
+        .collect();
     let mut rng = StdRng::seed_from_u64(seed_of(run));
     while ids.len() < members {
         let phone = format!("175{:08}", rng.gen_range(0..100_000_000u32));
@@ -198,10 +209,29 @@ fn seed_of(run: &str) -> u64 {
         .fold(7u64, |h, b| h.wrapping_mul(31).wrapping_add(u64::from(b)))
 }
 
-/// A sale of one to three lines at the till, as the bench's purchases are.
-fn sale_body(rng: &mut StdRng, order_id: &str, member: &str) -> Value {
+/// A basket of one to three lines at the till, as the bench's purchases are: the body of a
+/// quote, and what it paid.
+fn basket_body(rng: &mut StdRng, member: &str) -> (Value, i64) {
     let (lines, paid) = crate::bench::basket(rng);
-    json!({"order_id": order_id, "member_id": member, "channel": "pos", "lines": lines, "paid_amount": paid})
+    (
+        json!({"member_id": member, "channel": "pos", "lines": lines}),
+        paid,
+    )
+}
+
+/// A basket with an order ID: the body of a coupon redemption.
+fn order_body(rng: &mut StdRng, order_id: &str, member: &str) -> Value {
+    let (mut body, _) = basket_body(rng, member);
+    body["order_id"] = json!(order_id);
+    body
+}
+
+/// An order with what was paid: the body of a purchase.
+fn sale_body(rng: &mut StdRng, order_id: &str, member: &str) -> Value {
+    let (mut body, paid) = basket_body(rng, member);
+    body["order_id"] = json!(order_id);
+    body["paid_amount"] = json!(paid);
+    body
 }
 
 // ---- load -------------------------------------------------------------------------------------
@@ -219,14 +249,6 @@ pub struct Step {
     pub routes: Vec<(&'static str, usize, usize, Vec<Duration>)>,
 }
 
-fn percentile(sorted: &[Duration], q: f64) -> f64 {
-    if sorted.is_empty() {
-        return 0.0;
-    }
-    let i = ((sorted.len() as f64 * q).ceil() as usize).clamp(1, sorted.len()) - 1;
-    sorted[i].as_secs_f64() * 1e3
-}
-
 impl Step {
     fn all(&self) -> Vec<Duration> {
         let mut all: Vec<Duration> = self.routes.iter().flat_map(|r| r.3.iter().copied()).collect();
@@ -236,7 +258,7 @@ impl Step {
 
     /// p99 of every request of the step, in ms.
     pub fn p99(&self) -> f64 {
-        percentile(&self.all(), 0.99)
+        percentile_ms(&self.all(), 0.99)
     }
 
     pub fn print(&self) {
@@ -254,10 +276,10 @@ impl Step {
         for (route, n, errors, lat) in rows {
             println!(
                 "| {route} | {n} | {errors} | {:.1} | {:.1} | {:.1} | {:.1} |",
-                percentile(&lat, 0.5),
-                percentile(&lat, 0.99),
-                percentile(&lat, 0.999),
-                percentile(&lat, 1.0)
+                percentile_ms(&lat, 0.5),
+                percentile_ms(&lat, 0.99),
+                percentile_ms(&lat, 0.999),
+                percentile_ms(&lat, 1.0)
             );
         }
     }
@@ -299,8 +321,7 @@ pub async fn load_step(
             let node = n as usize;
             let (route, reply) = match (pick, coupon) {
                 (95.., Some((code, holder))) => {
-                    let mut body = sale_body(&mut rng, &format!("L{tag}"), &holder);
-                    body.as_object_mut().map(|o| o.remove("paid_amount"));
+                    let body = order_body(&mut rng, &format!("L{tag}"), &holder);
                     let path = format!("/v1/coupons/{code}/redeem");
                     (
                         REDEEM,
@@ -312,11 +333,7 @@ pub async fn load_step(
                     (READ, client.send(node, Method::GET, &path, None, None).await)
                 }
                 (70..=84, _) => {
-                    let mut body = sale_body(&mut rng, "", &member);
-                    body.as_object_mut().map(|o| {
-                        o.remove("order_id");
-                        o.remove("paid_amount")
-                    });
+                    let (body, _) = basket_body(&mut rng, &member);
                     (
                         QUOTE,
                         client
@@ -411,7 +428,7 @@ pub async fn load(
 // ---- crash ------------------------------------------------------------------------------------
 
 /// Where the crash test keeps its installation.
-pub struct Installation {
+struct Installation {
     dir: PathBuf,
     database: Option<String>,
     ports: Vec<u16>,
@@ -491,7 +508,8 @@ impl Installation {
         .into())
     }
 
-    /// SIGKILL: no shutdown, no flush, as a power cut or the OOM killer would.
+    /// SIGKILL: no shutdown, no flush of the process's own buffers, as a crash or the OOM
+    /// killer would. (The operating system's page cache survives it: a power cut is not this.)
     fn kill(&mut self, node: usize) -> Result<(), AnyError> {
         if let Some(mut child) = self.servers[node].take() {
             child.kill()?;
@@ -597,10 +615,42 @@ impl Op {
 /// Ops sent during one kill cycle and what the client last heard.
 type Journal = Arc<Mutex<Vec<(Op, Outcome)>>>;
 
-/// `huiyuan bench crash`: `kills` times, load the installation, SIGKILL one node at a random
-/// moment, restart it, settle every unanswered request by retrying it, and check the
-/// invariants. Returns the problems found (empty: passed).
-pub async fn crash(
+/// `huiyuan bench crash`: runs [`crash`] in `dir` (a scratch folder when absent), reports, and
+/// fails naming every broken invariant; the folder, with the servers' logs, is kept then.
+pub async fn crash_command(
+    kills: usize,
+    database: Option<String>,
+    nodes: usize,
+    seed: u64,
+    dir: Option<PathBuf>,
+) -> Result<(), AnyError> {
+    if database.is_none() && nodes > 1 {
+        return Err("SQLite is embedded in one process: --nodes > 1 needs --database".into());
+    }
+    let dir =
+        dir.unwrap_or_else(|| std::env::temp_dir().join(format!("huiyuan-crash-{}", std::process::id())));
+    let problems = crash(kills, database, nodes, seed, &dir).await?;
+    if problems.is_empty() {
+        println!("crash test passed: {kills} kills, every invariant held");
+        let _ = std::fs::remove_dir_all(&dir);
+        return Ok(());
+    }
+    for p in &problems {
+        eprintln!("BROKEN: {p}");
+    }
+    Err(format!(
+        "{} invariant(s) broken; servers' logs in {}",
+        problems.len(),
+        dir.display()
+    )
+    .into())
+}
+
+/// `kills` times: load the installation, SIGKILL one node at a random moment, restart it,
+/// settle every unanswered request by retrying it, and check the invariants over everything
+/// sent so far (a later crash must not lose what an earlier round had). Returns the problems
+/// found (empty: passed).
+async fn crash(
     kills: usize,
     database: Option<String>,
     nodes: usize,
@@ -654,8 +704,7 @@ pub async fn crash(
                             Some((code, holder)) => (0..2)
                                 .map(|k| {
                                     let order_id = format!("{run}-R{n}-{k}");
-                                    let mut body = sale_body(&mut rng, &order_id, &holder);
-                                    body.as_object_mut().map(|o| o.remove("paid_amount"));
+                                    let body = order_body(&mut rng, &order_id, &holder);
                                     Op::Redeem {
                                         code: code.clone(),
                                         order_id,
@@ -942,25 +991,13 @@ async fn check(client: &Client, all: &[(Op, Outcome)]) -> Result<Vec<String>, An
     // Every acknowledged top-up is in the wallet exactly once.
     for (member, references) in &top_ups {
         let mut seen: HashMap<String, usize> = HashMap::new();
-        let mut after: Option<String> = None;
-        loop {
-            let path = match &after {
-                Some(a) => format!("/v1/members/{member}/wallet/entries?limit=100&starting_after={a}"),
-                None => format!("/v1/members/{member}/wallet/entries?limit=100"),
-            };
-            let page = client.expect(Method::GET, &path, None).await?;
-            let data = page["data"].as_array().cloned().unwrap_or_default();
-            for e in &data {
-                if e["kind"] == "top_up" {
-                    *seen
-                        .entry(e["reference"].as_str().unwrap_or_default().to_owned())
-                        .or_default() += 1;
-                }
-            }
-            if page["has_more"] != json!(true) || data.is_empty() {
-                break;
-            }
-            after = data.last().and_then(|e| e["id"].as_str()).map(str::to_owned);
+        let entries = client
+            .list(&format!("/v1/members/{member}/wallet/entries"), usize::MAX)
+            .await?;
+        for e in entries.iter().filter(|e| e["kind"] == "top_up") {
+            *seen
+                .entry(e["reference"].as_str().unwrap_or_default().to_owned())
+                .or_default() += 1;
         }
         for r in references {
             if seen.get(*r) != Some(&1) {
