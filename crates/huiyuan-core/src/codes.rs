@@ -220,7 +220,8 @@ fn check_qr(
 }
 
 // Fuzz target (proptest; cargo-fuzz needs nightly): a till scans whatever is held up to it.
-// Nothing panics, and nothing but the exact payload the brand signed is accepted.
+// Nothing panics, and nothing but the exact payload the brand signed is accepted. (Typed codes:
+// that a wrong digit or a swap fails the check digit is proven in huiyuan_domain::check_digit.)
 #[cfg(test)]
 mod fuzz {
     use proptest::prelude::*;
@@ -279,24 +280,6 @@ mod fuzz {
             let edited: String = chars.into_iter().collect();
             prop_assume!(edited != payload);
             prop_assert!(check_qr(&edited, &brand, &key, NOW).is_err(), "{edited} accepted");
-        }
-
-        /// Typed codes: a single wrong digit or two swapped neighbours never pass the check digit.
-        #[test]
-        fn a_mistyped_short_code_fails_its_check_digit(
-            digits in "[0-9]{17}", at in 0usize..18, wrong in 1u8..10, swap in any::<bool>(),
-        ) {
-            let mut code = digits.clone();
-            code.push(char::from(b'0' + damm_digit(&digits).unwrap_or(0)));
-            prop_assert!(damm_valid(&code));
-            let mut bytes = code.into_bytes();
-            if swap && at < 17 {
-                prop_assume!(bytes[at] != bytes[at + 1]);
-                bytes.swap(at, at + 1);
-            } else {
-                bytes[at] = b'0' + (bytes[at] - b'0' + wrong) % 10;
-            }
-            prop_assert!(!damm_valid(&String::from_utf8(bytes).unwrap()));
         }
     }
 }

@@ -216,17 +216,10 @@ impl Harness {
             json!({"name": "咖啡", "partner": "Café Lu"}),
         )
         .await;
-        let res = self
-            .http
-            .post(format!("{}/v1/imports/members", self.base))
-            .bearer_auth(&self.admin_key)
-            .header("content-type", "text/csv")
-            .body("phone\n13800138111\n")
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(res.status(), StatusCode::ACCEPTED);
-        let job: Value = res.json().await.unwrap();
+        let (s, job) = self
+            .upload("/v1/imports/members", b"phone\n13800138111\n".to_vec())
+            .await;
+        assert_eq!(s, StatusCode::ACCEPTED, "{job}");
         let id = |v: &Value| v["id"].as_str().unwrap().to_owned();
         Fixtures {
             other: self.member_id("13800138001").await,

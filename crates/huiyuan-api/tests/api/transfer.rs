@@ -5,7 +5,7 @@ use super::*;
 
 impl Harness {
     /// Uploads a CSV body; returns the status and the job.
-    async fn upload(&self, path: &str, body: Vec<u8>) -> (StatusCode, Value) {
+    pub(super) async fn upload(&self, path: &str, body: Vec<u8>) -> (StatusCode, Value) {
         let res = self
             .http
             .post(format!("{}{path}", self.base))

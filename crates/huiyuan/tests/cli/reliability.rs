@@ -69,34 +69,38 @@ impl Drop for Node {
     }
 }
 
-fn serve(data: &std::path::Path, database: Option<&str>, name: &str) -> Node {
+/// A `serve` process on `database`, its key in `data`, logging to `data/{name}.log`.
+fn serve(data: &std::path::Path, database: &str, name: &str) -> Node {
     let port = free_port();
-    let log = data.join(format!("{name}.log"));
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_huiyuan"));
-    cmd.args(["serve", "--data", data.to_str().unwrap()])
+    let child = Command::new(env!("CARGO_BIN_EXE_huiyuan"))
+        .args(["serve", "--data", data.to_str().unwrap(), "--database", database])
         .args(["--listen", &format!("127.0.0.1:{port}")])
         // As much logging as the server can produce: nothing secret may be in any of it.
         .env("RUST_LOG", "debug")
         .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap());
-    if let Some(db) = database {
-        cmd.args(["--database", db]);
-    }
+        .stderr(std::fs::File::create(data.join(format!("{name}.log"))).unwrap())
+        .spawn()
+        .unwrap();
     Node {
-        child: cmd.spawn().unwrap(),
+        child,
         base: format!("http://127.0.0.1:{port}"),
     }
 }
 
-fn create_brand(data: &std::path::Path, database: Option<&str>, slug: &str, password: &str) -> String {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_huiyuan"));
-    cmd.args(["brand", "create", "--data", data.to_str().unwrap()])
+fn create_brand(data: &std::path::Path, database: &str, slug: &str, password: &str) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_huiyuan"))
+        .args([
+            "brand",
+            "create",
+            "--data",
+            data.to_str().unwrap(),
+            "--database",
+            database,
+        ])
         .args(["--slug", slug, "--name", "兩個節點", "--admin-username", slug])
-        .env("HUIYUAN_ADMIN_PASSWORD", password);
-    if let Some(db) = database {
-        cmd.args(["--database", db]);
-    }
-    let out = cmd.output().unwrap();
+        .env("HUIYUAN_ADMIN_PASSWORD", password)
+        .output()
+        .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8_lossy(&out.stdout)
         .lines()
@@ -133,8 +137,8 @@ async fn two_nodes_on_one_postgres_agree() {
     let url = private_database_url().await;
     let data = scratch("two-nodes");
     let password = "two nodes, one database";
-    let key = create_brand(&data, Some(&url), "twonodes", password);
-    let (a, b) = (serve(&data, Some(&url), "a"), serve(&data, Some(&url), "b"));
+    let key = create_brand(&data, &url, "twonodes", password);
+    let (a, b) = (serve(&data, &url, "a"), serve(&data, &url, "b"));
     wait_healthy(&a.base).await;
     wait_healthy(&b.base).await;
     let http = reqwest::Client::new();
