@@ -342,18 +342,24 @@ pub fn openapi(state: &AppState) -> serde_json::Value {
     split(state).1
 }
 
-/// The whole HTTP application.
+/// The API alone, its front door the API docs (the tests' application).
 pub fn app(state: AppState) -> Router {
+    let front_door = Router::new().route(
+        "/",
+        axum::routing::get(|| async { axum::response::Redirect::temporary("/docs/") }),
+    );
+    app_with_pages(state, front_door)
+}
+
+/// The whole HTTP application: the API and `pages` (the console, merged in by the binary),
+/// under the same limits, panic guard, request IDs and request log.
+pub fn app_with_pages(state: AppState, pages: Router) -> Router {
     let (router, api) = split(&state);
     let request_id = HeaderName::from_static(REQUEST_ID);
+    let body_limit = state.config.body_limit_bytes;
     router
         .route_layer(axum::middleware::from_fn(middleware::record_metrics))
         .merge(SwaggerUi::new("/docs").external_url_unchecked("/openapi.json", api))
-        // The console arrives at `/console`; until then the front door is the API's own docs.
-        .route(
-            "/",
-            axum::routing::get(|| async { axum::response::Redirect::temporary("/docs/") }),
-        )
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(
@@ -362,7 +368,9 @@ pub fn app(state: AppState) -> Router {
                 "this route does not take that method",
             )
         })
-        .layer(DefaultBodyLimit::max(state.config.body_limit_bytes))
+        .with_state(state)
+        .merge(pages)
+        .layer(DefaultBodyLimit::max(body_limit))
         .layer(axum::middleware::from_fn(middleware::run_to_completion))
         .layer(CatchPanicLayer::custom(|_| {
             ApiError::new(
@@ -397,5 +405,4 @@ pub fn app(state: AppState) -> Router {
         )
         .layer(PropagateRequestIdLayer::new(request_id.clone()))
         .layer(SetRequestIdLayer::new(request_id, MakeId))
-        .with_state(state)
 }

@@ -16,6 +16,7 @@ pub mod error;
 pub mod idempotency;
 pub mod loyalty;
 pub mod members;
+pub mod portal;
 pub mod segments;
 pub mod transfer;
 pub mod views;

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use huiyuan_api::{app, AppState};
+use huiyuan_api::{app_with_pages, AppState};
 use huiyuan_core::clock::SystemClock;
 use huiyuan_core::crypto::MasterKey;
 use huiyuan_core::{Core, CoreConfig};
@@ -789,11 +789,12 @@ async fn serve(
             limits.shrink();
         }
     });
+    let console = huiyuan_console::router(state.core.clone());
     let listener = tokio::net::TcpListener::bind(addr).await?;
     tracing::info!(%addr, backend = storage.backend(), "listening");
     axum::serve(
         listener,
-        app(state).into_make_service_with_connect_info::<SocketAddr>(),
+        app_with_pages(state, console).into_make_service_with_connect_info::<SocketAddr>(),
     )
     .with_graceful_shutdown(shutdown_signal())
     .await?;

@@ -1,0 +1,137 @@
+//! The overview: the analytics KPIs for a date range, a store and a channel, with charts.
+
+use axum::extract::{Query, State};
+use axum::http::StatusCode;
+use axum::response::Response;
+use huiyuan_analytics::kpi::Granularity;
+use huiyuan_core::analytics::KpiQuery;
+use huiyuan_domain::member::Channel;
+use huiyuan_store::Page;
+use minijinja::context;
+use serde::Deserialize;
+use time::macros::format_description;
+use time::Date;
+
+use crate::forms::FieldErrors;
+use crate::render;
+use crate::session::{Operator, PageError};
+use crate::ConsoleState;
+
+#[derive(Deserialize, Default)]
+pub struct Filters {
+    from: Option<String>,
+    to: Option<String>,
+    granularity: Option<String>,
+    store: Option<String>,
+    channel: Option<String>,
+}
+
+pub const CHANNELS: &[(&str, Channel)] = &[
+    ("app", Channel::App),
+    ("mini_program", Channel::MiniProgram),
+    ("web_shop", Channel::WebShop),
+    ("pos", Channel::Pos),
+];
+
+fn date(errors: &mut FieldErrors, field: &str, value: Option<&str>) -> Option<Date> {
+    let v = value.map(str::trim).filter(|v| !v.is_empty())?;
+    match Date::parse(v, format_description!("[year]-[month]-[day]")) {
+        Ok(d) => Some(d),
+        Err(_) => {
+            errors.push(field, "must be a date such as 2026-12-01");
+            None
+        }
+    }
+}
+
+pub async fn show(
+    State(state): State<ConsoleState>,
+    op: Operator,
+    Query(f): Query<Filters>,
+) -> Result<Response, PageError> {
+    op.require_page("/console/dashboard")?;
+    let mut errors = FieldErrors::default();
+    let from = date(&mut errors, "from", f.from.as_deref());
+    let to = date(&mut errors, "to", f.to.as_deref());
+    if let (Some(a), Some(b)) = (from, to) {
+        if a > b {
+            errors.push("to", "must not be before the start");
+        }
+    }
+    let granularity = match f.granularity.as_deref() {
+        Some("week") => Granularity::Week,
+        Some("month") => Granularity::Month,
+        _ => Granularity::Day,
+    };
+    let stores = state.core.list_stores(&op.actor, &Page::first(200)).await?;
+    let store_id = match f.store.as_deref().filter(|s| !s.is_empty()) {
+        Some(s) => match stores.iter().find(|st| st.id.as_str() == s) {
+            Some(st) => Some(st.id.clone()),
+            None => {
+                errors.push("store", "is not a store of this brand");
+                None
+            }
+        },
+        None => None,
+    };
+    let channel = match f.channel.as_deref().filter(|s| !s.is_empty()) {
+        Some(c) => match CHANNELS.iter().find(|(code, _)| *code == c) {
+            Some((_, ch)) => Some(*ch),
+            None => {
+                errors.push("channel", "is not a channel");
+                None
+            }
+        },
+        None => None,
+    };
+    let query = KpiQuery {
+        from: if errors.is_empty() { from } else { None },
+        to: if errors.is_empty() { to } else { None },
+        granularity,
+        store_id: if errors.is_empty() { store_id } else { None },
+        channel: if errors.is_empty() { channel } else { None },
+    };
+    let kpis = match state.core.kpi_report(&op.actor, query).await {
+        Ok(k) => k,
+        Err(e) => {
+            let placed = FieldErrors::from_core(e, &[("from", "from"), ("to", "to")])?;
+            errors.0.extend(placed.0);
+            state
+                .core
+                .kpi_report(
+                    &op.actor,
+                    KpiQuery {
+                        from: None,
+                        to: None,
+                        granularity,
+                        store_id: None,
+                        channel: None,
+                    },
+                )
+                .await?
+        }
+    };
+    let kpis = serde_json::to_value(&kpis).unwrap_or_default();
+    let base = op.context("dashboard");
+    Ok(render::page(
+        if errors.is_empty() {
+            StatusCode::OK
+        } else {
+            StatusCode::UNPROCESSABLE_ENTITY
+        },
+        "dashboard.html",
+        context! {
+            kpis => kpis.clone(),
+            chart_data => kpis.to_string(),
+            stores => stores,
+            channels => CHANNELS.iter().map(|(c, _)| *c).collect::<Vec<_>>(),
+            values => context! {
+                from => f.from, to => f.to,
+                granularity => f.granularity.unwrap_or_else(|| "day".into()),
+                store => f.store, channel => f.channel,
+            },
+            errors => errors.0,
+            ..base,
+        },
+    ))
+}

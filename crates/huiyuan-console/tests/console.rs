@@ -1,0 +1,499 @@
+//! The console and the member pages over real HTTP, on a small demo brand in SQLite: every page
+//! for every role, what each role may open, masking, CSRF, forms that refuse bad input without
+//! changing anything, the member's one-time link, and the browser journey (Playwright driving
+//! Debian's Chromium; see `browser/`).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use huiyuan_api::{app_with_pages, ApiConfig, AppState};
+use huiyuan_core::auth::NewOperator;
+use huiyuan_core::clock::SystemClock;
+use huiyuan_core::crypto::MasterKey;
+use huiyuan_core::{Actor, Core, CoreConfig};
+use huiyuan_domain::access::Role;
+use huiyuan_domain::ids::MemberId;
+use huiyuan_store::Page;
+use reqwest::StatusCode;
+
+const PASSWORD: &str = "console test password";
+
+struct Site {
+    base: String,
+    core: Arc<Core>,
+    admin: Actor,
+    admin_password: String,
+}
+
+/// A demo brand (300 members, two months) served with the console on a free port.
+async fn site() -> Site {
+    let dir =
+        std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("console-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join(format!("{}.db", huiyuan_core::crypto::random_token(8)));
+    let storage: Arc<dyn huiyuan_store::Storage> =
+        Arc::new(huiyuan_store_sqlite::SqliteStorage::open(&file).await.unwrap());
+    let master = MasterKey::generate();
+    let today = time::OffsetDateTime::now_utc()
+        .to_offset(time::macros::offset!(+8))
+        .date();
+    let options = huiyuan_demo::DemoOptions {
+        members: 300,
+        months: 2,
+        seed: 7,
+        until: today,
+    };
+    let made = huiyuan_demo::generate(storage.clone(), &master, &options, &|_, _, _| {})
+        .await
+        .unwrap();
+    let core = Core::new(storage, &master, Arc::new(SystemClock), CoreConfig::default());
+    let admin = Actor::system(made.brand_id.clone());
+    for role in [Role::Marketer, Role::Clerk, Role::Analyst, Role::Auditor] {
+        core.create_operator(
+            &admin,
+            NewOperator {
+                username: format!("{}-1", role.as_str()),
+                display_name: format!("{} one", role.as_str()),
+                role,
+                password: PASSWORD.into(),
+            },
+        )
+        .await
+        .unwrap();
+    }
+    let state = AppState::new(core, ApiConfig::default());
+    let core = state.core.clone();
+    let router = app_with_pages(state, huiyuan_console::router(core.clone()));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        axum::serve(
+            listener,
+            router.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .await
+        .unwrap();
+    });
+    Site {
+        base: format!("http://{addr}"),
+        core,
+        admin,
+        admin_password: made.password,
+    }
+}
+
+/// A browser-like client signed in as `username`.
+struct Browser {
+    http: reqwest::Client,
+    base: String,
+}
+
+impl Browser {
+    async fn sign_in(site: &Site, username: &str, password: &str) -> Browser {
+        let http = reqwest::Client::builder()
+            .cookie_store(true)
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap();
+        let res = http
+            .post(format!("{}/console/login", site.base))
+            .form(&[
+                ("username", username),
+                ("password", password),
+                ("next", "/console/"),
+            ])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::SEE_OTHER, "{username} signs in");
+        Browser {
+            http,
+            base: site.base.clone(),
+        }
+    }
+
+    async fn get(&self, path: &str) -> (StatusCode, String) {
+        let res = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .send()
+            .await
+            .unwrap();
+        let status = res.status();
+        (status, res.text().await.unwrap())
+    }
+
+    /// Posts a form with the CSRF token of `page` (as a browser posts the form it was shown).
+    async fn post(&self, page: &str, action: &str, fields: &[(&str, &str)]) -> (StatusCode, String) {
+        let (_, html) = self.get(page).await;
+        let csrf = attr_after(&html, "name=\"csrf\" value=\"").unwrap_or_default();
+        let nonce = attr_after(&html, "name=\"nonce\" value=\"").unwrap_or_default();
+        let mut form: Vec<(&str, &str)> = vec![("csrf", &csrf), ("nonce", &nonce)];
+        form.extend_from_slice(fields);
+        let res = self
+            .http
+            .post(format!("{}{action}", self.base))
+            .form(&form)
+            .send()
+            .await
+            .unwrap();
+        let status = res.status();
+        (status, res.text().await.unwrap())
+    }
+}
+
+fn attr_after(html: &str, marker: &str) -> Option<String> {
+    let start = html.find(marker)? + marker.len();
+    Some(html[start..].split('"').next()?.to_owned())
+}
+
+async fn some_member(site: &Site) -> (MemberId, String) {
+    let members = site
+        .core
+        .search_members(&site.admin, &Default::default(), &Page::first(50))
+        .await
+        .unwrap();
+    for m in members {
+        let clear = site.core.get_member(&site.admin, &m.id, true).await.unwrap();
+        if let Some(phone) = clear.phone {
+            let digits: String = phone.chars().filter(char::is_ascii_digit).collect();
+            return (m.id, digits[digits.len() - 11..].to_owned());
+        }
+    }
+    panic!("the demo has members with phones");
+}
+
+async fn balance(site: &Site, id: &MemberId) -> i64 {
+    site.core.points_balance(&site.admin, id).await.unwrap().available
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn console() {
+    let site = site().await;
+    let admin = Browser::sign_in(&site, "admin", &site.admin_password).await;
+    let (member, phone) = some_member(&site).await;
+
+    // Every page renders for the admin, with no server error and no unmasked phone.
+    let pages = [
+        "/console/dashboard".to_owned(),
+        "/console/dashboard?granularity=week".to_owned(),
+        "/console/members".to_owned(),
+        "/console/members?q=a".to_owned(),
+        format!("/console/members/{member}"),
+        "/console/programme".to_owned(),
+        "/console/coupons".to_owned(),
+        "/console/till".to_owned(),
+        "/console/audit".to_owned(),
+    ];
+    for page in &pages {
+        let (status, html) = admin.get(page).await;
+        assert_eq!(status, StatusCode::OK, "{page}: {html}");
+        assert!(!html.contains(&phone), "{page} shows a phone in clear");
+    }
+    // Searching by the phone finds the member, masked.
+    let (status, html) = admin.get(&format!("/console/members?q={phone}")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(html.contains(member.as_str()) && !html.contains(&phone));
+
+    // Roles: a clerk lands on the till and gets the 403 page for the audit log and programme.
+    let clerk = Browser::sign_in(&site, "clerk-1", PASSWORD).await;
+    let res = clerk
+        .http
+        .get(format!("{}/console/", site.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.headers()["location"], "/console/till");
+    for page in [
+        "/console/audit",
+        "/console/programme",
+        "/console/dashboard",
+        "/console/coupons",
+    ] {
+        let (status, html) = clerk.get(page).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "clerk opens {page}");
+        assert!(html.contains("data-status=\"403\""), "{page} is the 403 page");
+    }
+    let (_, till) = clerk.get("/console/till").await;
+    assert!(
+        !till.contains("/console/audit"),
+        "the clerk's menu has no audit log"
+    );
+    let auditor = Browser::sign_in(&site, "auditor-1", PASSWORD).await;
+    assert_eq!(auditor.get("/console/audit").await.0, StatusCode::OK);
+    assert_eq!(auditor.get("/console/till").await.0, StatusCode::FORBIDDEN);
+    let analyst = Browser::sign_in(&site, "analyst-1", PASSWORD).await;
+    assert_eq!(analyst.get("/console/dashboard").await.0, StatusCode::OK);
+    assert_eq!(analyst.get("/console/audit").await.0, StatusCode::FORBIDDEN);
+
+    // Masking: no role sees the phone without revealing; only a role with pii.reveal may, and
+    // the reveal is audited.
+    let page = format!("/console/members/{member}");
+    for who in [&clerk, &auditor, &analyst] {
+        let (status, html) = who.get(&page).await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(!html.contains(&phone));
+        assert!(!html.contains("/reveal\""), "no reveal button without pii.reveal");
+    }
+    let (status, _) = clerk.post(&page, &format!("{page}/reveal"), &[]).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, html) = admin.post(&page, &format!("{page}/reveal"), &[]).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(html.contains(&phone), "the admin's reveal shows the phone");
+    let (_, audit) = admin
+        .get(&format!(
+            "/console/audit?action=member.pii_revealed&target={member}"
+        ))
+        .await;
+    assert!(audit.contains("member.pii_revealed"));
+
+    // CSRF: a form without the session's token changes nothing.
+    let before = balance(&site, &member).await;
+    let res = admin
+        .http
+        .post(format!("{}{page}/adjust", site.base))
+        .form(&[("csrf", "forged"), ("points", "100"), ("reason", "x")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::FORBIDDEN);
+    assert_eq!(balance(&site, &member).await, before);
+
+    // Bad input: messages next to the field, nothing saved.
+    let (status, html) = admin
+        .post(
+            &page,
+            &format!("{page}/adjust"),
+            &[("points", "lots"), ("reason", "")],
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        html.contains(r#"data-field="points""#) && html.contains(r#"data-field="reason""#),
+        "{html}"
+    );
+    assert_eq!(balance(&site, &member).await, before);
+    // A good adjustment lands once, even when the same form is sent twice.
+    let (_, form_page) = admin.get(&page).await;
+    let csrf = attr_after(&form_page, "name=\"csrf\" value=\"").unwrap();
+    let nonce = attr_after(&form_page, "name=\"nonce\" value=\"").unwrap();
+    for _ in 0..2 {
+        let res = admin
+            .http
+            .post(format!("{}{page}/adjust", site.base))
+            .form(&[
+                ("csrf", csrf.as_str()),
+                ("nonce", nonce.as_str()),
+                ("points", "150"),
+                ("reason", "goodwill"),
+            ])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    }
+    assert_eq!(balance(&site, &member).await, before + 150);
+
+    let version = site.core.get_programme(&site.admin, None).await.unwrap().version;
+    let (_, programme_page) = admin.get("/console/programme").await;
+    let mut fields = inputs(&programme_page);
+    fields.retain(|(k, _)| k != "csrf" && k != "nonce");
+    let mut bad = fields.clone();
+    set(&mut bad, "multipliers.member_day.day_of_month", "40");
+    set(&mut bad, "tiers.levels[1].multiplier", "many");
+    set(&mut bad, "action", "publish");
+    let borrowed: Vec<(&str, &str)> = bad.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let (status, html) = admin
+        .post("/console/programme", "/console/programme", &borrowed)
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        html.contains(r#"data-field="tiers.levels[1].multiplier""#),
+        "{html}"
+    );
+    set(&mut bad, "tiers.levels[1].multiplier", "1.2");
+    let borrowed: Vec<(&str, &str)> = bad.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let (status, html) = admin
+        .post("/console/programme", "/console/programme", &borrowed)
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        html.contains(r#"data-field="multipliers.member_day.day_of_month""#),
+        "{html}"
+    );
+    assert_eq!(
+        site.core.get_programme(&site.admin, None).await.unwrap().version,
+        version
+    );
+    // The preview uses the edited draft; publishing makes a new version.
+    set(&mut fields, "multipliers.member_day.multiplier", "5");
+    set(&mut fields, "preview_amount", "200.00");
+    set(&mut fields, "preview_tier", "gold");
+    set(&mut fields, "action", "preview");
+    let borrowed: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let (status, html) = admin
+        .post("/console/programme", "/console/programme", &borrowed)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{html}");
+    assert!(html.contains("id=\"preview-result\""));
+    set(&mut fields, "action", "publish");
+    let borrowed: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let (status, _) = admin
+        .post("/console/programme", "/console/programme", &borrowed)
+        .await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    let now = site.core.get_programme(&site.admin, None).await.unwrap();
+    assert_eq!(now.version, version + 1);
+    assert_eq!(
+        now.programme
+            .multipliers
+            .member_day
+            .map(|d| d.multiplier.to_string()),
+        Some("5".to_owned())
+    );
+
+    // The till: a basket with a bad amount is refused next to the line; nothing is sold.
+    let (status, html) = clerk
+        .post(
+            "/console/till",
+            "/console/till",
+            &[
+                ("action", "quote"),
+                ("member_id", member.as_str()),
+                ("sku", "TEA-1"),
+                ("quantity", "1"),
+                ("amount", "abc"),
+            ],
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(html.contains(r#"data-field="amount[0]""#), "{html}");
+
+    // The member's one-time link opens the member card once.
+    let (status, html) = admin.post(&page, &format!("{page}/link"), &[]).await;
+    assert_eq!(status, StatusCode::OK);
+    let html = html.replace("&#x2f;", "/");
+    let at = html.find("/m/sign-in?token=").expect("the page shows the link");
+    let link = html[at..].split(['<', '"']).next().unwrap().replace("&amp;", "&");
+    let member_browser = reqwest::Client::builder().cookie_store(true).build().unwrap();
+    let res = member_browser
+        .get(format!("{}{link}", site.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let card = res.text().await.unwrap();
+    assert!(card.contains("id=\"member-card\"") && !card.contains(&phone));
+    let qr = member_browser
+        .get(format!("{}/m/code.svg", site.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(qr.status(), StatusCode::OK);
+    assert!(qr.text().await.unwrap().starts_with("<svg"));
+    let again = reqwest::get(format!("{}{link}", site.base)).await.unwrap();
+    assert_eq!(again.status(), StatusCode::UNAUTHORIZED, "a link works once");
+    assert_eq!(
+        reqwest::get(format!("{}/m/", site.base)).await.unwrap().status(),
+        StatusCode::UNAUTHORIZED
+    );
+
+    // Signing in: one answer for a wrong password and an unknown user; no open redirect.
+    for (user, pass) in [("admin", "wrong password"), ("nobody", "wrong password")] {
+        let res = reqwest::Client::new()
+            .post(format!("{}/console/login", site.base))
+            .form(&[("username", user), ("password", pass)])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    }
+    let res = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+        .post(format!("{}/console/login", site.base))
+        .form(&[
+            ("username", "admin"),
+            ("password", site.admin_password.as_str()),
+            ("next", "//evil.example/"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.headers()["location"], "/console/");
+    let cookie = res.headers()["set-cookie"].to_str().unwrap().to_owned();
+    assert!(
+        cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"),
+        "{cookie}"
+    );
+
+    browser_journey(&site, &phone).await;
+}
+
+/// Every `<input>`, `<select>` and checked box of the first form after `marker`, by name.
+fn inputs(html: &str) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for chunk in html.split("<input").skip(1) {
+        let tag = chunk.split('>').next().unwrap_or_default();
+        let (Some(name), value) = (attr_after(tag, "name=\""), attr_after(tag, "value=\"")) else {
+            continue;
+        };
+        if tag.contains("type=\"checkbox\"") && !tag.contains("checked") {
+            continue;
+        }
+        out.push((name, value.unwrap_or_default()));
+    }
+    out
+}
+
+fn set(fields: &mut Vec<(String, String)>, name: &str, value: &str) {
+    fields.retain(|(k, _)| k != name);
+    fields.push((name.to_owned(), value.to_owned()));
+}
+
+/// The journey in a real browser: Playwright (`browser/journey.mjs`) drives Debian's Chromium.
+/// Needs `node`, the `browser/node_modules` that `.ci/run` installs, and `HUIYUAN_CHROMIUM`
+/// (or /usr/bin/chromium); without them the test fails rather than skips.
+async fn browser_journey(site: &Site, phone: &str) {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser");
+    let chromium = std::env::var("HUIYUAN_CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
+    assert!(
+        std::path::Path::new(&chromium).exists(),
+        "no Chromium at {chromium}: run .ci/run (it installs Debian's chromium) or set HUIYUAN_CHROMIUM"
+    );
+    assert!(
+        dir.join("node_modules/playwright-core").exists(),
+        "Playwright is not installed: run `npm ci` in {} (.ci/run does)",
+        dir.display()
+    );
+    let shots = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("console-screenshots");
+    std::fs::create_dir_all(&shots).unwrap();
+    let (base, password, phone, shots_dir) = (
+        site.base.clone(),
+        site.admin_password.clone(),
+        phone.to_owned(),
+        shots.clone(),
+    );
+    // The server runs on this test's runtime, so node waits on a blocking thread.
+    let output = tokio::task::spawn_blocking(move || {
+        std::process::Command::new("node")
+            .arg(dir.join("journey.mjs"))
+            .env("BASE_URL", base)
+            .env("ADMIN_PASSWORD", password)
+            .env("MEMBER_PHONE", phone)
+            .env("CHROMIUM", &chromium)
+            .env("SCREENSHOTS", shots_dir)
+            .output()
+    })
+    .await
+    .unwrap()
+    .expect("node runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "browser journey failed:\n{stdout}\n{stderr}"
+    );
+    println!("{stdout}\nscreenshots in {}", shots.display());
+}

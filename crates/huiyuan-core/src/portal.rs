@@ -1,0 +1,170 @@
+//! The member's own pages (`/m/…`): one-time sign-in links an operator hands to a member, and
+//! the member session such a link opens.
+//!
+//! Both are signed tokens (HMAC with a key derived from the master key), so no table is needed;
+//! a link is made single-use by claiming its nonce as an idempotency key, which both backends
+//! already store with a unique constraint.
+
+use base64::Engine;
+use huiyuan_domain::access::Permission;
+use huiyuan_domain::ids::{BrandId, MemberId};
+use serde_json::json;
+use subtle::ConstantTimeEq;
+use time::{Duration, OffsetDateTime};
+
+use crate::crypto::random_token;
+use crate::idempotency::IdempotencyClaim;
+use crate::{Actor, Core, CoreError, Result};
+
+const LINK_PREFIX: &str = "ml1";
+const SESSION_PREFIX: &str = "ms1";
+
+/// How long a sign-in link may wait before it is used.
+pub const LINK_TTL: Duration = Duration::minutes(30);
+/// How long a member stays signed in.
+pub const MEMBER_SESSION_TTL: Duration = Duration::hours(12);
+
+/// A signed-in member: the brand's system actor reads on the member's behalf, and only
+/// ever the member named here.
+#[derive(Debug, Clone)]
+pub struct MemberSession {
+    pub actor: Actor,
+    pub member: MemberId,
+    pub expires_at: OffsetDateTime,
+}
+
+fn b64(bytes: &[u8]) -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+/// The token's fields and its MAC, or `None` when it is not one of ours.
+fn split_token<'t>(token: &'t str, prefix: &str, fields: usize) -> Option<(Vec<&'t str>, &'t str)> {
+    let mut parts: Vec<&str> = token.split('.').collect();
+    if parts.len() != fields + 2 || parts[0] != prefix {
+        return None;
+    }
+    let mac = parts.pop()?;
+    Some((parts, mac))
+}
+
+impl Core {
+    fn portal_mac(&self, parts: &[&str]) -> String {
+        b64(&self.keys.lookup_hash(parts))
+    }
+
+    fn check_mac(&self, parts: &[&str], mac: &str) -> bool {
+        bool::from(self.portal_mac(parts).as_bytes().ct_eq(mac.as_bytes()))
+    }
+
+    /// A one-time link token for a member's own pages; audited.
+    pub async fn member_sign_in_link(
+        &self,
+        actor: &Actor,
+        member: &MemberId,
+    ) -> Result<(String, OffsetDateTime)> {
+        actor.require(Permission::MembersUpdate)?;
+        // The member must exist in the caller's brand.
+        self.get_member(actor, member, false).await?;
+        let expires_at = self.now() + LINK_TTL;
+        let exp = expires_at.unix_timestamp().to_string();
+        let nonce = random_token(12);
+        let parts = [
+            LINK_PREFIX,
+            actor.brand_id.as_str(),
+            member.as_str(),
+            &exp,
+            &nonce,
+        ];
+        let token = format!("{}.{}", parts.join("."), self.portal_mac(&parts));
+        let mut tx = self.storage.write().await?;
+        self.audit(
+            &mut *tx,
+            actor,
+            "member.sign_in_link_created",
+            ("member", member.as_str()),
+            json!({ "expires_at": crate::views::rfc3339(expires_at) }),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok((token, expires_at))
+    }
+
+    /// Uses a sign-in link (once) and returns a member session token.
+    pub async fn redeem_member_link(&self, token: &str) -> Result<String> {
+        let invalid = CoreError::Unauthenticated("this sign-in link is not valid");
+        let (parts, mac) = split_token(token, LINK_PREFIX, 4).ok_or(invalid)?;
+        if !self.check_mac(&parts, mac) {
+            return Err(CoreError::Unauthenticated("this sign-in link is not valid"));
+        }
+        let expires: i64 = parts[3]
+            .parse()
+            .map_err(|_| CoreError::Unauthenticated("this sign-in link is not valid"))?;
+        if self.now().unix_timestamp() >= expires {
+            return Err(CoreError::Unauthenticated("this sign-in link has expired"));
+        }
+        let brand: BrandId = parts[1].parse()?;
+        let member: MemberId = parts[2].parse()?;
+        let system = Actor::system(brand.clone());
+        let key = format!("member-link:{}", parts[4]);
+        match self
+            .claim_idempotency(&system, &key, mac.as_bytes().to_vec())
+            .await?
+        {
+            IdempotencyClaim::Proceed => {}
+            _ => return Err(CoreError::Unauthenticated("this sign-in link was already used")),
+        }
+        self.complete_idempotency(&system, &key, 200, b"").await?;
+        let mut tx = self.storage.write().await?;
+        self.audit(
+            &mut *tx,
+            &system,
+            "member.signed_in",
+            ("member", member.as_str()),
+            json!({}),
+        )
+        .await?;
+        tx.commit().await?;
+        let exp = (self.now() + MEMBER_SESSION_TTL).unix_timestamp().to_string();
+        let parts = [SESSION_PREFIX, brand.as_str(), member.as_str(), &exp];
+        Ok(format!("{}.{}", parts.join("."), self.portal_mac(&parts)))
+    }
+
+    /// The member a session token stands for; the member must still be active.
+    pub async fn member_session(&self, token: &str) -> Result<MemberSession> {
+        let invalid = || CoreError::Unauthenticated("sign in with the link you were given");
+        let (parts, mac) = split_token(token, SESSION_PREFIX, 3).ok_or_else(invalid)?;
+        if !self.check_mac(&parts, mac) {
+            return Err(invalid());
+        }
+        let expires = parts[3]
+            .parse::<i64>()
+            .ok()
+            .and_then(|s| OffsetDateTime::from_unix_timestamp(s).ok())
+            .ok_or_else(invalid)?;
+        if self.now() >= expires {
+            return Err(CoreError::Unauthenticated("the session has expired"));
+        }
+        let actor = Actor::system(parts[1].parse()?);
+        let member: MemberId = parts[2].parse()?;
+        // Erased or merged members are signed out.
+        self.get_member(&actor, &member, false).await?;
+        Ok(MemberSession {
+            actor,
+            member,
+            expires_at: expires,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::split_token;
+
+    #[test]
+    fn tokens_of_the_wrong_kind_or_shape_are_not_split() {
+        assert!(split_token("ml1.a.b.c.d.mac", "ml1", 4).is_some());
+        assert!(split_token("ms1.a.b.c.d.mac", "ml1", 4).is_none());
+        assert!(split_token("ml1.a.b.c.mac", "ml1", 4).is_none());
+        assert!(split_token("", "ml1", 4).is_none());
+    }
+}
