@@ -44,7 +44,11 @@ impl Form {
 
     /// What was typed, to put back into the form when it is shown again with errors.
     pub fn values(&self) -> BTreeMap<String, String> {
-        self.fields.iter().cloned().filter(|(k, _)| k != "csrf").collect()
+        self.fields
+            .iter()
+            .filter(|&(k, _)| k != "csrf")
+            .cloned()
+            .collect()
     }
 }
 

@@ -29,12 +29,62 @@ impl Lang {
 /// The phrase in the reader's language; a phrase without a translation shows as written.
 pub fn translate(lang: Lang, phrase: &str) -> &str {
     match lang {
-        Lang::En => phrase,
+        Lang::En => CODES_EN
+            .binary_search_by(|(code, _)| code.cmp(&phrase))
+            .map_or(phrase, |i| CODES_EN[i].1),
         Lang::Zh => MESSAGES
             .binary_search_by(|(en, _)| en.cmp(&phrase))
             .map_or(phrase, |i| MESSAGES[i].1),
     }
 }
+
+/// The stable codes the core returns (ledger entry kinds, statuses, channels, roles) in
+/// English words; sorted by code. Their Chinese is in [`MESSAGES`].
+pub const CODES_EN: &[(&str, &str)] = &[
+    ("action", "Action reward"),
+    ("activate", "Matured"),
+    ("active", "Active"),
+    ("adjustment", "Adjustment"),
+    ("admin", "Administrator"),
+    ("analyst", "Analyst"),
+    ("app", "App"),
+    ("archived", "Archived"),
+    ("at_risk", "At risk"),
+    ("auditor", "Auditor"),
+    ("card", "Card"),
+    ("churned", "Churned"),
+    ("clerk", "Clerk"),
+    ("completed", "Completed"),
+    ("coupon", "Coupon"),
+    ("dormant", "Dormant"),
+    ("earn", "Earned"),
+    ("erased", "Erased"),
+    ("expire", "Expired"),
+    ("fixed_amount", "Amount off"),
+    ("issued", "Issued"),
+    ("marketer", "Marketer"),
+    ("merge_in", "Merged in"),
+    ("merge_out", "Merged out"),
+    ("merged", "Merged"),
+    ("mini_program", "Mini program"),
+    ("partially_refunded", "Partly refunded"),
+    ("pay", "Paid from wallet"),
+    ("pay_refund", "Wallet payment returned"),
+    ("percentage", "Percent off"),
+    ("pos", "Store till"),
+    ("purchase", "Purchase"),
+    ("redeem", "Redeemed"),
+    ("redeem_reversal", "Redemption returned"),
+    ("redeemed", "Redeemed"),
+    ("refund_reversal", "Refund reversal"),
+    ("refunded", "Refunded"),
+    ("threshold", "Spend and save"),
+    ("top_up", "Top-up"),
+    ("top_up_refund", "Top-up refunded"),
+    ("transfer_in", "Transfer in"),
+    ("transfer_out", "Transfer out"),
+    ("web_shop", "Web shop"),
+];
 
 /// English → Simplified Chinese, sorted by the English (a test checks the order).
 pub const MESSAGES: &[(&str, &str)] = &[
@@ -356,6 +406,21 @@ mod tests {
                 pair[1].0,
                 pair[0].0
             );
+        }
+    }
+
+    #[test]
+    fn the_codes_are_sorted_and_each_has_chinese_too() {
+        for pair in CODES_EN.windows(2) {
+            assert!(
+                pair[0].0 < pair[1].0,
+                "{:?} must come before {:?}",
+                pair[1].0,
+                pair[0].0
+            );
+        }
+        for (code, _) in CODES_EN {
+            assert!(MESSAGES.iter().any(|(en, _)| en == code), "{code} has no Chinese");
         }
     }
 

@@ -57,6 +57,7 @@ const NOT_SETTINGS: &[&str] = &[
     "bench_admin_url",
     "bench_key",
     "schemathesis",
+    "chromium",
 ];
 
 impl Config {

@@ -93,3 +93,20 @@ pub async fn prepare(
     crate::write_private(&file, &serde_json::to_string_pretty(&creds)?)?;
     Ok(creds)
 }
+
+/// A one-time sign-in link to the member pages of the demo's first member, made at each start.
+pub async fn member_link(core: &huiyuan_core::Core, creds: &Credentials) -> Result<String, crate::AnyError> {
+    let brand = core
+        .find_brand(&creds.brand_slug)
+        .await?
+        .ok_or("the demo brand is missing")?;
+    let system = huiyuan_core::Actor::system(brand.id);
+    let first = core
+        .search_members(&system, &Default::default(), &huiyuan_store::Page::first(1))
+        .await?
+        .into_iter()
+        .next()
+        .ok_or("the demo brand has no members")?;
+    let (token, _) = core.member_sign_in_link(&system, &first.id).await?;
+    Ok(format!("/m/sign-in?token={token}"))
+}

@@ -362,9 +362,11 @@ async fn run(command: Command, config: &mut Config) -> Result<(), AnyError> {
             };
             let creds = demo::prepare(store.clone(), &key, &data, &options).await?;
             // Not `println!`: a closed stdout (`huiyuan demo | head`) must not stop the server.
+            let member_link = demo::member_link(&core(config, store.clone(), &key), &creds).await?;
             let banner = format!(
-                "\nHuiyuan demo is running\n  URL:      http://{addr}/\n  API docs: http://{addr}/docs\n  \
-                 Login:    {} / {}\nAPI key: {}\n\nTry: curl -H 'Authorization: Bearer {}' http://{addr}/v1/members\n",
+                "\nHuiyuan demo is running\n  Console:  http://{addr}/console/\n  API docs: http://{addr}/docs\n  \
+                 Login:    {} / {}\n  Member:   http://{addr}{member_link}\n            (a member's own page; the link works once, for 30 minutes)\n\
+                 API key: {}\n\nTry: curl -H 'Authorization: Bearer {}' http://{addr}/v1/members\n",
                 creds.username, creds.password, creds.api_key, creds.api_key
             );
             let mut out = std::io::stdout().lock();

@@ -159,7 +159,7 @@ pub async fn code(State(state): State<ConsoleState>, headers: HeaderMap) -> Resp
         .collect::<Vec<_>>()
         .join(" ");
     let body = format!(
-        r##"<svg xmlns="http://www.w3.org/2000/svg" width="280" height="330" viewBox="0 0 280 330"><rect width="280" height="330" fill="#fff"/><g transform="translate(10,10)">{inner}</g><text x="140" y="315" font-family="monospace" font-size="22" text-anchor="middle" fill="#111">{grouped}</text></svg>"##
+        r##"<svg xmlns="http://www.w3.org/2000/svg" width="280" height="330" viewBox="0 0 280 330"><rect width="280" height="330" fill="#fff"/><g transform="translate(10,10)">{inner}</g><text x="140" y="315" font-family="monospace" font-size="15" text-anchor="middle" fill="#111">{grouped}</text></svg>"##
     );
     (
         [

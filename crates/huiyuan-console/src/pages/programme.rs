@@ -249,23 +249,24 @@ pub async fn submit(
                 }
             }
         }
-        (_, Some(p)) => match preview_input(&form, p, &op.brand.timezone, &mut errors) {
-            Some(input) => match state.core.preview_earning(&op.actor, input).await {
-                Ok(p) => preview = Some(p),
-                Err(e) => {
-                    let placed = FieldErrors::from_core(
-                        e,
-                        &[
-                            ("lines", "preview_amount"),
-                            ("paid_amount", "preview_amount"),
-                            ("member.tier", "preview_tier"),
-                        ],
-                    )?;
-                    errors.0.extend(placed.0);
+        (_, Some(p)) => {
+            if let Some(input) = preview_input(&form, p, &op.brand.timezone, &mut errors) {
+                match state.core.preview_earning(&op.actor, input).await {
+                    Ok(p) => preview = Some(p),
+                    Err(e) => {
+                        let placed = FieldErrors::from_core(
+                            e,
+                            &[
+                                ("lines", "preview_amount"),
+                                ("paid_amount", "preview_amount"),
+                                ("member.tier", "preview_tier"),
+                            ],
+                        )?;
+                        errors.0.extend(placed.0);
+                    }
                 }
-            },
-            None => {}
-        },
+            }
+        }
         (_, None) => {}
     }
     let status = if errors.is_empty() {
