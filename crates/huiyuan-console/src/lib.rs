@@ -47,6 +47,8 @@ pub fn router(core: Arc<Core>) -> Router {
             post(pages::members::issue_coupon),
         )
         .route("/console/members/{id}/link", post(pages::members::sign_in_link))
+        .route("/console/members/{id}/merge", post(pages::members::merge))
+        .route("/console/members/{id}/erase", post(pages::members::erase))
         .route(
             "/console/programme",
             get(pages::programme::show).post(pages::programme::submit),
@@ -69,7 +71,7 @@ pub fn router(core: Arc<Core>) -> Router {
         .route("/m/sign-out", post(pages::portal::sign_out))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
-            session::render_errors,
+            session::finish_page,
         ))
         .with_state(state)
 }

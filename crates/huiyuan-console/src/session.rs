@@ -280,7 +280,7 @@ impl IntoResponse for PageError {
     }
 }
 
-/// A page error waiting to be rendered by [`render_errors`].
+/// A page error waiting to be rendered by [`finish_page`].
 #[derive(Clone)]
 pub struct ErrorPage {
     title: &'static str,
@@ -288,17 +288,19 @@ pub struct ErrorPage {
 }
 
 /// Renders error responses as a page in the reader's language, with the operator's menu when
-/// the reader is signed in.
-pub async fn render_errors(
+/// the reader is signed in; and reports the server's time for the page in a `Server-Timing`
+/// header (how the page budget is measured, see docs/benchmarks.md).
+pub async fn finish_page(
     axum::extract::State(state): axum::extract::State<ConsoleState>,
     req: Request,
     next: axum::middleware::Next,
 ) -> Response {
+    let started = std::time::Instant::now();
     let (parts, body) = req.into_parts();
     let mut op_parts = parts.clone();
     let res = next.run(Request::from_parts(parts, body)).await;
     let Some(error) = res.extensions().get::<ErrorPage>().cloned() else {
-        return res;
+        return with_server_timing(res, started);
     };
     let status = res.status();
     let ctx = match Operator::from_request_parts(&mut op_parts, &state).await {
@@ -313,7 +315,15 @@ pub async fn render_errors(
             status => status.as_u16(),
         },
     };
-    render::page(status, "error.html", ctx)
+    with_server_timing(render::page(status, "error.html", ctx), started)
+}
+
+fn with_server_timing(mut res: Response, started: std::time::Instant) -> Response {
+    let ms = started.elapsed().as_secs_f64() * 1000.0;
+    if let Ok(v) = axum::http::HeaderValue::from_str(&format!("app;dur={ms:.1}")) {
+        res.headers_mut().insert("server-timing", v);
+    }
+    res
 }
 
 /// Percent-encodes a path for a query string.

@@ -398,6 +398,62 @@ async fn console() {
         StatusCode::UNAUTHORIZED
     );
 
+    // Merge and erase: confirmed or nothing happens; a clerk may do neither.
+    let others: Vec<MemberId> = site
+        .core
+        .search_members(&site.admin, &Default::default(), &Page::first(10))
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|m| m.id)
+        .filter(|m| *m != member)
+        .collect();
+    let (duplicate, erased) = (&others[0], &others[1]);
+    let merge = format!("{page}/merge");
+    let (status, html) = admin
+        .post(&page, &merge, &[("merge_from", duplicate.as_str())])
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(html.contains(r#"data-field="confirm""#));
+    let (status, _) = clerk
+        .post(
+            &page,
+            &merge,
+            &[("merge_from", duplicate.as_str()), ("confirm", "1")],
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert_eq!(
+        admin.get(&format!("/console/members/{duplicate}")).await.0,
+        StatusCode::OK
+    );
+    let (status, _) = admin
+        .post(
+            &page,
+            &merge,
+            &[("merge_from", duplicate.as_str()), ("confirm", "1")],
+        )
+        .await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    let (status, html) = admin.get(&format!("/console/members/{duplicate}")).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert!(
+        html.contains(member.as_str()),
+        "the merged member's page names the survivor"
+    );
+    let erase_page = format!("/console/members/{erased}");
+    let (status, _) = admin.post(&erase_page, &format!("{erase_page}/erase"), &[]).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    let (status, _) = admin
+        .post(&erase_page, &format!("{erase_page}/erase"), &[("confirm", "1")])
+        .await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    let (_, html) = admin.get(&erase_page).await;
+    assert!(
+        html.contains(r#"id="member-phone">–<"#),
+        "the erased member has no phone"
+    );
+
     // Signing in: one answer for a wrong password and an unknown user; no open redirect.
     for (user, pass) in [("admin", "wrong password"), ("nobody", "wrong password")] {
         let res = reqwest::Client::new()

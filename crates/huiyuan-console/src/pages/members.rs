@@ -338,3 +338,53 @@ pub async fn sign_in_link(
     let extra = context! { link => link, link_expires => huiyuan_core::views::rfc3339(expires_at) };
     render_member(&state, &op, &id, false, StatusCode::OK, extra).await
 }
+
+/// Folds another member (a duplicate) into this one: identities, points, coupons and wallet move
+/// here and the other ID redirects to this one.
+pub async fn merge(
+    State(state): State<ConsoleState>,
+    Path(id): Path<String>,
+    Posted { op, form }: Posted,
+) -> Result<Response, PageError> {
+    op.require(Permission::MembersMerge)?;
+    let id = member_id(&id)?;
+    let mut errors = FieldErrors::default();
+    let other = errors
+        .required(&form, "merge_from")
+        .and_then(|m| match m.parse::<MemberId>() {
+            Ok(m) => Some(m),
+            Err(_) => {
+                errors.push("merge_from", "is not a member ID");
+                None
+            }
+        });
+    if let (Some(other), true) = (&other, form.get("confirm").is_some()) {
+        match state.core.merge_members(&op.actor, &id, other).await {
+            Ok(_) => return Ok(done(&id, "merged")),
+            Err(CoreError::NotFound(_)) => errors.push("merge_from", "no such member"),
+            Err(e) => {
+                errors = FieldErrors::from_core(e, &[("merge_from", "merge_from"), ("merged", "merge_from")])?
+            }
+        }
+    } else if other.is_some() {
+        errors.push("confirm", "tick to confirm");
+    }
+    refused(&state, &op, &id, "merge", &form, errors).await
+}
+
+/// Erases the member's personal data (a PIPL / GDPR request); aggregates are kept.
+pub async fn erase(
+    State(state): State<ConsoleState>,
+    Path(id): Path<String>,
+    Posted { op, form }: Posted,
+) -> Result<Response, PageError> {
+    op.require(Permission::MembersErase)?;
+    let id = member_id(&id)?;
+    if form.get("confirm").is_none() {
+        let mut errors = FieldErrors::default();
+        errors.push("erase_confirm", "tick to confirm");
+        return refused(&state, &op, &id, "erase", &form, errors).await;
+    }
+    state.core.erase_member(&op.actor, &id).await?;
+    Ok(done(&id, "erased"))
+}
