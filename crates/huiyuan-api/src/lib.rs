@@ -200,6 +200,7 @@ fn split(state: &AppState) -> (Router<AppState>, serde_json::Value) {
         .routes(routes!(commerce::get_template))
         .routes(routes!(commerce::archive_template))
         .routes(routes!(commerce::coupon_usage))
+        .routes(routes!(commerce::coupon_redemptions))
         .routes(routes!(commerce::issue_bulk))
         .routes(routes!(commerce::bulk_job))
         .routes(routes!(commerce::create_pool, commerce::list_pools))

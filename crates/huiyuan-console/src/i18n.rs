@@ -154,6 +154,7 @@ pub const MESSAGES: &[(&str, &str)] = &[
     ("Issue in bulk", "批量发放"),
     ("Issued", "已发放"),
     ("Its points, coupons and wallet move here; this cannot be undone", "其积分、优惠券和储值将转入此会员，且无法撤销"),
+    ("Latest redemptions", "最近核销"),
     ("Liability", "负债"),
     ("Lifecycle stage", "生命周期阶段"),
     ("Line amount", "行金额"),

@@ -190,6 +190,11 @@ async fn console() {
         assert_eq!(status, StatusCode::OK, "{page}: {html}");
         assert!(!html.contains(&phone), "{page} shows a phone in clear");
     }
+    let (_, coupons) = admin.get("/console/coupons").await;
+    assert!(
+        coupons.contains("id=\"redemptions\""),
+        "the demo's till redemptions are listed"
+    );
     // Searching by the phone finds the member, masked.
     let (status, html) = admin.get(&format!("/console/members?q={phone}")).await;
     assert_eq!(status, StatusCode::OK);

@@ -305,6 +305,13 @@ pub trait CommerceTx: Send {
         status: Option<&str>,
         page: &Page,
     ) -> Result<Vec<CouponRecord>>;
+    /// The brand's redeemed coupons, latest redemption first; of one template when given.
+    async fn list_redeemed_coupons(
+        &mut self,
+        brand: &BrandId,
+        template: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<CouponRecord>>;
     /// The brand's coupons in ID order after the cursor, up to 10,000: exports.
     async fn coupons_in_order(
         &mut self,

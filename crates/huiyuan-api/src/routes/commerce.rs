@@ -68,6 +68,31 @@ pub async fn list_templates(
     Ok(Json(list(s.core.list_coupon_templates(&actor, &p).await?, limit)))
 }
 
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct RedemptionsQuery {
+    /// Only this template's coupons.
+    pub template_id: Option<String>,
+    /// How many, 1 to 500 (default 100).
+    pub limit: Option<u32>,
+}
+
+/// The brand's latest coupon redemptions, newest first (refunded sales' coupons are issued again
+/// and leave the list).
+#[utoipa::path(get, path = "/v1/coupon-redemptions", tag = "coupons", params(RedemptionsQuery),
+    responses((status = 200, body = Vec<CouponView>), (status = 422, body = Problem)))]
+pub async fn coupon_redemptions(
+    State(s): State<AppState>,
+    Auth(actor): Auth,
+    ApiQuery(q): ApiQuery<RedemptionsQuery>,
+) -> ApiResult<Json<Vec<CouponView>>> {
+    Ok(Json(
+        s.core
+            .coupon_redemptions(&actor, q.template_id.as_deref(), q.limit.unwrap_or(100))
+            .await?,
+    ))
+}
+
 #[utoipa::path(get, path = "/v1/coupon-templates/{id}", tag = "coupons",
     params(("id" = String, Path, description = "Template ID")),
     responses((status = 200, body = TemplateView), (status = 404, body = Problem)))]

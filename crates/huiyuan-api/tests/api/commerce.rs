@@ -147,6 +147,10 @@ async fn till_sale_with_coupon_points_and_wallet_then_full_refund(backend: Backe
     // Points are earned on the money paid (wallet included), not on the points-paid part.
     assert_eq!(sale["purchase"]["paid_amount"], 16_000);
     assert_eq!(h.coupon_status(code).await, "redeemed");
+    let (s, redemptions) = h.admin(Method::GET, "/v1/coupon-redemptions", None).await;
+    assert_eq!(s, StatusCode::OK, "{redemptions}");
+    assert_eq!(redemptions[0]["code"], code, "the latest redemption comes first");
+    assert_eq!(redemptions[0]["redeemed_order_id"], sale["order_id"]);
     let after = h.balance(&m).await;
     assert_eq!(after["available"], 600);
     let w = h.wallet(&m).await;
@@ -197,6 +201,11 @@ async fn till_sale_with_coupon_points_and_wallet_then_full_refund(backend: Backe
     assert_eq!(refund["points_restored"], 400);
     assert_eq!(refund["money_returned"], 11_000);
     assert_eq!(h.coupon_status(code).await, "issued");
+    let (_, redemptions) = h.admin(Method::GET, "/v1/coupon-redemptions", None).await;
+    assert!(
+        redemptions.as_array().unwrap().iter().all(|c| c["code"] != code),
+        "a refunded sale's coupon leaves the redemptions"
+    );
     let restored = h.balance(&m).await;
     assert_eq!(restored["available"], points_before["available"]);
     assert_eq!(restored["pending"], points_before["pending"]);

@@ -95,6 +95,7 @@ const ROUTE_ROLES: &[(&str, &str, &str)] = &[
     ("post", "/v1/jobs/run", "admin"),
     // Coupons.
     ("get", "/v1/coupon-templates", EVERYONE),
+    ("get", "/v1/coupon-redemptions", "admin marketer"),
     ("post", "/v1/coupon-templates", "admin marketer"),
     ("get", "/v1/coupon-templates/{id}", EVERYONE),
     ("post", "/v1/coupon-templates/{id}/archive", "admin marketer"),

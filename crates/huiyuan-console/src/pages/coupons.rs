@@ -38,6 +38,14 @@ async fn render_page(
     } else {
         Vec::new()
     };
+    let redemptions = if op.actor.may(Permission::CouponsManage) {
+        state.core.coupon_redemptions(&op.actor, None, 50).await?
+    } else {
+        Vec::new()
+    };
+    let stores = state.core.list_stores(&op.actor, &Page::first(200)).await?;
+    let store_names: std::collections::BTreeMap<String, String> =
+        stores.into_iter().map(|s| (s.id.to_string(), s.name)).collect();
     let programme = state.core.get_programme(&op.actor, None).await?;
     let tiers: Vec<_> = programme
         .programme
@@ -53,6 +61,8 @@ async fn render_page(
         context! {
             templates => templates,
             usage => usage,
+            redemptions => redemptions,
+            store_names => store_names,
             tiers => tiers,
             failed => failed,
             values => form.map(Form::values).unwrap_or_default(),

@@ -648,6 +648,22 @@ impl Core {
         Ok(out)
     }
 
+    /// The brand's latest redemptions (up to `limit`, at most 500), of one template when given.
+    pub async fn coupon_redemptions(
+        &self,
+        actor: &Actor,
+        template: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<CouponView>> {
+        actor.require(Permission::CouponsManage)?;
+        if !(1..=500).contains(&limit) {
+            return Err(ValidationError::field("limit", "must be between 1 and 500").into());
+        }
+        let mut tx = self.storage.read().await?;
+        let coupons = tx.list_redeemed_coupons(&actor.brand_id, template, limit).await?;
+        self.coupon_views(&mut *tx, &coupons).await
+    }
+
     /// A coupon by its code (as typed or scanned).
     pub async fn get_coupon(&self, actor: &Actor, code: &str) -> Result<CouponView> {
         actor.require(Permission::MembersRead)?;

@@ -419,6 +419,22 @@ impl CommerceTx for SqlTx {
         self.query_all(q, coupon_row).await
     }
 
+    async fn list_redeemed_coupons(
+        &mut self,
+        brand: &BrandId,
+        template: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<CouponRecord>> {
+        let mut q = Query::new(&format!("SELECT {COUPON_COLS} FROM coupons WHERE brand_id = "));
+        q.bind(brand.as_str()).push(" AND status = 'redeemed'");
+        if let Some(t) = template {
+            q.push(" AND template_id = ").bind(t);
+        }
+        q.push(" ORDER BY redeemed_at DESC, id DESC LIMIT ")
+            .bind(i64::from(limit.min(500)));
+        self.query_all(q, coupon_row).await
+    }
+
     async fn coupons_in_order(
         &mut self,
         brand: &BrandId,
