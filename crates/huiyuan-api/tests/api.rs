@@ -2432,6 +2432,23 @@ async fn dashboard_insights_and_recommendations_follow_the_purchases(backend: Ba
     );
     assert_eq!(total["liability"], 720 * 5);
     assert_eq!(total["orders"], 0);
+    // Outstanding points at a bucket's end count what was held before the window: nothing in
+    // February (the points came later), all of it in a window after they were recorded.
+    assert_eq!(feb["points_outstanding"], 0);
+    let tomorrow = (h.core.now().to_offset(time::macros::offset!(+8)) + time::Duration::days(1)).date();
+    let (s, k) = get(
+        &analyst,
+        &format!("/v1/analytics/kpis?from={tomorrow}&to={tomorrow}"),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{k}");
+    assert_eq!(
+        (
+            k["total"]["points_issued"].as_i64(),
+            k["total"]["points_outstanding"].as_i64()
+        ),
+        (Some(0), Some(720))
+    );
 
     // One store: only its sale.
     let (s, k) = get(

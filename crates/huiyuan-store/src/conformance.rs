@@ -989,8 +989,8 @@ pub async fn analytics_readers_filter_sum_and_count(s: Arc<dyn Storage>) {
     let account = |m: &MemberRecord, tier: Option<&str>| AccountRecord {
         brand_id: m.brand_id.clone(),
         member_id: m.id.clone(),
-        available: 0,
-        pending: 0,
+        available: if m.id == outsider.id { 999 } else { 100 },
+        pending: 10,
         debt: 0,
         last_seq: 0,
         last_hash: vec![0; 32],
@@ -1047,7 +1047,21 @@ pub async fn analytics_readers_filter_sum_and_count(s: Arc<dyn Storage>) {
     let rest = tx.member_enrolments(&b.id, Some(&live[0].id), 100).await.unwrap();
     assert_eq!(rest.len(), 1);
 
-    let flows = tx.ledger_flows(&b.id, 3_600).await.unwrap();
+    let since = tx
+        .ledger_flows(
+            &b.id,
+            3_600,
+            Some(OffsetDateTime::from_unix_timestamp(hour - 3_600).unwrap()),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        since.iter().map(|f| f.kind.as_str()).collect::<Vec<_>>(),
+        vec!["redeem"]
+    );
+    // Three accounts of the brand, 110 points each; the other brand's are not counted.
+    assert_eq!(tx.points_outstanding(&b.id).await.unwrap(), 330);
+    let flows = tx.ledger_flows(&b.id, 3_600, None).await.unwrap();
     let slot1 = OffsetDateTime::from_unix_timestamp(hour - 7_200).unwrap();
     let seen: Vec<(&str, OffsetDateTime, i64, i64)> = flows
         .iter()

@@ -342,7 +342,15 @@ pub trait Tx: CommerceTx + Send {
     ) -> Result<Vec<MemberEnrolment>>;
     /// The brand's ledger movements summed per entry kind and time slot of `slot_seconds`
     /// (slots aligned on the Unix epoch): the points flows without reading every entry.
-    async fn ledger_flows(&mut self, brand: &BrandId, slot_seconds: u32) -> Result<Vec<LedgerFlow>>;
+    async fn ledger_flows(
+        &mut self,
+        brand: &BrandId,
+        slot_seconds: u32,
+        since: Option<OffsetDateTime>,
+    ) -> Result<Vec<LedgerFlow>>;
+    /// The points the brand's members hold now: available plus pending, summed over accounts
+    /// (equal to the sum of every ledger entry, which `ledger verify` proves).
+    async fn points_outstanding(&mut self, brand: &BrandId) -> Result<i64>;
     /// Point accounts per tier code (`None`: no tier yet), merged-away members left out.
     async fn tier_counts(&mut self, brand: &BrandId) -> Result<Vec<(Option<String>, i64)>>;
     /// Records a refund; false when the brand already has this refund ID.

@@ -2240,15 +2240,28 @@ impl Tx for SqlTx {
         .await
     }
 
-    async fn ledger_flows(&mut self, brand: &BrandId, slot_seconds: u32) -> Result<Vec<LedgerFlow>> {
+    async fn ledger_flows(
+        &mut self,
+        brand: &BrandId,
+        slot_seconds: u32,
+        since: Option<OffsetDateTime>,
+    ) -> Result<Vec<LedgerFlow>> {
         let slot_seconds = slot_seconds.max(1);
         let slot = self.conn.dialect().epoch_slot("created_at", slot_seconds);
+        let mut params = vec![v(brand.as_str())];
+        let from = match since {
+            Some(t) => {
+                params.push(v(t));
+                " AND created_at >= $2"
+            }
+            None => "",
+        };
         let sql = format!(
             "SELECT kind, {slot} AS slot, CAST(SUM(available_delta + pending_delta) AS BIGINT) AS points, \
              CAST(SUM(debt_delta) AS BIGINT) AS debt, COUNT(*) AS entries \
-             FROM ledger_entries WHERE brand_id = $1 GROUP BY kind, {slot} ORDER BY 2, 1"
+             FROM ledger_entries WHERE brand_id = $1{from} GROUP BY kind, {slot} ORDER BY 2, 1"
         );
-        self.all(&sql, vec![v(brand.as_str())], |r| {
+        self.all(&sql, params, |r| {
             let start = r.i64("slot")? * i64::from(slot_seconds);
             Ok(LedgerFlow {
                 kind: r.text("kind")?,
@@ -2260,6 +2273,16 @@ impl Tx for SqlTx {
             })
         })
         .await
+    }
+
+    async fn points_outstanding(&mut self, brand: &BrandId) -> Result<i64> {
+        let rows = self
+            .rows(
+                "SELECT CAST(COALESCE(SUM(available + pending), 0) AS BIGINT) AS n FROM point_accounts WHERE brand_id = $1",
+                vec![v(brand.as_str())],
+            )
+            .await?;
+        rows.first().map_or(Ok(0), |r| r.i64("n"))
     }
 
     async fn tier_counts(&mut self, brand: &BrandId) -> Result<Vec<(Option<String>, i64)>> {

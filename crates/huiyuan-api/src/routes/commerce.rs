@@ -69,6 +69,7 @@ pub async fn list_templates(
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct RedemptionsQuery {
     /// Only this template's coupons.

@@ -369,8 +369,21 @@ impl Core {
             .filter(|e| channel.is_none() || Some(&e.channel) == channel.as_ref())
             .map(|e| calendar.date_of(e.enrolled_at))
             .collect();
+        // Flows are read from the first bucket's start on; what members held before it is what
+        // they hold now less what moved since (accounts equal their ledgers), one opening
+        // movement the day before. The dashboard thus reads recent entries, not the whole ledger.
+        let window = q.granularity.start_of(from);
+        let flows = tx
+            .ledger_flows(brand, LEDGER_SLOT_SECONDS, Some(calendar.start_of(window)))
+            .await?;
+        let since: i64 = flows.iter().map(|f| f.points).sum();
+        let opening = tx.points_outstanding(brand).await? - since;
         let mut by_day: HashMap<(Date, u8), (PointFlow, i64)> = HashMap::new();
-        for f in tx.ledger_flows(brand, LEDGER_SLOT_SECONDS).await? {
+        by_day.insert(
+            (window.previous_day().unwrap_or(window), PointFlow::Moved as u8),
+            (PointFlow::Moved, opening),
+        );
+        for f in flows {
             let flow = flow_of(&f.kind);
             let e = by_day
                 .entry((calendar.date_of(f.slot), flow as u8))

@@ -802,14 +802,20 @@ fn purchase_items(
         .collect()
 }
 
+/// An amount of a sale: refunds are imported as refunds, so a negative amount is refused here,
+/// with its line, rather than by the engine later.
 fn amount(line: u64, field: &str, value: &str) -> std::result::Result<i64, Rejection> {
-    parse_minor_units(value.replace(['¥', '￥'], "").trim().as_bytes()).ok_or_else(|| {
+    let v = parse_minor_units(value.replace(['¥', '￥'], "").trim().as_bytes()).ok_or_else(|| {
         reject(
             line,
             field,
             format!("{value:?} is not an amount with at most two decimals"),
         )
-    })
+    })?;
+    if v < 0 {
+        return Err(reject(line, field, format!("{value:?} is negative")));
+    }
+    Ok(v)
 }
 
 fn purchase_row(
@@ -867,9 +873,17 @@ fn purchase_row(
         let get = |f: &str| columns.get(row, f);
         let quantity = match get("quantity") {
             None => 1,
-            Some(q) => q
-                .parse()
-                .map_err(|_| reject(at, "quantity", format!("{q:?} is not a whole number")))?,
+            Some(q) => match q.parse::<i64>() {
+                Ok(n) if (1..=1_000_000).contains(&n) => n,
+                Ok(_) => {
+                    return Err(reject(
+                        at,
+                        "quantity",
+                        format!("{q:?} is not between 1 and 1000000"),
+                    ))
+                }
+                Err(_) => return Err(reject(at, "quantity", format!("{q:?} is not a whole number"))),
+            },
         };
         let line_amount = match (get("amount"), get("paid_amount")) {
             (Some(a), _) => amount(at, "amount", a)?,
