@@ -9,6 +9,7 @@ mod i18n;
 mod pages;
 mod render;
 mod session;
+mod snapshots;
 
 use std::sync::Arc;
 
@@ -25,11 +26,22 @@ pub use i18n::{Lang, MESSAGES};
 #[derive(Clone)]
 pub struct ConsoleState {
     pub core: Arc<Core>,
+    kpis: Arc<snapshots::KpiSnapshots>,
 }
 
 /// The console's and member pages' routes, to be merged into the API's router.
 pub fn router(core: Arc<Core>) -> Router {
-    let state = ConsoleState { core };
+    let kpis = Arc::new(snapshots::KpiSnapshots::default());
+    // Keeps the dashboard figures being viewed fresh; ends with the runtime.
+    let (refresh_core, refresh_kpis) = (core.clone(), kpis.clone());
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(10));
+        loop {
+            tick.tick().await;
+            refresh_kpis.refresh(&refresh_core).await;
+        }
+    });
+    let state = ConsoleState { core, kpis };
     Router::new()
         .route("/", get(|| async { Redirect::temporary("/console/") }))
         .route("/console", get(|| async { Redirect::temporary("/console/") }))

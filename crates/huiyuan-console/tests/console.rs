@@ -177,6 +177,7 @@ async fn console() {
     let pages = [
         "/console/dashboard".to_owned(),
         "/console/dashboard?granularity=week".to_owned(),
+        "/console/dashboard?granularity=month&fresh=1".to_owned(),
         "/console/members".to_owned(),
         "/console/members?q=a".to_owned(),
         format!("/console/members/{member}"),

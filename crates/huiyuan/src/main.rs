@@ -778,6 +778,22 @@ async fn serve(
             }
         }
     });
+    let insights_core = core.clone();
+    let insights = tokio::spawn(async move {
+        // The analytics models (member insights on the console's member page) are built in the
+        // background at start and refreshed before they expire, so no request waits for one.
+        let mut tick = tokio::time::interval(Duration::from_secs(60));
+        let mut first = true;
+        loop {
+            tick.tick().await;
+            match insights_core.refresh_insights(first).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(brands = n, "analytics models built"),
+                Err(e) => tracing::warn!(error = %e, "analytics models could not be built"),
+            }
+            first = false;
+        }
+    });
     let maintenance = tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(600));
         loop {
@@ -801,6 +817,7 @@ async fn serve(
     .with_graceful_shutdown(shutdown_signal())
     .await?;
     maintenance.abort();
+    insights.abort();
     jobs.abort();
     storage.close().await;
     tracing::info!("shut down");

@@ -24,6 +24,8 @@ pub struct Filters {
     granularity: Option<String>,
     store: Option<String>,
     channel: Option<String>,
+    /// Recompute now instead of showing figures up to a minute old.
+    fresh: Option<String>,
 }
 
 pub const CHANNELS: &[(&str, Channel)] = &[
@@ -91,27 +93,35 @@ pub async fn show(
         store_id: if errors.is_empty() { store_id } else { None },
         channel: if errors.is_empty() { channel } else { None },
     };
-    let kpis = match state.core.kpi_report(&op.actor, query).await {
+    let fresh = f.fresh.is_some();
+    let (kpis, computed_at) = match state.kpis.get(&state.core, &op.actor, query, fresh).await {
         Ok(k) => k,
         Err(e) => {
             let placed = FieldErrors::from_core(e, &[("from", "from"), ("to", "to")])?;
             errors.0.extend(placed.0);
-            state
-                .core
-                .kpi_report(
-                    &op.actor,
-                    KpiQuery {
-                        from: None,
-                        to: None,
-                        granularity,
-                        store_id: None,
-                        channel: None,
-                    },
-                )
-                .await?
+            let all = KpiQuery {
+                from: None,
+                to: None,
+                granularity,
+                store_id: None,
+                channel: None,
+            };
+            state.kpis.get(&state.core, &op.actor, all, fresh).await?
         }
     };
-    let kpis = serde_json::to_value(&kpis).unwrap_or_default();
+    let chart_data = kpis.to_string();
+    let refresh_url = format!(
+        "?{}",
+        serde_urlencoded::to_string([
+            ("from", f.from.as_deref().unwrap_or_default()),
+            ("to", f.to.as_deref().unwrap_or_default()),
+            ("granularity", f.granularity.as_deref().unwrap_or("day")),
+            ("store", f.store.as_deref().unwrap_or_default()),
+            ("channel", f.channel.as_deref().unwrap_or_default()),
+            ("fresh", "1"),
+        ])
+        .unwrap_or_default()
+    );
     let base = op.context("dashboard");
     Ok(render::page(
         if errors.is_empty() {
@@ -121,8 +131,10 @@ pub async fn show(
         },
         "dashboard.html",
         context! {
-            kpis => kpis.clone(),
-            chart_data => kpis.to_string(),
+            kpis => kpis.as_ref().clone(),
+            chart_data => chart_data,
+            computed_at => huiyuan_core::views::rfc3339(computed_at),
+            refresh_url => refresh_url,
             stores => stores,
             channels => CHANNELS.iter().map(|(c, _)| *c).collect::<Vec<_>>(),
             values => context! {

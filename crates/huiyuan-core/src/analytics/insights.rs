@@ -300,6 +300,47 @@ impl Core {
         Ok(built)
     }
 
+    /// Builds the models of brands that have none yet (`all_brands`) or whose model is past half
+    /// its lifetime, so that pages reading insights find a fresh one instead of building it
+    /// while the operator waits. Run by the server in the background.
+    pub async fn refresh_insights(&self, all_brands: bool) -> Result<usize> {
+        let half = self.config.analytics_ttl / 2;
+        let brands: Vec<BrandId> = if all_brands {
+            let mut tx = self.storage.read().await?;
+            tx.list_brands().await?.into_iter().map(|b| b.id).collect()
+        } else {
+            self.insights
+                .brands
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .keys()
+                .cloned()
+                .collect()
+        };
+        let mut built = 0;
+        for brand in brands {
+            let due = self
+                .insights
+                .brands
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get(&brand)
+                .is_none_or(|m| self.now() - m.built_at >= half);
+            if !due {
+                continue;
+            }
+            let _one_build = self.insights.building.lock().await;
+            let model = Arc::new(self.build_model(&brand).await?);
+            self.insights
+                .brands
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(brand, model);
+            built += 1;
+        }
+        Ok(built)
+    }
+
     async fn build_model(&self, brand: &BrandId) -> Result<BrandModel> {
         let mut tx = self.storage.read().await?;
         let record = tx.get_brand(brand).await?.ok_or(CoreError::NotFound("brand"))?;
