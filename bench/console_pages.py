@@ -43,6 +43,9 @@ member = ids[0]
 pages = [
     "/console/dashboard",
     "/console/dashboard?granularity=month&from=2025-12-01",
+    # Recomputed on every request (the refresh link): what a snapshot costs.
+    "/console/dashboard?fresh=1",
+    "/console/dashboard?granularity=month&from=2025-12-01&fresh=1",
     "/console/members?q=" + urllib.parse.quote("王"),
     "/console/members/" + member,
     "/console/programme",
