@@ -78,6 +78,8 @@ pub struct Operator {
     pub csrf: String,
     pub lang: Lang,
     pub brand: BrandView,
+    /// What the previous step did (`?done=adjusted` after a redirect), for the page's notice.
+    pub done: Option<String>,
 }
 
 /// The pages of the console's menu, each with what opens it.
@@ -142,6 +144,7 @@ impl Operator {
             csrf => self.csrf.clone(),
             menu => self.menu(),
             page => page,
+            done => self.done.as_ref().map(|d| format!("done:{d}")),
             // Idempotency for the page's forms: a form sent twice does its work once.
             nonce => huiyuan_core::crypto::random_token(12),
             may => Permission::ALL.iter().filter(|p| self.actor.may(**p)).map(|p| p.as_str()).collect::<Vec<_>>(),
@@ -168,7 +171,15 @@ impl FromRequestParts<ConsoleState> for Operator {
         let actor = state.core.authenticate(&token, None).await.map_err(|_| login())?;
         let operator = state.core.current_operator(&actor).await?;
         let brand = state.core.get_brand(&actor).await?;
+        let done = parts.uri.query().and_then(|q| {
+            form_urlencoded_pairs(q)
+                .into_iter()
+                .find(|(k, _)| k == "done")
+                .map(|(_, v)| v)
+                .filter(|v| DONE.contains(&v.as_str()))
+        });
         Ok(Operator {
+            done,
             name: operator.map(|o| o.display_name).unwrap_or_default(),
             csrf: csrf_token(&token),
             token,
@@ -324,6 +335,21 @@ fn with_server_timing(mut res: Response, started: std::time::Instant) -> Respons
         res.headers_mut().insert("server-timing", v);
     }
     res
+}
+
+/// The notices a page may show after a redirect (`?done=…`); anything else is ignored.
+const DONE: &[&str] = &[
+    "adjusted",
+    "issued",
+    "merged",
+    "erased",
+    "refunded",
+    "published",
+    "created",
+];
+
+fn form_urlencoded_pairs(q: &str) -> Vec<(String, String)> {
+    serde_urlencoded::from_str(q).unwrap_or_default()
 }
 
 /// Percent-encodes a path for a query string.

@@ -239,9 +239,11 @@ pub async fn submit(
             op.require(Permission::ProgrammeManage)?;
             match state.core.publish_programme(&op.actor, p).await {
                 Ok(v) => {
-                    return Ok(
-                        Redirect::to(&format!("/console/programme?published={}", v.version)).into_response(),
-                    )
+                    return Ok(Redirect::to(&format!(
+                        "/console/programme?done=published&version={}",
+                        v.version
+                    ))
+                    .into_response())
                 }
                 Err(e) => {
                     let placed = FieldErrors::from_core(e, &[])?;

@@ -60,6 +60,24 @@ async fn render_till(
     ))
 }
 
+/// The till again with the form as typed and why it was refused.
+async fn refused(
+    state: &ConsoleState,
+    op: &Operator,
+    form: &Form,
+    errors: FieldErrors,
+) -> Result<Response, PageError> {
+    render_till(
+        state,
+        op,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        form,
+        errors,
+        context! {},
+    )
+    .await
+}
+
 pub async fn show(State(state): State<ConsoleState>, op: Operator) -> Result<Response, PageError> {
     op.require_page("/console/till")?;
     render_till(
@@ -184,28 +202,12 @@ pub async fn submit(
                     }
                 }
             }
-            render_till(
-                &state,
-                &op,
-                StatusCode::UNPROCESSABLE_ENTITY,
-                &form,
-                errors,
-                context! {},
-            )
-            .await
+            refused(&state, &op, &form, errors).await
         }
         Some(action @ ("quote" | "commit")) => {
             let Some(member) = form.get("member_id").and_then(|m| m.parse::<MemberId>().ok()) else {
                 errors.push("q", "identify the member first");
-                return render_till(
-                    &state,
-                    &op,
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                    &form,
-                    errors,
-                    context! {},
-                )
-                .await;
+                return refused(&state, &op, &form, errors).await;
             };
             let lines = basket(&form, &mut errors);
             let points = errors.int(&form, "points", 0..=1_000_000_000).unwrap_or(0);

@@ -56,6 +56,7 @@ await page.fill("#adjust-points", "500");
 await page.fill("#adjust-reason", "browser test goodwill");
 await page.click("#adjust-submit");
 await page.waitForURL(/done=adjusted/);
+assert.equal(await page.textContent("#done"), "积分已调整", "the notice says what was done, in Chinese");
 assert.equal(await points(), before + 500);
 
 step("issue a coupon");
