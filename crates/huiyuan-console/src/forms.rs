@@ -3,8 +3,12 @@
 
 use std::collections::BTreeMap;
 
+use axum::http::StatusCode;
 use huiyuan_core::CoreError;
 use huiyuan_domain::money::parse_minor_units;
+use huiyuan_domain::pii::{mask_middle, Phone};
+use time::macros::format_description;
+use time::Date;
 
 /// A posted `application/x-www-form-urlencoded` body, in order.
 #[derive(Debug, Default, Clone)]
@@ -65,6 +69,27 @@ impl FieldErrors {
         self.0.is_empty()
     }
 
+    /// 200 when nothing was refused, else 422: the status of a page showing these errors.
+    pub fn status(&self) -> StatusCode {
+        if self.is_empty() {
+            StatusCode::OK
+        } else {
+            StatusCode::UNPROCESSABLE_ENTITY
+        }
+    }
+
+    /// A date written `2026-12-01`; blank is `None`.
+    pub fn date(&mut self, field: &str, value: Option<&str>) -> Option<Date> {
+        let v = value.map(str::trim).filter(|v| !v.is_empty())?;
+        match Date::parse(v, format_description!("[year]-[month]-[day]")) {
+            Ok(d) => Some(d),
+            Err(_) => {
+                self.push(field, "must be a date such as 2026-12-01");
+                None
+            }
+        }
+    }
+
     /// A required field.
     pub fn required<'f>(&mut self, form: &'f Form, field: &str) -> Option<&'f str> {
         let v = form.get(field);
@@ -105,6 +130,15 @@ impl FieldErrors {
         }
     }
 
+    /// Adds a refusal from the core to these errors (see [`FieldErrors::from_core`]).
+    pub fn add_core(&mut self, e: CoreError, rename: &[(&str, &str)]) -> Result<(), CoreError> {
+        let placed = FieldErrors::from_core(e, rename)?;
+        for (field, reason) in placed.0 {
+            self.push(&field, reason);
+        }
+        Ok(())
+    }
+
     /// Places a refusal from the core: field errors next to their fields (through `rename`,
     /// from the core's field names to the form's), anything else as the form's message.
     pub fn from_core(e: CoreError, rename: &[(&str, &str)]) -> Result<Self, CoreError> {
@@ -143,13 +177,8 @@ pub fn looks_like_phone(q: &str) -> bool {
         && ((digits.len() == 11 && digits.starts_with('1')) || compact.starts_with('+'))
 }
 
-/// A phone as the pages show it to roles that have not revealed it: `138****8000`.
+/// A phone as the pages show it to roles that have not revealed it: `138****8000` (the
+/// domain's masking; what does not parse as a phone is masked as typed).
 pub fn mask_phone(q: &str) -> String {
-    let digits: Vec<char> = q.chars().filter(char::is_ascii_digit).collect();
-    if digits.len() < 7 {
-        return "****".into();
-    }
-    let head: String = digits[..3].iter().collect();
-    let tail: String = digits[digits.len() - 4..].iter().collect();
-    format!("{head}****{tail}")
+    Phone::parse(q).map_or_else(|_| mask_middle(q.trim(), 3, 4), |p| p.masked())
 }

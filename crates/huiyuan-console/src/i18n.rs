@@ -376,7 +376,6 @@ pub const MESSAGES: &[(&str, &str)] = &[
     ("must be 1–64 letters, digits, `-`, `_`, `.` or `:`", "须为 1–64 个字母、数字或 `-`、`_`、`.`、`:`"),
     ("must be 4 to 32 letters, digits or dashes", "须为 4–32 个字母、数字或短横线"),
     ("must be a date such as 2026-12-01", "须为日期，例如 2026-12-01"),
-    ("must be a date such as 2026-12-08", "须为日期，例如 2026-12-08"),
     ("must be a number such as 1.5", "须为数字，例如 1.5"),
     ("must be a positive number of points when given", "填写时须为正数积分"),
     ("must be a whole number", "须为整数"),

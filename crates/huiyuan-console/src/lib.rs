@@ -20,8 +20,6 @@ use axum::routing::{get, post};
 use axum::Router;
 use huiyuan_core::Core;
 
-pub use i18n::{Lang, MESSAGES};
-
 /// What every handler needs.
 #[derive(Clone)]
 pub struct ConsoleState {

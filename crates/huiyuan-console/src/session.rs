@@ -15,6 +15,7 @@ use huiyuan_core::{Actor, CoreError};
 use huiyuan_domain::access::Permission;
 use minijinja::context;
 use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
 
 use crate::forms::Form;
 use crate::i18n::Lang;
@@ -165,19 +166,17 @@ impl FromRequestParts<ConsoleState> for Operator {
         let login = || PageError::SignIn { next: next.clone() };
         // Only session tokens: an API key pasted into a cookie does not open the console.
         let token = cookie(&parts.headers, SESSION_COOKIE)
-            .filter(|t| t.starts_with("hys_"))
+            .filter(|t| t.starts_with(huiyuan_core::auth::SESSION_PREFIX))
             .ok_or_else(login)?
             .to_owned();
         let actor = state.core.authenticate(&token, None).await.map_err(|_| login())?;
         let operator = state.core.current_operator(&actor).await?;
         let brand = state.core.get_brand(&actor).await?;
-        let done = parts.uri.query().and_then(|q| {
-            form_urlencoded_pairs(q)
-                .into_iter()
-                .find(|(k, _)| k == "done")
-                .map(|(_, v)| v)
-                .filter(|v| DONE.contains(&v.as_str()))
-        });
+        let done = parts
+            .uri
+            .query()
+            .and_then(|q| Form::parse(q.as_bytes()))
+            .and_then(|f| f.get("done").filter(|v| DONE.contains(v)).map(str::to_owned));
         Ok(Operator {
             done,
             name: operator.map(|o| o.display_name).unwrap_or_default(),
@@ -206,14 +205,15 @@ impl FromRequest<ConsoleState> for Posted {
             .await
             .map_err(|_| PageError::BadForm)?;
         let form = Form::parse(&bytes).ok_or(PageError::BadForm)?;
-        if form.get("csrf") != Some(op.csrf.as_str()) {
+        let sent = form.get("csrf").unwrap_or_default().as_bytes();
+        if !bool::from(sent.ct_eq(op.csrf.as_bytes())) {
             return Err(PageError::StaleForm);
         }
         Ok(Posted { op, form })
     }
 }
 
-/// Why a page could not be shown; rendered in the reader's language by [`PageError::render`].
+/// Why a page could not be shown; rendered in the reader's language by [`finish_page`].
 #[derive(Debug)]
 pub enum PageError {
     SignIn { next: String },
@@ -284,7 +284,7 @@ impl IntoResponse for PageError {
             return Redirect::to(&format!("/console/login?next={target}")).into_response();
         }
         let (status, title, detail) = self.status_and_message();
-        // The language is not known here; the error middleware renders it (see `render_error`).
+        // The language is not known here; [`finish_page`] renders the page.
         let mut res = status.into_response();
         res.extensions_mut().insert(ErrorPage { title, detail });
         res
@@ -347,10 +347,6 @@ const DONE: &[&str] = &[
     "published",
     "created",
 ];
-
-fn form_urlencoded_pairs(q: &str) -> Vec<(String, String)> {
-    serde_urlencoded::from_str(q).unwrap_or_default()
-}
 
 /// Percent-encodes a path for a query string.
 pub fn form_urlencoded_component(s: &str) -> String {

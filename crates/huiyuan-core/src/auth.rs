@@ -22,7 +22,8 @@ use crate::{Actor, ActorKind, Core, CoreError, Result};
 /// API keys look like `hy_<10 lowercase>_<40 alphanumerics>`; the part before the second `_`
 /// is the public prefix.
 const API_KEY_PREFIX: &str = "hy_";
-const SESSION_PREFIX: &str = "hys_";
+/// How session tokens begin (API keys begin otherwise): the console accepts only these.
+pub const SESSION_PREFIX: &str = "hys_";
 
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]

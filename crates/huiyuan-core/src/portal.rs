@@ -24,12 +24,20 @@ pub const LINK_TTL: Duration = Duration::minutes(30);
 /// How long a member stays signed in.
 pub const MEMBER_SESSION_TTL: Duration = Duration::hours(12);
 
+/// Why a sign-in link is refused, as [`CoreError::Unauthenticated`] carries it, so pages can
+/// tell the member which it was.
+pub const LINK_INVALID: &str = "this sign-in link is not valid";
+pub const LINK_EXPIRED: &str = "this sign-in link has expired";
+pub const LINK_USED: &str = "this sign-in link was already used";
+
 /// A signed-in member: the brand's system actor reads on the member's behalf, and only
 /// ever the member named here.
 #[derive(Debug, Clone)]
 pub struct MemberSession {
     pub actor: Actor,
     pub member: MemberId,
+    /// The member as read when the session was checked (masked).
+    pub profile: crate::views::MemberView,
     pub expires_at: OffsetDateTime,
 }
 
@@ -91,16 +99,14 @@ impl Core {
 
     /// Uses a sign-in link (once) and returns a member session token.
     pub async fn redeem_member_link(&self, token: &str) -> Result<String> {
-        let invalid = CoreError::Unauthenticated("this sign-in link is not valid");
-        let (parts, mac) = split_token(token, LINK_PREFIX, 4).ok_or(invalid)?;
+        let invalid = || CoreError::Unauthenticated(LINK_INVALID);
+        let (parts, mac) = split_token(token, LINK_PREFIX, 4).ok_or_else(invalid)?;
         if !self.check_mac(&parts, mac) {
-            return Err(CoreError::Unauthenticated("this sign-in link is not valid"));
+            return Err(invalid());
         }
-        let expires: i64 = parts[3]
-            .parse()
-            .map_err(|_| CoreError::Unauthenticated("this sign-in link is not valid"))?;
+        let expires: i64 = parts[3].parse().map_err(|_| invalid())?;
         if self.now().unix_timestamp() >= expires {
-            return Err(CoreError::Unauthenticated("this sign-in link has expired"));
+            return Err(CoreError::Unauthenticated(LINK_EXPIRED));
         }
         let brand: BrandId = parts[1].parse()?;
         let member: MemberId = parts[2].parse()?;
@@ -111,7 +117,7 @@ impl Core {
             .await?
         {
             IdempotencyClaim::Proceed => {}
-            _ => return Err(CoreError::Unauthenticated("this sign-in link was already used")),
+            _ => return Err(CoreError::Unauthenticated(LINK_USED)),
         }
         self.complete_idempotency(&system, &key, 200, b"").await?;
         let mut tx = self.storage.write().await?;
@@ -147,8 +153,9 @@ impl Core {
         let actor = Actor::system(parts[1].parse()?);
         let member: MemberId = parts[2].parse()?;
         // Erased or merged members are signed out.
-        self.get_member(&actor, &member, false).await?;
+        let profile = self.get_member(&actor, &member, false).await?;
         Ok(MemberSession {
+            profile,
             actor,
             member,
             expires_at: expires,

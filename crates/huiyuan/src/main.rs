@@ -361,8 +361,8 @@ async fn run(command: Command, config: &mut Config) -> Result<(), AnyError> {
                 until,
             };
             let creds = demo::prepare(store.clone(), &key, &data, &options).await?;
-            // Not `println!`: a closed stdout (`huiyuan demo | head`) must not stop the server.
             let member_link = demo::member_link(&core(config, store.clone(), &key), &creds).await?;
+            // Not `println!`: a closed stdout (`huiyuan demo | head`) must not stop the server.
             let banner = format!(
                 "\nHuiyuan demo is running\n  Console:  http://{addr}/console/\n  API docs: http://{addr}/docs\n  \
                  Login:    {} / {}\n  Member:   http://{addr}{member_link}\n            (a member's own page; the link works once, for 30 minutes)\n\

@@ -1,7 +1,6 @@
 //! The overview: the analytics KPIs for a date range, a store and a channel, with charts.
 
 use axum::extract::{Query, State};
-use axum::http::StatusCode;
 use axum::response::Response;
 use huiyuan_analytics::kpi::Granularity;
 use huiyuan_core::analytics::KpiQuery;
@@ -9,8 +8,6 @@ use huiyuan_domain::member::Channel;
 use huiyuan_store::Page;
 use minijinja::context;
 use serde::Deserialize;
-use time::macros::format_description;
-use time::Date;
 
 use crate::forms::FieldErrors;
 use crate::render;
@@ -35,17 +32,6 @@ pub const CHANNELS: &[(&str, Channel)] = &[
     ("pos", Channel::Pos),
 ];
 
-fn date(errors: &mut FieldErrors, field: &str, value: Option<&str>) -> Option<Date> {
-    let v = value.map(str::trim).filter(|v| !v.is_empty())?;
-    match Date::parse(v, format_description!("[year]-[month]-[day]")) {
-        Ok(d) => Some(d),
-        Err(_) => {
-            errors.push(field, "must be a date such as 2026-12-01");
-            None
-        }
-    }
-}
-
 pub async fn show(
     State(state): State<ConsoleState>,
     op: Operator,
@@ -53,8 +39,8 @@ pub async fn show(
 ) -> Result<Response, PageError> {
     op.require_page("/console/dashboard")?;
     let mut errors = FieldErrors::default();
-    let from = date(&mut errors, "from", f.from.as_deref());
-    let to = date(&mut errors, "to", f.to.as_deref());
+    let from = errors.date("from", f.from.as_deref());
+    let to = errors.date("to", f.to.as_deref());
     if let (Some(a), Some(b)) = (from, to) {
         if a > b {
             errors.push("to", "must not be before the start");
@@ -86,27 +72,34 @@ pub async fn show(
         },
         None => None,
     };
-    let query = KpiQuery {
-        from: if errors.is_empty() { from } else { None },
-        to: if errors.is_empty() { to } else { None },
+    // Refused filters fall back to the default view (the last 30 days, every store and channel).
+    let default_view = KpiQuery {
+        from: None,
+        to: None,
         granularity,
-        store_id: if errors.is_empty() { store_id } else { None },
-        channel: if errors.is_empty() { channel } else { None },
+        store_id: None,
+        channel: None,
+    };
+    let query = if errors.is_empty() {
+        KpiQuery {
+            from,
+            to,
+            granularity,
+            store_id,
+            channel,
+        }
+    } else {
+        default_view.clone()
     };
     let fresh = f.fresh.is_some();
     let (kpis, computed_at) = match state.kpis.get(&state.core, &op.actor, query, fresh).await {
         Ok(k) => k,
         Err(e) => {
-            let placed = FieldErrors::from_core(e, &[("from", "from"), ("to", "to")])?;
-            errors.0.extend(placed.0);
-            let all = KpiQuery {
-                from: None,
-                to: None,
-                granularity,
-                store_id: None,
-                channel: None,
-            };
-            state.kpis.get(&state.core, &op.actor, all, fresh).await?
+            errors.add_core(e, &[("from", "from"), ("to", "to")])?;
+            state
+                .kpis
+                .get(&state.core, &op.actor, default_view, fresh)
+                .await?
         }
     };
     let chart_data = kpis.to_string();
@@ -124,11 +117,7 @@ pub async fn show(
     );
     let base = op.context("dashboard");
     Ok(render::page(
-        if errors.is_empty() {
-            StatusCode::OK
-        } else {
-            StatusCode::UNPROCESSABLE_ENTITY
-        },
+        errors.status(),
         "dashboard.html",
         context! {
             kpis => kpis.as_ref().clone(),

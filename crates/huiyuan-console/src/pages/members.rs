@@ -82,7 +82,7 @@ pub async fn search(
     {
         Ok(m) => m,
         Err(e) => {
-            let placed = FieldErrors::from_core(
+            errors.add_core(
                 e,
                 &[
                     ("phone", "q"),
@@ -91,7 +91,6 @@ pub async fn search(
                     ("tag", "tag"),
                 ],
             )?;
-            errors.0.extend(placed.0);
             Vec::new()
         }
     };
@@ -102,11 +101,7 @@ pub async fn search(
     };
     let base = op.context("members");
     Ok(render::page(
-        if errors.is_empty() {
-            StatusCode::OK
-        } else {
-            StatusCode::UNPROCESSABLE_ENTITY
-        },
+        errors.status(),
         "members.html",
         context! {
             members => members,

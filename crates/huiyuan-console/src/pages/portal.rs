@@ -5,7 +5,7 @@
 use axum::extract::{Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
-use huiyuan_core::portal::{MemberSession, MEMBER_SESSION_TTL};
+use huiyuan_core::portal::{MemberSession, LINK_EXPIRED, LINK_USED, MEMBER_SESSION_TTL};
 use huiyuan_store::Page;
 use minijinja::context;
 use qrcode::render::svg;
@@ -56,12 +56,10 @@ pub async fn sign_in(
         )
             .into_response(),
         Err(huiyuan_core::CoreError::Unauthenticated(why)) => {
-            let reason = if why.contains("already used") {
-                "This sign-in link was already used"
-            } else if why.contains("expired") {
-                "This sign-in link has expired"
-            } else {
-                "This sign-in link is not valid"
+            let reason = match why {
+                LINK_USED => "This sign-in link was already used",
+                LINK_EXPIRED => "This sign-in link has expired",
+                _ => "This sign-in link is not valid",
             };
             signed_out(&headers, StatusCode::UNAUTHORIZED, reason)
         }
@@ -111,7 +109,6 @@ async fn card_context(
 ) -> Result<(minijinja::Value, String, String), huiyuan_core::CoreError> {
     let core = &state.core;
     let brand = core.get_brand(&s.actor).await?;
-    let member = core.get_member(&s.actor, &s.member, false).await?;
     let balance = core.points_balance(&s.actor, &s.member).await?;
     let coupons = core
         .member_coupons(&s.actor, &s.member, Some("issued"), &Page::first(20))
@@ -120,7 +117,7 @@ async fn card_context(
         .points_statement(&s.actor, &s.member, &Page::first(20))
         .await?;
     Ok((
-        context! { brand_name => brand.name.clone(), member => member, balance => balance, coupons => coupons, history => history },
+        context! { brand_name => brand.name.clone(), member => &s.profile, balance => balance, coupons => coupons, history => history },
         brand.timezone,
         brand.currency,
     ))

@@ -13,8 +13,6 @@ use huiyuan_domain::loyalty::purchase::{EarningPreviewInput, LineInput, PreviewM
 use huiyuan_domain::member::Channel;
 use minijinja::context;
 use serde_json::Value;
-use time::macros::format_description;
-use time::Date;
 
 use crate::forms::{FieldErrors, Form};
 use crate::render;
@@ -218,9 +216,7 @@ pub async fn submit(
         match Programme::parse_json(&doc.to_string()) {
             Ok(p) => Some(p),
             Err(e) => {
-                for f in e.errors {
-                    errors.push(&f.field, f.reason);
-                }
+                errors.add_core(e.into(), &[])?;
                 None
             }
         }
@@ -245,38 +241,27 @@ pub async fn submit(
                     ))
                     .into_response())
                 }
-                Err(e) => {
-                    let placed = FieldErrors::from_core(e, &[])?;
-                    errors.0.extend(placed.0);
-                }
+                Err(e) => errors.add_core(e, &[])?,
             }
         }
         (_, Some(p)) => {
             if let Some(input) = preview_input(&form, p, &op.brand.timezone, &mut errors) {
                 match state.core.preview_earning(&op.actor, input).await {
                     Ok(p) => preview = Some(p),
-                    Err(e) => {
-                        let placed = FieldErrors::from_core(
-                            e,
-                            &[
-                                ("lines", "preview_amount"),
-                                ("paid_amount", "preview_amount"),
-                                ("member.tier", "preview_tier"),
-                            ],
-                        )?;
-                        errors.0.extend(placed.0);
-                    }
+                    Err(e) => errors.add_core(
+                        e,
+                        &[
+                            ("lines", "preview_amount"),
+                            ("paid_amount", "preview_amount"),
+                            ("member.tier", "preview_tier"),
+                        ],
+                    )?,
                 }
             }
         }
         (_, None) => {}
     }
-    let status = if errors.is_empty() {
-        StatusCode::OK
-    } else {
-        StatusCode::UNPROCESSABLE_ENTITY
-    };
-    page(&op, status, current, versions, values, errors, preview)
+    page(&op, errors.status(), current, versions, values, errors, preview)
 }
 
 /// "A 200-yuan purchase by a gold member on member day": the preview's imagined sale.
@@ -292,16 +277,7 @@ fn preview_input(
     if amount == Some(0) {
         errors.push("preview_amount", "must be more than 0");
     }
-    let date = match form.get("preview_date") {
-        Some(d) => match Date::parse(d, format_description!("[year]-[month]-[day]")) {
-            Ok(d) => Some(d),
-            Err(_) => {
-                errors.push("preview_date", "must be a date such as 2026-12-08");
-                None
-            }
-        },
-        None => None,
-    };
+    let date = errors.date("preview_date", form.get("preview_date"));
     let tier = form.get("preview_tier").map(str::to_owned);
     if let Some(t) = &tier {
         if programme.tier_index(t).is_none() {

@@ -152,13 +152,9 @@ fn basket(form: &Form, errors: &mut FieldErrors) -> Vec<LineInput> {
     lines
 }
 
-/// The core's field names for a checkout, as the till form names them.
+/// The core's field names for a checkout, as the till form names them (basket lines are
+/// renamed by [`checkout_errors`]).
 const CHECKOUT_FIELDS: &[(&str, &str)] = &[
-    ("lines[0].sku", "sku[0]"),
-    ("lines[0].amount", "amount[0]"),
-    ("lines[1].sku", "sku[1]"),
-    ("lines[1].amount", "amount[1]"),
-    ("lines", "sku[0]"),
     ("points", "points"),
     ("wallet", "wallet"),
     ("coupons", "coupons"),
@@ -167,6 +163,26 @@ const CHECKOUT_FIELDS: &[(&str, &str)] = &[
     ("member_code", "q"),
     ("order_id", "_form"),
 ];
+
+/// A refused checkout's errors next to their fields: `lines[2].amount` is the basket row's
+/// `amount[2]`, and a refusal of the lines as a whole goes to the first row.
+fn checkout_errors(e: huiyuan_core::CoreError) -> Result<FieldErrors, huiyuan_core::CoreError> {
+    let placed = FieldErrors::from_core(e, CHECKOUT_FIELDS)?;
+    let mut out = FieldErrors::default();
+    for (field, reason) in placed.0 {
+        let row = field
+            .strip_prefix("lines[")
+            .and_then(|rest| rest.split_once("]."))
+            .map(|(i, name)| format!("{name}[{i}]"));
+        let field = match row {
+            Some(row) => row,
+            None if field == "lines" || field.starts_with("lines[") => "sku[0]".to_owned(),
+            None => field,
+        };
+        out.push(&field, reason);
+    }
+    Ok(out)
+}
 
 pub async fn submit(
     State(state): State<ConsoleState>,
@@ -240,14 +256,14 @@ pub async fn submit(
                             Redirect::to(&format!("/console/till/sales/{}", sale.order_id)).into_response()
                         )
                     }
-                    Err(e) => errors = FieldErrors::from_core(e, CHECKOUT_FIELDS)?,
+                    Err(e) => errors = checkout_errors(e)?,
                 }
                 return customer(&state, &op, &form, errors, None, false).await;
             }
             match state.core.quote(&op.actor, input).await {
                 Ok(q) => customer(&state, &op, &form, errors, Some(q), false).await,
                 Err(e) => {
-                    let errors = FieldErrors::from_core(e, CHECKOUT_FIELDS)?;
+                    let errors = checkout_errors(e)?;
                     customer(&state, &op, &form, errors, None, false).await
                 }
             }
@@ -276,11 +292,7 @@ async fn customer(
         .member_coupons(&op.actor, &member_id, Some("issued"), &Page::first(50))
         .await?;
     let wallet = state.core.wallet_balance(&op.actor, &member_id).await.ok();
-    let status = if errors.is_empty() {
-        StatusCode::OK
-    } else {
-        StatusCode::UNPROCESSABLE_ENTITY
-    };
+    let status = errors.status();
     let chosen: Vec<String> = form.all("coupons").into_iter().map(str::to_owned).collect();
     render_till(
         state,

@@ -291,6 +291,11 @@ impl Core {
         if let Some(m) = cached(&self.insights) {
             return Ok(m);
         }
+        self.build_and_cache(brand).await
+    }
+
+    /// Builds the brand's model and keeps it; the caller holds `insights.building`.
+    async fn build_and_cache(&self, brand: &BrandId) -> Result<Arc<BrandModel>> {
         let built = Arc::new(self.build_model(brand).await?);
         self.insights
             .brands
@@ -330,12 +335,7 @@ impl Core {
                 continue;
             }
             let _one_build = self.insights.building.lock().await;
-            let model = Arc::new(self.build_model(&brand).await?);
-            self.insights
-                .brands
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .insert(brand, model);
+            self.build_and_cache(&brand).await?;
             built += 1;
         }
         Ok(built)
