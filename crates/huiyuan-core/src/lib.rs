@@ -132,6 +132,14 @@ impl Core {
         &self.storage
     }
 
+    /// After a bulk load: the planner's statistics brought up to date (see
+    /// [`Storage::refresh_statistics`]). A failure only costs speed, so it is logged, not returned.
+    pub async fn refresh_statistics(&self) {
+        if let Err(e) = self.storage.refresh_statistics().await {
+            tracing::warn!(error = %e, "refreshing the query planner's statistics failed");
+        }
+    }
+
     pub fn config(&self) -> &CoreConfig {
         &self.config
     }

@@ -461,6 +461,7 @@ pub async fn generate(
         progress(u64::from(stats.days), total_days, &stats);
         day = day.next_day().unwrap_or(day);
     }
+    core.refresh_statistics().await;
     Ok(DemoBrand {
         brand_id: made.brand.id,
         brand_slug: made.brand.slug,

@@ -98,6 +98,14 @@ impl Storage for PgStorage {
     async fn close(&self) {
         self.pool.close().await;
     }
+
+    async fn refresh_statistics(&self) -> Result<()> {
+        sqlx::query("ANALYZE")
+            .execute(&self.pool)
+            .await
+            .map(drop)
+            .map_err(map_err)
+    }
 }
 
 struct PgConn {

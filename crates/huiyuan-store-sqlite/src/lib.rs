@@ -349,6 +349,18 @@ impl Storage for SqliteStorage {
         "sqlite"
     }
 
+    async fn refresh_statistics(&self) -> Result<()> {
+        let _permit = acquire(&self.write_gate, "writer").await?;
+        // 0x10002: analyse every table whose statistics are missing or stale, not only those
+        // this connection queried; the limit keeps it to a sample on large tables.
+        self.writer
+            .run(|c| {
+                c.execute_batch("PRAGMA analysis_limit = 1000; PRAGMA optimize = 0x10002;")
+                    .map_err(map_err)
+            })
+            .await
+    }
+
     async fn close(&self) {
         // Waits (a while) for the transactions in progress; the writer closes last, so that its
         // close (the last connection's) checkpoints the WAL into the database file.

@@ -27,7 +27,7 @@ macro_rules! conformance_tests {
             a_read_is_one_snapshot,
             operator_usernames_are_unique, health_reports_current_migrations,
             bulk_writes_and_lists_span_statements, purchase_facts_page_by_member_then_time,
-            analytics_readers_filter_sum_and_count);
+            analytics_readers_filter_sum_and_count, outbox_keeps_every_event_once);
     };
     (@each $open:path; $($name:ident),*) => {
         $(
@@ -704,6 +704,57 @@ pub async fn bulk_writes_and_lists_span_statements(s: Arc<dyn Storage>) {
     found.sort();
     ids.sort();
     assert_eq!(found, ids);
+}
+
+/// Every event without a dedupe key is kept; one with a key is kept once per brand (another
+/// brand may use the same key); the same event sent twice lands once; each brand lists its
+/// own events in ID order. Planner statistics can be refreshed at any time.
+pub async fn outbox_keeps_every_event_once(s: Arc<dyn Storage>) {
+    let a = new_brand(&*s).await;
+    let b = new_brand(&*s).await;
+    let event = |brand: &BrandRecord, key: Option<&str>| OutboxRecord {
+        id: format!("evt_{:020}_{}", ms(), random()),
+        brand_id: brand.id.clone(),
+        event_type: "outbox.test".into(),
+        subject: brand.id.to_string(),
+        payload: "{}".into(),
+        dedupe_key: key.map(str::to_owned),
+        created_at: now(),
+    };
+    let plain = [event(&a, None), event(&a, None)];
+    let keyed = event(&a, Some("reminder-1"));
+    let mut tx = s.write().await.unwrap();
+    assert_eq!(tx.insert_events(&plain).await.unwrap(), 2, "no key: both kept");
+    assert!(tx.insert_event(&keyed).await.unwrap());
+    assert!(
+        !tx.insert_event(&event(&a, Some("reminder-1"))).await.unwrap(),
+        "the same key again in the same brand is dropped"
+    );
+    assert!(
+        !tx.insert_event(&plain[0]).await.unwrap(),
+        "the same event again is dropped"
+    );
+    assert!(
+        tx.insert_event(&event(&b, Some("reminder-1"))).await.unwrap(),
+        "another brand's key is its own"
+    );
+    tx.commit().await.unwrap();
+    s.refresh_statistics().await.unwrap();
+    let mut read = s.read().await.unwrap();
+    let listed: Vec<String> = read
+        .list_events(&a.id, None, 100)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.id)
+        .collect();
+    assert_eq!(
+        listed,
+        [plain[0].id.clone(), plain[1].id.clone(), keyed.id.clone()]
+    );
+    let after_first = read.list_events(&a.id, Some(&plain[0].id), 100).await.unwrap();
+    assert_eq!(after_first.len(), 2);
+    assert_eq!(read.list_events(&b.id, None, 100).await.unwrap().len(), 1);
 }
 
 pub async fn operator_usernames_are_unique(s: Arc<dyn Storage>) {

@@ -63,6 +63,8 @@ pub async fn setup(core: &Core, members: usize) -> Result<BenchBrand, AnyError> 
             Enrolment::Created(m) | Enrolment::Existing(m) => ids.push(m.id),
         }
     }
+    // With the statistics of a brand that has members (pgbench's setup analyses its tables too).
+    core.refresh_statistics().await;
     eprintln!(
         "set up brand bench-{run}: {members} members enrolled in {:.1} s",
         started.elapsed().as_secs_f64()

@@ -568,6 +568,10 @@ async fn bench_on(core: &Core, command: EngineBench) -> Result<(), AnyError> {
                 let addr = bench::serve(core).await?;
                 if warmup > 0 {
                     bench::http(addr, &brand, "warmup", concurrency, rate, warmup).await?;
+                    // The warm-up made the accounts and the first purchases: measured with the
+                    // statistics a running brand has (autovacuum's, within a minute), not those
+                    // of empty tables.
+                    core.refresh_statistics().await;
                 }
                 let figures = bench::http(addr, &brand, "run", concurrency, rate, seconds).await?;
                 let mode = rate.map_or(format!("{concurrency} connections back to back"), |r| {

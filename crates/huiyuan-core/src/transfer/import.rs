@@ -1122,6 +1122,9 @@ impl Core {
                 .await?;
             progress(report.items, total);
         }
+        if total >= IMPORT_BATCH as u64 {
+            self.refresh_statistics().await;
+        }
         Ok((report, rejected))
     }
 }

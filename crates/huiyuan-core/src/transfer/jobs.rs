@@ -202,6 +202,9 @@ impl Core {
             tx.save_bulk_job(job).await?;
             tx.commit().await?;
             if done {
+                if items.len() >= IMPORT_BATCH {
+                    self.refresh_statistics().await;
+                }
                 return Ok(handled);
             }
         }
