@@ -27,7 +27,8 @@ macro_rules! conformance_tests {
             a_read_is_one_snapshot,
             operator_usernames_are_unique, health_reports_current_migrations,
             bulk_writes_and_lists_span_statements, purchase_facts_page_by_member_then_time,
-            analytics_readers_filter_sum_and_count, outbox_keeps_every_event_once);
+            analytics_readers_filter_sum_and_count, outbox_keeps_every_event_once,
+            posting_writes_land_together);
     };
     (@each $open:path; $($name:ident),*) => {
         $(
@@ -704,6 +705,169 @@ pub async fn bulk_writes_and_lists_span_statements(s: Arc<dyn Storage>) {
     found.sort();
     ids.sort();
     assert_eq!(found, ids);
+}
+
+/// [`crate::Tx::write_postings`] writes every kind of row at once (on PostgreSQL in one
+/// statement, where a column of NULLs only must still take its column's type), updates the
+/// changed lots and the account, and counts only the purchases it wrote.
+pub async fn posting_writes_land_together(s: Arc<dyn Storage>) {
+    let b = new_brand(&*s).await;
+    let m = member(&b.id);
+    let at = now();
+    let account = AccountRecord {
+        brand_id: b.id.clone(),
+        member_id: m.id.clone(),
+        available: 0,
+        pending: 0,
+        debt: 0,
+        last_seq: 0,
+        last_hash: vec![0; 32],
+        tier_code: None,
+        tier_since: None,
+        tier_review_at: None,
+        tier_grace_until: None,
+        updated_at: at,
+    };
+    let lot = |n: u32, remaining: i64| LotRecord {
+        id: format!("lot_{n}_{}", random()),
+        brand_id: b.id.clone(),
+        member_id: m.id.clone(),
+        status: "active".into(),
+        source: "earn".into(),
+        reference: None,
+        amount: 100,
+        remaining,
+        earned_at: at,
+        matures_at: None,
+        expires_at: None,
+        expiry_notified: false,
+    };
+    let old_lot = lot(0, 100);
+    let mut tx = s.write().await.unwrap();
+    tx.insert_member(&m).await.unwrap();
+    tx.ensure_accounts(std::slice::from_ref(&account)).await.unwrap();
+    tx.insert_lots(std::slice::from_ref(&old_lot)).await.unwrap();
+    tx.commit().await.unwrap();
+
+    let purchase = |n: u32| PurchaseRecord {
+        brand_id: b.id.clone(),
+        order_id: format!("W-{n}-{}", random()),
+        id: format!("pur_{}", random()),
+        member_id: m.id.clone(),
+        store_id: None,
+        channel: "pos".into(),
+        occurred_at: at,
+        paid_amount: 5_000,
+        eligible_amount: 5_000,
+        points: 50,
+        points_reversed: 0,
+        refunded_amount: 0,
+        status: "completed".into(),
+        lines: "[]".into(),
+        earning: "{}".into(),
+        programme_version: 1,
+        created_at: at,
+    };
+    let purchases = [purchase(1), purchase(2)];
+    let new_lot = lot(1, 100);
+    let changed = LotRecord {
+        remaining: 40,
+        ..old_lot.clone()
+    };
+    let entry = LedgerEntryRecord {
+        id: format!("ent_{}", random()),
+        brand_id: b.id.clone(),
+        member_id: m.id.clone(),
+        seq: 1,
+        kind: "earn".into(),
+        available_delta: 100,
+        pending_delta: 0,
+        debt_delta: 0,
+        lot_id: Some(new_lot.id.clone()),
+        reference: None,
+        programme_version: None,
+        detail: "{}".into(),
+        actor: "test".into(),
+        created_at: at,
+        prev_hash: vec![0; 32],
+        hash: vec![1; 32],
+    };
+    let saved = AccountRecord {
+        available: 140,
+        last_seq: 1,
+        last_hash: vec![1; 32],
+        tier_code: Some("silver".into()),
+        ..account.clone()
+    };
+    let events: Vec<OutboxRecord> = (0..2)
+        .map(|i| OutboxRecord {
+            id: format!("evt_{:020}_{i}_{}", ms(), random()),
+            brand_id: b.id.clone(),
+            event_type: "posting.test".into(),
+            subject: m.id.to_string(),
+            payload: "{}".into(),
+            dedupe_key: None,
+            created_at: at,
+        })
+        .collect();
+    let upgrade = TierChangeRecord {
+        id: format!("tch_{}", random()),
+        brand_id: b.id.clone(),
+        member_id: m.id.clone(),
+        from_tier: None,
+        to_tier: "silver".into(),
+        reason: "purchase W-1".into(),
+        created_at: at,
+    };
+    let mut tx = s.write().await.unwrap();
+    let writes = crate::PostingWrites {
+        purchases: &purchases,
+        new_lots: std::slice::from_ref(&new_lot),
+        changed_lots: std::slice::from_ref(&changed),
+        entries: std::slice::from_ref(&entry),
+        accounts: std::slice::from_ref(&saved),
+        tier_changes: std::slice::from_ref(&upgrade),
+        events: &events,
+    };
+    assert_eq!(tx.write_postings(&writes).await.unwrap(), 2);
+    assert_eq!(
+        tx.write_postings(&crate::PostingWrites::default()).await.unwrap(),
+        0,
+        "nothing to write"
+    );
+    tx.commit().await.unwrap();
+
+    let mut tx = s.write().await.unwrap();
+    let again = crate::PostingWrites {
+        purchases: &purchases[..1],
+        ..crate::PostingWrites::default()
+    };
+    assert_eq!(
+        tx.write_postings(&again).await.unwrap(),
+        0,
+        "an order the brand has is skipped"
+    );
+    drop(tx);
+
+    let mut read = s.read().await.unwrap();
+    let orders: Vec<String> = purchases.iter().map(|p| p.order_id.clone()).collect();
+    let mut stored = read.get_purchases(&b.id, &orders).await.unwrap();
+    stored.sort_by(|x, y| x.order_id.cmp(&y.order_id));
+    let mut want = purchases.to_vec();
+    want.sort_by(|x, y| x.order_id.cmp(&y.order_id));
+    assert_eq!(stored, want);
+    let mut lots = read
+        .get_lots(&b.id, &[old_lot.id.clone(), new_lot.id.clone()])
+        .await
+        .unwrap();
+    lots.sort_by(|x, y| x.id.cmp(&y.id));
+    let mut want = vec![changed, new_lot];
+    want.sort_by(|x, y| x.id.cmp(&y.id));
+    assert_eq!(lots, want);
+    assert_eq!(read.chain(&b.id, &m.id).await.unwrap(), vec![entry]);
+    assert_eq!(read.get_account(&b.id, &m.id).await.unwrap(), Some(saved));
+    assert_eq!(read.list_tier_changes(&b.id, &m.id).await.unwrap(), vec![upgrade]);
+    assert_eq!(read.list_events(&b.id, None, 10).await.unwrap(), events);
 }
 
 /// Every event without a dedupe key is kept; one with a key is kept once per brand (another

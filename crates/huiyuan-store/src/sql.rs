@@ -88,34 +88,80 @@ impl ColumnValues {
         }
     }
 
-    /// Rows as columns, each typed by its first non-NULL value; the rows back when a column
-    /// has none, mixes types or a row is short.
-    fn transpose(rows: Vec<Vec<Value>>) -> std::result::Result<Vec<ColumnValues>, Vec<Vec<Value>>> {
+    /// Rows as columns, each typed by its first non-NULL value (`None` for a column of NULLs
+    /// only, whose type the values cannot tell: a value read back from a database is an
+    /// untyped NULL); the rows back when a column mixes types or a row is short.
+    fn transpose(rows: Vec<Vec<Value>>) -> std::result::Result<Vec<Option<ColumnValues>>, Vec<Vec<Value>>> {
         let width = rows.first().map_or(0, Vec::len);
         let same_kind = |a: &Value, b: &Value| std::mem::discriminant(a) == std::mem::discriminant(b);
         let mut columns = Vec::with_capacity(width);
         for i in 0..width {
             let like = rows.iter().filter_map(|r| r.get(i)).find(|v| !v.is_null());
-            let column = like.and_then(|like| Self::like(like, rows.len()));
             let fits = |like: &Value| {
                 rows.iter()
                     .all(|r| r.len() == width && (r[i].is_null() || same_kind(&r[i], like)))
             };
-            match (column, like) {
-                (Some(c), Some(like)) if fits(like) => columns.push(c),
+            match like {
+                None if rows.iter().all(|r| r.len() == width) => columns.push(None),
+                Some(like) if fits(like) => match Self::like(like, rows.len()) {
+                    Some(c) => columns.push(Some(c)),
+                    None => return Err(rows),
+                },
                 _ => return Err(rows),
             }
         }
         for row in rows {
             for (column, v) in columns.iter_mut().zip(row) {
-                column
-                    .push(v)
-                    .map_err(|_| ())
-                    .expect("every value was checked to fit its column");
+                if let Some(column) = column {
+                    column
+                        .push(v)
+                        .map_err(|_| ())
+                        .expect("every value was checked to fit its column");
+                }
             }
         }
         Ok(columns)
     }
+}
+
+/// `INSERT INTO {into} SELECT … FROM unnest(…){tail}` with one array per column, its
+/// placeholders numbered on from `q`'s: the same text whatever the number of rows, so
+/// PostgreSQL parses and plans it once per connection (a VALUES list of n rows is a new
+/// statement for every n). A column of NULLs only is written as a NULL literal, which the
+/// target column's type applies to. The rows back when there are none or they cannot be
+/// columns.
+fn push_unnest_insert(
+    q: &mut Query,
+    into: &str,
+    rows: Vec<Vec<Value>>,
+    tail: &str,
+) -> std::result::Result<(), Vec<Vec<Value>>> {
+    if rows.is_empty() {
+        return Err(rows);
+    }
+    let columns = ColumnValues::transpose(rows)?;
+    let mut select = Vec::with_capacity(columns.len());
+    let mut arrays = Vec::with_capacity(columns.len());
+    let mut names = Vec::with_capacity(columns.len());
+    for (i, column) in columns.into_iter().enumerate() {
+        match column {
+            None => select.push("NULL".to_owned()),
+            Some(c) => {
+                let ty = c.sql_type();
+                q.args.push(Value::Column(Box::new(c)));
+                arrays.push(format!("${}::{ty}", q.args.len()));
+                names.push(format!("c{i}"));
+                select.push(format!("c{i}"));
+            }
+        }
+    }
+    q.push(&format!(
+        "INSERT INTO {into} SELECT {} FROM unnest({}) AS t({}){tail}",
+        select.join(", "),
+        arrays.join(", "),
+        names.join(", ")
+    ));
+    Ok(())
 }
 
 macro_rules! value_from {
@@ -551,24 +597,10 @@ impl SqlTx {
             q.push(tail);
             return self.conn.execute_each(&q.sql, rows).await;
         }
-        // One statement of one array per column, whatever the number of rows: the same text
-        // every time, so PostgreSQL parses and plans it once per connection (a VALUES list of
-        // n rows is a new statement for every n).
-        let rows = match ColumnValues::transpose(rows) {
+        let mut q = Query::default();
+        let rows = match push_unnest_insert(&mut q, into, rows, tail) {
+            Ok(()) => return self.exec(&q.sql, q.args).await,
             Err(rows) => rows,
-            Ok(columns) => {
-                let types: Vec<String> = columns
-                    .iter()
-                    .enumerate()
-                    .map(|(i, c)| format!("${}::{}", i + 1, c.sql_type()))
-                    .collect();
-                let sql = format!(
-                    "INSERT INTO {into} SELECT * FROM unnest({}){tail}",
-                    types.join(", ")
-                );
-                let args = columns.into_iter().map(|c| Value::Column(Box::new(c))).collect();
-                return self.exec(&sql, args).await;
-            }
         };
         let mut written = 0;
         let mut rows = rows.into_iter().peekable();
@@ -984,6 +1016,119 @@ fn tier_change_row(r: &Row) -> Result<TierChangeRecord> {
 }
 
 const EVENT_COLS: &str = "id, brand_id, event_type, subject, payload, dedupe_key, created_at";
+fn event_values(e: &OutboxRecord) -> Vec<Value> {
+    vec![
+        v(&e.id),
+        v(e.brand_id.as_str()),
+        v(&e.event_type),
+        v(&e.subject),
+        v(&e.payload),
+        v(e.dedupe_key.clone()),
+        v(e.created_at),
+    ]
+}
+
+/// Skips a purchase whose order ID the brand has, an event whose dedupe key was used.
+const SKIP_EXISTING: &str = " ON CONFLICT DO NOTHING";
+/// An upsert for several rows per statement; the lots exist, so only the update applies.
+const LOT_UPDATE: &str = " ON CONFLICT (id) DO UPDATE SET status = excluded.status, \
+     remaining = excluded.remaining, expiry_notified = excluded.expiry_notified";
+/// An upsert rather than UPDATE … FROM (VALUES …): one form both dialects share. The rows
+/// exist and are locked by the caller, so it always takes the update branch.
+const ACCOUNT_SAVE: &str =
+    " ON CONFLICT (brand_id, member_id) DO UPDATE SET available = excluded.available, \
+     pending = excluded.pending, debt = excluded.debt, last_seq = excluded.last_seq, \
+     last_hash = excluded.last_hash, tier_code = excluded.tier_code, tier_since = excluded.tier_since, \
+     tier_review_at = excluded.tier_review_at, tier_grace_until = excluded.tier_grace_until, \
+     updated_at = excluded.updated_at";
+
+fn tier_change_values(c: &TierChangeRecord) -> Vec<Value> {
+    vec![
+        v(&c.id),
+        v(c.brand_id.as_str()),
+        v(c.member_id.as_str()),
+        v(c.from_tier.clone()),
+        v(&c.to_tier),
+        v(&c.reason),
+        v(c.created_at),
+    ]
+}
+
+/// One multi-row insert: the table and columns, the rows, what follows them.
+type InsertParts = (String, Vec<Vec<Value>>, &'static str);
+
+/// The inserts of [`Tx::write_postings`], referenced rows first; purchases first of all.
+fn posting_inserts(w: &crate::PostingWrites<'_>) -> [InsertParts; 7] {
+    [
+        (
+            format!("purchases ({PURCHASE_COLS})"),
+            w.purchases.iter().map(purchase_values).collect(),
+            SKIP_EXISTING,
+        ),
+        (
+            format!("point_lots ({LOT_COLS})"),
+            w.new_lots.iter().map(lot_values).collect(),
+            "",
+        ),
+        (
+            format!("ledger_entries ({ENTRY_COLS})"),
+            w.entries.iter().map(entry_values).collect(),
+            "",
+        ),
+        (
+            format!("point_lots ({LOT_COLS})"),
+            w.changed_lots.iter().map(lot_values).collect(),
+            LOT_UPDATE,
+        ),
+        (
+            format!("point_accounts ({ACCOUNT_COLS})"),
+            w.accounts.iter().map(account_values).collect(),
+            ACCOUNT_SAVE,
+        ),
+        (
+            format!("tier_changes ({TIER_CHANGE_COLS})"),
+            w.tier_changes.iter().map(tier_change_values).collect(),
+            "",
+        ),
+        (
+            format!("outbox_events ({EVENT_COLS})"),
+            w.events.iter().map(event_values).collect(),
+            SKIP_EXISTING,
+        ),
+    ]
+}
+
+/// [`posting_inserts`] as one PostgreSQL statement of data-modifying CTEs (all run to
+/// completion whether or not the final SELECT reads them), returning how many purchases were
+/// written; `None` when a part cannot be unnested.
+fn postings_statement(parts: [InsertParts; 7]) -> Option<Query> {
+    let mut q = Query::new("WITH ");
+    let mut any = false;
+    let mut purchases = false;
+    for (i, (into, rows, tail)) in parts.into_iter().enumerate() {
+        if rows.is_empty() {
+            continue;
+        }
+        if any {
+            q.push(", ");
+        }
+        any = true;
+        q.push(&format!("w{i} AS ("));
+        push_unnest_insert(&mut q, &into, rows, tail).ok()?;
+        // Purchases come first: their count is the statement's answer.
+        purchases |= i == 0;
+        q.push(if i == 0 { " RETURNING 1)" } else { ")" });
+    }
+    if !any {
+        return None;
+    }
+    q.push(if purchases {
+        " SELECT COUNT(*) AS written FROM w0"
+    } else {
+        " SELECT CAST(0 AS BIGINT) AS written"
+    });
+    Some(q)
+}
 fn event_row(r: &Row) -> Result<OutboxRecord> {
     Ok(OutboxRecord {
         id: r.text("id")?,
@@ -1881,16 +2026,10 @@ impl Tx for SqlTx {
     }
 
     async fn save_accounts(&mut self, accounts: &[AccountRecord]) -> Result<()> {
-        // An upsert rather than UPDATE … FROM (VALUES …): one form both dialects share. The
-        // rows exist and are locked by the caller, so it always takes the update branch.
         self.insert_rows(
             &format!("point_accounts ({ACCOUNT_COLS})"),
             accounts.iter().map(account_values).collect(),
-            " ON CONFLICT (brand_id, member_id) DO UPDATE SET available = excluded.available, \
-             pending = excluded.pending, debt = excluded.debt, last_seq = excluded.last_seq, \
-             last_hash = excluded.last_hash, tier_code = excluded.tier_code, tier_since = excluded.tier_since, \
-             tier_review_at = excluded.tier_review_at, tier_grace_until = excluded.tier_grace_until, \
-             updated_at = excluded.updated_at",
+            ACCOUNT_SAVE,
         )
         .await
         .map(drop)
@@ -1968,12 +2107,10 @@ impl Tx for SqlTx {
     }
 
     async fn update_lots(&mut self, lots: &[LotRecord]) -> Result<()> {
-        // An upsert for several rows per statement; the lots exist, so only the update applies.
         self.insert_rows(
             &format!("point_lots ({LOT_COLS})"),
             lots.iter().map(lot_values).collect(),
-            " ON CONFLICT (id) DO UPDATE SET status = excluded.status, remaining = excluded.remaining, \
-             expiry_notified = excluded.expiry_notified",
+            LOT_UPDATE,
         )
         .await
         .map(drop)
@@ -2095,9 +2232,29 @@ impl Tx for SqlTx {
         self.insert_rows(
             &format!("purchases ({PURCHASE_COLS})"),
             purchases.iter().map(purchase_values).collect(),
-            " ON CONFLICT DO NOTHING",
+            SKIP_EXISTING,
         )
         .await
+    }
+
+    async fn write_postings(&mut self, writes: &crate::PostingWrites<'_>) -> Result<u64> {
+        if self.conn.dialect() == Dialect::Postgres {
+            if let Some(q) = postings_statement(posting_inserts(writes)) {
+                let rows = self.rows(&q.sql, q.args).await?;
+                return rows.first().map_or(Ok(0), |r| r.i64("written")).map(|n| n as u64);
+            }
+        }
+        let mut written = 0;
+        for (i, (into, rows, tail)) in posting_inserts(writes).into_iter().enumerate() {
+            if rows.is_empty() {
+                continue;
+            }
+            let n = self.insert_rows(&into, rows, tail).await?;
+            if i == 0 {
+                written = n;
+            }
+        }
+        Ok(written)
     }
 
     async fn get_purchases(&mut self, brand: &BrandId, order_ids: &[String]) -> Result<Vec<PurchaseRecord>> {
@@ -2468,15 +2625,7 @@ impl Tx for SqlTx {
     async fn insert_tier_change(&mut self, c: &TierChangeRecord) -> Result<()> {
         self.exec(
             &format!("INSERT INTO tier_changes ({TIER_CHANGE_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7)"),
-            vec![
-                v(&c.id),
-                v(c.brand_id.as_str()),
-                v(c.member_id.as_str()),
-                v(c.from_tier.clone()),
-                v(&c.to_tier),
-                v(&c.reason),
-                v(c.created_at),
-            ],
+            tier_change_values(c),
         )
         .await
         .map(drop)
@@ -2505,21 +2654,8 @@ impl Tx for SqlTx {
     async fn insert_events(&mut self, events: &[OutboxRecord]) -> Result<u64> {
         self.insert_rows(
             &format!("outbox_events ({EVENT_COLS})"),
-            events
-                .iter()
-                .map(|e| {
-                    vec![
-                        v(&e.id),
-                        v(e.brand_id.as_str()),
-                        v(&e.event_type),
-                        v(&e.subject),
-                        v(&e.payload),
-                        v(e.dedupe_key.clone()),
-                        v(e.created_at),
-                    ]
-                })
-                .collect(),
-            " ON CONFLICT DO NOTHING",
+            events.iter().map(event_values).collect(),
+            SKIP_EXISTING,
         )
         .await
     }

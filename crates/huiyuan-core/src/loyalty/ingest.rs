@@ -675,13 +675,16 @@ impl Core {
             };
             let change = self
                 .upgrade_to_qualified(
-                    tx,
                     ctx,
                     &mut posting.account,
                     &metrics,
                     &format!("purchase {order_id}"),
                 )
-                .await?;
+                .map(|(change, event)| {
+                    writes.events.push(event);
+                    writes.tier_changes.push(change.clone());
+                    change
+                });
             writes.events.push(self.event(
                 brand,
                 "purchase.recorded",

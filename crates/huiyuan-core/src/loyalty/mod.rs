@@ -25,7 +25,10 @@ use huiyuan_domain::loyalty::ledger::{
     HASH_LEN,
 };
 use huiyuan_domain::loyalty::programme::Programme;
-use huiyuan_store::{AccountRecord, LedgerEntryRecord, LotRecord, OutboxRecord, PurchaseRecord, Tx};
+use huiyuan_store::{
+    AccountRecord, LedgerEntryRecord, LotRecord, OutboxRecord, PostingWrites, PurchaseRecord,
+    TierChangeRecord, Tx,
+};
 use serde_json::json;
 use time::{Duration, OffsetDateTime};
 
@@ -236,6 +239,7 @@ pub(crate) struct Writes {
     pub changed_lots: Vec<LotRecord>,
     pub entries: Vec<LedgerEntryRecord>,
     pub accounts: Vec<AccountRecord>,
+    pub tier_changes: Vec<TierChangeRecord>,
     pub events: Vec<OutboxRecord>,
 }
 
@@ -248,37 +252,32 @@ impl Writes {
             changed_lots: Vec::new(),
             entries: Vec::with_capacity(sales),
             accounts: Vec::with_capacity(members),
+            tier_changes: Vec::new(),
             events: Vec::with_capacity(2 * sales),
         }
     }
 
-    /// Writes everything, referenced rows first. Purchases were checked under the account
-    /// locks; one that is nevertheless already there (the same order recorded for another
-    /// member at the same moment) fails the whole transaction, which the caller retries.
+    /// Writes everything, referenced rows first (one statement on PostgreSQL). Purchases were
+    /// checked under the account locks; one that is nevertheless already there (the same order
+    /// recorded for another member at the same moment) fails the whole transaction, which the
+    /// caller retries.
     pub async fn flush(self, tx: &mut dyn Tx) -> Result<()> {
-        if !self.purchases.is_empty() {
-            let written = tx.insert_purchases(&self.purchases).await?;
-            if written != self.purchases.len() as u64 {
-                return Err(CoreError::conflict(
-                    "order_id_race",
-                    "an order in this request was recorded at the same moment by another request; retry",
-                ));
-            }
-        }
-        if !self.new_lots.is_empty() {
-            tx.insert_lots(&self.new_lots).await?;
-        }
-        if !self.entries.is_empty() {
-            tx.insert_entries(&self.entries).await?;
-        }
-        if !self.changed_lots.is_empty() {
-            tx.update_lots(&self.changed_lots).await?;
-        }
-        if !self.accounts.is_empty() {
-            tx.save_accounts(&self.accounts).await?;
-        }
-        if !self.events.is_empty() {
-            tx.insert_events(&self.events).await?;
+        let written = tx
+            .write_postings(&PostingWrites {
+                purchases: &self.purchases,
+                new_lots: &self.new_lots,
+                changed_lots: &self.changed_lots,
+                entries: &self.entries,
+                accounts: &self.accounts,
+                tier_changes: &self.tier_changes,
+                events: &self.events,
+            })
+            .await?;
+        if written != self.purchases.len() as u64 {
+            return Err(CoreError::conflict(
+                "order_id_race",
+                "an order in this request was recorded at the same moment by another request; retry",
+            ));
         }
         Ok(())
     }

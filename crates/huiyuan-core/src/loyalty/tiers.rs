@@ -6,7 +6,7 @@ use huiyuan_domain::loyalty::tiers::{
     add_months, progress_to_next, qualification_reason, qualified_level, review, window_start,
     ReviewDecision, TierMetrics,
 };
-use huiyuan_store::{AccountRecord, TierChangeRecord, Tx};
+use huiyuan_store::{AccountRecord, OutboxRecord, TierChangeRecord, Tx};
 use serde_json::json;
 use time::{Duration, OffsetDateTime};
 
@@ -96,14 +96,15 @@ impl Core {
         })
     }
 
-    async fn change_tier(
+    /// The change of the account to tier `level`, and its event: applied to the account, for
+    /// the caller to write, alone ([`Core::change_tier`]) or with a batch's other rows.
+    fn tier_change(
         &self,
-        tx: &mut dyn Tx,
         ctx: &LoyaltyContext,
         account: &mut AccountRecord,
         level: usize,
         reason: String,
-    ) -> Result<TierChangeRecord> {
+    ) -> (TierChangeRecord, OutboxRecord) {
         let now = self.now();
         let to = ctx.programme.tiers.levels[level].code.clone();
         let change = TierChangeRecord {
@@ -115,20 +116,30 @@ impl Core {
             reason,
             created_at: now,
         };
-        tx.insert_tier_change(&change).await?;
-        self.emit(
-            tx,
+        let event = self.event(
             &account.brand_id,
             "tier.changed",
             account.member_id.as_str(),
             json!({ "member_id": account.member_id, "from": change.from_tier, "to": to, "reason": change.reason }),
-            None,
-        )
-        .await?;
+        );
         account.tier_code = Some(to);
         account.tier_since = Some(now);
         account.tier_grace_until = None;
         account.tier_review_at = (level > 0).then(|| ctx.next_review(now));
+        (change, event)
+    }
+
+    async fn change_tier(
+        &self,
+        tx: &mut dyn Tx,
+        ctx: &LoyaltyContext,
+        account: &mut AccountRecord,
+        level: usize,
+        reason: String,
+    ) -> Result<TierChangeRecord> {
+        let (change, event) = self.tier_change(ctx, account, level, reason);
+        tx.insert_tier_change(&change).await?;
+        tx.insert_event(&event).await?;
         Ok(change)
     }
 
@@ -142,28 +153,31 @@ impl Core {
         cause: &str,
     ) -> Result<Option<TierChangeRecord>> {
         let metrics = self.tier_metrics(tx, ctx, account).await?;
-        self.upgrade_to_qualified(tx, ctx, account, &metrics, cause).await
+        let Some((change, event)) = self.upgrade_to_qualified(ctx, account, &metrics, cause) else {
+            return Ok(None);
+        };
+        tx.insert_tier_change(&change).await?;
+        tx.insert_event(&event).await?;
+        Ok(Some(change))
     }
 
-    /// [`Core::upgrade_if_qualified`] with the window's metrics already known (a batch of
-    /// sales sums them once for all its members).
-    pub(crate) async fn upgrade_to_qualified(
+    /// The upgrade (applied to the account) and its event when `metrics`, the window's,
+    /// reach a higher tier, for the caller to write: a batch of sales sums the metrics once
+    /// for all its members and writes its upgrades with its other rows.
+    pub(crate) fn upgrade_to_qualified(
         &self,
-        tx: &mut dyn Tx,
         ctx: &LoyaltyContext,
         account: &mut AccountRecord,
         metrics: &TierMetrics,
         cause: &str,
-    ) -> Result<Option<TierChangeRecord>> {
+    ) -> Option<(TierChangeRecord, OutboxRecord)> {
         let qualified = qualified_level(&ctx.programme.tiers, metrics);
         if qualified <= ctx.level_of(account) {
-            return Ok(None);
+            return None;
         }
         let tier = &ctx.programme.tiers.levels[qualified];
         let reason = format!("{cause}: {}", qualification_reason(tier, metrics));
-        self.change_tier(tx, ctx, account, qualified, reason)
-            .await
-            .map(Some)
+        Some(self.tier_change(ctx, account, qualified, reason))
     }
 
     /// The periodic review of one account (under its lock): confirm, start the grace, or
