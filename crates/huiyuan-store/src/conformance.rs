@@ -1003,7 +1003,11 @@ pub async fn purchase_facts_page_by_member_then_time(s: Arc<dyn Storage>) {
             rows.push(purchase(&b.id, &m.id, n, refunded));
         }
     }
-    assert_eq!(tx.insert_purchases(&rows).await.unwrap(), 10);
+    let writes = crate::PostingWrites {
+        purchases: &rows,
+        ..crate::PostingWrites::default()
+    };
+    assert_eq!(tx.write_postings(&writes).await.unwrap(), 10);
     tx.commit().await.unwrap();
     let mut tx = s.read().await.unwrap();
     let all = tx
@@ -1171,7 +1175,11 @@ pub async fn analytics_readers_filter_sum_and_count(s: Arc<dyn Storage>) {
         purchase(&members[1], Some(&store.id), "pos", "refunded"),
         purchase(&outsider, None, "app", "completed"),
     ];
-    tx.insert_purchases(&rows).await.unwrap();
+    let writes = crate::PostingWrites {
+        purchases: &rows,
+        ..crate::PostingWrites::default()
+    };
+    tx.write_postings(&writes).await.unwrap();
     let entry = |m: &MemberRecord, seq: i64, kind: &str, at: OffsetDateTime, avail: i64, pending: i64| {
         LedgerEntryRecord {
             id: format!("ent_{}", random()),
@@ -1192,15 +1200,18 @@ pub async fn analytics_readers_filter_sum_and_count(s: Arc<dyn Storage>) {
             hash: vec![1; 32],
         }
     };
-    tx.insert_entries(&[
+    let entries = [
         entry(&members[0], 1, "earn", t1, 0, 100),
         entry(&members[0], 2, "activate", t1 + Duration::minutes(5), 100, -100),
         entry(&members[1], 1, "earn", t1 + Duration::minutes(58), 40, 0),
         entry(&members[0], 3, "redeem", t2, -30, 0),
         entry(&outsider, 1, "earn", t1, 999, 0),
-    ])
-    .await
-    .unwrap();
+    ];
+    let writes = crate::PostingWrites {
+        entries: &entries,
+        ..crate::PostingWrites::default()
+    };
+    tx.write_postings(&writes).await.unwrap();
     let account = |m: &MemberRecord, tier: Option<&str>| AccountRecord {
         brand_id: m.brand_id.clone(),
         member_id: m.id.clone(),

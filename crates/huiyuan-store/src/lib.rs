@@ -231,8 +231,6 @@ pub trait Tx: CommerceTx + Send {
     /// transactions locking overlapping sets cannot deadlock). Missing accounts are absent.
     async fn lock_accounts(&mut self, brand: &BrandId, members: &[MemberId]) -> Result<Vec<AccountRecord>>;
     async fn update_account(&mut self, account: &AccountRecord) -> Result<()>;
-    /// Writes accounts the transaction holds locked, several per statement.
-    async fn save_accounts(&mut self, accounts: &[AccountRecord]) -> Result<()>;
     /// Accounts in (brand, member) order after the cursor; all brands when `brand` is `None`.
     async fn list_accounts(
         &mut self,
@@ -279,8 +277,6 @@ pub trait Tx: CommerceTx + Send {
     ) -> Result<Vec<LotRecord>>;
 
     // Ledger (append-only)
-    /// Appends entries, several per statement.
-    async fn insert_entries(&mut self, entries: &[LedgerEntryRecord]) -> Result<()>;
     /// Entries newest first; `page.starting_after` is an entry ID.
     async fn list_entries(
         &mut self,
@@ -305,9 +301,6 @@ pub trait Tx: CommerceTx + Send {
     async fn write_postings(&mut self, writes: &PostingWrites<'_>) -> Result<u64>;
 
     // Purchases and refunds
-    /// Records purchases, several per statement, skipping order IDs the brand already has.
-    /// Returns how many were written.
-    async fn insert_purchases(&mut self, purchases: &[PurchaseRecord]) -> Result<u64>;
     async fn get_purchase(&mut self, brand: &BrandId, order_id: &str) -> Result<Option<PurchaseRecord>>;
     /// The purchases of these order IDs that exist.
     async fn get_purchases(&mut self, brand: &BrandId, order_ids: &[String]) -> Result<Vec<PurchaseRecord>>;

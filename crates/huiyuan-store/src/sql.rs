@@ -584,9 +584,16 @@ impl SqlTx {
         self.all(&q.sql, q.args, map).await
     }
 
-    /// `INSERT INTO {into} VALUES (…) {tail}` for every row: on PostgreSQL as few multi-row
-    /// statements as the placeholder limit allows, on SQLite one prepared statement run per row.
-    /// Returns the rows written.
+    /// [`SqlTx::insert_rows`] of one of the per-table inserts that [`Tx::write_postings`]
+    /// also sends together.
+    async fn insert_parts(&mut self, (into, rows, tail): InsertParts) -> Result<u64> {
+        self.insert_rows(&into, rows, tail).await
+    }
+
+    /// `INSERT INTO {into} … {tail}` for every row: on PostgreSQL one statement that unnests
+    /// one array per column ([`push_unnest_insert`]; multi-row `VALUES` statements, as few as
+    /// the placeholder limit allows, when the rows cannot be columns), on SQLite one prepared
+    /// statement run per row. Returns the rows written.
     async fn insert_rows(&mut self, into: &str, rows: Vec<Vec<Value>>, tail: &str) -> Result<u64> {
         let width = rows.first().map_or(1, Vec::len).max(1);
         if self.conn.dialect() == Dialect::Sqlite {
@@ -1028,7 +1035,8 @@ fn event_values(e: &OutboxRecord) -> Vec<Value> {
     ]
 }
 
-/// Skips a purchase whose order ID the brand has, an event whose dedupe key was used.
+/// Skips rows whose key is taken: a purchase whose order ID the brand has, an event whose
+/// dedupe key was used, an account that exists.
 const SKIP_EXISTING: &str = " ON CONFLICT DO NOTHING";
 /// An upsert for several rows per statement; the lots exist, so only the update applies.
 const LOT_UPDATE: &str = " ON CONFLICT (id) DO UPDATE SET status = excluded.status, \
@@ -1057,6 +1065,30 @@ fn tier_change_values(c: &TierChangeRecord) -> Vec<Value> {
 /// One multi-row insert: the table and columns, the rows, what follows them.
 type InsertParts = (String, Vec<Vec<Value>>, &'static str);
 
+fn lot_inserts(lots: &[LotRecord], tail: &'static str) -> InsertParts {
+    (
+        format!("point_lots ({LOT_COLS})"),
+        lots.iter().map(lot_values).collect(),
+        tail,
+    )
+}
+
+fn account_inserts(accounts: &[AccountRecord], tail: &'static str) -> InsertParts {
+    (
+        format!("point_accounts ({ACCOUNT_COLS})"),
+        accounts.iter().map(account_values).collect(),
+        tail,
+    )
+}
+
+fn event_inserts(events: &[OutboxRecord]) -> InsertParts {
+    (
+        format!("outbox_events ({EVENT_COLS})"),
+        events.iter().map(event_values).collect(),
+        SKIP_EXISTING,
+    )
+}
+
 /// The inserts of [`Tx::write_postings`], referenced rows first; purchases first of all.
 fn posting_inserts(w: &crate::PostingWrites<'_>) -> [InsertParts; 7] {
     [
@@ -1065,36 +1097,20 @@ fn posting_inserts(w: &crate::PostingWrites<'_>) -> [InsertParts; 7] {
             w.purchases.iter().map(purchase_values).collect(),
             SKIP_EXISTING,
         ),
-        (
-            format!("point_lots ({LOT_COLS})"),
-            w.new_lots.iter().map(lot_values).collect(),
-            "",
-        ),
+        lot_inserts(w.new_lots, ""),
         (
             format!("ledger_entries ({ENTRY_COLS})"),
             w.entries.iter().map(entry_values).collect(),
             "",
         ),
-        (
-            format!("point_lots ({LOT_COLS})"),
-            w.changed_lots.iter().map(lot_values).collect(),
-            LOT_UPDATE,
-        ),
-        (
-            format!("point_accounts ({ACCOUNT_COLS})"),
-            w.accounts.iter().map(account_values).collect(),
-            ACCOUNT_SAVE,
-        ),
+        lot_inserts(w.changed_lots, LOT_UPDATE),
+        account_inserts(w.accounts, ACCOUNT_SAVE),
         (
             format!("tier_changes ({TIER_CHANGE_COLS})"),
             w.tier_changes.iter().map(tier_change_values).collect(),
             "",
         ),
-        (
-            format!("outbox_events ({EVENT_COLS})"),
-            w.events.iter().map(event_values).collect(),
-            SKIP_EXISTING,
-        ),
+        event_inserts(w.events),
     ]
 }
 
@@ -1982,13 +1998,9 @@ impl Tx for SqlTx {
     }
 
     async fn ensure_accounts(&mut self, accounts: &[AccountRecord]) -> Result<()> {
-        self.insert_rows(
-            &format!("point_accounts ({ACCOUNT_COLS})"),
-            accounts.iter().map(account_values).collect(),
-            " ON CONFLICT DO NOTHING",
-        )
-        .await
-        .map(drop)
+        self.insert_parts(account_inserts(accounts, SKIP_EXISTING))
+            .await
+            .map(drop)
     }
 
     async fn get_account(&mut self, brand: &BrandId, member: &MemberId) -> Result<Option<AccountRecord>> {
@@ -2023,16 +2035,6 @@ impl Tx for SqlTx {
             account_row,
         )
         .await
-    }
-
-    async fn save_accounts(&mut self, accounts: &[AccountRecord]) -> Result<()> {
-        self.insert_rows(
-            &format!("point_accounts ({ACCOUNT_COLS})"),
-            accounts.iter().map(account_values).collect(),
-            ACCOUNT_SAVE,
-        )
-        .await
-        .map(drop)
     }
 
     async fn update_account(&mut self, a: &AccountRecord) -> Result<()> {
@@ -2097,23 +2099,11 @@ impl Tx for SqlTx {
     }
 
     async fn insert_lots(&mut self, lots: &[LotRecord]) -> Result<()> {
-        self.insert_rows(
-            &format!("point_lots ({LOT_COLS})"),
-            lots.iter().map(lot_values).collect(),
-            "",
-        )
-        .await
-        .map(drop)
+        self.insert_parts(lot_inserts(lots, "")).await.map(drop)
     }
 
     async fn update_lots(&mut self, lots: &[LotRecord]) -> Result<()> {
-        self.insert_rows(
-            &format!("point_lots ({LOT_COLS})"),
-            lots.iter().map(lot_values).collect(),
-            LOT_UPDATE,
-        )
-        .await
-        .map(drop)
+        self.insert_parts(lot_inserts(lots, LOT_UPDATE)).await.map(drop)
     }
 
     async fn get_lots(&mut self, brand: &BrandId, ids: &[String]) -> Result<Vec<LotRecord>> {
@@ -2185,16 +2175,6 @@ impl Tx for SqlTx {
         .await
     }
 
-    async fn insert_entries(&mut self, entries: &[LedgerEntryRecord]) -> Result<()> {
-        self.insert_rows(
-            &format!("ledger_entries ({ENTRY_COLS})"),
-            entries.iter().map(entry_values).collect(),
-            "",
-        )
-        .await
-        .map(drop)
-    }
-
     async fn list_entries(
         &mut self,
         brand: &BrandId,
@@ -2228,15 +2208,6 @@ impl Tx for SqlTx {
         .await
     }
 
-    async fn insert_purchases(&mut self, purchases: &[PurchaseRecord]) -> Result<u64> {
-        self.insert_rows(
-            &format!("purchases ({PURCHASE_COLS})"),
-            purchases.iter().map(purchase_values).collect(),
-            SKIP_EXISTING,
-        )
-        .await
-    }
-
     async fn write_postings(&mut self, writes: &crate::PostingWrites<'_>) -> Result<u64> {
         if self.conn.dialect() == Dialect::Postgres {
             if let Some(q) = postings_statement(posting_inserts(writes)) {
@@ -2245,11 +2216,11 @@ impl Tx for SqlTx {
             }
         }
         let mut written = 0;
-        for (i, (into, rows, tail)) in posting_inserts(writes).into_iter().enumerate() {
-            if rows.is_empty() {
+        for (i, parts) in posting_inserts(writes).into_iter().enumerate() {
+            if parts.1.is_empty() {
                 continue;
             }
-            let n = self.insert_rows(&into, rows, tail).await?;
+            let n = self.insert_parts(parts).await?;
             if i == 0 {
                 written = n;
             }
@@ -2652,12 +2623,7 @@ impl Tx for SqlTx {
     }
 
     async fn insert_events(&mut self, events: &[OutboxRecord]) -> Result<u64> {
-        self.insert_rows(
-            &format!("outbox_events ({EVENT_COLS})"),
-            events.iter().map(event_values).collect(),
-            SKIP_EXISTING,
-        )
-        .await
+        self.insert_parts(event_inserts(events)).await
     }
 
     async fn list_events(

@@ -137,10 +137,7 @@ impl Core {
         level: usize,
         reason: String,
     ) -> Result<TierChangeRecord> {
-        let (change, event) = self.tier_change(ctx, account, level, reason);
-        tx.insert_tier_change(&change).await?;
-        tx.insert_event(&event).await?;
-        Ok(change)
+        save_tier_change(tx, self.tier_change(ctx, account, level, reason)).await
     }
 
     /// Upgrades the member when what they achieved in the window reaches a higher tier.
@@ -153,12 +150,10 @@ impl Core {
         cause: &str,
     ) -> Result<Option<TierChangeRecord>> {
         let metrics = self.tier_metrics(tx, ctx, account).await?;
-        let Some((change, event)) = self.upgrade_to_qualified(ctx, account, &metrics, cause) else {
-            return Ok(None);
-        };
-        tx.insert_tier_change(&change).await?;
-        tx.insert_event(&event).await?;
-        Ok(Some(change))
+        match self.upgrade_to_qualified(ctx, account, &metrics, cause) {
+            Some(upgrade) => save_tier_change(tx, upgrade).await.map(Some),
+            None => Ok(None),
+        }
     }
 
     /// The upgrade (applied to the account) and its event when `metrics`, the window's,
@@ -239,4 +234,14 @@ impl Core {
             }
         }
     }
+}
+
+/// Writes a tier change and its event in the caller's transaction.
+async fn save_tier_change(
+    tx: &mut dyn Tx,
+    (change, event): (TierChangeRecord, OutboxRecord),
+) -> Result<TierChangeRecord> {
+    tx.insert_tier_change(&change).await?;
+    tx.insert_event(&event).await?;
+    Ok(change)
 }
