@@ -154,11 +154,13 @@ impl Core {
         make(ms, self.random())
     }
 
-    /// 128 random bits: from the operating system, or the seeded generator when configured.
+    /// 128 random bits: from the thread's CSPRNG (ChaCha, seeded and reseeded from the
+    /// operating system: asking the system for every ID cost a system call each, 6% of
+    /// recording a purchase), or the seeded generator when configured.
     fn random(&self) -> u128 {
         match &self.seeded {
             Some(rng) => rng.lock().unwrap_or_else(|e| e.into_inner()).gen(),
-            None => rand::rngs::OsRng.gen(),
+            None => rand::thread_rng().gen(),
         }
     }
 
