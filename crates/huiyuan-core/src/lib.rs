@@ -85,6 +85,9 @@ pub struct Core {
     faults: Option<commerce::FaultHook>,
     /// Set with [`CoreConfig::seed`].
     seeded: Option<Arc<std::sync::Mutex<rand::rngs::StdRng>>>,
+    /// The last ID's time and random part, so that IDs made in one millisecond still sort
+    /// in the order they were made (see [`Core::new_id`]).
+    last_id: Arc<std::sync::Mutex<(u64, u128)>>,
 }
 
 impl Core {
@@ -107,6 +110,7 @@ impl Core {
             credentials: Arc::default(),
             faults: None,
             seeded: config_seed.map(|s| Arc::new(std::sync::Mutex::new(rand::SeedableRng::seed_from_u64(s)))),
+            last_id: Arc::default(),
         }
     }
 
@@ -148,10 +152,20 @@ impl Core {
         self.clock.now()
     }
 
-    /// A new time-ordered ID of type `T`.
+    /// A new time-ordered ID of type `T`. Within one millisecond the random part counts up
+    /// from the first ID's (as ULID's monotonic generators do), so that what one transaction
+    /// makes, two tier changes or a sale's events, lists and is delivered in the order made.
     fn new_id<T>(&self, make: fn(u64, u128) -> T) -> T {
+        /// A ULID's random part is 80 bits.
+        const RANDOM_BITS: u128 = (1 << 80) - 1;
         let ms = (self.now().unix_timestamp_nanos() / 1_000_000) as u64;
-        make(ms, self.random())
+        let mut last = self.last_id.lock().unwrap_or_else(|e| e.into_inner());
+        let random = match last.1.checked_add(1) {
+            Some(next) if last.0 == ms && next <= RANDOM_BITS => next,
+            _ => self.random() & RANDOM_BITS,
+        };
+        *last = (ms, random);
+        make(ms, random)
     }
 
     /// 128 random bits: from the thread's CSPRNG (ChaCha, seeded and reseeded from the
