@@ -314,6 +314,7 @@ both_backends!(
     tier_upgrades_on_the_crossing_purchase_and_downgrades_after_grace,
     member_day_birthday_and_tier_multipliers_stack,
     consecutive_months_earn_the_streak_bonus,
+    tiers_on_visits_or_spend_upgrade_on_the_crossing_sale,
     transfers_keep_expiry_repay_debt_and_happen_once,
     opposite_transfers_at_once_neither_deadlock_nor_double_spend,
     preview_shows_what_a_basket_would_earn_without_recording_it,
@@ -2029,6 +2030,70 @@ async fn consecutive_months_earn_the_streak_bonus(backend: Backend) {
     let streak = &b["purchase"]["earning"]["items"][1];
     assert_eq!(streak["source"], "streak", "{b}");
     assert_eq!(streak["points"], 20, "{b}");
+    h.verify_ok().await;
+}
+
+/// Tiers that name visits or spend (not points) still upgrade on the sale that crosses, alone
+/// or inside a batch: a sale asks the database only for the sums its rules name.
+async fn tiers_on_visits_or_spend_upgrade_on_the_crossing_sale(backend: Backend) {
+    let h = Harness::start(backend).await;
+    let mut doc: Value =
+        serde_json::from_str(huiyuan_domain::loyalty::programme::DEMO_PROGRAMME_JSON).unwrap();
+    let levels = doc["tiers"]["levels"].as_array_mut().unwrap();
+    levels.truncate(3);
+    levels[1]["thresholds"] = json!({"visits": 3});
+    levels[2]["thresholds"] = json!({"spend": 500_000});
+    let (s, b) = h.admin(Method::PUT, "/v1/programme", Some(doc)).await;
+    assert_eq!(s, StatusCode::CREATED, "{b}");
+
+    let single = h.member_id("13800138021").await;
+    let mut changes = Vec::new();
+    for (n, yuan) in [(1, 10), (2, 10), (3, 10), (4, 4_960), (5, 10)] {
+        let (s, b) = h.buy(sale(&format!("V-{n}"), &single, yuan)).await;
+        assert_eq!(s, StatusCode::CREATED, "{b}");
+        changes.push(b["tier_change"]["to_tier"].as_str().map(str::to_owned));
+    }
+    let to = |t: &str| Some(t.to_owned());
+    assert_eq!(changes, [None, None, to("silver"), None, to("gold")]);
+
+    let batched = h.member_id("13800138022").await;
+    let purchases: Vec<Value> = [10, 10, 10, 4_960, 10]
+        .iter()
+        .enumerate()
+        .map(|(n, yuan)| sale(&format!("VB-{n}"), &batched, *yuan))
+        .collect();
+    let (s, b) = h
+        .admin(
+            Method::POST,
+            "/v1/transactions/batch",
+            Some(json!({ "purchases": purchases })),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let changes: Vec<_> = b["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["result"]["tier_change"]["to_tier"].as_str().map(str::to_owned))
+        .collect();
+    assert_eq!(changes, [None, None, to("silver"), None, to("gold")], "{b}");
+    let (_, history) = h
+        .admin(Method::GET, &format!("/v1/members/{batched}/tier/history"), None)
+        .await;
+    let reasons: Vec<&str> = history
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["reason"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        reasons,
+        [
+            "purchase VB-4: spend 500000 / 500000",
+            "purchase VB-2: visits 3 / 3"
+        ],
+        "{history}"
+    );
     h.verify_ok().await;
 }
 

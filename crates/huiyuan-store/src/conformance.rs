@@ -1082,12 +1082,39 @@ pub async fn purchase_facts_page_by_member_then_time(s: Arc<dyn Storage>) {
     many.extend(&few);
     let by_member =
         |v: Vec<(MemberId, Vec<PurchaseTotals>)>| v.into_iter().collect::<std::collections::HashMap<_, _>>();
-    let summed = by_member(tx.purchase_totals_since(&b.id, &ids, &few).await.unwrap());
-    let walked = by_member(tx.purchase_totals_since(&b.id, &ids, &many).await.unwrap());
+    let all = |at: &[OffsetDateTime]| at.iter().map(|t| (*t, Sums::ALL)).collect::<Vec<_>>();
+    let summed = by_member(tx.purchase_totals_since(&b.id, &ids, &all(&few)).await.unwrap());
+    let walked = by_member(tx.purchase_totals_since(&b.id, &ids, &all(&many)).await.unwrap());
+    // Asking for some sums only: those asked are the same, the others 0.
+    let some = [
+        (few[0], Sums::VISITS),
+        (
+            few[1],
+            Sums {
+                points: true,
+                spend: true,
+                visits: false,
+            },
+        ),
+    ];
+    let partial = by_member(tx.purchase_totals_since(&b.id, &ids, &some).await.unwrap());
     assert_eq!(summed.len(), 3);
     assert_eq!(walked.len(), 3);
+    assert_eq!(partial.len(), 3);
     for (i, m) in ids.iter().enumerate() {
         assert_eq!(&walked[m][40..], &summed[m][..], "member {i}");
+        let (older, newer) = (summed[m][0], summed[m][1]);
+        assert_eq!(
+            partial[m],
+            vec![
+                PurchaseTotals {
+                    visits: older.visits,
+                    ..Default::default()
+                },
+                PurchaseTotals { visits: 0, ..newer }
+            ],
+            "member {i}"
+        );
         // Since 2 days and an hour ago: the purchases of 1 and 2 days ago.
         let want = |n: i64| {
             let refunded = match (i, n) {

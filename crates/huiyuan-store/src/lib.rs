@@ -328,12 +328,12 @@ pub trait Tx: CommerceTx + Send {
     ) -> Result<PurchaseTotals>;
     /// [`Tx::purchase_totals`] of several members since each of several instants, in one pass
     /// over their purchases: for each member with purchases since the earliest instant, one
-    /// total per instant, in the order given.
+    /// total per instant, in the order given, holding (at least) the sums asked for it.
     async fn purchase_totals_since(
         &mut self,
         brand: &BrandId,
         members: &[MemberId],
-        sinces: &[OffsetDateTime],
+        sinces: &[(OffsetDateTime, Sums)],
     ) -> Result<Vec<(MemberId, Vec<PurchaseTotals>)>>;
     async fn move_purchases(&mut self, brand: &BrandId, from: &MemberId, to: &MemberId) -> Result<u64>;
     /// Up to `limit` purchases of the brand's members after `after` (by member ID), ordered by

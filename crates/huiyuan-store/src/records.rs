@@ -401,6 +401,47 @@ pub struct PurchaseTotals {
     pub visits: i64,
 }
 
+/// Which sums of [`PurchaseTotals`] a caller needs since an instant. Each one costs the
+/// database an aggregate over every purchase since the earliest instant asked (a cap wants
+/// only points, a streak only visits, a tier only the metrics its thresholds name), and one
+/// not asked for may be returned as 0.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Sums {
+    pub points: bool,
+    pub spend: bool,
+    pub visits: bool,
+}
+
+impl Sums {
+    pub const ALL: Sums = Sums {
+        points: true,
+        spend: true,
+        visits: true,
+    };
+    pub const POINTS: Sums = Sums {
+        points: true,
+        spend: false,
+        visits: false,
+    };
+    pub const VISITS: Sums = Sums {
+        points: false,
+        spend: false,
+        visits: true,
+    };
+
+    pub fn any(self) -> bool {
+        self.points || self.spend || self.visits
+    }
+
+    pub fn union(self, other: Sums) -> Sums {
+        Sums {
+            points: self.points || other.points,
+            spend: self.spend || other.spend,
+            visits: self.visits || other.visits,
+        }
+    }
+}
+
 /// A brand's outstanding points.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct PointTotals {

@@ -20,7 +20,7 @@ use huiyuan_domain::member::Channel;
 use crate::commerce::plans::active_plan;
 use huiyuan_domain::member::MemberStatus;
 use huiyuan_domain::ValidationError;
-use huiyuan_store::{AccountRecord, MemberRecord, PurchaseRecord, PurchaseTotals, StoreError, Tx};
+use huiyuan_store::{AccountRecord, MemberRecord, PurchaseRecord, PurchaseTotals, StoreError, Sums, Tx};
 use serde_json::json;
 use time::{Date, Duration, OffsetDateTime};
 use tokio::sync::{oneshot, Semaphore};
@@ -98,10 +98,19 @@ impl Totals {
         tx: &mut dyn Tx,
         brand: &BrandId,
         members: &[MemberId],
-        mut instants: Vec<OffsetDateTime>,
+        mut instants: Vec<(OffsetDateTime, Sums)>,
     ) -> Result<Self> {
-        instants.sort_unstable();
-        instants.dedup();
+        // One entry per instant, asking for what any of its askers wants; none for an
+        // instant nobody needs a sum of (it would only widen the scan).
+        instants.retain(|(_, wanted)| wanted.any());
+        instants.sort_unstable_by_key(|(at, _)| *at);
+        instants.dedup_by(|later, kept| {
+            let same = later.0 == kept.0;
+            if same {
+                kept.1 = kept.1.union(later.1);
+            }
+            same
+        });
         let mut totals = Totals {
             stored: HashMap::with_capacity(members.len()),
             batch: HashMap::with_capacity(members.len()),
@@ -115,7 +124,7 @@ impl Totals {
         for (member, sums) in tx.purchase_totals_since(brand, members, &instants).await? {
             totals
                 .stored
-                .insert(member, instants.iter().copied().zip(sums).collect());
+                .insert(member, instants.iter().map(|(at, _)| *at).zip(sums).collect());
         }
         Ok(totals)
     }
@@ -188,12 +197,12 @@ impl SaleTimes {
         }
     }
 
-    /// The instants whose purchase totals the sale's caps and streak need.
-    fn instants(&self) -> impl Iterator<Item = OffsetDateTime> + '_ {
+    /// The instants whose purchase totals the sale's caps (points) and streak (visits) need.
+    fn instants(&self) -> impl Iterator<Item = (OffsetDateTime, Sums)> + '_ {
         self.cap_periods
             .iter()
-            .flat_map(|&(d, m)| [d, m])
-            .chain(self.streak_starts.iter().copied())
+            .flat_map(|&(d, m)| [(d, Sums::POINTS), (m, Sums::POINTS)])
+            .chain(self.streak_starts.iter().map(|&at| (at, Sums::VISITS)))
     }
 }
 
@@ -524,7 +533,7 @@ impl Core {
             .iter()
             .map(|p| SaleTimes::of(ctx, sale_time(&p.input, now)))
             .collect();
-        let mut instants = vec![window];
+        let mut instants = vec![(window, ctx.tier_sums())];
         for t in &times {
             instants.extend(t.instants());
         }

@@ -26,7 +26,7 @@ use huiyuan_domain::loyalty::ledger::{
 };
 use huiyuan_domain::loyalty::programme::Programme;
 use huiyuan_store::{
-    AccountRecord, LedgerEntryRecord, LotRecord, OutboxRecord, PostingWrites, PurchaseRecord,
+    AccountRecord, LedgerEntryRecord, LotRecord, OutboxRecord, PostingWrites, PurchaseRecord, Sums,
     TierChangeRecord, Tx,
 };
 use serde_json::json;
@@ -43,6 +43,21 @@ pub struct LoyaltyContext {
 }
 
 impl LoyaltyContext {
+    /// The purchase sums tier qualification looks at: those some tier's thresholds name.
+    pub fn tier_sums(&self) -> Sums {
+        self.programme
+            .tiers
+            .levels
+            .iter()
+            .fold(Sums::default(), |sums, tier| {
+                sums.union(Sums {
+                    points: tier.thresholds.points.is_some(),
+                    spend: tier.thresholds.spend.is_some(),
+                    visits: tier.thresholds.visits.is_some(),
+                })
+            })
+    }
+
     /// When points earned at `at` expire: the start of the local day the expiry policy names.
     pub fn expires_at(&self, at: OffsetDateTime) -> Option<OffsetDateTime> {
         huiyuan_domain::loyalty::tiers::expiry_date(self.programme.expiry, self.calendar.date_of(at))
