@@ -38,3 +38,37 @@ async fn audit_log_is_append_only_in_the_database() {
         assert!(err.to_string().contains("append-only"), "{sql}: {err}");
     }
 }
+
+/// A pooled connection that the server (or a proxy, or a failover) dropped while it sat idle is
+/// found dead and replaced before a request gets it: the pool skips its per-acquire ping only for
+/// connections idle less than a second.
+#[tokio::test]
+async fn idle_connections_the_server_dropped_are_replaced() {
+    use sqlx::Connection;
+    let options = testing::private_test_database().await;
+    let storage = PgStorage::connect_with(options.clone(), 4).await.unwrap();
+    let brand = huiyuan_store::conformance::new_brand(&storage).await;
+    // Two transactions at once: the pool holds two live connections afterwards.
+    let (a, b) = tokio::join!(storage.read(), storage.read());
+    drop((a.unwrap(), b.unwrap()));
+
+    let mut admin = sqlx::PgConnection::connect_with(&options).await.unwrap();
+    let terminated: Vec<bool> = sqlx::query_scalar(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+         WHERE datname = current_database() AND pid <> pg_backend_pid()",
+    )
+    .fetch_all(&mut admin)
+    .await
+    .unwrap();
+    assert!(
+        terminated.len() >= 2,
+        "pooled connections terminated: {terminated:?}"
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(1200)).await;
+
+    for _ in 0..3 {
+        let mut tx = storage.read().await.expect("a live connection");
+        let found = tx.get_brand(&brand.id).await.expect("read on a live connection");
+        assert_eq!(found.map(|b| b.id), Some(brand.id.clone()));
+    }
+}
