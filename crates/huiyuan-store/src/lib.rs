@@ -297,7 +297,8 @@ pub trait Tx: CommerceTx + Send {
     /// Writes what a posting transaction made, referenced rows first: on PostgreSQL in one
     /// statement (one round trip instead of one per table, which is most of a small group
     /// commit's time). Purchases whose order ID the brand already has are skipped; returns how
-    /// many purchases were written.
+    /// many purchases were written. The events are new: an event ID already stored is an error,
+    /// while an event whose dedupe key was used is skipped.
     async fn write_postings(&mut self, writes: &PostingWrites<'_>) -> Result<u64>;
 
     // Purchases and refunds
