@@ -42,12 +42,22 @@ const MAX_GROUP: usize = 4 * MAX_BATCH;
 /// the same moment, or PostgreSQL broke a deadlock by giving it up (SQLite serialises writers).
 const RACE_RETRIES: usize = 3;
 
+/// How many sales must be waiting before a second or third leader starts (PostgreSQL). With
+/// every leader free to start at once, nearly each arrival found one idle at moderate load:
+/// groups of about two sales, each paying a group's nine round trips, kept the machine as busy
+/// at 1,000 sales/s as at full load. With 16, the machine is a third less busy at 1,000/s and
+/// full-load throughput rose by a fifth (larger groups); 8 gained less, and 32 left leaders
+/// idle at full load (docs/benchmarks.md, 2026-12-07).
+const QUEUE_FOR_EXTRA_LEADER: usize = 16;
+
 /// Single sales waiting to be written, shared by the requests of one process.
 pub struct PurchaseQueue {
     waiting: Mutex<Vec<Waiting>>,
-    /// Leaders that may write at once: one on SQLite (it has one writer); several on
-    /// PostgreSQL, whose row locks order sales of the same member.
-    writers: Semaphore,
+    /// The first leader, who writes whatever is waiting.
+    leader: Semaphore,
+    /// Leaders who may write beside the first while the queue is deep: none on SQLite (it has
+    /// one writer); some on PostgreSQL, whose row locks order sales of the same member.
+    extra_leaders: Semaphore,
 }
 
 struct Waiting {
@@ -60,7 +70,23 @@ impl PurchaseQueue {
     pub fn new(writers: usize) -> Self {
         Self {
             waiting: Mutex::new(Vec::new()),
-            writers: Semaphore::new(writers.max(1)),
+            leader: Semaphore::new(1),
+            extra_leaders: Semaphore::new(writers.saturating_sub(1)),
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.waiting.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
+
+    /// A leader's permit: the first leader's, or (while the queue is deep) an extra one's.
+    async fn lead(&self) -> std::result::Result<tokio::sync::SemaphorePermit<'_>, tokio::sync::AcquireError> {
+        if self.len() < QUEUE_FOR_EXTRA_LEADER {
+            return self.leader.acquire().await;
+        }
+        tokio::select! {
+            permit = self.leader.acquire() => permit,
+            permit = self.extra_leaders.acquire() => permit,
         }
     }
 
@@ -351,7 +377,7 @@ impl Core {
             .collect())
     }
 
-    /// Queues sales and waits for their outcomes. Whoever gets a writer's permit leads: takes
+    /// Queues sales and waits for their outcomes. Whoever gets a leader's permit leads: takes
     /// what is waiting, writes it in one transaction per brand and answers everyone. A leader
     /// that is cancelled mid-way drops its replies; their owners queue again (a sale is
     /// idempotent on its order ID, so nothing happens twice).
@@ -395,7 +421,7 @@ impl Core {
                     }
                     // Err: the leader dropped it; `try_recv` sees it closed and queues it again.
                 }
-                permit = queue.writers.acquire() => {
+                permit = queue.lead() => {
                     let _permit = permit.map_err(|_| CoreError::Corrupt("purchase queue closed".into()))?;
                     let group = queue.take();
                     if group.is_empty() {
@@ -774,6 +800,7 @@ fn unique<T: Clone + Eq + std::hash::Hash>(values: impl Iterator<Item = T>) -> V
 /// Used by [`Core::new`]: how many group-commit leaders may write at once. On PostgreSQL a
 /// group is a dozen round trips, during which the database is mostly waiting: three leaders
 /// gave 7% more single purchases per second than two (64 connections, 2026-12-03), four no more.
+/// Only the first leader starts whenever sales wait; see [`QUEUE_FOR_EXTRA_LEADER`].
 pub(crate) fn writers_for(backend: &str) -> usize {
     if backend == "sqlite" {
         1
