@@ -49,6 +49,10 @@ const RACE_RETRIES: usize = 3;
 /// full-load throughput rose by a fifth (larger groups); 8 gained less, and 32 left leaders
 /// idle at full load (docs/benchmarks.md, 2026-12-07).
 const QUEUE_FOR_EXTRA_LEADER: usize = 16;
+/// How long a sale waits for the first leader before a free extra leader takes it anyway: a
+/// long group (a 1,000-sale batch call) must not hold up the till's single sales behind it.
+/// Longer than a moderate load's group, so that it seldom starts a leader there.
+const LEADER_PATIENCE: std::time::Duration = std::time::Duration::from_millis(10);
 
 /// Single sales waiting to be written, shared by the requests of one process.
 pub struct PurchaseQueue {
@@ -58,6 +62,8 @@ pub struct PurchaseQueue {
     /// Leaders who may write beside the first while the queue is deep: none on SQLite (it has
     /// one writer); some on PostgreSQL, whose row locks order sales of the same member.
     extra_leaders: Semaphore,
+    /// How many extra leaders there are.
+    extras: usize,
 }
 
 struct Waiting {
@@ -72,6 +78,7 @@ impl PurchaseQueue {
             waiting: Mutex::new(Vec::new()),
             leader: Semaphore::new(1),
             extra_leaders: Semaphore::new(writers.saturating_sub(1)),
+            extras: writers.saturating_sub(1),
         }
     }
 
@@ -79,14 +86,20 @@ impl PurchaseQueue {
         self.waiting.lock().unwrap_or_else(|e| e.into_inner()).len()
     }
 
-    /// A leader's permit: the first leader's, or (while the queue is deep) an extra one's.
+    /// A leader's permit: the first leader's, or an extra one's while the queue is deep or
+    /// after [`LEADER_PATIENCE`]. A deep queue (a batch call) prefers an extra leader, leaving
+    /// the first to the sales that arrive while it writes.
     async fn lead(&self) -> std::result::Result<tokio::sync::SemaphorePermit<'_>, tokio::sync::AcquireError> {
-        if self.len() < QUEUE_FOR_EXTRA_LEADER {
-            return self.leader.acquire().await;
-        }
+        let deep = self.len() >= QUEUE_FOR_EXTRA_LEADER;
+        let impatient = async {
+            tokio::time::sleep(LEADER_PATIENCE).await;
+            self.extra_leaders.acquire().await
+        };
         tokio::select! {
+            biased;
+            permit = self.extra_leaders.acquire(), if deep => permit,
             permit = self.leader.acquire() => permit,
-            permit = self.extra_leaders.acquire() => permit,
+            permit = impatient, if !deep && self.extras > 0 => permit,
         }
     }
 
@@ -806,5 +819,55 @@ pub(crate) fn writers_for(backend: &str) -> usize {
         1
     } else {
         3
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A sale waiting behind a long group (the first leader busy with a batch call) is taken
+    /// by an extra leader once its patience runs out, rather than waiting for the batch.
+    #[tokio::test]
+    async fn an_extra_leader_takes_over_when_the_first_is_busy() {
+        let queue = PurchaseQueue::new(3);
+        let _busy = queue.leader.acquire().await.unwrap();
+        let started = std::time::Instant::now();
+        let permit = tokio::time::timeout(std::time::Duration::from_secs(5), queue.lead())
+            .await
+            .expect("an extra leader within the patience")
+            .unwrap();
+        assert!(started.elapsed() >= LEADER_PATIENCE);
+        assert_eq!(queue.extra_leaders.available_permits(), 1);
+        drop(permit);
+    }
+
+    /// With one writer (SQLite) there is no extra leader: the sale waits for the first.
+    #[tokio::test]
+    async fn one_writer_means_one_leader() {
+        let queue = PurchaseQueue::new(1);
+        let busy = queue.leader.acquire().await.unwrap();
+        let waited = tokio::time::timeout(LEADER_PATIENCE * 5, queue.lead()).await;
+        assert!(
+            waited.is_err(),
+            "a second leader started beside SQLite's one writer"
+        );
+        drop(busy);
+        let permit = queue.lead().await.unwrap();
+        assert_eq!(queue.leader.available_permits(), 0);
+        drop(permit);
+    }
+
+    /// A leader who is free is taken at once, without waiting out the patience.
+    #[tokio::test]
+    async fn a_free_first_leader_starts_at_once() {
+        let queue = PurchaseQueue::new(3);
+        let permit = tokio::time::timeout(LEADER_PATIENCE / 2, queue.lead())
+            .await
+            .expect("the free first leader at once")
+            .unwrap();
+        assert_eq!(queue.leader.available_permits(), 0);
+        assert_eq!(queue.extra_leaders.available_permits(), 2);
+        drop(permit);
     }
 }
