@@ -45,8 +45,8 @@ const RACE_RETRIES: usize = 3;
 /// How many sales must be waiting before a second or third leader starts (PostgreSQL). With
 /// every leader free to start at once, nearly each arrival found one idle at moderate load:
 /// groups of about two sales, each paying a group's nine round trips, kept the machine as busy
-/// at 1,000 sales/s as at full load. With 16, the machine is a third less busy at 1,000/s and
-/// full-load throughput rose by a fifth (larger groups); 8 gained less, and 32 left leaders
+/// at 1,000 sales/s as at full load. With 16, the machine is a third less busy at 1,000/s, and
+/// full-load throughput rose 13 - 20% (larger groups); 8 gained less, and 32 left leaders
 /// idle at full load (docs/benchmarks.md, 2026-12-07).
 const QUEUE_FOR_EXTRA_LEADER: usize = 16;
 /// How long a sale waits for the first leader before a free extra leader takes it anyway: a
