@@ -90,7 +90,9 @@ impl PurchaseQueue {
     /// after [`LEADER_PATIENCE`]. A deep queue (a batch call) prefers an extra leader, leaving
     /// the first to the sales that arrive while it writes.
     async fn lead(&self) -> std::result::Result<tokio::sync::SemaphorePermit<'_>, tokio::sync::AcquireError> {
-        let deep = self.len() >= QUEUE_FOR_EXTRA_LEADER;
+        // With one writer (SQLite) there is no extra leader to wait for, nor a queue to measure.
+        let extra = self.extras > 0;
+        let deep = extra && self.len() >= QUEUE_FOR_EXTRA_LEADER;
         let impatient = async {
             tokio::time::sleep(LEADER_PATIENCE).await;
             self.extra_leaders.acquire().await
@@ -99,7 +101,7 @@ impl PurchaseQueue {
             biased;
             permit = self.extra_leaders.acquire(), if deep => permit,
             permit = self.leader.acquire() => permit,
-            permit = impatient, if !deep && self.extras > 0 => permit,
+            permit = impatient, if extra && !deep => permit,
         }
     }
 
