@@ -483,9 +483,11 @@ async fn members(w: &World) -> Vec<MemberId> {
 /// baskets), tier upgrades that change the multiplier of the member's next sale in the same
 /// batch, sales on other days (their own cap periods), a repeated order (replayed) and an order
 /// ID reused for another sale (refused).
-fn sales(members: &[MemberId], base: time::OffsetDateTime) -> Vec<PurchaseInput> {
+/// `count` sales a minute apart from `base`, with a copy of an early order half way in and an
+/// early order reused for another amount two thirds of the way in.
+fn sales(members: &[MemberId], base: time::OffsetDateTime, count: usize) -> Vec<PurchaseInput> {
     let mut out = Vec::new();
-    for i in 0..60usize {
+    for i in 0..count {
         let member = &members[i * 7 % members.len()];
         let yuan = match i % 10 {
             0 => 1_500_000,
@@ -497,11 +499,11 @@ fn sales(members: &[MemberId], base: time::OffsetDateTime) -> Vec<PurchaseInput>
         out.push(p);
     }
     let repeat = out[5].clone();
-    out.insert(20, repeat);
+    out.insert(count / 2, repeat);
     let mut reused = out[7].clone();
     reused.paid_amount += 100;
     reused.lines[0].amount += 100;
-    out.insert(40, reused);
+    out.insert(2 * count / 3, reused);
     out
 }
 
@@ -532,12 +534,16 @@ async fn outcome_of(
     (sales, balances)
 }
 
+/// The same sales earn the same one by one, in batches of 25 and in one batch of 302 (whose
+/// rows are written ahead in chunks on SQLite, with the copy and the reused order in later
+/// chunks than their originals).
 async fn batches_earn_what_single_sales_earn(backend: Backend) {
-    let base = time::OffsetDateTime::now_utc() - time::Duration::hours(1);
+    const SALES: usize = 300;
+    let base = time::OffsetDateTime::now_utc() - time::Duration::hours(6);
     let one_by_one = world(backend).await;
     let ids = members(&one_by_one).await;
     let mut results = Vec::new();
-    for sale in sales(&ids, base) {
+    for sale in sales(&ids, base, SALES) {
         results.push(one_by_one.core.record_purchase(&one_by_one.actor, sale).await);
     }
     let expected = outcome_of(&one_by_one, &ids, results).await;
@@ -557,20 +563,37 @@ async fn batches_earn_what_single_sales_earn(backend: Backend) {
         expected.1
     );
 
-    let batched = world(backend).await;
-    let ids = members(&batched).await;
-    let mut results = Vec::new();
-    let all = sales(&ids, base);
-    for chunk in all.chunks(25) {
-        results.extend(
-            batched
+    for batch in [25, SALES + 2] {
+        let batched = world(backend).await;
+        let ids = members(&batched).await;
+        let mut results = Vec::new();
+        let all = sales(&ids, base, SALES);
+        for chunk in all.chunks(batch) {
+            let outcomes = batched
                 .core
                 .record_purchases(&batched.actor, chunk.to_vec())
                 .await
-                .unwrap(),
+                .unwrap();
+            // One transaction per call (not one per sale, which is how a failed group is
+            // retried): the sales it recorded share its time.
+            let times: std::collections::BTreeSet<_> = outcomes
+                .iter()
+                .filter_map(|o| {
+                    o.as_ref()
+                        .ok()
+                        .filter(|o| o.created)
+                        .map(|o| o.purchase.created_at)
+                })
+                .collect();
+            assert_eq!(times.len(), 1, "batches of {batch}: {times:?}");
+            results.extend(outcomes);
+        }
+        assert_eq!(
+            outcome_of(&batched, &ids, results).await,
+            expected,
+            "batches of {batch}"
         );
     }
-    assert_eq!(outcome_of(&batched, &ids, results).await, expected);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

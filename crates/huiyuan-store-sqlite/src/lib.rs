@@ -13,11 +13,12 @@
 
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use huiyuan_store::sql::{Dialect, Row, SqlConnection, SqlTx, Value};
+use huiyuan_store::sql::{expect_changed, Dialect, Row, SqlConnection, SqlTx, Value};
 use huiyuan_store::{Health, Result, Storage, StoreError, Tx};
 use rusqlite::types::ValueRef;
 use rusqlite::{Connection, OpenFlags};
@@ -300,13 +301,9 @@ impl Storage for SqliteStorage {
         self.writer
             .run(|c| c.execute_batch("BEGIN IMMEDIATE").map_err(map_err))
             .await?;
-        Ok(Box::new(SqlTx::new(Box::new(SqliteConn {
-            worker: self.writer.clone(),
-            open: true,
-            _permit: permit,
-            pool: None,
-            checkpointer: Some(self.checkpointer.clone()),
-        }))))
+        let mut conn = SqliteConn::new(self.writer.clone(), permit, None, Some(self.checkpointer.clone()));
+        conn.open = true;
+        Ok(Box::new(SqlTx::new(Box::new(conn))))
     }
 
     async fn read(&self) -> Result<Box<dyn Tx>> {
@@ -392,13 +389,7 @@ impl SqliteStorage {
             .unwrap_or_else(|e| e.into_inner())
             .pop()
             .ok_or_else(|| StoreError::Unavailable("the database is closed".into()))?;
-        Ok(SqliteConn {
-            worker,
-            open: false,
-            _permit: permit,
-            pool: Some(self.readers.clone()),
-            checkpointer: None,
-        })
+        Ok(SqliteConn::new(worker, permit, Some(self.readers.clone()), None))
     }
 
     /// Runs `job` on a reader connection outside any transaction.
@@ -421,6 +412,43 @@ struct SqliteConn {
     pool: Option<Arc<ReaderPool>>,
     /// Told of the writer's commits.
     checkpointer: Option<Arc<Checkpointer>>,
+    /// Answers of writes queued ahead ([`SqlConnection::execute_each_ahead`]), in order.
+    ahead: Vec<oneshot::Receiver<Result<()>>>,
+    /// Set by the first write ahead that fails: the ones queued after it do nothing.
+    ahead_failed: Arc<AtomicBool>,
+}
+
+impl SqliteConn {
+    fn new(
+        worker: Arc<Worker>,
+        permit: OwnedSemaphorePermit,
+        pool: Option<Arc<ReaderPool>>,
+        checkpointer: Option<Arc<Checkpointer>>,
+    ) -> Self {
+        Self {
+            worker,
+            open: false,
+            _permit: permit,
+            pool,
+            checkpointer,
+            ahead: Vec::new(),
+            ahead_failed: Arc::new(AtomicBool::new(false)),
+        }
+    }
+
+    /// Waits for the writes queued ahead; the first failure among them is the answer.
+    async fn settle(&mut self) -> Result<()> {
+        let mut outcome = Ok(());
+        for answer in self.ahead.drain(..) {
+            let result = answer
+                .await
+                .unwrap_or_else(|_| Err(StoreError::Database("a SQLite statement panicked".into())));
+            if outcome.is_ok() {
+                outcome = result;
+            }
+        }
+        outcome
+    }
 }
 
 impl Drop for SqliteConn {
@@ -448,30 +476,61 @@ impl SqlConnection for SqliteConn {
     }
 
     async fn execute(&mut self, sql: &str, args: Vec<Value>) -> Result<u64> {
+        self.settle().await?;
         let sql = sqlite_placeholders(sql);
         self.worker.run(move |c| execute(c, &sql, &args)).await
     }
 
     async fn execute_each(&mut self, sql: &str, rows: Vec<Vec<Value>>) -> Result<u64> {
+        self.settle().await?;
         let sql = sqlite_placeholders(sql);
-        self.worker
-            .run(move |c| {
-                let mut statement = c.prepare_cached(&sql).map_err(map_err)?;
-                let mut changed = 0;
-                for args in &rows {
-                    changed += run(c, &mut statement, args)?;
-                }
-                Ok(changed)
-            })
-            .await
+        self.worker.run(move |c| execute_each(c, &sql, &rows)).await
+    }
+
+    fn writes_ahead(&self) -> bool {
+        true
+    }
+
+    async fn execute_each_ahead(
+        &mut self,
+        sql: &str,
+        rows: Vec<Vec<Value>>,
+        expect: Option<u64>,
+    ) -> Result<()> {
+        let sql = sqlite_placeholders(sql);
+        let failed = self.ahead_failed.clone();
+        let (reply, answer) = oneshot::channel();
+        self.worker.send(Message::Run(Box::new(move |c| {
+            let result = if failed.load(Ordering::Acquire) {
+                // The failure before this one is the transaction's answer.
+                Ok(())
+            } else if c.is_autocommit() {
+                // SQLite ends a transaction by itself on some errors (a full disk, say):
+                // these rows must not be written on their own.
+                Err(StoreError::Database(
+                    "the transaction ended before rows written ahead".into(),
+                ))
+            } else {
+                execute_each(c, &sql, &rows).and_then(|changed| expect_changed(changed, expect))
+            };
+            if result.is_err() {
+                failed.store(true, Ordering::Release);
+            }
+            let _ = reply.send(result);
+        })))?;
+        self.ahead.push(answer);
+        Ok(())
     }
 
     async fn fetch_all(&mut self, sql: &str, args: Vec<Value>) -> Result<Vec<Row>> {
+        self.settle().await?;
         let sql = sqlite_placeholders(sql);
         self.worker.run(move |c| fetch_all(c, &sql, &args)).await
     }
 
     async fn commit(mut self: Box<Self>) -> Result<()> {
+        // A write ahead that failed leaves the transaction open: dropping it rolls it back.
+        self.settle().await?;
         self.worker
             .run(|c| c.execute_batch("COMMIT").map_err(map_err))
             .await?;
@@ -487,6 +546,16 @@ impl SqlConnection for SqliteConn {
 fn execute(conn: &Connection, sql: &str, args: &[Value]) -> Result<u64> {
     let mut statement = conn.prepare_cached(sql).map_err(map_err)?;
     run(conn, &mut statement, args)
+}
+
+/// Runs one statement once for each row of values; returns the rows changed in all.
+fn execute_each(conn: &Connection, sql: &str, rows: &[Vec<Value>]) -> Result<u64> {
+    let mut statement = conn.prepare_cached(sql).map_err(map_err)?;
+    let mut changed = 0;
+    for args in rows {
+        changed += run(conn, &mut statement, args)?;
+    }
+    Ok(changed)
 }
 
 /// Binds `args` to a prepared statement and steps it to the end (rows it returns are dropped);

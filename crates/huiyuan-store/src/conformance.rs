@@ -28,7 +28,7 @@ macro_rules! conformance_tests {
             operator_usernames_are_unique, health_reports_current_migrations,
             bulk_writes_and_lists_span_statements, purchase_facts_page_by_member_then_time,
             analytics_readers_filter_sum_and_count, outbox_keeps_every_event_once,
-            posting_writes_land_together);
+            posting_writes_land_together, postings_written_ahead_commit_or_vanish_together);
     };
     (@each $open:path; $($name:ident),*) => {
         $(
@@ -749,26 +749,7 @@ pub async fn posting_writes_land_together(s: Arc<dyn Storage>) {
     tx.insert_lots(std::slice::from_ref(&old_lot)).await.unwrap();
     tx.commit().await.unwrap();
 
-    let purchase = |n: u32| PurchaseRecord {
-        brand_id: b.id.clone(),
-        order_id: format!("W-{n}-{}", random()),
-        id: format!("pur_{}", random()),
-        member_id: m.id.clone(),
-        store_id: None,
-        channel: "pos".into(),
-        occurred_at: at,
-        paid_amount: 5_000,
-        eligible_amount: 5_000,
-        points: 50,
-        points_reversed: 0,
-        refunded_amount: 0,
-        status: "completed".into(),
-        lines: "[]".into(),
-        earning: "{}".into(),
-        programme_version: 1,
-        created_at: at,
-    };
-    let purchases = [purchase(1), purchase(2)];
+    let purchases = [sale(&m, 1, at), sale(&m, 2, at)];
     let new_lot = lot(1, 100);
     let changed = LotRecord {
         remaining: 40,
@@ -799,17 +780,7 @@ pub async fn posting_writes_land_together(s: Arc<dyn Storage>) {
         tier_code: Some("silver".into()),
         ..account.clone()
     };
-    let events: Vec<OutboxRecord> = (0..2)
-        .map(|i| OutboxRecord {
-            id: format!("evt_{:020}_{i}_{}", ms(), random()),
-            brand_id: b.id.clone(),
-            event_type: "posting.test".into(),
-            subject: m.id.to_string(),
-            payload: "{}".into(),
-            dedupe_key: None,
-            created_at: at,
-        })
-        .collect();
+    let events: Vec<OutboxRecord> = (0..2).map(|i| posting_event(&m, i, at)).collect();
     let upgrade = TierChangeRecord {
         id: format!("tch_{}", random()),
         brand_id: b.id.clone(),
@@ -868,6 +839,112 @@ pub async fn posting_writes_land_together(s: Arc<dyn Storage>) {
     assert_eq!(read.get_account(&b.id, &m.id).await.unwrap(), Some(saved));
     assert_eq!(read.list_tier_changes(&b.id, &m.id).await.unwrap(), vec![upgrade]);
     assert_eq!(read.list_events(&b.id, None, 10).await.unwrap(), events);
+}
+
+/// A sale of 50 yuan by `m`, with a fresh order ID.
+fn sale(m: &MemberRecord, n: u32, at: OffsetDateTime) -> PurchaseRecord {
+    PurchaseRecord {
+        brand_id: m.brand_id.clone(),
+        order_id: format!("W-{n}-{}", random()),
+        id: format!("pur_{}", random()),
+        member_id: m.id.clone(),
+        store_id: None,
+        channel: "pos".into(),
+        occurred_at: at,
+        paid_amount: 5_000,
+        eligible_amount: 5_000,
+        points: 50,
+        points_reversed: 0,
+        refunded_amount: 0,
+        status: "completed".into(),
+        lines: "[]".into(),
+        earning: "{}".into(),
+        programme_version: 1,
+        created_at: at,
+    }
+}
+
+/// An event about `m` with a fresh ID and no dedupe key.
+fn posting_event(m: &MemberRecord, i: u32, at: OffsetDateTime) -> OutboxRecord {
+    OutboxRecord {
+        id: format!("evt_{:020}_{i}_{}", ms(), random()),
+        brand_id: m.brand_id.clone(),
+        event_type: "posting.test".into(),
+        subject: m.id.to_string(),
+        payload: "{}".into(),
+        dedupe_key: None,
+        created_at: at,
+    }
+}
+
+/// Rows written ahead ([`crate::Tx::write_postings_ahead`]) are seen by the transaction's next
+/// read and committed with it. A purchase skipped because its order is already stored
+/// ([`StoreError::Stale`]) or a row the database refuses fails the transaction at the latest
+/// by its next call, and nothing it wrote ahead is kept.
+pub async fn postings_written_ahead_commit_or_vanish_together(s: Arc<dyn Storage>) {
+    let b = new_brand(&*s).await;
+    let m = member(&b.id);
+    let at = now();
+    insert_member(&*s, &m).await;
+    let orders = |sales: &[&PurchaseRecord]| sales.iter().map(|p| p.order_id.clone()).collect::<Vec<_>>();
+
+    let (first, second) = (sale(&m, 1, at), sale(&m, 2, at));
+    let event = posting_event(&m, 0, at);
+    let mut tx = s.write().await.unwrap();
+    let ahead = |purchases, events| crate::PostingWrites {
+        purchases,
+        events,
+        ..crate::PostingWrites::default()
+    };
+    tx.write_postings_ahead(&ahead(std::slice::from_ref(&first), std::slice::from_ref(&event)))
+        .await
+        .unwrap();
+    tx.write_postings_ahead(&ahead(std::slice::from_ref(&second), &[]))
+        .await
+        .unwrap();
+    let seen = tx
+        .get_purchases(&b.id, &orders(&[&first, &second]))
+        .await
+        .unwrap();
+    assert_eq!(seen.len(), 2, "the transaction reads what it wrote ahead");
+    tx.commit().await.unwrap();
+
+    // The first sale again, beside a new one: the whole transaction is refused as stale.
+    let third = sale(&m, 3, at);
+    let mut tx = s.write().await.unwrap();
+    let again = [third.clone(), first.clone()];
+    let outcome = match tx.write_postings_ahead(&ahead(&again, &[])).await {
+        Ok(()) => tx.commit().await,
+        Err(e) => Err(e),
+    };
+    assert!(matches!(outcome, Err(StoreError::Stale)), "{outcome:?}");
+
+    // An event ID already stored is refused, by the call or by the next one.
+    let fourth = sale(&m, 4, at);
+    let mut tx = s.write().await.unwrap();
+    let refused = async {
+        tx.write_postings_ahead(&ahead(
+            std::slice::from_ref(&fourth),
+            std::slice::from_ref(&event),
+        ))
+        .await?;
+        tx.get_purchases(&b.id, &orders(&[&fourth])).await
+    }
+    .await;
+    assert!(refused.is_err(), "{refused:?}");
+    drop(tx);
+
+    let mut read = s.read().await.unwrap();
+    let mut stored: Vec<String> = read
+        .get_purchases(&b.id, &orders(&[&first, &second, &third, &fourth]))
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|p| p.order_id)
+        .collect();
+    stored.sort();
+    assert_eq!(stored, orders(&[&first, &second]));
+    assert_eq!(read.list_events(&b.id, None, 10).await.unwrap(), vec![event]);
 }
 
 /// Every event without a dedupe key is kept; one with a key is kept once per brand (another

@@ -301,6 +301,21 @@ pub trait Tx: CommerceTx + Send {
     /// while an event whose dedupe key was used is skipped.
     async fn write_postings(&mut self, writes: &PostingWrites<'_>) -> Result<u64>;
 
+    /// Whether [`Tx::write_postings_ahead`] lets the caller go on while the rows are written
+    /// (an embedded database writes on its own thread, so a batch's rules for the next sales
+    /// run on another core meanwhile). Callers that gain nothing otherwise (a network database
+    /// wants one statement per group, not one per chunk) check this first.
+    fn writes_ahead(&self) -> bool {
+        false
+    }
+
+    /// [`Tx::write_postings`] for rows known before the rest of the transaction's, without
+    /// waiting where [`Tx::writes_ahead`] says so. A failure, or a purchase skipped because
+    /// its order ID was already there ([`StoreError::Stale`]: retry the transaction), is then
+    /// answered by the transaction's next call, commit included; the transaction must then be
+    /// dropped (rolled back).
+    async fn write_postings_ahead(&mut self, writes: &PostingWrites<'_>) -> Result<()>;
+
     // Purchases and refunds
     async fn get_purchase(&mut self, brand: &BrandId, order_id: &str) -> Result<Option<PurchaseRecord>>;
     /// The purchases of these order IDs that exist.

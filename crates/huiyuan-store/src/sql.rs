@@ -397,7 +397,33 @@ pub trait SqlConnection: Send {
         }
         Ok(changed)
     }
+    /// [`SqlConnection::execute_each`] without waiting: the default runs the rows at once,
+    /// while an embedded database queues them on its own thread and answers what went wrong
+    /// (or a changed-row count other than `expect`, as [`StoreError::Stale`]) at the next call
+    /// on this connection, commit included.
+    async fn execute_each_ahead(
+        &mut self,
+        sql: &str,
+        rows: Vec<Vec<Value>>,
+        expect: Option<u64>,
+    ) -> Result<()> {
+        let changed = self.execute_each(sql, rows).await?;
+        expect_changed(changed, expect)
+    }
+    /// Whether [`SqlConnection::execute_each_ahead`] returns before the rows are written.
+    fn writes_ahead(&self) -> bool {
+        false
+    }
     async fn commit(self: Box<Self>) -> Result<()>;
+}
+
+/// A write that skipped rows it was expected to write (another transaction wrote them first)
+/// is [`StoreError::Stale`]: the caller retries its transaction.
+pub fn expect_changed(changed: u64, expect: Option<u64>) -> Result<()> {
+    match expect {
+        Some(expected) if expected != changed => Err(StoreError::Stale),
+        _ => Ok(()),
+    }
 }
 
 /// A statement built piece by piece, numbering its placeholders as values are pushed.
@@ -599,10 +625,10 @@ impl SqlTx {
         if self.conn.dialect() == Dialect::Sqlite {
             // In-process, one prepared single-row statement beats parsing a statement of
             // thousands of placeholders; a network database wants the fewest round trips.
-            let mut q = Query::new(&format!("INSERT INTO {into} VALUES "));
-            q.tuple(vec![Value::Int(None); width]);
-            q.push(tail);
-            return self.conn.execute_each(&q.sql, rows).await;
+            return self
+                .conn
+                .execute_each(&single_row_insert(into, &rows, tail), rows)
+                .await;
         }
         let mut q = Query::default();
         let rows = match push_unnest_insert(&mut q, into, rows, tail) {
@@ -1123,6 +1149,15 @@ fn posting_inserts(w: &crate::PostingWrites<'_>) -> [InsertParts; 7] {
         ),
         event_inserts(w.events, new_events_tail(w.events)),
     ]
+}
+
+/// `INSERT INTO {into} VALUES ($1, …) {tail}`, one placeholder per column of `rows`.
+fn single_row_insert(into: &str, rows: &[Vec<Value>], tail: &str) -> String {
+    let width = rows.first().map_or(1, Vec::len).max(1);
+    let mut q = Query::new(&format!("INSERT INTO {into} VALUES "));
+    q.tuple(vec![Value::Int(None); width]);
+    q.push(tail);
+    q.sql
 }
 
 /// [`posting_inserts`] as one PostgreSQL statement of data-modifying CTEs (all run to
@@ -2237,6 +2272,26 @@ impl Tx for SqlTx {
             }
         }
         Ok(written)
+    }
+
+    fn writes_ahead(&self) -> bool {
+        self.conn.writes_ahead()
+    }
+
+    async fn write_postings_ahead(&mut self, writes: &crate::PostingWrites<'_>) -> Result<()> {
+        if !self.conn.writes_ahead() {
+            let written = self.write_postings(writes).await?;
+            return expect_changed(written, Some(writes.purchases.len() as u64));
+        }
+        for (i, (into, rows, tail)) in posting_inserts(writes).into_iter().enumerate() {
+            if rows.is_empty() {
+                continue;
+            }
+            let expect = (i == 0).then_some(rows.len() as u64);
+            let sql = single_row_insert(&into, &rows, tail);
+            self.conn.execute_each_ahead(&sql, rows, expect).await?;
+        }
+        Ok(())
     }
 
     async fn get_purchases(&mut self, brand: &BrandId, order_ids: &[String]) -> Result<Vec<PurchaseRecord>> {

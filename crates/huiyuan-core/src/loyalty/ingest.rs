@@ -41,6 +41,10 @@ const MAX_GROUP: usize = 4 * MAX_BATCH;
 /// How many times a batch is retried when another transaction recorded one of its orders at
 /// the same moment, or PostgreSQL broke a deadlock by giving it up (SQLite serialises writers).
 const RACE_RETRIES: usize = 3;
+/// Sales between two hand-overs of a long batch's rows to the database
+/// ([`Writes::send_ahead`]): small enough that little is left to write at the end, large
+/// enough that each table's statement runs on many rows per message.
+const AHEAD_EVERY: usize = 128;
 
 /// How many sales must be waiting before a second or third leader starts (PostgreSQL). With
 /// every leader free to start at once, nearly each arrival found one idle at moderate load:
@@ -482,7 +486,8 @@ impl Core {
                         let _ = reply.send(Err(e));
                     }
                 }
-                Err(_) => {
+                Err(e) => {
+                    tracing::warn!(error = %e, sales = items.len(), "a group of sales failed as a whole; writing them one by one");
                     for (item, reply) in items.into_iter().zip(replies) {
                         let outcome = self
                             .commit_batch(&brand, std::slice::from_ref(&item))
@@ -583,6 +588,9 @@ impl Core {
         let mut postings: HashMap<MemberId, Posting<'_>> = HashMap::with_capacity(earners.len());
         // Room for a purchase, a lot, an entry and two events per sale, made once.
         let mut writes = Writes::with_capacity(items.len(), earners.len());
+        // A long batch on SQLite: its rows go to the writer's thread while the next sales'
+        // rules run on this one.
+        let ahead = tx.writes_ahead() && items.len() > AHEAD_EVERY;
         let mut recorded: HashMap<String, usize> = HashMap::with_capacity(items.len());
         let mut outcomes = Vec::with_capacity(items.len());
         for (p, times) in items.iter().zip(&times) {
@@ -752,6 +760,12 @@ impl Core {
             }));
             recorded.insert(order_id.clone(), writes.purchases.len());
             writes.purchases.push(record);
+            if ahead && writes.purchases.len().is_multiple_of(AHEAD_EVERY) {
+                for posting in postings.values_mut() {
+                    posting.hand_over_new_rows(&mut writes);
+                }
+                writes.send_ahead(tx).await?;
+            }
         }
         for (_, posting) in postings {
             posting.stage(&mut writes);

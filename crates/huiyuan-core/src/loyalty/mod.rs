@@ -256,6 +256,18 @@ pub(crate) struct Writes {
     pub accounts: Vec<AccountRecord>,
     pub tier_changes: Vec<TierChangeRecord>,
     pub events: Vec<OutboxRecord>,
+    /// How many of the new rows [`Writes::send_ahead`] already handed to the database.
+    sent: Sent,
+}
+
+/// Counts of rows already written ahead, per kind (only new rows are sent ahead).
+#[derive(Default, Clone, Copy)]
+struct Sent {
+    purchases: usize,
+    new_lots: usize,
+    entries: usize,
+    tier_changes: usize,
+    events: usize,
 }
 
 impl Writes {
@@ -269,7 +281,39 @@ impl Writes {
             accounts: Vec::with_capacity(members),
             tier_changes: Vec::new(),
             events: Vec::with_capacity(2 * sales),
+            sent: Sent::default(),
         }
+    }
+
+    /// New rows gathered since the last send (all of them if nothing was sent), with the
+    /// changed lots and accounts when `with_updates`.
+    fn unsent(&self, with_updates: bool) -> PostingWrites<'_> {
+        let sent = self.sent;
+        PostingWrites {
+            purchases: &self.purchases[sent.purchases..],
+            new_lots: &self.new_lots[sent.new_lots..],
+            changed_lots: if with_updates { &self.changed_lots } else { &[] },
+            entries: &self.entries[sent.entries..],
+            accounts: if with_updates { &self.accounts } else { &[] },
+            tier_changes: &self.tier_changes[sent.tier_changes..],
+            events: &self.events[sent.events..],
+        }
+    }
+
+    /// Hands the new rows gathered so far to the database, which (where
+    /// [`Tx::writes_ahead`]) writes them while the caller works out the next ones; the rest
+    /// goes with [`Writes::flush`]. Only new rows go ahead: a changed lot or an account may
+    /// change again before the flush.
+    pub async fn send_ahead(&mut self, tx: &mut dyn Tx) -> Result<()> {
+        tx.write_postings_ahead(&self.unsent(false)).await?;
+        self.sent = Sent {
+            purchases: self.purchases.len(),
+            new_lots: self.new_lots.len(),
+            entries: self.entries.len(),
+            tier_changes: self.tier_changes.len(),
+            events: self.events.len(),
+        };
+        Ok(())
     }
 
     /// Writes everything, referenced rows first (one statement on PostgreSQL). Purchases were
@@ -277,18 +321,9 @@ impl Writes {
     /// recorded for another member at the same moment) fails the whole transaction, which the
     /// caller retries.
     pub async fn flush(self, tx: &mut dyn Tx) -> Result<()> {
-        let written = tx
-            .write_postings(&PostingWrites {
-                purchases: &self.purchases,
-                new_lots: &self.new_lots,
-                changed_lots: &self.changed_lots,
-                entries: &self.entries,
-                accounts: &self.accounts,
-                tier_changes: &self.tier_changes,
-                events: &self.events,
-            })
-            .await?;
-        if written != self.purchases.len() as u64 {
+        let unsent = self.unsent(true);
+        let written = tx.write_postings(&unsent).await?;
+        if written != unsent.purchases.len() as u64 {
             return Err(CoreError::conflict(
                 "order_id_race",
                 "an order in this request was recorded at the same moment by another request; retry",
@@ -673,6 +708,18 @@ impl<'c> Posting<'c> {
         let mut writes = Writes::default();
         self.stage(&mut writes);
         writes.flush(tx).await
+    }
+
+    /// Moves the entries and new lots made so far into `writes`, to be written ahead of the
+    /// rest ([`Writes::send_ahead`]); a lot moved there counts as stored from then on. Lots
+    /// made after the lots were loaded stay, as they are kept in age order with the others.
+    pub fn hand_over_new_rows(&mut self, writes: &mut Writes) {
+        writes.entries.append(&mut self.entries);
+        if self.lots.is_none() {
+            // Until the lots are loaded, every lot this posting made is in `new_lots`.
+            self.created.clear();
+            writes.new_lots.append(&mut self.new_lots);
+        }
     }
 
     /// Adds what [`Posting::save`] would write to `writes`, for one flush of many postings.
