@@ -131,18 +131,48 @@ pub async fn batches(
         let actor = brand.actor.clone();
         tasks.spawn(async move {
             let _permit = permit;
-            let outcomes = core.record_purchases(&actor, chunk).await?;
-            let failed = outcomes.iter().filter(|o| o.is_err()).count();
-            if let Some(Err(e)) = outcomes.into_iter().find(Result::is_err) {
-                return Err::<(), AnyError>(format!("{failed} purchases failed, first: {e}").into());
-            }
-            Ok(())
+            batch_call(&core, &actor, chunk).await
         });
     }
     while let Some(r) = tasks.join_next().await {
         r??;
     }
     Ok(count as f64 / started.elapsed().as_secs_f64())
+}
+
+/// One call of the batch use case; any purchase refused fails the run.
+async fn batch_call(core: &Core, actor: &Actor, chunk: Vec<PurchaseInput>) -> Result<(), AnyError> {
+    let outcomes = core.record_purchases(actor, chunk).await?;
+    let failed = outcomes.iter().filter(|o| o.is_err()).count();
+    if let Some(Err(e)) = outcomes.into_iter().find(Result::is_err) {
+        return Err(format!("{failed} purchases failed, first: {e}").into());
+    }
+    Ok(())
+}
+
+/// Batch calls of `batch` purchases, one after another, until `stop` is set: what a bulk
+/// import or a store's end-of-day upload puts beside the till. Returns the purchases recorded
+/// and the seconds taken.
+pub async fn batches_until(
+    core: Core,
+    brand: Arc<BenchBrand>,
+    batch: usize,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+) -> Result<(usize, f64), AnyError> {
+    let mut rng = StdRng::seed_from_u64(11);
+    let started = Instant::now();
+    let mut recorded = 0;
+    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+        let chunk: Vec<PurchaseInput> = (recorded..recorded + batch)
+            .map(|i| {
+                let member = &brand.members[rng.gen_range(0..brand.members.len())];
+                purchase(&mut rng, format!("M{}-{i}", brand.run), member, None)
+            })
+            .collect();
+        batch_call(&core, &brand.actor, chunk).await?;
+        recorded += batch;
+    }
+    Ok((recorded, started.elapsed().as_secs_f64()))
 }
 
 /// What an HTTP run measured.

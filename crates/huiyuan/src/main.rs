@@ -215,6 +215,10 @@ enum EngineBench {
         /// Requests per second, open loop (--http); without it, back to back.
         #[arg(long)]
         rate: Option<u32>,
+        /// With --http: batch calls of --batch purchases run back to back beside the single
+        /// sales (a bulk import during trading), and their rate is reported too.
+        #[arg(long, requires = "http")]
+        beside_batches: bool,
         /// How long an HTTP run lasts.
         #[arg(long, default_value_t = 15)]
         seconds: u64,
@@ -559,11 +563,12 @@ async fn bench_on(core: &Core, command: EngineBench) -> Result<(), AnyError> {
             concurrency,
             http,
             rate,
+            beside_batches,
             seconds,
             warmup,
             ..
         } => {
-            let brand = bench::setup(core, members).await?;
+            let brand = Arc::new(bench::setup(core, members).await?);
             if http {
                 let addr = bench::serve(core).await?;
                 if warmup > 0 {
@@ -573,11 +578,28 @@ async fn bench_on(core: &Core, command: EngineBench) -> Result<(), AnyError> {
                     // of empty tables.
                     core.refresh_statistics().await;
                 }
-                let figures = bench::http(addr, &brand, "run", concurrency, rate, seconds).await?;
+                let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+                let beside = beside_batches.then(|| {
+                    tokio::spawn(bench::batches_until(
+                        core.clone(),
+                        brand.clone(),
+                        batch,
+                        stop.clone(),
+                    ))
+                });
+                let figures = bench::http(addr, &brand, "run", concurrency, rate, seconds).await;
+                stop.store(true, std::sync::atomic::Ordering::Relaxed);
                 let mode = rate.map_or(format!("{concurrency} connections back to back"), |r| {
                     format!("{r}/s open loop, up to {concurrency} in flight")
                 });
-                println!("HTTP POST /v1/transactions, {mode}: {figures}");
+                println!("HTTP POST /v1/transactions, {mode}: {}", figures?);
+                if let Some(beside) = beside {
+                    let (recorded, seconds) = beside.await??;
+                    println!(
+                        "beside them, batch calls of {batch}, one at a time: {recorded} purchases in {seconds:.1} s = {:.0}/s",
+                        recorded as f64 / seconds
+                    );
+                }
             } else {
                 let per_second = bench::batches(core, &brand, purchases, batch, concurrency, None).await?;
                 println!(
