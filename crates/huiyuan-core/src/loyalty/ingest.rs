@@ -60,7 +60,7 @@ const LEADER_PATIENCE: std::time::Duration = std::time::Duration::from_millis(10
 
 /// Single sales waiting to be written, shared by the requests of one process.
 pub struct PurchaseQueue {
-    waiting: Mutex<Vec<Waiting>>,
+    waiting: Mutex<Waiters>,
     /// The first leader, who writes whatever is waiting.
     leader: Semaphore,
     /// Leaders who may write beside the first while the queue is deep: none on SQLite (it has
@@ -74,12 +74,22 @@ struct Waiting {
     brand: BrandId,
     item: Prepared,
     reply: oneshot::Sender<Result<PurchaseOutcome>>,
+    /// Queued by a batch call (more than one sale), not by a till's single sale.
+    bulk: bool,
+}
+
+/// The queue proper, in arrival order.
+#[derive(Default)]
+struct Waiters {
+    list: Vec<Waiting>,
+    /// The last group taken held batch sales: the next one takes the single sales first.
+    bulk_taken_last: bool,
 }
 
 impl PurchaseQueue {
     pub fn new(writers: usize) -> Self {
         Self {
-            waiting: Mutex::new(Vec::new()),
+            waiting: Mutex::new(Waiters::default()),
             leader: Semaphore::new(1),
             extra_leaders: Semaphore::new(writers.saturating_sub(1)),
             extras: writers.saturating_sub(1),
@@ -87,7 +97,7 @@ impl PurchaseQueue {
     }
 
     fn len(&self) -> usize {
-        self.waiting.lock().unwrap_or_else(|e| e.into_inner()).len()
+        self.waiting.lock().unwrap_or_else(|e| e.into_inner()).list.len()
     }
 
     /// A leader's permit: the first leader's, or an extra one's while the queue is deep or
@@ -109,21 +119,48 @@ impl PurchaseQueue {
         }
     }
 
-    fn push(&self, brand: &BrandId, item: Prepared) -> oneshot::Receiver<Result<PurchaseOutcome>> {
+    fn push(
+        &self,
+        brand: &BrandId,
+        item: Prepared,
+        bulk: bool,
+    ) -> oneshot::Receiver<Result<PurchaseOutcome>> {
         let (reply, receiver) = oneshot::channel();
         let mut waiting = self.waiting.lock().unwrap_or_else(|e| e.into_inner());
-        waiting.push(Waiting {
+        waiting.list.push(Waiting {
             brand: brand.clone(),
             item,
             reply,
+            bulk,
         });
         receiver
     }
 
+    /// A group to write: everything waiting (up to [`MAX_GROUP`]), except right after a group
+    /// that held batch sales, when the single sales waiting go alone. A till's sale then waits
+    /// for at most one batch's commit, not also for the next batch call that queued meanwhile,
+    /// and a batch waits for at most one small group.
     fn take(&self) -> Vec<Waiting> {
         let mut waiting = self.waiting.lock().unwrap_or_else(|e| e.into_inner());
-        let n = waiting.len().min(MAX_GROUP);
-        waiting.drain(..n).collect()
+        let singles_first = waiting.bulk_taken_last && waiting.list.iter().any(|w| !w.bulk);
+        let group: Vec<Waiting> = if singles_first {
+            let mut group = Vec::new();
+            let mut rest = Vec::new();
+            for w in std::mem::take(&mut waiting.list) {
+                if !w.bulk && group.len() < MAX_GROUP {
+                    group.push(w);
+                } else {
+                    rest.push(w);
+                }
+            }
+            waiting.list = rest;
+            group
+        } else {
+            let n = waiting.list.len().min(MAX_GROUP);
+            waiting.list.drain(..n).collect()
+        };
+        waiting.bulk_taken_last = group.iter().any(|w| w.bulk);
+        group
     }
 }
 
@@ -406,10 +443,11 @@ impl Core {
         items: Vec<Prepared>,
     ) -> Result<Vec<Result<PurchaseOutcome>>> {
         let queue = &self.purchase_queue;
+        let bulk = items.len() > 1;
         let mut waiting: Vec<_> = items
             .into_iter()
             .map(|item| {
-                let reply = queue.push(brand, item.clone());
+                let reply = queue.push(brand, item.clone(), bulk);
                 (item, reply)
             })
             .collect();
@@ -426,7 +464,7 @@ impl Core {
                     continue;
                 }
                 Err(oneshot::error::TryRecvError::Closed) => {
-                    *reply = queue.push(brand, item.clone());
+                    *reply = queue.push(brand, item.clone(), bulk);
                     continue;
                 }
                 Err(oneshot::error::TryRecvError::Empty) => {}
@@ -872,6 +910,64 @@ mod tests {
         let permit = queue.lead().await.unwrap();
         assert_eq!(queue.leader.available_permits(), 0);
         drop(permit);
+    }
+
+    fn sale(order_id: &str) -> Prepared {
+        Prepared {
+            input: PurchaseInput {
+                order_id: order_id.into(),
+                member_id: None,
+                phone: None,
+                member_code: None,
+                enrol_if_unknown: None,
+                store_id: None,
+                channel: Channel::Pos,
+                occurred_at: None,
+                lines: Vec::new(),
+                paid_amount: 0,
+            },
+            lines: Vec::new(),
+            member_id: MemberId::generate(0, 1),
+            enrolled: false,
+            actor: "test".into(),
+        }
+    }
+
+    /// Right after a group with batch sales, the single sales waiting go alone, ahead of a
+    /// batch call that queued before them; the group after that takes everything again.
+    #[test]
+    fn after_a_batch_group_the_single_sales_go_first() {
+        let queue = PurchaseQueue::new(1);
+        let brand = BrandId::generate(0, 1);
+        let mut replies = Vec::new();
+        let mut push = |order: &str, bulk: bool| replies.push(queue.push(&brand, sale(order), bulk));
+        let orders = |group: Vec<Waiting>| {
+            group
+                .into_iter()
+                .map(|w| w.item.input.order_id)
+                .collect::<Vec<_>>()
+        };
+        push("b1", true);
+        push("b2", true);
+        push("s1", false);
+        assert_eq!(orders(queue.take()), ["b1", "b2", "s1"]);
+        push("b3", true);
+        push("b4", true);
+        push("s2", false);
+        assert_eq!(
+            orders(queue.take()),
+            ["s2"],
+            "the till's sale before the next batch"
+        );
+        push("s3", false);
+        assert_eq!(
+            orders(queue.take()),
+            ["b3", "b4", "s3"],
+            "then the batch, not more singles"
+        );
+        push("s4", false);
+        assert_eq!(orders(queue.take()), ["s4"]);
+        assert!(queue.take().is_empty());
     }
 
     /// A leader who is free is taken at once, without waiting out the patience.
