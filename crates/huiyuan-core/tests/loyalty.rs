@@ -479,12 +479,11 @@ async fn members(w: &World) -> Vec<MemberId> {
     ids
 }
 
-/// Sales that exercise what a batch must get right: caps per order and per day (huge
-/// baskets), tier upgrades that change the multiplier of the member's next sale in the same
-/// batch, sales on other days (their own cap periods), a repeated order (replayed) and an order
-/// ID reused for another sale (refused).
-/// `count` sales a minute apart from `base`, with a copy of an early order half way in and an
-/// early order reused for another amount two thirds of the way in.
+/// `count` sales, a minute apart from `base`, that exercise what a batch must get right: caps
+/// per order and per day (huge baskets), tier upgrades that change the multiplier of the
+/// member's next sale in the same batch, sales on other days (their own cap periods), a copy of
+/// an early order half way in (replayed) and an early order ID reused for another amount two
+/// thirds of the way in (refused).
 fn sales(members: &[MemberId], base: time::OffsetDateTime, count: usize) -> Vec<PurchaseInput> {
     let mut out = Vec::new();
     for i in 0..count {

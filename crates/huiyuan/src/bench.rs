@@ -113,14 +113,13 @@ pub async fn batches(
     let mut all: Vec<Vec<PurchaseInput>> = Vec::new();
     for chunk_start in (0..count).step_by(batch) {
         let n = batch.min(count - chunk_start);
-        all.push(
-            (chunk_start..chunk_start + n)
-                .map(|i| {
-                    let member = &brand.members[rng.gen_range(0..brand.members.len())];
-                    purchase(&mut rng, format!("B{}-{i}", brand.run), member, occurred_at)
-                })
-                .collect(),
-        );
+        all.push(random_sales(
+            &mut rng,
+            brand,
+            "B",
+            chunk_start..chunk_start + n,
+            occurred_at,
+        ));
     }
     let gate = Arc::new(Semaphore::new(concurrency.max(1)));
     let started = Instant::now();
@@ -138,6 +137,22 @@ pub async fn batches(
         r??;
     }
     Ok(count as f64 / started.elapsed().as_secs_f64())
+}
+
+/// Sales numbered `numbers` by random members of the brand, with order IDs `{prefix}{run}-{n}`.
+fn random_sales(
+    rng: &mut StdRng,
+    brand: &BenchBrand,
+    prefix: &str,
+    numbers: std::ops::Range<usize>,
+    occurred_at: Option<time::OffsetDateTime>,
+) -> Vec<PurchaseInput> {
+    numbers
+        .map(|i| {
+            let member = &brand.members[rng.gen_range(0..brand.members.len())];
+            purchase(rng, format!("{prefix}{}-{i}", brand.run), member, occurred_at)
+        })
+        .collect()
 }
 
 /// One call of the batch use case; any purchase refused fails the run.
@@ -163,12 +178,7 @@ pub async fn batches_until(
     let started = Instant::now();
     let mut recorded = 0;
     while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-        let chunk: Vec<PurchaseInput> = (recorded..recorded + batch)
-            .map(|i| {
-                let member = &brand.members[rng.gen_range(0..brand.members.len())];
-                purchase(&mut rng, format!("M{}-{i}", brand.run), member, None)
-            })
-            .collect();
+        let chunk = random_sales(&mut rng, &brand, "M", recorded..recorded + batch, None);
         batch_call(&core, &brand.actor, chunk).await?;
         recorded += batch;
     }

@@ -144,17 +144,8 @@ impl PurchaseQueue {
         let mut waiting = self.waiting.lock().unwrap_or_else(|e| e.into_inner());
         let singles_first = waiting.bulk_taken_last && waiting.list.iter().any(|w| !w.bulk);
         let group: Vec<Waiting> = if singles_first {
-            let mut group = Vec::new();
-            let mut rest = Vec::new();
-            for w in std::mem::take(&mut waiting.list) {
-                if !w.bulk && group.len() < MAX_GROUP {
-                    group.push(w);
-                } else {
-                    rest.push(w);
-                }
-            }
-            waiting.list = rest;
-            group
+            // What is not taken stays, in order.
+            waiting.list.extract_if(.., |w| !w.bulk).take(MAX_GROUP).collect()
         } else {
             let n = waiting.list.len().min(MAX_GROUP);
             waiting.list.drain(..n).collect()
