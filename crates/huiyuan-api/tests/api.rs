@@ -5,12 +5,18 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use huiyuan_api::{app, ApiConfig, AppState};
-use huiyuan_core::clock::OffsetClock;
+use huiyuan_core::clock::{test_start, OffsetClock};
 use huiyuan_core::crypto::MasterKey;
 use huiyuan_core::{Core, CoreConfig};
 use huiyuan_store::Storage;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
+
+/// Tuesday 2026-03-10, 10:00 in the brands' zone (Asia/Shanghai): a day on which no multiplier of
+/// the demo programme applies, and from which the jumps the tests make (8 days for points to
+/// mature, a year for them to expire) land on no member day either. Tests that assert on the
+/// points a sale earns start here; the rest start at [`test_start`].
+const ORDINARY_DAY: time::OffsetDateTime = time::macros::datetime!(2026-03-10 10:00 +08:00);
 
 /// One server on a free port, with one freshly bootstrapped brand.
 struct Harness {
@@ -91,20 +97,28 @@ impl Harness {
     }
 
     async fn start_with(backend: Backend, config: ApiConfig) -> Self {
-        Self::start_full(backend, config, None).await
+        Self::start_full(backend, config, None, test_start()).await
+    }
+
+    /// A harness whose clock starts at `at`, for a test whose figures depend on the date (the
+    /// demo programme triples points on the 8th); every other test starts at [`test_start`],
+    /// which CI moves to such dates to find the tests that depend on the date without saying so.
+    async fn start_at(backend: Backend, at: time::OffsetDateTime) -> Self {
+        Self::start_full(backend, ApiConfig::default(), None, at).await
     }
 
     /// A harness whose core calls `faults` between the steps of a till commit.
     async fn start_with_faults(backend: Backend, faults: huiyuan_core::commerce::FaultHook) -> Self {
-        Self::start_full(backend, ApiConfig::default(), Some(faults)).await
+        Self::start_full(backend, ApiConfig::default(), Some(faults), test_start()).await
     }
 
     async fn start_full(
         backend: Backend,
         config: ApiConfig,
         faults: Option<huiyuan_core::commerce::FaultHook>,
+        clock_start: time::OffsetDateTime,
     ) -> Self {
-        let clock = Arc::new(OffsetClock::default());
+        let clock = Arc::new(OffsetClock::starting_at(clock_start));
         let master = MasterKey::generate();
         let location = Location::new(backend).await;
         let mut core = Core::new(
@@ -1686,7 +1700,7 @@ fn sale(order: &str, member: &str, yuan: i64) -> Value {
 }
 
 async fn purchases_earn_itemised_points_once(backend: Backend) {
-    let h = Harness::start(backend).await;
+    let h = Harness::start_at(backend, ORDINARY_DAY).await;
     let m = h.enrol(json!({"phone": "13800138000"})).await;
     let id = m["id"].as_str().unwrap();
     // Without a programme: a clear conflict, nothing recorded.
@@ -1760,7 +1774,7 @@ async fn purchases_earn_itemised_points_once(backend: Backend) {
 }
 
 async fn concurrent_copies_of_an_order_earn_once(backend: Backend) {
-    let h = Arc::new(Harness::start(backend).await);
+    let h = Arc::new(Harness::start_at(backend, ORDINARY_DAY).await);
     h.publish_demo_programme().await;
     let m = h.enrol(json!({"phone": "13800138001"})).await;
     let id = m["id"].as_str().unwrap().to_owned();
@@ -1784,7 +1798,7 @@ async fn concurrent_copies_of_an_order_earn_once(backend: Backend) {
 }
 
 async fn refund_after_spending_becomes_a_debt_repaid_first(backend: Backend) {
-    let h = Harness::start(backend).await;
+    let h = Harness::start_at(backend, ORDINARY_DAY).await;
     h.publish_demo_programme().await;
     let id = h.member_id("13800138002").await;
     let (s, b) = h.buy(sale("SO-1", &id, 1000)).await;
@@ -1960,7 +1974,8 @@ async fn tier_upgrades_on_the_crossing_purchase_and_downgrades_after_grace(backe
 }
 
 async fn member_day_birthday_and_tier_multipliers_stack(backend: Backend) {
-    let h = Harness::start(backend).await;
+    // The morning after the sales it backdates (no sale may be in the future).
+    let h = Harness::start_at(backend, time::macros::datetime!(2026-11-09 10:00 +08:00)).await;
     h.publish_demo_programme().await;
     let id = h
         .enrol(json!({"phone": "13800138004", "birthday": "1990-11-20"}))
@@ -2650,7 +2665,7 @@ async fn dashboard_insights_and_recommendations_follow_the_purchases(backend: Ba
 }
 
 async fn points_expire_after_maturing_and_ledger_verifies(backend: Backend) {
-    let h = Harness::start(backend).await;
+    let h = Harness::start_at(backend, ORDINARY_DAY).await;
     h.publish_demo_programme().await;
     let id = h.member_id("13800138005").await;
     h.buy(sale("E-1", &id, 100)).await;

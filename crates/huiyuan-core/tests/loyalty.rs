@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use huiyuan_core::clock::OffsetClock;
+use huiyuan_core::clock::{test_start, OffsetClock};
 use huiyuan_core::crypto::MasterKey;
 use huiyuan_core::{Actor, Core, CoreConfig, CoreError};
 use huiyuan_domain::ids::MemberId;
@@ -33,6 +33,12 @@ struct World {
 }
 
 async fn world(backend: Backend) -> World {
+    world_in(backend, None, test_start()).await
+}
+
+/// A world whose brand keeps `zone`'s calendar (the brands' default, Asia/Shanghai, when
+/// `None`), on a clock that starts at `start`.
+async fn world_in(backend: Backend, zone: Option<&str>, start: time::OffsetDateTime) -> World {
     let mut pg_options = None;
     let (storage, sqlite_file): (Arc<dyn Storage>, _) = match backend {
         Backend::Sqlite => {
@@ -58,7 +64,7 @@ async fn world(backend: Backend) -> World {
             )
         }
     };
-    let clock = Arc::new(OffsetClock::default());
+    let clock = Arc::new(OffsetClock::starting_at(start));
     let core = Core::new(
         storage,
         &MasterKey::generate(),
@@ -77,7 +83,7 @@ async fn world(backend: Backend) -> World {
                 slug: slug.clone(),
                 name: "Loyalty".into(),
                 currency: None,
-                timezone: None,
+                timezone: zone.map(str::to_owned),
             },
             &format!("admin-{slug}"),
             "a long enough password",
@@ -461,6 +467,47 @@ async fn tampering_is_detected_on_postgres() {
     tampering(Backend::Postgres).await;
 }
 
+/// A brand in New York, member day on the 1st: on 1 November 2026 clocks go back at 02:00, so
+/// the member day is 25 hours long and 01:30 happens twice; both sales at 01:30 are on it, the
+/// minute before midnight and the minute after are not. (In Shanghai's calendar these instants
+/// fall on other days: the rule reads the brand's own calendar.)
+async fn member_day_is_the_brands_local_day_across_daylight_saving(backend: Backend) {
+    use time::macros::datetime;
+    let w = world_in(
+        backend,
+        Some("America/New_York"),
+        datetime!(2026-11-03 12:00 -05:00),
+    )
+    .await;
+    let mut programme = Programme::demo();
+    programme.multipliers.member_day.as_mut().unwrap().day_of_month = 1;
+    programme.multipliers.streak = None;
+    w.core.publish_programme(&w.actor, programme).await.unwrap();
+    let sales = [
+        ("before", datetime!(2026-10-31 23:59 -04:00), 100),
+        ("first-0130", datetime!(2026-11-01 01:30 -04:00), 300),
+        ("second-0130", datetime!(2026-11-01 01:30 -05:00), 300),
+        ("last-minute", datetime!(2026-11-01 23:59 -05:00), 300),
+        ("after", datetime!(2026-11-02 00:00 -05:00), 100),
+    ];
+    for (order, at, points) in sales {
+        let mut sale = purchase(order.into(), &w.member, 100);
+        sale.occurred_at = Some(at);
+        let outcome = w.core.record_purchase(&w.actor, sale).await.unwrap();
+        assert_eq!(outcome.purchase.points, points, "{order} at {at}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn member_day_is_the_brands_local_day_across_daylight_saving_on_sqlite() {
+    member_day_is_the_brands_local_day_across_daylight_saving(Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn member_day_is_the_brands_local_day_across_daylight_saving_on_postgres() {
+    member_day_is_the_brands_local_day_across_daylight_saving(Backend::Postgres).await;
+}
+
 /// Four more members: one with a birthday this month (×2), all earning in the same brand.
 async fn members(w: &World) -> Vec<MemberId> {
     let mut ids = vec![w.member.clone()];
@@ -538,7 +585,7 @@ async fn outcome_of(
 /// chunks than their originals).
 async fn batches_earn_what_single_sales_earn(backend: Backend) {
     const SALES: usize = 300;
-    let base = time::OffsetDateTime::now_utc() - time::Duration::hours(6);
+    let base = test_start() - time::Duration::hours(6);
     let one_by_one = world(backend).await;
     let ids = members(&one_by_one).await;
     let mut results = Vec::new();

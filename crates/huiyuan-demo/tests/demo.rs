@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use huiyuan_core::clock::SystemClock;
+use huiyuan_core::clock::OffsetClock;
 use huiyuan_core::crypto::MasterKey;
 use huiyuan_core::transfer::export::ExportKind;
 use huiyuan_core::transfer::table::Format;
@@ -34,8 +34,22 @@ fn options(seed: u64) -> DemoOptions {
         members: 300,
         months: 12,
         seed,
-        until: date!(2026 - 11 - 30),
+        until: UNTIL,
     }
+}
+
+/// The last simulated day.
+const UNTIL: time::Date = date!(2026 - 11 - 30);
+
+/// The engine after the demo: its clock starts the morning after the last simulated day, so
+/// what it computes for "today" is the same whatever day the suite runs.
+fn morning_after() -> Arc<OffsetClock> {
+    let morning = UNTIL
+        .next_day()
+        .unwrap()
+        .with_time(time::macros::time!(10:00))
+        .assume_offset(time::macros::offset!(+8));
+    Arc::new(OffsetClock::starting_at(morning))
 }
 
 async fn make(storage: Arc<dyn Storage>, seed: u64) -> (Arc<dyn Storage>, DemoBrand) {
@@ -55,7 +69,7 @@ async fn make_with_key(
 
 /// Every export but the model results (dated today) in both formats.
 async fn exports(storage: Arc<dyn Storage>, key: &MasterKey, made: &DemoBrand) -> Vec<Vec<u8>> {
-    let core = Core::new(storage, key, Arc::new(SystemClock), CoreConfig::default());
+    let core = Core::new(storage, key, morning_after(), CoreConfig::default());
     let actor = Actor::system(made.brand_id.clone());
     let mut files = Vec::new();
     for kind in ExportKind::ALL.into_iter().filter(|k| *k != ExportKind::Insights) {
@@ -131,7 +145,7 @@ async fn verifies_and_fits(storage: Arc<dyn Storage>) {
     let core = Core::new(
         storage,
         &MasterKey::generate(),
-        Arc::new(SystemClock),
+        morning_after(),
         CoreConfig::default(),
     );
     let report = core.verify_ledgers(Some(&made.brand_id)).await.unwrap();

@@ -90,7 +90,7 @@ fn basket(order: Option<&str>, member: &str, coupons: &[&str], points: i64, wall
 /// 200 yuan of goods. The quote and the commit agree to the minor unit; the sale happens once;
 /// the refund gives back every coupon, point and wallet minor unit; every ledger verifies.
 async fn till_sale_with_coupon_points_and_wallet_then_full_refund(backend: Backend) {
-    let h = Harness::start(backend).await;
+    let h = Harness::start_at(backend, ORDINARY_DAY).await;
     h.publish_demo_programme().await;
     let m = h.member_with_points("13800138100", 1_000).await;
     let topped = h.top_up(&m, "PAY-1", 100_000).await;
@@ -921,7 +921,7 @@ async fn bulk_issue_and_partner_codes(backend: Backend) {
 /// RFM segment and lifecycle stage — previewed, then issued to in bulk; bad segments are 422s
 /// naming the part at fault.
 async fn bulk_issue_to_a_segment(backend: Backend) {
-    let h = Harness::start(backend).await;
+    let h = Harness::start_at(backend, ORDINARY_DAY).await;
     h.publish_demo_programme().await;
     let enrol = |phone: &str, tags: &[&str], channel: &str| {
         let body = json!({"phone": phone, "tags": tags, "channel": channel});
@@ -1205,7 +1205,7 @@ async fn paid_plans_buy_renew_refund_lapse_and_report(backend: Backend) {
 /// those who used it — the tier's discount at the till, a perk handed over, a partner code, the
 /// points multiplier on purchases, a plan's discount and perks — flagged under the threshold.
 async fn benefit_usage_per_tier_and_plan(backend: Backend) {
-    let h = Harness::start(backend).await;
+    let h = Harness::start_at(backend, ORDINARY_DAY).await;
     h.publish_demo_programme().await;
     // Two silver members (5,000 points qualifies), two regular ones, one with the PLUS plan.
     let (s1, s2) = (h.member_id("13800138130").await, h.member_id("13800138131").await);

@@ -497,7 +497,7 @@ mod tests {
         let core = Core::new(
             Arc::new(storage),
             &MasterKey::generate(),
-            Arc::new(OffsetClock::default()),
+            Arc::new(OffsetClock::starting_at(crate::clock::test_start())),
             CoreConfig::default(),
         );
         let made = core

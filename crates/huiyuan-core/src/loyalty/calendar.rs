@@ -133,4 +133,44 @@ mod tests {
             ]
         );
     }
+
+    /// Brands in zones with daylight saving: a local day is 23 or 25 hours long, a wall-clock
+    /// time in the spring gap becomes the instant after it, one in the autumn fold the earlier
+    /// of the two, and where midnight is skipped the day starts at the first instant it has.
+    #[test]
+    fn days_follow_daylight_saving_changes() {
+        let ny = BrandCalendar::new("America/New_York").unwrap();
+        // Spring: 14 March 2027 has no 02:00–03:00.
+        let (spring, next) = (date!(2027 - 03 - 14), date!(2027 - 03 - 15));
+        assert_eq!(ny.start_of(spring), datetime!(2027-03-14 05:00 UTC));
+        assert_eq!(ny.start_of(next) - ny.start_of(spring), Duration::hours(23));
+        assert_eq!(
+            ny.at(spring, time::macros::time!(02:30)),
+            Some(datetime!(2027-03-14 03:30 -04:00))
+        );
+        // Autumn: 1 November 2026 has 01:00–02:00 twice.
+        let (autumn, next) = (date!(2026 - 11 - 01), date!(2026 - 11 - 02));
+        assert_eq!(ny.start_of(next) - ny.start_of(autumn), Duration::hours(25));
+        assert_eq!(
+            ny.at(autumn, time::macros::time!(01:30)),
+            Some(datetime!(2026-11-01 01:30 -04:00))
+        );
+        assert_eq!(ny.date_of(datetime!(2026-11-01 01:30 -05:00)), autumn);
+        assert_eq!(ny.date_of(datetime!(2026-11-02 04:59 UTC)), autumn);
+        assert_eq!(ny.date_of(datetime!(2026-11-02 05:00 UTC)), next);
+        assert_eq!(
+            ny.local(datetime!(2026-11-01 06:30 UTC)).offset().whole_hours(),
+            -5
+        );
+        // Santiago skips midnight when its clocks go forward (6 September 2026).
+        let santiago = BrandCalendar::new("America/Santiago").unwrap();
+        assert_eq!(
+            santiago.start_of(date!(2026 - 09 - 06)),
+            datetime!(2026-09-06 01:00 -03:00)
+        );
+        assert_eq!(
+            santiago.date_of(datetime!(2026-09-06 03:59 UTC)),
+            date!(2026 - 09 - 05)
+        );
+    }
 }
