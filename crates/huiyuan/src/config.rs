@@ -2,6 +2,9 @@
 //! command-line flags — each overriding the one before.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use huiyuan_core::clock::{Clock, OffsetClock, SystemClock};
 
 use figment::providers::{Env, Format, Serialized, Toml};
 use figment::Figment;
@@ -28,6 +31,11 @@ pub struct Config {
     /// How long an authenticated API key or session is trusted before it is read again; a
     /// key revoked through another process stops working within this time. 0: every request.
     pub credential_cache_seconds: u32,
+    /// Start the clock at this instant and let it run on from there: `now`, an RFC 3339 instant
+    /// or a date (10:00 in UTC+8). For rehearsing a date on a copy of the data (a member day, a
+    /// year end) and for the tests; never on a live installation, whose records would carry the
+    /// rehearsed times. Unset: the system clock.
+    pub clock_start: Option<String>,
 }
 
 impl Default for Config {
@@ -44,6 +52,7 @@ impl Default for Config {
             sign_in_per_minute: api.sign_in_per_minute,
             body_limit_bytes: api.body_limit_bytes,
             credential_cache_seconds: 5,
+            clock_start: None,
         }
     }
 }
@@ -58,6 +67,7 @@ const NOT_SETTINGS: &[&str] = &[
     "bench_key",
     "schemathesis",
     "chromium",
+    "test_clock_start",
 ];
 
 impl Config {
@@ -68,9 +78,33 @@ impl Config {
             Some(f) => fig = fig.merge(Toml::file_exact(f)),
             None => fig = fig.merge(Toml::file("huiyuan.toml")),
         }
-        fig.merge(Env::prefixed("HUIYUAN_").ignore(NOT_SETTINGS))
+        let config: Self = fig
+            .merge(Env::prefixed("HUIYUAN_").ignore(NOT_SETTINGS))
             .extract()
-            .map_err(Box::new)
+            .map_err(Box::new)?;
+        config
+            .clock_start()
+            .map_err(|e| Box::new(figment::Error::from(e)))?;
+        Ok(config)
+    }
+
+    /// The instant `clock_start` names, if set.
+    fn clock_start(&self) -> Result<Option<time::OffsetDateTime>, String> {
+        self.clock_start
+            .as_deref()
+            .map(|s| huiyuan_core::clock::parse_start(s).map_err(|e| format!("clock_start: {e}")))
+            .transpose()
+    }
+
+    /// The clock the engine runs on: the system's, or one started at `clock_start`.
+    pub fn clock(&self) -> Arc<dyn Clock> {
+        match self
+            .clock_start()
+            .expect("checked when the configuration was loaded")
+        {
+            Some(start) => Arc::new(OffsetClock::starting_at(start)),
+            None => Arc::new(SystemClock),
+        }
     }
 
     pub fn api(&self) -> huiyuan_api::ApiConfig {
@@ -111,6 +145,18 @@ mod tests {
             assert!(err.to_string().contains("listne"), "{err}");
             let err = Config::load(Some(Path::new("missing.toml"))).expect_err("an explicit file must exist");
             assert!(err.to_string().contains("missing.toml"), "{err}");
+            assert!(c.clock_start.is_none(), "the system clock by default");
+            jail.set_env("HUIYUAN_CLOCK_START", "2026-12-08T04:00:00+08:00");
+            let c = Config::load(None).map_err(|e| e.to_string())?;
+            let now = c.clock().now();
+            let start = time::macros::datetime!(2026-12-08 04:00 +08:00);
+            assert!(now >= start && now - start < time::Duration::minutes(1), "{now}");
+            jail.set_env("HUIYUAN_CLOCK_START", "the 8th");
+            let err = Config::load(None).expect_err("not an instant");
+            assert!(err.to_string().contains("clock_start"), "{err}");
+            jail.set_env("HUIYUAN_TEST_CLOCK_START", "2027-01-31");
+            jail.set_env("HUIYUAN_CLOCK_START", "now");
+            Config::load(None).map_err(|e| e.to_string())?;
             Ok(())
         });
     }

@@ -15,7 +15,6 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use huiyuan_api::{app_with_pages, AppState};
-use huiyuan_core::clock::SystemClock;
 use huiyuan_core::crypto::MasterKey;
 use huiyuan_core::{Core, CoreConfig};
 use huiyuan_store::Storage;
@@ -350,9 +349,7 @@ async fn run(command: Command, config: &mut Config) -> Result<(), AnyError> {
             // Checked before the folder is made: a bad date changes nothing.
             let until = match until {
                 Some(d) => analytics::date_arg("until", &d)?,
-                None => time::OffsetDateTime::now_utc()
-                    .to_offset(time::macros::offset!(+8))
-                    .date(),
+                None => config.clock().now().to_offset(time::macros::offset!(+8)).date(),
             };
             config.data = Some(data.clone());
             config.database = None;
@@ -698,7 +695,7 @@ fn core(config: &Config, storage: Arc<dyn Storage>, key: &MasterKey) -> Core {
         credential_cache_ttl: time::Duration::seconds(i64::from(config.credential_cache_seconds)),
         ..CoreConfig::default()
     };
-    Core::new(storage, key, Arc::new(SystemClock), core_config)
+    Core::new(storage, key, config.clock(), core_config)
 }
 
 /// Opens the configured database (migrating when asked) and the master key.

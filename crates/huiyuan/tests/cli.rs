@@ -6,6 +6,17 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
+/// The binary, on a clock that starts where the test harness's does (see
+/// `huiyuan_core::clock::test_start`): CI moves that start to member days and month ends.
+fn huiyuan() -> Command {
+    let start = huiyuan_core::clock::test_start()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap();
+    let mut command = Command::new(env!("CARGO_BIN_EXE_huiyuan"));
+    command.env("HUIYUAN_CLOCK_START", start);
+    command
+}
+
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -17,7 +28,7 @@ fn free_port() -> u16 {
 /// Starts `huiyuan demo` and returns it with the API key it printed.
 fn start_demo(data: &std::path::Path, port: u16) -> (Child, String) {
     let log = std::fs::File::create(data.with_extension("log")).unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_huiyuan"))
+    let mut child = huiyuan()
         .args([
             "demo",
             "--data",
@@ -250,7 +261,7 @@ async fn demo_serves_keeps_no_plaintext_and_reuses_its_folder() {
 
 #[test]
 fn bad_configuration_is_refused_with_the_reason() {
-    let out = Command::new(env!("CARGO_BIN_EXE_huiyuan"))
+    let out = huiyuan()
         .args(["serve"])
         .env("HUIYUAN_LISTEN", "127.0.0.1:0")
         .env_remove("HUIYUAN_DATA")
@@ -261,7 +272,7 @@ fn bad_configuration_is_refused_with_the_reason() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("master key") || err.contains("--data"), "{err}");
-    let out = Command::new(env!("CARGO_BIN_EXE_huiyuan"))
+    let out = huiyuan()
         .args(["serve"])
         .env("HUIYUAN_NO_SUCH_SETTING", "1")
         .output()
@@ -280,7 +291,7 @@ fn brand_create_then_migrate_on_the_same_folder() {
         .join(format!("huiyuan-brand-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&data);
     let run = |args: &[&str]| {
-        Command::new(env!("CARGO_BIN_EXE_huiyuan"))
+        huiyuan()
             .args(args)
             .env("HUIYUAN_ADMIN_PASSWORD", "a long enough password")
             .output()
@@ -332,11 +343,7 @@ fn brand_create_then_migrate_on_the_same_folder() {
 }
 
 fn analytics(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_huiyuan"))
-        .arg("analytics")
-        .args(args)
-        .output()
-        .unwrap()
+    huiyuan().arg("analytics").args(args).output().unwrap()
 }
 
 /// The stable `huiyuan analytics` interface: JSON shapes, and bad input refused by line.

@@ -245,7 +245,8 @@ pub async fn submit(
             }
         }
         (_, Some(p)) => {
-            if let Some(input) = preview_input(&form, p, &op.brand.timezone, &mut errors) {
+            let now = state.core.now();
+            if let Some(input) = preview_input(&form, p, &op.brand.timezone, now, &mut errors) {
                 match state.core.preview_earning(&op.actor, input).await {
                     Ok(p) => preview = Some(p),
                     Err(e) => errors.add_core(
@@ -264,11 +265,13 @@ pub async fn submit(
     page(&op, errors.status(), current, versions, values, errors, preview)
 }
 
-/// "A 200-yuan purchase by a gold member on member day": the preview's imagined sale.
+/// "A 200-yuan purchase by a gold member on member day": the preview's imagined sale, on the
+/// date asked for or else now (the core's clock, so a preview agrees with the sale it imagines).
 fn preview_input(
     form: &Form,
     programme: Programme,
     zone: &str,
+    now: time::OffsetDateTime,
     errors: &mut FieldErrors,
 ) -> Option<EarningPreviewInput> {
     let amount = errors
@@ -288,11 +291,12 @@ fn preview_input(
     // Noon of that day in the brand's zone.
     let calendar = huiyuan_core::loyalty::calendar::BrandCalendar::new(zone).ok();
     let occurred_at = date.and_then(|d| calendar.as_ref()?.at(d, time::macros::time!(12:00)));
-    let birth_month = match (form.get("preview_birthday"), date) {
-        (Some(_), Some(d)) => Some(u8::from(d.month())),
-        (Some(_), None) => Some(u8::from(time::OffsetDateTime::now_utc().month())),
-        _ => None,
-    };
+    // A birthday preview: born in the month of the sale's own day in the brand's zone.
+    let sale_day = date.or_else(|| Some(calendar.as_ref()?.date_of(now)));
+    let birth_month = form
+        .get("preview_birthday")
+        .and(sale_day)
+        .map(|d| u8::from(d.month()));
     Some(EarningPreviewInput {
         programme: Some(programme),
         channel: Channel::Pos,
@@ -312,4 +316,26 @@ fn preview_input(
             ..PreviewMember::default()
         },
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use time::macros::datetime;
+
+    /// Without a date, "a birthday" means born in this month of the brand's calendar, read off
+    /// the core's clock: at 01:00 on 1 January in Shanghai it is still December in UTC.
+    #[test]
+    fn a_birthday_preview_without_a_date_takes_the_brands_month_now() {
+        let form = Form::parse(b"preview_amount=200.00&preview_birthday=on").unwrap();
+        let mut errors = FieldErrors::default();
+        let now = datetime!(2026-12-31 17:00 UTC);
+        let input = preview_input(&form, Programme::demo(), "Asia/Shanghai", now, &mut errors).unwrap();
+        assert!(errors.is_empty(), "{errors:?}");
+        assert_eq!(input.member.birth_month, Some(1));
+        let dated =
+            Form::parse(b"preview_amount=200.00&preview_birthday=on&preview_date=2027-05-08").unwrap();
+        let input = preview_input(&dated, Programme::demo(), "Asia/Shanghai", now, &mut errors).unwrap();
+        assert_eq!(input.member.birth_month, Some(5));
+    }
 }

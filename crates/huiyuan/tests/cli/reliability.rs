@@ -21,7 +21,7 @@ async fn private_database_url() -> String {
 }
 
 fn crash(args: &[&str], dir: &std::path::Path) {
-    let out = Command::new(env!("CARGO_BIN_EXE_huiyuan"))
+    let out = huiyuan()
         .args(["bench", "crash", "--dir", dir.to_str().unwrap()])
         .args(args)
         .output()
@@ -72,7 +72,7 @@ impl Drop for Node {
 /// A `serve` process on `database`, its key in `data`, logging to `data/{name}.log`.
 fn serve(data: &std::path::Path, database: &str, name: &str) -> Node {
     let port = free_port();
-    let child = Command::new(env!("CARGO_BIN_EXE_huiyuan"))
+    let child = huiyuan()
         .args(["serve", "--data", data.to_str().unwrap(), "--database", database])
         .args(["--listen", &format!("127.0.0.1:{port}")])
         // As much logging as the server can produce: nothing secret may be in any of it.
@@ -88,7 +88,7 @@ fn serve(data: &std::path::Path, database: &str, name: &str) -> Node {
 }
 
 fn create_brand(data: &std::path::Path, database: &str, slug: &str, password: &str) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_huiyuan"))
+    let out = huiyuan()
         .args([
             "brand",
             "create",
