@@ -149,9 +149,12 @@ pub fn bearer_token(headers: &HeaderMap) -> Option<&str> {
         .filter(|t| !t.is_empty())
 }
 
+/// The header that carries a request's ID, set (or passed through) by the request-ID layer.
+pub const REQUEST_ID: &str = "x-request-id";
+
 /// The request's ID, as set (or passed through) by the request-ID layer.
 pub fn request_id(headers: &HeaderMap) -> Option<&str> {
-    headers.get(crate::middleware::REQUEST_ID)?.to_str().ok()
+    headers.get(REQUEST_ID)?.to_str().ok()
 }
 
 /// Parses a path ID; a malformed ID is reported as not found, exactly like an ID of another brand.

@@ -24,7 +24,8 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use utoipa_swagger_ui::SwaggerUi;
 
-use crate::middleware::{RateLimits, REQUEST_ID};
+use crate::extract::REQUEST_ID;
+use crate::middleware::RateLimits;
 use crate::problem::ApiError;
 use crate::routes::{access, analytics, audit, brand, commerce, loyalty, members, ops, transfer};
 

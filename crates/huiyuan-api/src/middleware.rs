@@ -21,8 +21,6 @@ use crate::extract::{bearer_token, request_id};
 use crate::problem::{ApiError, Transient};
 use crate::AppState;
 
-pub const REQUEST_ID: &str = "x-request-id";
-
 type KeyedLimiter = RateLimiter<
     String,
     governor::state::keyed::DefaultKeyedStateStore<String>,

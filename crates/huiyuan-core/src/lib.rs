@@ -14,6 +14,8 @@ pub mod credentials;
 pub mod crypto;
 pub mod error;
 pub mod idempotency;
+pub mod jobs;
+pub mod ledger;
 pub mod loyalty;
 pub mod members;
 pub mod portal;

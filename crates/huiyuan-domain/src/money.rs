@@ -1,5 +1,9 @@
 //! Money as people write it ("128.50", "-3", "+0.5") turned into integer minor units: the one
-//! parser behind imports and the analytics files, so a float never touches an amount.
+//! parser behind imports and the analytics files, so a float never touches an amount; and the
+//! bound on any amount.
+
+/// Largest amount accepted anywhere, in minor units (10 billion yuan).
+pub const MAX_AMOUNT: i64 = 1_000_000_000_000;
 
 /// Minor units of a decimal amount with at most two decimals; `None` for anything else
 /// (empty, a third decimal, a thousands separator, an exponent, overflow).

@@ -4,7 +4,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
 use huiyuan_core::commerce::benefits::{BenefitUsageReport, BenefitUseView, PerkUseInput};
-use huiyuan_core::commerce::bulk::{BulkIssueInput, BulkJobView};
+use huiyuan_core::commerce::bulk::BulkIssueInput;
 use huiyuan_core::commerce::checkout::{Quote, Sale, SaleRefund, SaleRefundInput};
 use huiyuan_core::commerce::coupons::{
     ClaimInput, CouponView, IssueInput, RedeemCouponInput, RedeemCouponOutcome, RewardInput, TemplateUsage,
@@ -19,6 +19,7 @@ use huiyuan_core::commerce::plans::{
 use huiyuan_core::commerce::wallet::{
     TopUpInput, TopUpOutcome, TopUpRefundInput, TopUpRefundOutcome, WalletEntryView, WalletView,
 };
+use huiyuan_core::jobs::BulkJobView;
 use huiyuan_domain::commerce::checkout::CheckoutInput;
 use huiyuan_domain::commerce::coupons::TemplateInput;
 use huiyuan_domain::ids::MemberId;

@@ -4,11 +4,11 @@
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
+use huiyuan_core::ledger::VerifyReport;
 use huiyuan_core::loyalty::jobs::JobRun;
 use huiyuan_core::loyalty::points::EventView;
 use huiyuan_core::loyalty::programme::{EarningPreview, ProgrammeVersion};
 use huiyuan_core::loyalty::transfers::TransferOutcome;
-use huiyuan_core::loyalty::verify::VerifyReport;
 use huiyuan_core::loyalty::views::{
     BalanceView, EntryView, PointsOutcome, PurchaseOutcome, PurchaseView, RefundOutcome, TierChangeView,
 };

@@ -4,7 +4,7 @@ use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderName, StatusCode};
 use axum::Json;
-use huiyuan_core::commerce::bulk::BulkJobView;
+use huiyuan_core::jobs::BulkJobView;
 use huiyuan_core::transfer::export::ExportKind;
 use huiyuan_core::transfer::import::{rejections_csv, FileEncoding, ImportKind, ImportOptions};
 use huiyuan_core::transfer::table::Format;

@@ -16,7 +16,6 @@ use serde_json::json;
 use time::OffsetDateTime;
 use utoipa::ToSchema;
 
-use crate::loyalty::verify::LedgerProblem;
 use crate::{Actor, Core, CoreError, Result};
 
 /// A wallet's balance.
@@ -209,7 +208,7 @@ impl<'c> WalletPosting<'c> {
 }
 
 /// The hash of a stored wallet entry, as written and as verified.
-fn entry_hash(e: &WalletEntryRecord, kind: WalletEntryKind) -> [u8; 32] {
+pub(crate) fn entry_hash(e: &WalletEntryRecord, kind: WalletEntryKind) -> [u8; 32] {
     wallet_entry_hash(
         &e.prev_hash,
         &WalletEntryContent {
@@ -226,72 +225,6 @@ fn entry_hash(e: &WalletEntryRecord, kind: WalletEntryKind) -> [u8; 32] {
             created_at_ms: (e.created_at.unix_timestamp_nanos() / 1_000_000) as i64,
         },
     )
-}
-
-/// Checks one wallet against its chain: links, order, hashes, and both balances as the sums of
-/// their entries (and never negative).
-pub(crate) async fn verify_wallet(tx: &mut dyn Tx, w: &WalletRecord) -> Result<(u64, Vec<LedgerProblem>)> {
-    let problem = |entry: Option<(&str, i64)>, text: String| LedgerProblem {
-        brand_id: w.brand_id.clone(),
-        member_id: w.member_id.clone(),
-        entry_id: entry.map(|e| e.0.to_owned()),
-        seq: entry.map(|e| e.1),
-        problem: format!("wallet: {text}"),
-    };
-    let chain = tx.wallet_chain(&w.brand_id, &w.member_id).await?;
-    let mut problems = Vec::new();
-    let mut prev = GENESIS_HASH.to_vec();
-    let (mut principal, mut bonus, mut expected) = (0i64, 0i64, 1i64);
-    for e in &chain {
-        let at = Some((e.id.as_str(), e.seq));
-        if e.seq != expected {
-            problems.push(problem(
-                at,
-                format!(
-                    "expected entry #{expected} here, found #{}: entries were removed or reordered",
-                    e.seq
-                ),
-            ));
-        }
-        if e.prev_hash != prev {
-            problems.push(problem(at, "does not link to the previous entry's hash".into()));
-        }
-        match WalletEntryKind::parse(&e.kind) {
-            Some(kind) if entry_hash(e, kind).as_slice() == e.hash.as_slice() => {}
-            Some(_) => problems.push(problem(
-                at,
-                "content does not match its hash: the entry was altered".into(),
-            )),
-            None => problems.push(problem(at, format!("unknown kind {:?}", e.kind))),
-        }
-        principal += e.principal_delta;
-        bonus += e.bonus_delta;
-        if principal < 0 || bonus < 0 {
-            problems.push(problem(at, "a balance went negative here".into()));
-        }
-        prev = e.hash.clone();
-        expected = e.seq + 1;
-    }
-    if w.last_seq != expected - 1 || w.last_hash != prev {
-        problems.push(problem(
-            None,
-            format!(
-                "the chain head (#{}) is not the last entry (#{})",
-                w.last_seq,
-                expected - 1
-            ),
-        ));
-    }
-    if w.principal != principal || w.bonus != bonus {
-        problems.push(problem(
-            None,
-            format!(
-                "balance {}/{} (principal/bonus) ≠ sum of its entries {principal}/{bonus}",
-                w.principal, w.bonus
-            ),
-        ));
-    }
-    Ok((chain.len() as u64, problems))
 }
 
 impl Core {

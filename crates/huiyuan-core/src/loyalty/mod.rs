@@ -13,7 +13,6 @@ pub mod programme;
 pub mod purchases;
 pub mod tiers;
 pub mod transfers;
-pub mod verify;
 pub mod views;
 
 use std::collections::HashMap;

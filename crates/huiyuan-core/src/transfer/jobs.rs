@@ -6,7 +6,6 @@
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
-use huiyuan_domain::access::Permission;
 use huiyuan_domain::loyalty::purchase::validate_reference;
 use huiyuan_store::BulkJobRecord;
 use serde::{Deserialize, Serialize};
@@ -14,11 +13,11 @@ use sha2::{Digest, Sha256};
 
 use super::export::hex;
 use super::import::{parse_file, ImportKind, ImportOptions, ImportReport, Rejection, IMPORT_BATCH};
-use crate::commerce::bulk::{view, BulkFailure, BulkJobView, ISSUE_COUPONS, LEASE};
+use crate::jobs::{
+    view, BulkFailure, BulkJobView, IMPORT_MEMBERS, IMPORT_TRANSACTIONS, ISSUE_COUPONS, LEASE,
+};
 use crate::{Actor, Core, CoreError, Result};
 
-pub const IMPORT_MEMBERS: &str = "members.import";
-pub const IMPORT_TRANSACTIONS: &str = "transactions.import";
 /// Rejected lines kept with a job (the count covers them all).
 const KEPT_REJECTIONS: usize = 100_000;
 
@@ -37,30 +36,6 @@ fn job_kind(kind: ImportKind) -> &'static str {
         ImportKind::Members => IMPORT_MEMBERS,
         ImportKind::Transactions => IMPORT_TRANSACTIONS,
     }
-}
-
-/// Who may see a job: whoever may start one of its kind.
-pub(crate) fn permission_of(kind: &str) -> Permission {
-    match kind {
-        IMPORT_MEMBERS => ImportKind::Members.permission(),
-        IMPORT_TRANSACTIONS => ImportKind::Transactions.permission(),
-        _ => Permission::CouponsIssue,
-    }
-}
-
-/// Only the report of a stored [`ImportJob`]: a progress poll must not copy out the sealed
-/// file (up to the upload limit) that sits beside it until the job ends.
-#[derive(Deserialize)]
-struct ImportSummary {
-    report: ImportReport,
-}
-
-pub(crate) fn import_summary(job: &BulkJobRecord) -> Result<Option<ImportReport>> {
-    if job.kind == ISSUE_COUPONS {
-        return Ok(None);
-    }
-    let summary: ImportSummary = serde_json::from_str(&job.input).map_err(corrupt)?;
-    Ok(Some(summary.report))
 }
 
 fn file_context(job_id: &str) -> String {

@@ -18,9 +18,10 @@ use super::wallet::{split_payment, Balance};
 use crate::error::Validator;
 use crate::ids::{MemberId, StoreId};
 use crate::loyalty::purchase::{
-    validate_basket_lines, validate_reference, LineInput, PurchaseLine, MAX_AMOUNT, MAX_POINTS,
+    validate_basket_lines, validate_reference, LineInput, PurchaseLine, MAX_POINTS,
 };
 use crate::member::Channel;
+use crate::money::MAX_AMOUNT;
 use crate::ValidationError;
 
 /// Most coupons on one sale.

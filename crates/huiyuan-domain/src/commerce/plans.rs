@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use time::{Duration, Month, OffsetDateTime};
 
 use crate::error::Validator;
-use crate::loyalty::purchase::MAX_AMOUNT;
+use crate::money::MAX_AMOUNT;
 
 /// A plan as the programme defines it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]

@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::chain::{ChainHasher, HASH_LEN};
 use crate::error::Validator;
-use crate::loyalty::purchase::MAX_AMOUNT;
+use crate::money::MAX_AMOUNT;
 use crate::ValidationError;
 
 /// A bonus for topping up at least `min_top_up` [top up 1,000, get 100].

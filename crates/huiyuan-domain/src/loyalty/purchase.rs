@@ -8,11 +8,10 @@ use super::programme::{ActionKind, Programme};
 use crate::error::Validator;
 use crate::ids::{MemberId, StoreId};
 use crate::member::{validate_text, Channel};
+use crate::money::MAX_AMOUNT;
 use crate::ValidationError;
 
 pub const MAX_LINES: usize = 500;
-/// Largest amount accepted anywhere, in minor units (10 billion yuan).
-pub const MAX_AMOUNT: i64 = 1_000_000_000_000;
 /// Largest number of points moved by one operation.
 pub const MAX_POINTS: i64 = 100_000_000;
 

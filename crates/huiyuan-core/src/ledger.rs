@@ -1,15 +1,18 @@
-//! The ledger verifier: proves that no entry was altered, removed or reordered, and that every
-//! balance equals the sum of its entries and of its lots — for points and for wallets.
+//! The ledger verifier, for both hash-chained ledgers (points and the wallet, built the same
+//! way): proves that no entry was altered, removed or reordered, and that every balance equals
+//! the sum of its entries (and, for points, of its lots). The chains are written by their own
+//! capabilities (`loyalty`, `commerce::wallet`); this module only reads them.
 
 use huiyuan_domain::access::Permission;
+use huiyuan_domain::commerce::wallet::WalletEntryKind;
 use huiyuan_domain::ids::{BrandId, MemberId};
 use huiyuan_domain::loyalty::ledger::{Deltas, EntryKind, GENESIS_HASH};
-use huiyuan_store::{AccountRecord, Tx};
+use huiyuan_store::{AccountRecord, Tx, WalletRecord};
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use super::record_hash;
-use crate::commerce::wallet::verify_wallet;
+use crate::commerce::wallet::entry_hash;
+use crate::loyalty::record_hash;
 use crate::{Actor, Core, Result};
 
 /// One thing wrong with a member's ledger.
@@ -220,4 +223,70 @@ impl Core {
             }
         }
     }
+}
+
+/// Checks one wallet against its chain: links, order, hashes, and both balances as the sums of
+/// their entries (and never negative).
+pub(crate) async fn verify_wallet(tx: &mut dyn Tx, w: &WalletRecord) -> Result<(u64, Vec<LedgerProblem>)> {
+    let problem = |entry: Option<(&str, i64)>, text: String| LedgerProblem {
+        brand_id: w.brand_id.clone(),
+        member_id: w.member_id.clone(),
+        entry_id: entry.map(|e| e.0.to_owned()),
+        seq: entry.map(|e| e.1),
+        problem: format!("wallet: {text}"),
+    };
+    let chain = tx.wallet_chain(&w.brand_id, &w.member_id).await?;
+    let mut problems = Vec::new();
+    let mut prev = GENESIS_HASH.to_vec();
+    let (mut principal, mut bonus, mut expected) = (0i64, 0i64, 1i64);
+    for e in &chain {
+        let at = Some((e.id.as_str(), e.seq));
+        if e.seq != expected {
+            problems.push(problem(
+                at,
+                format!(
+                    "expected entry #{expected} here, found #{}: entries were removed or reordered",
+                    e.seq
+                ),
+            ));
+        }
+        if e.prev_hash != prev {
+            problems.push(problem(at, "does not link to the previous entry's hash".into()));
+        }
+        match WalletEntryKind::parse(&e.kind) {
+            Some(kind) if entry_hash(e, kind).as_slice() == e.hash.as_slice() => {}
+            Some(_) => problems.push(problem(
+                at,
+                "content does not match its hash: the entry was altered".into(),
+            )),
+            None => problems.push(problem(at, format!("unknown kind {:?}", e.kind))),
+        }
+        principal += e.principal_delta;
+        bonus += e.bonus_delta;
+        if principal < 0 || bonus < 0 {
+            problems.push(problem(at, "a balance went negative here".into()));
+        }
+        prev = e.hash.clone();
+        expected = e.seq + 1;
+    }
+    if w.last_seq != expected - 1 || w.last_hash != prev {
+        problems.push(problem(
+            None,
+            format!(
+                "the chain head (#{}) is not the last entry (#{})",
+                w.last_seq,
+                expected - 1
+            ),
+        ));
+    }
+    if w.principal != principal || w.bonus != bonus {
+        problems.push(problem(
+            None,
+            format!(
+                "balance {}/{} (principal/bonus) ≠ sum of its entries {principal}/{bonus}",
+                w.principal, w.bonus
+            ),
+        ));
+    }
+    Ok((chain.len() as u64, problems))
 }
