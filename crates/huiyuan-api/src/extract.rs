@@ -8,6 +8,7 @@ use huiyuan_core::Actor;
 use serde::de::DeserializeOwned;
 
 use crate::problem::ApiError;
+use huiyuan_core::ErrorCode;
 
 /// A JSON body. Syntax errors say where (line and column); type errors, missing and unknown
 /// fields name the field; an oversized body is a 413.
@@ -27,21 +28,16 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
             });
         if !is_json {
             return Err(ApiError::field(
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                "unsupported_media_type",
+                ErrorCode::UnsupportedMediaType,
                 "Content-Type",
                 "must be application/json",
             ));
         }
         let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
             if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                ApiError::new(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    "payload_too_large",
-                    "the request body is too large",
-                )
+                ApiError::new(ErrorCode::PayloadTooLarge, "the request body is too large")
             } else {
-                ApiError::new(StatusCode::BAD_REQUEST, "unreadable_body", rejection.body_text())
+                ApiError::new(ErrorCode::UnreadableBody, rejection.body_text())
             }
         })?;
         parse_json(&bytes).map(ApiJson)
@@ -51,8 +47,7 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     let syntax = |e: &serde_json::Error| {
         ApiError::field(
-            StatusCode::BAD_REQUEST,
-            "malformed_json",
+            ErrorCode::MalformedJson,
             "body",
             format!("is not valid JSON (line {}, column {})", e.line(), e.column()),
         )
@@ -64,12 +59,7 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
         if inner.classify() == serde_json::error::Category::Data {
             let message = strip_position(&inner.to_string());
             let field = field_of(&path, &message);
-            ApiError::field(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "invalid_request_body",
-                &field,
-                message,
-            )
+            ApiError::field(ErrorCode::InvalidRequestBody, &field, message)
         } else {
             syntax(&inner)
         }
@@ -115,7 +105,7 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for ApiQuery<T> {
             let path = err.path().to_string();
             let message = err.into_inner().to_string();
             let field = field_of(&path, &message);
-            ApiError::field(StatusCode::UNPROCESSABLE_ENTITY, "invalid_query", &field, message)
+            ApiError::field(ErrorCode::InvalidQuery, &field, message)
         })
     }
 }
@@ -127,13 +117,12 @@ impl<S: Send + Sync> FromRequestParts<S> for Auth {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        parts.extensions.get::<Actor>().cloned().map(Auth).ok_or_else(|| {
-            ApiError::new(
-                StatusCode::UNAUTHORIZED,
-                "unauthenticated",
-                "no credentials were given",
-            )
-        })
+        parts
+            .extensions
+            .get::<Actor>()
+            .cloned()
+            .map(Auth)
+            .ok_or_else(|| ApiError::new(ErrorCode::Unauthenticated, "no credentials were given"))
     }
 }
 
@@ -160,7 +149,7 @@ pub fn request_id(headers: &HeaderMap) -> Option<&str> {
 /// Parses a path ID; a malformed ID is reported as not found, exactly like an ID of another brand.
 pub fn path_id<T: std::str::FromStr>(raw: &str, what: &'static str) -> Result<T, ApiError> {
     raw.parse()
-        .map_err(|_| ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("{what} not found")))
+        .map_err(|_| ApiError::new(ErrorCode::NotFound, format!("{what} not found")))
 }
 
 #[cfg(test)]

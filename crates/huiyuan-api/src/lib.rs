@@ -10,7 +10,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use axum::extract::DefaultBodyLimit;
-use axum::http::{HeaderName, Request, StatusCode};
+use axum::http::{HeaderName, Request};
 use axum::response::IntoResponse;
 use axum::Router;
 use huiyuan_core::Core;
@@ -28,6 +28,7 @@ use crate::extract::REQUEST_ID;
 use crate::middleware::RateLimits;
 use crate::problem::ApiError;
 use crate::routes::{access, analytics, audit, brand, commerce, loyalty, members, ops, transfer};
+use huiyuan_core::ErrorCode;
 
 /// Limits of the HTTP layer.
 #[derive(Debug, Clone)]
@@ -362,11 +363,10 @@ pub fn app_with_pages(state: AppState, pages: Router) -> Router {
     router
         .route_layer(axum::middleware::from_fn(middleware::record_metrics))
         .merge(SwaggerUi::new("/docs").external_url_unchecked("/openapi.json", api))
-        .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route") })
+        .fallback(|| async { ApiError::new(ErrorCode::NotFound, "no such route") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(
-                StatusCode::METHOD_NOT_ALLOWED,
-                "method_not_allowed",
+                ErrorCode::MethodNotAllowed,
                 "this route does not take that method",
             )
         })
@@ -375,12 +375,7 @@ pub fn app_with_pages(state: AppState, pages: Router) -> Router {
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(axum::middleware::from_fn(middleware::run_to_completion))
         .layer(CatchPanicLayer::custom(|_| {
-            ApiError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "internal",
-                "an internal error occurred",
-            )
-            .into_response()
+            ApiError::new(ErrorCode::Internal, "an internal error occurred").into_response()
         }))
         .layer(
             // Only the route template and request ID are logged: never the query string or body,

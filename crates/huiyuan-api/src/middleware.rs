@@ -20,6 +20,7 @@ use sha2::{Digest, Sha256};
 use crate::extract::{bearer_token, request_id};
 use crate::problem::{ApiError, Transient};
 use crate::AppState;
+use huiyuan_core::ErrorCode;
 
 type KeyedLimiter = RateLimiter<
     String,
@@ -65,8 +66,7 @@ impl RateLimits {
             Err(not_until) => {
                 let wait = not_until.wait_time_from(self.clock.now());
                 let mut err = ApiError::new(
-                    StatusCode::TOO_MANY_REQUESTS,
-                    "rate_limited",
+                    ErrorCode::RateLimited,
                     format!("too many requests; the limit is {limit} a minute"),
                 );
                 err.retry_after = Some(wait.as_secs() + 1);
@@ -88,8 +88,7 @@ pub async fn authenticate(State(state): State<AppState>, mut req: Request, next:
     let token = bearer_token(req.headers()).map(str::to_owned);
     let Some(token) = token else {
         return ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "unauthenticated",
+            ErrorCode::Unauthenticated,
             "send an API key or session token as `Authorization: Bearer <token>`",
         )
         .into_response();
@@ -142,8 +141,7 @@ pub async fn idempotency(State(state): State<AppState>, req: Request, next: Next
     };
     let Ok(key) = key else {
         return ApiError::field(
-            StatusCode::BAD_REQUEST,
-            "invalid_idempotency_key",
+            ErrorCode::InvalidIdempotencyKey,
             "Idempotency-Key",
             "must be printable ASCII",
         )
@@ -156,12 +154,7 @@ pub async fn idempotency(State(state): State<AppState>, req: Request, next: Next
     let bytes = match axum::body::to_bytes(body, state.config.body_limit_bytes).await {
         Ok(b) => b,
         Err(_) => {
-            return ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "payload_too_large",
-                "the request body is too large",
-            )
-            .into_response()
+            return ApiError::new(ErrorCode::PayloadTooLarge, "the request body is too large").into_response()
         }
     };
     let mut hasher = Sha256::new();
@@ -191,15 +184,13 @@ pub async fn idempotency(State(state): State<AppState>, req: Request, next: Next
             res
         }
         Ok(IdempotencyClaim::InProgress) => ApiError::field(
-            StatusCode::CONFLICT,
-            "idempotency_key_in_use",
+            ErrorCode::IdempotencyKeyInUse,
             "Idempotency-Key",
             "a request with this key is still being processed; retry shortly",
         )
         .into_response(),
         Ok(IdempotencyClaim::Mismatch) => ApiError::field(
-            StatusCode::CONFLICT,
-            "idempotency_key_reused",
+            ErrorCode::IdempotencyKeyReused,
             "Idempotency-Key",
             "was already used for a different request",
         )
@@ -209,12 +200,7 @@ pub async fn idempotency(State(state): State<AppState>, req: Request, next: Next
             let (res_parts, res_body) = res.into_parts();
             let Ok(res_bytes) = axum::body::to_bytes(res_body, usize::MAX).await else {
                 let _ = state.core.release_idempotency(&actor, &key).await;
-                return ApiError::new(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "internal",
-                    "the response could not be read",
-                )
-                .into_response();
+                return ApiError::new(ErrorCode::Internal, "the response could not be read").into_response();
             };
             // Server-side failures and lost races are not final: let a retry run again.
             // (Any 5xx counts, marked or not: it may not have come from an `ApiError`.)
@@ -245,12 +231,7 @@ pub async fn run_to_completion(req: Request, next: Next) -> Response {
         Ok(res) => res,
         Err(e) => {
             tracing::error!(error = %e, "request task failed");
-            ApiError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "internal",
-                "an internal error occurred",
-            )
-            .into_response()
+            ApiError::new(ErrorCode::Internal, "an internal error occurred").into_response()
         }
     }
 }

@@ -3,7 +3,8 @@
 
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use huiyuan_core::{CodeRejection, CoreError};
+use huiyuan_core::CoreError;
+use huiyuan_core::ErrorCode;
 use huiyuan_domain::ids::MemberId;
 use huiyuan_domain::FieldError;
 use huiyuan_store::StoreError;
@@ -40,7 +41,9 @@ impl ApiError {
         let status = self.status();
         status.is_server_error()
             || status == StatusCode::TOO_MANY_REQUESTS
-            || matches!(self.problem.code.as_str(), "conflict" | "concurrent_update")
+            || [ErrorCode::Conflict, ErrorCode::ConcurrentUpdate]
+                .iter()
+                .any(|c| c.as_str() == self.problem.code)
     }
 }
 
@@ -53,14 +56,16 @@ pub struct ApiError {
 }
 
 impl ApiError {
-    pub fn new(status: StatusCode, code: &str, detail: impl Into<String>) -> Self {
+    /// A problem with `code`, sent with the status the code table gives it.
+    pub fn new(code: ErrorCode, detail: impl Into<String>) -> Self {
+        let status = StatusCode::from_u16(code.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         Self {
             problem: Box::new(Problem {
                 type_uri: format!("urn:huiyuan:problem:{code}"),
                 title: status.canonical_reason().unwrap_or("Error").to_owned(),
                 status: status.as_u16(),
                 detail: detail.into(),
-                code: code.to_owned(),
+                code: code.as_str().to_owned(),
                 errors: Vec::new(),
                 merged_into: None,
             }),
@@ -73,9 +78,9 @@ impl ApiError {
         self
     }
 
-    pub fn field(status: StatusCode, code: &str, field: &str, reason: impl Into<String>) -> Self {
+    pub fn field(code: ErrorCode, field: &str, reason: impl Into<String>) -> Self {
         let reason = reason.into();
-        Self::new(status, code, format!("{field}: {reason}")).with_errors(vec![FieldError {
+        Self::new(code, format!("{field}: {reason}")).with_errors(vec![FieldError {
             field: field.to_owned(),
             reason,
         }])
@@ -89,71 +94,43 @@ impl ApiError {
 impl From<CoreError> for ApiError {
     fn from(e: CoreError) -> Self {
         match e {
-            CoreError::Validation(v) => ApiError::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "validation_failed",
-                v.to_string(),
-            )
-            .with_errors(v.errors),
-            CoreError::NotFound(what) => {
-                ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("{what} not found"))
+            CoreError::Validation(v) => {
+                ApiError::new(ErrorCode::ValidationFailed, v.to_string()).with_errors(v.errors)
             }
-            CoreError::Unauthenticated(why) => {
-                ApiError::new(StatusCode::UNAUTHORIZED, "unauthenticated", why)
-            }
-            e @ CoreError::Forbidden { .. } => {
-                ApiError::new(StatusCode::FORBIDDEN, "forbidden", e.to_string())
-            }
+            CoreError::NotFound(what) => ApiError::new(ErrorCode::NotFound, format!("{what} not found")),
+            CoreError::Unauthenticated(why) => ApiError::new(ErrorCode::Unauthenticated, why),
+            e @ CoreError::Forbidden { .. } => ApiError::new(ErrorCode::Forbidden, e.to_string()),
             CoreError::Conflict {
                 code,
                 message,
                 errors,
-            } => ApiError::new(StatusCode::CONFLICT, code, message).with_errors(errors),
+            } => ApiError::new(code, message).with_errors(errors),
             CoreError::Merged { from, into } => {
                 let mut err = ApiError::new(
-                    StatusCode::CONFLICT,
-                    "member_merged",
+                    ErrorCode::MemberMerged,
                     format!("member {from} was merged into {into}; use that ID"),
                 );
                 err.problem.merged_into = Some(into);
                 err
             }
-            CoreError::CodeRejected(r) => {
-                let status = match r {
-                    CodeRejection::Malformed | CodeRejection::Forged => StatusCode::UNPROCESSABLE_ENTITY,
-                    CodeRejection::Unknown => StatusCode::NOT_FOUND,
-                    CodeRejection::Expired { .. } => StatusCode::GONE,
-                    CodeRejection::AlreadyUsed { .. } => StatusCode::CONFLICT,
-                };
-                ApiError::new(status, r.code(), r.message())
-            }
+            CoreError::CodeRejected(r) => ApiError::new(r.code(), r.message()),
             CoreError::Store(StoreError::Conflict(_)) => ApiError::new(
-                StatusCode::CONFLICT,
-                "conflict",
+                ErrorCode::Conflict,
                 "a concurrent request changed the same record; retry",
             ),
             CoreError::Store(StoreError::Stale) => ApiError::new(
-                StatusCode::CONFLICT,
-                "concurrent_update",
+                ErrorCode::ConcurrentUpdate,
                 "the record changed while updating; retry",
             ),
             CoreError::Store(StoreError::Unavailable(detail)) => {
                 tracing::error!(%detail, "database unavailable");
-                let mut err = ApiError::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "unavailable",
-                    "the database is unavailable",
-                );
+                let mut err = ApiError::new(ErrorCode::Unavailable, "the database is unavailable");
                 err.retry_after = Some(1);
                 err
             }
             other => {
                 tracing::error!(error = %other, "internal error");
-                ApiError::new(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "internal",
-                    "an internal error occurred",
-                )
+                ApiError::new(ErrorCode::Internal, "an internal error occurred")
             }
         }
     }
@@ -204,7 +181,10 @@ mod tests {
             "down".into()
         ))));
         assert!(transient(CoreError::Store(StoreError::Database("boom".into()))));
-        assert!(!transient(CoreError::conflict("identity_conflict", "taken")));
+        assert!(!transient(CoreError::conflict(
+            ErrorCode::IdentityConflict,
+            "taken"
+        )));
         assert!(!transient(CoreError::NotFound("member")));
         assert!(!transient(CoreError::Validation(
             huiyuan_domain::ValidationError::field("phone", "bad")

@@ -17,7 +17,7 @@ use utoipa::ToSchema;
 
 use crate::crypto::random_token;
 use crate::views::{ApiKeyView, OperatorView};
-use crate::{Actor, ActorKind, Core, CoreError, Result};
+use crate::{Actor, ActorKind, Core, CoreError, ErrorCode, Result};
 
 /// API keys look like `hy_<10 lowercase>_<40 alphanumerics>`; the part before the second `_`
 /// is the public prefix.
@@ -325,7 +325,7 @@ impl Core {
         let mut tx = self.storage.write().await?;
         if tx.find_operator_by_username(&record.username).await?.is_some() {
             return Err(CoreError::Conflict {
-                code: "username_taken",
+                code: ErrorCode::UsernameTaken,
                 message: "that username is taken".into(),
                 errors: vec![huiyuan_domain::FieldError {
                     field: "username".into(),
@@ -387,7 +387,7 @@ impl Core {
             && (input.disabled == Some(true) || input.role.is_some_and(|r| r != Role::Admin))
         {
             return Err(CoreError::conflict(
-                "self_lockout",
+                ErrorCode::SelfLockout,
                 "you cannot disable yourself or give up your own admin role",
             ));
         }

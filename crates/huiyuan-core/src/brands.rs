@@ -15,7 +15,7 @@ use utoipa::ToSchema;
 
 use crate::auth::{CreatedApiKey, NewApiKey, NewOperator};
 use crate::views::{BrandView, OperatorView, StoreView};
-use crate::{Actor, Core, CoreError, Result};
+use crate::{Actor, Core, CoreError, ErrorCode, Result};
 
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -146,7 +146,7 @@ impl Core {
             match tx.insert_brand(&record).await {
                 Err(StoreError::Conflict(_)) => {
                     return Err(CoreError::Conflict {
-                        code: "slug_taken",
+                        code: ErrorCode::SlugTaken,
                         message: "a brand with this slug exists".into(),
                         errors: vec![FieldError {
                             field: "slug".into(),
@@ -287,7 +287,7 @@ impl Core {
         match tx.insert_store(&record).await {
             Err(StoreError::Conflict(_)) => {
                 return Err(CoreError::Conflict {
-                    code: "store_code_taken",
+                    code: ErrorCode::StoreCodeTaken,
                     message: "another store of this brand has this code".into(),
                     errors: vec![FieldError {
                         field: "code".into(),

@@ -20,7 +20,7 @@ use utoipa::ToSchema;
 
 use crate::crypto::random_token;
 use crate::views::MemberView;
-use crate::{Actor, CodeRejection, Core, CoreError, Result};
+use crate::{Actor, CodeRejection, Core, CoreError, ErrorCode, Result};
 
 const QR_VERSION: &str = "HY1";
 /// Short codes are 17 random digits and a Damm check digit: ~56 bits, typed in one go.
@@ -84,7 +84,7 @@ impl Core {
         let record = self.active_member(&mut *tx, brand, member, false).await?;
         if record.status != MemberStatus::Active {
             return Err(CoreError::conflict(
-                "member_erased",
+                ErrorCode::MemberErased,
                 "an erased member has no member code",
             ));
         }

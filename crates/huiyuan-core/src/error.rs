@@ -6,6 +6,8 @@ use huiyuan_domain::{FieldError, ValidationError};
 use huiyuan_store::StoreError;
 use time::OffsetDateTime;
 
+pub use huiyuan_domain::ErrorCode;
+
 #[derive(Debug, thiserror::Error)]
 pub enum CoreError {
     #[error(transparent)]
@@ -20,7 +22,7 @@ pub enum CoreError {
     /// A rule of the current state refuses the request; `code` is stable for clients.
     #[error("{message}")]
     Conflict {
-        code: &'static str,
+        code: ErrorCode,
         message: String,
         errors: Vec<FieldError>,
     },
@@ -36,7 +38,7 @@ pub enum CoreError {
 }
 
 impl CoreError {
-    pub fn conflict(code: &'static str, message: impl Into<String>) -> Self {
+    pub fn conflict(code: ErrorCode, message: impl Into<String>) -> Self {
         CoreError::Conflict {
             code,
             message: message.into(),
@@ -56,13 +58,13 @@ pub enum CodeRejection {
 }
 
 impl CodeRejection {
-    pub fn code(&self) -> &'static str {
+    pub fn code(&self) -> ErrorCode {
         match self {
-            CodeRejection::Malformed => "code_malformed",
-            CodeRejection::Forged => "code_forged",
-            CodeRejection::Unknown => "code_unknown",
-            CodeRejection::Expired { .. } => "code_expired",
-            CodeRejection::AlreadyUsed { .. } => "code_already_used",
+            CodeRejection::Malformed => ErrorCode::CodeMalformed,
+            CodeRejection::Forged => ErrorCode::CodeForged,
+            CodeRejection::Unknown => ErrorCode::CodeUnknown,
+            CodeRejection::Expired { .. } => ErrorCode::CodeExpired,
+            CodeRejection::AlreadyUsed { .. } => ErrorCode::CodeAlreadyUsed,
         }
     }
 

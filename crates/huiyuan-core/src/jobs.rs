@@ -12,7 +12,7 @@ use time::{Duration, OffsetDateTime};
 use utoipa::ToSchema;
 
 use crate::transfer::import::{ImportKind, ImportReport};
-use crate::{Actor, Core, CoreError, Result};
+use crate::{Actor, Core, CoreError, ErrorCode, Result};
 
 /// The kinds of job, as stored.
 pub const ISSUE_COUPONS: &str = "coupons.issue";
@@ -118,7 +118,7 @@ impl Core {
     ) -> Result<BulkJobView> {
         if !tx.insert_bulk_job(job).await? {
             return Err(CoreError::conflict(
-                "reference_reused",
+                ErrorCode::ReferenceReused,
                 "this reference is being used concurrently; retry",
             ));
         }

@@ -30,7 +30,7 @@ use rand::Rng;
 use time::{Duration, OffsetDateTime};
 
 pub use actor::{Actor, ActorKind};
-pub use error::{CodeRejection, CoreError, Result};
+pub use error::{CodeRejection, CoreError, ErrorCode, Result};
 
 use clock::Clock;
 use crypto::{Keyring, MasterKey};

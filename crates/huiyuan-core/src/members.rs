@@ -21,7 +21,7 @@ use utoipa::ToSchema;
 
 use crate::audit::audit_view;
 use crate::views::{IdentityView, MemberExport, MemberView};
-use crate::{Actor, CodeRejection, Core, CoreError, Result};
+use crate::{Actor, CodeRejection, Core, CoreError, ErrorCode, Result};
 
 /// How many times an enrolment is retried after losing a race for an identity.
 const ENROL_ATTEMPTS: usize = 3;
@@ -319,7 +319,7 @@ impl Core {
                 ));
             }
             return Err(CoreError::Conflict {
-                code: "identity_conflict",
+                code: ErrorCode::IdentityConflict,
                 message: "these identities belong to different members; merge them first".into(),
                 errors: owners
                     .into_iter()
@@ -454,7 +454,7 @@ impl Core {
         let mut record = self.active_member(&mut *tx, brand, id, true).await?;
         if record.status == MemberStatus::Erased {
             return Err(CoreError::conflict(
-                "member_erased",
+                ErrorCode::MemberErased,
                 "this member's data was erased; it cannot be changed",
             ));
         }
@@ -498,7 +498,7 @@ impl Core {
                             None => "was just claimed by another member".to_owned(),
                         };
                         return Err(CoreError::Conflict {
-                            code: "identity_conflict",
+                            code: ErrorCode::IdentityConflict,
                             message: "an identity in this update belongs to another member".into(),
                             errors: vec![FieldError {
                                 field: new.field(),
@@ -655,7 +655,7 @@ impl Core {
         let (mut keep, mut gone) = if &a.id == survivor { (a, b) } else { (b, a) };
         if keep.status == MemberStatus::Erased || gone.status == MemberStatus::Erased {
             return Err(CoreError::conflict(
-                "member_erased",
+                ErrorCode::MemberErased,
                 "an erased member cannot be merged",
             ));
         }

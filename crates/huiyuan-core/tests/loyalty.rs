@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use huiyuan_core::clock::{test_start, OffsetClock};
 use huiyuan_core::crypto::MasterKey;
-use huiyuan_core::{Actor, Core, CoreConfig, CoreError};
+use huiyuan_core::{Actor, Core, CoreConfig, CoreError, ErrorCode};
 use huiyuan_domain::ids::MemberId;
 use huiyuan_domain::loyalty::programme::{ActionKind, Programme};
 use huiyuan_domain::loyalty::purchase::{
@@ -240,7 +240,7 @@ async fn run(backend: Backend, ops: Vec<Op>) {
                         matches!(
                             r,
                             Err(CoreError::Conflict {
-                                code: "insufficient_points",
+                                code: ErrorCode::InsufficientPoints,
                                 ..
                             })
                         ),
@@ -567,7 +567,7 @@ async fn outcome_of(
                 "{} {} created={}",
                 o.purchase.order_id, o.purchase.points, o.created
             ),
-            Err(CoreError::Conflict { code, .. }) => code.to_owned(),
+            Err(CoreError::Conflict { code, .. }) => code.to_string(),
             Err(e) => panic!("{e:?}"),
         })
         .collect();
@@ -898,11 +898,11 @@ async fn commerce_run(backend: Backend, ops: Vec<Till>) {
                         ));
                     }
                     Err(CoreError::Conflict {
-                        code: "coupon_redeemed",
+                        code: ErrorCode::CouponRedeemed,
                         ..
                     }) => assert!(in_use),
                     Err(CoreError::Conflict {
-                        code: "coupon_expired",
+                        code: ErrorCode::CouponExpired,
                         ..
                     }) => {}
                     Err(CoreError::Validation(_)) => {
@@ -972,11 +972,11 @@ async fn commerce_run(backend: Backend, ops: Vec<Till>) {
                             coupons[i].1 = true;
                         }
                         Err(CoreError::Conflict {
-                            code: "coupon_redeemed",
+                            code: ErrorCode::CouponRedeemed,
                             ..
                         }) => assert!(in_use),
                         Err(CoreError::Conflict {
-                            code: "coupon_expired",
+                            code: ErrorCode::CouponExpired,
                             ..
                         }) => {}
                         Err(e) => panic!("unexpected error: {e:?}"),

@@ -8,6 +8,7 @@ pub mod chain;
 pub mod check_digit;
 pub mod commerce;
 pub mod error;
+pub mod error_code;
 pub mod ids;
 pub mod loyalty;
 pub mod member;
@@ -15,3 +16,4 @@ pub mod money;
 pub mod pii;
 
 pub use error::{FieldError, ValidationError};
+pub use error_code::ErrorCode;

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use huiyuan_core::crypto::MasterKey;
+use huiyuan_core::ErrorCode;
 use huiyuan_demo::{DemoOptions, DemoStats};
 use huiyuan_store::Storage;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -60,7 +61,8 @@ pub async fn prepare(
         .await
         .map_err(|e| match e {
             huiyuan_demo::DemoError::Core(huiyuan_core::CoreError::Conflict {
-                code: "slug_taken", ..
+                code: ErrorCode::SlugTaken,
+                ..
             }) => {
                 format!(
                     "{} holds an unfinished demo (a run was stopped): delete the folder and run again",

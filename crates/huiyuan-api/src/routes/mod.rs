@@ -11,11 +11,11 @@ pub mod members;
 pub mod ops;
 pub mod transfer;
 
-use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::problem::ApiError;
+use huiyuan_core::ErrorCode;
 use huiyuan_store::Page;
 
 /// A page of results, newest first. Pass the last item's `id` as `starting_after` for the next.
@@ -33,8 +33,7 @@ pub fn page(limit: Option<u32>, starting_after: Option<String>) -> Result<(Page,
     let limit = limit.unwrap_or(DEFAULT_LIMIT);
     if limit == 0 || limit > MAX_LIMIT {
         return Err(ApiError::field(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid_query",
+            ErrorCode::InvalidQuery,
             "limit",
             format!("must be between 1 and {MAX_LIMIT}"),
         ));

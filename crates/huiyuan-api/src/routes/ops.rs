@@ -1,7 +1,7 @@
 //! Health, readiness and metrics for operators of the installation.
 
 use axum::extract::State;
-use axum::http::{header, StatusCode};
+use axum::http::header;
 use axum::response::IntoResponse;
 use axum::Json;
 use serde::Serialize;
@@ -9,6 +9,7 @@ use utoipa::ToSchema;
 
 use crate::problem::{ApiError, ApiResult};
 use crate::AppState;
+use huiyuan_core::ErrorCode;
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Health {
@@ -39,13 +40,11 @@ pub async fn readyz(State(s): State<AppState>) -> ApiResult<Json<Health>> {
             version: env!("CARGO_PKG_VERSION"),
         })),
         Ok(h) if h.reachable => Err(ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "migrations_pending",
+            ErrorCode::MigrationsPending,
             "the database needs migrating: run `huiyuan migrate`",
         )),
         _ => Err(ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "database_unreachable",
+            ErrorCode::DatabaseUnreachable,
             "the database is unreachable",
         )),
     }

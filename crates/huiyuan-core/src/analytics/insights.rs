@@ -30,7 +30,7 @@ use utoipa::ToSchema;
 use super::{enrolments, BrandTransactions, ByMember, PAGE};
 use crate::loyalty::calendar::BrandCalendar;
 use crate::members::enum_str;
-use crate::{Actor, Core, CoreError, Result};
+use crate::{Actor, Core, CoreError, ErrorCode, Result};
 
 /// Lifetime value is projected this many months ahead, at this monthly discount rate.
 pub const HORIZON_MONTHS: u32 = 12;
@@ -641,7 +641,7 @@ impl Core {
         let summary = summarise(&data.columns(), Period::Week, as_of)?;
         if summary.is_empty() {
             return Err(CoreError::conflict(
-                "analytics_unavailable",
+                ErrorCode::AnalyticsUnavailable,
                 "no purchases on or before the date: nothing to fit",
             ));
         }

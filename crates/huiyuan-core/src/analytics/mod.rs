@@ -24,14 +24,14 @@ use utoipa::ToSchema;
 
 use crate::loyalty::calendar::BrandCalendar;
 use crate::members::enum_str;
-use crate::{Actor, Core, CoreError, Result};
+use crate::{Actor, Core, CoreError, ErrorCode, Result};
 
 /// Rows read per page.
 const PAGE: u32 = 50_000;
 
 impl From<AnalyticsError> for CoreError {
     fn from(e: AnalyticsError) -> Self {
-        CoreError::conflict("analytics_unavailable", e.to_string())
+        CoreError::conflict(ErrorCode::AnalyticsUnavailable, e.to_string())
     }
 }
 

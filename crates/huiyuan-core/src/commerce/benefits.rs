@@ -20,7 +20,7 @@ use utoipa::ToSchema;
 
 use super::plans::active_plan;
 use crate::loyalty::LoyaltyContext;
-use crate::{Actor, Core, CoreError, Result};
+use crate::{Actor, Core, CoreError, ErrorCode, Result};
 
 /// The benefit kinds a use is recorded under.
 pub const TIER_DISCOUNT: &str = "tier_discount";
@@ -213,7 +213,7 @@ impl Core {
             if let Some(done) = tx.get_benefit_use(brand, kind, perk, &input.reference).await? {
                 if done.member_id != record.id {
                     return Err(CoreError::conflict(
-                        "reference_reused",
+                        ErrorCode::ReferenceReused,
                         "this reference already recorded a perk for another member",
                     ));
                 }
@@ -446,7 +446,7 @@ fn perk_refusal(ctx: &LoyaltyContext, perk: &str, tier: &Tier) -> CoreError {
         return ValidationError::field("perk", "is not a perk of any tier or plan").into();
     }
     CoreError::conflict(
-        "perk_not_available",
+        ErrorCode::PerkNotAvailable,
         format!(
             "{perk} is a perk of {}; this member is {} without such a plan",
             holders.join(", "),

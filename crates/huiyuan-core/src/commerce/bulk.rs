@@ -12,7 +12,7 @@ use utoipa::ToSchema;
 
 use crate::jobs::{view, BulkFailure, BulkJobView, ISSUE_COUPONS, LEASE};
 use crate::segments::SegmentFilter;
-use crate::{Actor, Core, CoreError, Result};
+use crate::{Actor, Core, CoreError, ErrorCode, Result};
 
 /// Most members in one bulk request.
 pub const MAX_BULK_MEMBERS: usize = 100_000;
@@ -135,7 +135,7 @@ impl Core {
                 {
                     Ok(_) => job.succeeded += 1,
                     Err(CoreError::Conflict {
-                        code: "coupon_out_of_stock",
+                        code: ErrorCode::CouponOutOfStock,
                         message,
                         ..
                     }) => {
@@ -150,10 +150,10 @@ impl Core {
                             errors.push(BulkFailure {
                                 item: member.to_string(),
                                 code: match &e {
-                                    CoreError::NotFound(_) => "not_found".into(),
-                                    CoreError::Merged { .. } => "member_merged".into(),
-                                    CoreError::Conflict { code, .. } => (*code).into(),
-                                    _ => "error".into(),
+                                    CoreError::NotFound(_) => ErrorCode::NotFound.as_str().into(),
+                                    CoreError::Merged { .. } => ErrorCode::MemberMerged.as_str().into(),
+                                    CoreError::Conflict { code, .. } => code.as_str().into(),
+                                    _ => ErrorCode::Internal.as_str().into(),
                                 },
                                 message: e.to_string(),
                             });
@@ -176,7 +176,7 @@ impl Core {
                 job.failed += job.total - job.processed;
                 errors.push(BulkFailure {
                     item: "the rest".into(),
-                    code: "coupon_out_of_stock".into(),
+                    code: ErrorCode::CouponOutOfStock.as_str().into(),
                     message: why,
                 });
                 job.errors = serde_json::to_string(&errors).map_err(|e| CoreError::Corrupt(e.to_string()))?;

@@ -29,7 +29,7 @@ use crate::loyalty::purchases::Prepared;
 use crate::loyalty::views::{PurchaseView, RefundOutcome, TierChangeView};
 use crate::loyalty::{new_account, Posting};
 use crate::members::enum_str;
-use crate::{Actor, Core, CoreError, Result};
+use crate::{Actor, Core, CoreError, ErrorCode, Result};
 
 /// Who is buying, as the till knows them.
 #[derive(Debug, Clone, Serialize, ToSchema)]
@@ -375,7 +375,7 @@ impl Core {
         }
         if tx.get_purchase(brand, &order_id).await?.is_some() {
             return Err(CoreError::conflict(
-                "order_id_reused",
+                ErrorCode::OrderIdReused,
                 format!("order {order_id} was already recorded as a purchase; use a new order_id"),
             ));
         }
@@ -566,7 +566,7 @@ impl Core {
         };
         if !tx.insert_sale(&record).await? {
             return Err(CoreError::conflict(
-                "order_id_race",
+                ErrorCode::OrderIdRace,
                 "this order was committed at the same moment by another request; send it again",
             ));
         }
@@ -640,7 +640,7 @@ impl Core {
                 return Ok((outcome, false));
             }
             return Err(CoreError::conflict(
-                "already_refunded",
+                ErrorCode::AlreadyRefunded,
                 format!(
                     "order {order_id} was already refunded (refund {})",
                     outcome.refund_id
@@ -831,7 +831,7 @@ impl Core {
             .get_coupon_by_code(brand, code)
             .await?
             .ok_or_else(|| CoreError::Conflict {
-                code: "coupon_unknown",
+                code: ErrorCode::CouponUnknown,
                 message: format!("coupon {code} does not exist in this brand"),
                 errors: vec![huiyuan_domain::FieldError {
                     field: "coupons".into(),
@@ -840,7 +840,7 @@ impl Core {
             })?;
         if record.member_id != *member {
             return Err(CoreError::conflict(
-                "coupon_not_yours",
+                ErrorCode::CouponNotYours,
                 format!("coupon {code} belongs to another member"),
             ));
         }
@@ -886,7 +886,7 @@ fn replay(
         Ok(sale)
     } else {
         Err(CoreError::conflict(
-            "order_id_reused",
+            ErrorCode::OrderIdReused,
             format!(
                 "order {} was already committed with another member, basket or tender; use a new order_id",
                 record.order_id

@@ -22,7 +22,7 @@ use utoipa::ToSchema;
 
 use crate::loyalty::Posting;
 use crate::members::enum_str;
-use crate::{Actor, Core, CoreError, Result};
+use crate::{Actor, Core, CoreError, ErrorCode, Result};
 
 /// A template as shown to operators, with its usage.
 #[derive(Debug, Clone, Serialize, ToSchema)]
@@ -155,7 +155,7 @@ pub(crate) async fn active_template(
         .ok_or(CoreError::NotFound("coupon template"))?;
     if template.status != "active" {
         return Err(CoreError::conflict(
-            "template_archived",
+            ErrorCode::TemplateArchived,
             format!("{} is archived and issues no more coupons", template.name),
         ));
     }
@@ -223,7 +223,7 @@ pub(crate) fn already_used(c: &CouponRecord) -> CoreError {
         .map(|o| format!(" (order {o})"))
         .unwrap_or_default();
     CoreError::conflict(
-        "coupon_redeemed",
+        ErrorCode::CouponRedeemed,
         format!("coupon {} was already used{store}{when}{order}", c.code),
     )
 }
@@ -232,8 +232,8 @@ pub(crate) fn already_used(c: &CouponRecord) -> CoreError {
 pub(crate) fn not_usable(c: &CouponRecord) -> CoreError {
     match c.status.as_str() {
         "redeemed" => already_used(c),
-        "expired" => CoreError::conflict("coupon_expired", format!("coupon {} has expired", c.code)),
-        other => CoreError::conflict("coupon_void", format!("coupon {} is {other}", c.code)),
+        "expired" => CoreError::conflict(ErrorCode::CouponExpired, format!("coupon {} has expired", c.code)),
+        other => CoreError::conflict(ErrorCode::CouponVoid, format!("coupon {} is {other}", c.code)),
     }
 }
 
@@ -442,7 +442,7 @@ impl Core {
         let mut posting = Posting::open(self, &mut *tx, brand, &record.id, &actor.label()).await?;
         if posting.account.available < price {
             return Err(CoreError::conflict(
-                "insufficient_points",
+                ErrorCode::InsufficientPoints,
                 format!(
                     "{} costs {price} points; the member has {} available ({} pending)",
                     template.name, posting.account.available, posting.account.pending
@@ -491,7 +491,10 @@ impl Core {
         }
         let record = self.active_member(tx, brand, member, true).await?;
         if record.status == MemberStatus::Erased {
-            return Err(CoreError::conflict("member_erased", "the member was erased"));
+            return Err(CoreError::conflict(
+                ErrorCode::MemberErased,
+                "the member was erased",
+            ));
         }
         let template = active_template(tx, brand, template_id).await?;
         let definition = template_view(&template)?.definition;
@@ -499,7 +502,7 @@ impl Core {
             let has = tx.count_member_coupons(brand, &template.id, &record.id).await?;
             if has >= i64::from(limit) {
                 return Err(CoreError::conflict(
-                    "coupon_limit_reached",
+                    ErrorCode::CouponLimitReached,
                     format!(
                         "the member already has {has} of {} (at most {limit} each)",
                         template.name
@@ -509,7 +512,7 @@ impl Core {
         }
         if !tx.take_coupon_stock(brand, &template.id, 1).await? {
             return Err(CoreError::conflict(
-                "coupon_out_of_stock",
+                ErrorCode::CouponOutOfStock,
                 format!(
                     "all {} of {} have been issued",
                     template.stock.unwrap_or(0),
@@ -528,7 +531,7 @@ impl Core {
         );
         if tx.insert_coupons(std::slice::from_ref(&coupon)).await? != 1 {
             return Err(CoreError::conflict(
-                "reference_reused",
+                ErrorCode::ReferenceReused,
                 "this reference is being used concurrently; retry",
             ));
         }
@@ -554,7 +557,7 @@ impl Core {
     ) -> Result<(CouponView, bool)> {
         if existing.member_id != *member {
             return Err(CoreError::conflict(
-                "reference_reused",
+                ErrorCode::ReferenceReused,
                 "this reference was already used to issue a coupon to another member",
             ));
         }
@@ -720,7 +723,7 @@ impl Core {
             .await?;
         if c.member_id != member.id {
             return Err(CoreError::conflict(
-                "coupon_not_yours",
+                ErrorCode::CouponNotYours,
                 format!("coupon {code} belongs to another member"),
             ));
         }

@@ -14,7 +14,7 @@ use time::OffsetDateTime;
 use utoipa::ToSchema;
 
 use super::benefits::PARTNER_CODE;
-use crate::{Actor, Core, CoreError, Result};
+use crate::{Actor, Core, CoreError, ErrorCode, Result};
 
 /// Most codes in one import.
 pub const MAX_IMPORT: usize = 10_000;
@@ -222,7 +222,7 @@ impl Core {
         {
             if done.member_id.as_ref() != Some(&record.id) {
                 return Err(CoreError::conflict(
-                    "reference_reused",
+                    ErrorCode::ReferenceReused,
                     "this reference already gave a code to another member",
                 ));
             }
@@ -233,7 +233,7 @@ impl Core {
             .await?
             .ok_or_else(|| {
                 CoreError::conflict(
-                    "partner_codes_exhausted",
+                    ErrorCode::PartnerCodesExhausted,
                     format!("every code of {} has been handed out", pool.name),
                 )
             })?;

@@ -18,7 +18,7 @@ use utoipa::ToSchema;
 
 use super::wallet::WalletPosting;
 use crate::loyalty::LoyaltyContext;
-use crate::{Actor, Core, CoreError, Result};
+use crate::{Actor, Core, CoreError, ErrorCode, Result};
 
 /// Buy (or renew) a plan. `reference` — the payment's ID — makes it idempotent.
 #[derive(Debug, Clone, Deserialize, ToSchema)]
@@ -185,7 +185,7 @@ impl Core {
         if let Some(done) = tx.get_membership_by_reference(brand, &input.reference).await? {
             if done.member_id != record.id || done.plan_code != input.plan {
                 return Err(CoreError::conflict(
-                    "reference_reused",
+                    ErrorCode::ReferenceReused,
                     "this reference bought another member's or plan's term",
                 ));
             }
@@ -246,7 +246,7 @@ impl Core {
         }
         if !tx.insert_membership(&term).await? {
             return Err(CoreError::conflict(
-                "reference_reused",
+                ErrorCode::ReferenceReused,
                 "this reference is being used concurrently; retry",
             ));
         }
@@ -297,7 +297,7 @@ impl Core {
             .ok_or(CoreError::NotFound("membership term"))?;
         if term.status != "active" {
             return Err(CoreError::conflict(
-                "already_refunded",
+                ErrorCode::AlreadyRefunded,
                 format!("term {reference} was already refunded"),
             ));
         }
@@ -312,7 +312,7 @@ impl Core {
         let now = self.now();
         let amount = refund_amount(rules, term.fee, term.starts_at, term.ends_at, now).ok_or_else(|| {
             CoreError::conflict(
-                "not_refundable",
+                ErrorCode::NotRefundable,
                 format!(
                     "the {} plan gives nothing back at this point of the term",
                     term.plan_code
@@ -363,7 +363,7 @@ impl Core {
             .await?;
         if !inserted {
             return Err(CoreError::conflict(
-                "refund_id_reused",
+                ErrorCode::RefundIdReused,
                 "this refund_id is being used concurrently; retry",
             ));
         }

@@ -16,7 +16,7 @@ use serde_json::json;
 use time::OffsetDateTime;
 use utoipa::ToSchema;
 
-use crate::{Actor, Core, CoreError, Result};
+use crate::{Actor, Core, CoreError, ErrorCode, Result};
 
 /// A wallet's balance.
 #[derive(Debug, Clone, Serialize, ToSchema)]
@@ -285,13 +285,16 @@ impl Core {
         let mut tx = self.storage.write().await?;
         let record = self.active_member(&mut *tx, brand, member, false).await?;
         if record.status == MemberStatus::Erased {
-            return Err(CoreError::conflict("member_erased", "the member was erased"));
+            return Err(CoreError::conflict(
+                ErrorCode::MemberErased,
+                "the member was erased",
+            ));
         }
         let mut wallet = WalletPosting::open(self, &mut *tx, brand, &record.id, &actor.label()).await?;
         if let Some(existing) = tx.get_top_up(brand, &input.reference).await? {
             if existing.member_id != record.id || existing.amount != input.amount {
                 return Err(CoreError::conflict(
-                    "reference_reused",
+                    ErrorCode::ReferenceReused,
                     format!(
                         "top-up {} was already made with another member or amount",
                         input.reference
@@ -336,7 +339,7 @@ impl Core {
         };
         if !tx.insert_top_up(&top_up).await? {
             return Err(CoreError::conflict(
-                "reference_reused",
+                ErrorCode::ReferenceReused,
                 "this reference is being used concurrently; retry",
             ));
         }
@@ -383,7 +386,7 @@ impl Core {
         if let Some(done) = tx.get_operation(brand, "wallet_refund", &input.refund_id).await? {
             if done.member_id != record.id {
                 return Err(CoreError::conflict(
-                    "refund_id_reused",
+                    ErrorCode::RefundIdReused,
                     format!("refund {} was made for another member", input.refund_id),
                 ));
             }
@@ -408,13 +411,13 @@ impl Core {
         )
         .map_err(|why| match why {
             RefundRefused::MoreThanTopUp { left: 0 } => {
-                CoreError::conflict("already_refunded", format!("top-up {reference} was already refunded in full"))
+                CoreError::conflict(ErrorCode::AlreadyRefunded, format!("top-up {reference} was already refunded in full"))
             }
             RefundRefused::MoreThanTopUp { left } => {
                 ValidationError::field("amount", format!("at most {left} of this top-up is left to refund")).into()
             }
             RefundRefused::PrincipalSpent { principal } => CoreError::conflict(
-                "wallet_spent",
+                ErrorCode::WalletSpent,
                 format!("the wallet holds {principal} of the member's own money; the rest of this top-up was spent"),
             ),
         })?;
@@ -450,7 +453,7 @@ impl Core {
             .await?;
         if !inserted {
             return Err(CoreError::conflict(
-                "refund_id_reused",
+                ErrorCode::RefundIdReused,
                 "this refund_id is being used concurrently; retry",
             ));
         }

@@ -31,7 +31,7 @@ use super::tiers::change_view;
 use super::views::PurchaseOutcome;
 use super::{new_account, LoyaltyContext, NewLot, Posting, Writes};
 use crate::members::enum_str;
-use crate::{Actor, Core, CoreError, Result};
+use crate::{Actor, Core, CoreError, ErrorCode, Result};
 
 /// Most purchases accepted by one batch call.
 pub const MAX_BATCH: usize = 1_000;
@@ -549,7 +549,7 @@ impl Core {
                     return Ok(outcomes);
                 }
                 Err(CoreError::Conflict {
-                    code: "order_id_race",
+                    code: ErrorCode::OrderIdRace,
                     ..
                 })
                 | Err(CoreError::Store(StoreError::Stale))
@@ -633,7 +633,7 @@ impl Core {
                     same_sale(earlier, &p.input, &p.lines).and_then(|()| replay(earlier))
                 } else {
                     Err(CoreError::conflict(
-                        "order_id_reused",
+                        ErrorCode::OrderIdReused,
                         format!("order {order_id} was recorded for another member; use a new order_id"),
                     ))
                 };
@@ -656,7 +656,7 @@ impl Core {
                 }
                 Some(m) if m.status == MemberStatus::Erased => {
                     outcomes.push(Err(CoreError::conflict(
-                        "member_erased",
+                        ErrorCode::MemberErased,
                         "the member was erased and cannot earn points",
                     )));
                     continue;

@@ -31,7 +31,7 @@ use huiyuan_store::{
 use serde_json::json;
 use time::{Duration, OffsetDateTime};
 
-use crate::{Core, CoreError, Result};
+use crate::{Core, CoreError, ErrorCode, Result};
 use calendar::BrandCalendar;
 
 /// A brand's current programme, parsed, with its time zone.
@@ -92,7 +92,7 @@ impl Core {
     ) -> Result<Arc<LoyaltyContext>> {
         let version = tx.latest_programme_version(brand).await?.ok_or_else(|| {
             CoreError::conflict(
-                "no_programme",
+                ErrorCode::NoProgramme,
                 "the brand has no loyalty programme yet; publish one with PUT /v1/programme",
             )
         })?;
@@ -324,7 +324,7 @@ impl Writes {
         let written = tx.write_postings(&unsent).await?;
         if written != unsent.purchases.len() as u64 {
             return Err(CoreError::conflict(
-                "order_id_race",
+                ErrorCode::OrderIdRace,
                 "an order in this request was recorded at the same moment by another request; retry",
             ));
         }

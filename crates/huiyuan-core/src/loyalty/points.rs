@@ -16,7 +16,7 @@ use utoipa::ToSchema;
 use super::tiers::change_view;
 use super::views::{BalanceView, EntryView, ExpiryView, PointsOutcome, TierChangeView};
 use super::{new_account, LoyaltyContext, NewLot, Posting};
-use crate::{Actor, Core, CoreError, Result};
+use crate::{Actor, Core, CoreError, ErrorCode, Result};
 use std::sync::Arc;
 
 /// Points "expiring soon" look this far ahead.
@@ -97,14 +97,17 @@ impl Core {
         let mut tx = self.storage.write().await?;
         let m = self.active_member(&mut *tx, brand, member, false).await?;
         if m.status == MemberStatus::Erased {
-            return Err(CoreError::conflict("member_erased", "the member was erased"));
+            return Err(CoreError::conflict(
+                ErrorCode::MemberErased,
+                "the member was erased",
+            ));
         }
         let ctx = self.loyalty_context(&mut *tx, brand).await?;
         let posting = Posting::open(self, &mut *tx, brand, &m.id, &actor.label()).await?;
         if let Some(existing) = tx.get_operation(brand, kind, reference).await? {
             if existing.member_id != m.id {
                 return Err(CoreError::conflict(
-                    "reference_reused",
+                    ErrorCode::ReferenceReused,
                     format!("reference {reference} was already used for another member"),
                 ));
             }
@@ -160,7 +163,7 @@ impl Core {
             .await?;
         if !inserted {
             return Err(CoreError::conflict(
-                "reference_reused",
+                ErrorCode::ReferenceReused,
                 "this reference is being used concurrently; retry",
             ));
         }
@@ -209,7 +212,7 @@ impl Core {
             let want = -input.points;
             if op.posting.account.available < want {
                 return Err(CoreError::conflict(
-                    "insufficient_points",
+                    ErrorCode::InsufficientPoints,
                     format!(
                         "the member has {} points available; cannot deduct {want}",
                         op.posting.account.available
@@ -258,7 +261,7 @@ impl Core {
         };
         if op.posting.account.available < input.points {
             return Err(CoreError::conflict(
-                "insufficient_points",
+                ErrorCode::InsufficientPoints,
                 format!(
                     "the member has {} points available ({} pending); {} needed",
                     op.posting.account.available, op.posting.account.pending, input.points
@@ -299,7 +302,7 @@ impl Core {
         };
         let Some(reward) = op.ctx.programme.actions.get(&input.action).cloned() else {
             return Err(CoreError::conflict(
-                "action_not_rewarded",
+                ErrorCode::ActionNotRewarded,
                 format!("the programme gives no points for {}", input.action.as_str()),
             ));
         };
@@ -309,7 +312,7 @@ impl Core {
         if let Some(limit) = reward.per_member {
             if op.tx.count_operations(&brand, &member_id, &kind, None).await? >= i64::from(limit) {
                 return Err(CoreError::conflict(
-                    "action_limit_reached",
+                    ErrorCode::ActionLimitReached,
                     format!(
                         "{} is rewarded at most {limit} time(s) per member",
                         input.action.as_str()
@@ -326,7 +329,7 @@ impl Core {
                 >= i64::from(limit)
             {
                 return Err(CoreError::conflict(
-                    "action_limit_reached",
+                    ErrorCode::ActionLimitReached,
                     format!(
                         "{} is rewarded at most {limit} time(s) a day",
                         input.action.as_str()

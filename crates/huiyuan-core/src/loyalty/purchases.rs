@@ -19,7 +19,7 @@ use time::Duration;
 use super::views::{PurchaseOutcome, PurchaseView, RefundOutcome};
 use super::{LoyaltyContext, Posting};
 use crate::members::{parse_enum, Enrolment};
-use crate::{Actor, Core, CoreError, Result};
+use crate::{Actor, Core, CoreError, ErrorCode, Result};
 
 /// How far in the future a sale's time may be (till clocks drift).
 const MAX_CLOCK_SKEW: Duration = Duration::minutes(5);
@@ -102,7 +102,7 @@ pub(super) fn same_sale(
             .all(|(a, b)| a.sku == b.sku && a.amount == b.amount && a.quantity == b.quantity);
     if existing.paid_amount != input.paid_amount || !same_lines {
         return Err(CoreError::Conflict {
-            code: "order_id_reused",
+            code: ErrorCode::OrderIdReused,
             message: format!(
                 "order {} was already recorded with different lines or amount; use a new order_id",
                 existing.order_id
@@ -228,7 +228,7 @@ impl Core {
             .ok_or(CoreError::NotFound("purchase"))?;
         if tx.get_sale(brand, order_id).await?.is_some() {
             return Err(CoreError::conflict(
-                "use_checkout_refund",
+                ErrorCode::UseCheckoutRefund,
                 format!(
                     "order {order_id} was sold at the till with coupons, points or the wallet; \
                      refund it with POST /v1/checkout/{order_id}/refund, which gives all of them back"
@@ -261,7 +261,7 @@ impl Core {
         if let Some(existing) = tx.get_refund(brand, &input.refund_id).await? {
             if existing.order_id != order_id {
                 return Err(CoreError::conflict(
-                    "refund_id_reused",
+                    ErrorCode::RefundIdReused,
                     format!(
                         "refund {} belongs to order {}",
                         existing.refund_id, existing.order_id
@@ -283,7 +283,7 @@ impl Core {
         let all_lines_back = |lines: &[PurchaseLine]| lines.iter().all(|l| l.refunded_quantity >= l.quantity);
         if remaining_amount <= 0 && (purchase.status == "refunded" || all_lines_back(&lines)) {
             return Err(CoreError::conflict(
-                "already_refunded",
+                ErrorCode::AlreadyRefunded,
                 format!("order {order_id} was already refunded in full"),
             ));
         }
@@ -451,7 +451,7 @@ impl Core {
             .await?;
         if !inserted {
             return Err(CoreError::conflict(
-                "refund_id_reused",
+                ErrorCode::RefundIdReused,
                 "this refund_id is being used concurrently; retry",
             ));
         }

@@ -17,7 +17,7 @@ use time::OffsetDateTime;
 use utoipa::ToSchema;
 
 use super::{Posting, Taken};
-use crate::{Actor, Core, CoreError, Result};
+use crate::{Actor, Core, CoreError, ErrorCode, Result};
 
 /// Operation kind under which transfers are kept (idempotency and daily limits).
 const TRANSFER: &str = "transfer";
@@ -78,7 +78,7 @@ impl Core {
         if let Some(existing) = tx.get_operation(brand, TRANSFER, &input.reference).await? {
             if existing.member_id != sender.id {
                 return Err(CoreError::conflict(
-                    "reference_reused",
+                    ErrorCode::ReferenceReused,
                     format!(
                         "reference {} was already used for another member",
                         input.reference
@@ -89,7 +89,7 @@ impl Core {
                 serde_json::from_str(&existing.result).map_err(|e| CoreError::Corrupt(e.to_string()))?;
             if outcome.to_member_id != receiver.id || outcome.points != input.points {
                 return Err(CoreError::conflict(
-                    "reference_reused",
+                    ErrorCode::ReferenceReused,
                     format!(
                         "reference {} was used for another transfer; use a new reference",
                         input.reference
@@ -104,7 +104,7 @@ impl Core {
         for m in [&sender, &receiver] {
             if m.status == MemberStatus::Erased {
                 return Err(CoreError::conflict(
-                    "member_erased",
+                    ErrorCode::MemberErased,
                     format!("member {} was erased", m.id),
                 ));
             }
@@ -112,13 +112,13 @@ impl Core {
         let ctx = self.loyalty_context(&mut *tx, brand).await?;
         let Some(policy) = ctx.programme.transfers else {
             return Err(CoreError::conflict(
-                "transfers_disabled",
+                ErrorCode::TransfersDisabled,
                 "the programme does not allow point transfers",
             ));
         };
         if input.points < policy.min_points {
             return Err(CoreError::conflict(
-                "transfer_too_small",
+                ErrorCode::TransferTooSmall,
                 format!("transfers start at {} points", policy.min_points),
             ));
         }
@@ -142,14 +142,14 @@ impl Core {
                 .await?;
             if sent >= i64::from(limit) {
                 return Err(CoreError::conflict(
-                    "transfer_limit_reached",
+                    ErrorCode::TransferLimitReached,
                     format!("a member may send at most {limit} transfer(s) a day"),
                 ));
             }
         }
         if out.account.available < input.points {
             return Err(CoreError::conflict(
-                "insufficient_points",
+                ErrorCode::InsufficientPoints,
                 format!(
                     "the member has {} points available ({} pending); {} needed",
                     out.account.available, out.account.pending, input.points
@@ -258,7 +258,7 @@ impl Core {
             .await?;
         if !inserted {
             return Err(CoreError::conflict(
-                "reference_reused",
+                ErrorCode::ReferenceReused,
                 "this reference is being used concurrently; retry",
             ));
         }

@@ -11,7 +11,7 @@ use time::{Duration, OffsetDateTime};
 use super::money;
 use crate::error::Validator;
 use crate::member::{validate_text, Channel};
-use crate::ValidationError;
+use crate::{ErrorCode, ValidationError};
 
 /// Largest discount amount a template may state, minor units (1 million yuan).
 pub const MAX_COUPON_AMOUNT: i64 = 100_000_000;
@@ -297,18 +297,18 @@ pub enum Ineligible {
 }
 
 impl Ineligible {
-    pub fn code(&self) -> &'static str {
+    pub fn code(&self) -> ErrorCode {
         match self {
-            Ineligible::NotYetValid { .. } => "coupon_not_yet_valid",
-            Ineligible::Expired { .. } => "coupon_expired",
-            Ineligible::Store { .. } => "coupon_not_for_store",
-            Ineligible::Channel { .. } => "coupon_not_for_channel",
-            Ineligible::Tier { .. } => "coupon_not_for_tier",
-            Ineligible::MinSpend { .. } => "coupon_min_spend",
-            Ineligible::NoEligibleLines { .. } => "coupon_no_eligible_lines",
-            Ineligible::ItemMissing { .. } => "coupon_item_missing",
-            Ineligible::NoShipping => "coupon_no_shipping",
-            Ineligible::NotStackable => "coupon_not_stackable",
+            Ineligible::NotYetValid { .. } => ErrorCode::CouponNotYetValid,
+            Ineligible::Expired { .. } => ErrorCode::CouponExpired,
+            Ineligible::Store { .. } => ErrorCode::CouponNotForStore,
+            Ineligible::Channel { .. } => ErrorCode::CouponNotForChannel,
+            Ineligible::Tier { .. } => ErrorCode::CouponNotForTier,
+            Ineligible::MinSpend { .. } => ErrorCode::CouponMinSpend,
+            Ineligible::NoEligibleLines { .. } => ErrorCode::CouponNoEligibleLines,
+            Ineligible::ItemMissing { .. } => ErrorCode::CouponItemMissing,
+            Ineligible::NoShipping => ErrorCode::CouponNoShipping,
+            Ineligible::NotStackable => ErrorCode::CouponNotStackable,
         }
     }
 
@@ -638,7 +638,7 @@ mod tests {
             discount(&t, FROM, UNTIL, &basket, &occasion())
                 .unwrap_err()
                 .code(),
-            "coupon_not_for_store"
+            ErrorCode::CouponNotForStore
         );
         t.limits.stores.clear();
         t.limits.tiers = vec!["gold".into()];
@@ -646,7 +646,7 @@ mod tests {
             discount(&t, FROM, UNTIL, &basket, &occasion())
                 .unwrap_err()
                 .code(),
-            "coupon_not_for_tier"
+            ErrorCode::CouponNotForTier
         );
         t.limits.tiers.clear();
         t.limits.categories = vec!["shoes".into()];
@@ -654,7 +654,7 @@ mod tests {
             discount(&t, FROM, UNTIL, &basket, &occasion())
                 .unwrap_err()
                 .code(),
-            "coupon_no_eligible_lines"
+            ErrorCode::CouponNoEligibleLines
         );
         t.limits.categories.clear();
         assert!(matches!(
