@@ -3,11 +3,11 @@
 
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use huiyuan_core::CoreError;
 use huiyuan_core::ErrorCode;
+use huiyuan_core::{CoreError, StorageFailure};
 use huiyuan_domain::ids::MemberId;
 use huiyuan_domain::FieldError;
-use huiyuan_store::StoreError;
+
 use serde::Serialize;
 use utoipa::ToSchema;
 
@@ -114,15 +114,15 @@ impl From<CoreError> for ApiError {
                 err
             }
             CoreError::CodeRejected(r) => ApiError::new(r.code(), r.message()),
-            CoreError::Store(StoreError::Conflict(_)) => ApiError::new(
+            CoreError::Storage(StorageFailure::Taken(_)) => ApiError::new(
                 ErrorCode::Conflict,
                 "a concurrent request changed the same record; retry",
             ),
-            CoreError::Store(StoreError::Stale) => ApiError::new(
+            CoreError::Storage(StorageFailure::Stale) => ApiError::new(
                 ErrorCode::ConcurrentUpdate,
                 "the record changed while updating; retry",
             ),
-            CoreError::Store(StoreError::Unavailable(detail)) => {
+            CoreError::Storage(StorageFailure::Unavailable(detail)) => {
                 tracing::error!(%detail, "database unavailable");
                 let mut err = ApiError::new(ErrorCode::Unavailable, "the database is unavailable");
                 err.retry_after = Some(1);
@@ -175,12 +175,14 @@ mod tests {
 
     #[test]
     fn lost_races_and_outages_are_transient_final_answers_are_not() {
-        assert!(transient(CoreError::Store(StoreError::Stale)));
-        assert!(transient(CoreError::Store(StoreError::Conflict("x".into()))));
-        assert!(transient(CoreError::Store(StoreError::Unavailable(
+        assert!(transient(CoreError::Storage(StorageFailure::Stale)));
+        assert!(transient(CoreError::Storage(StorageFailure::Taken("x".into()))));
+        assert!(transient(CoreError::Storage(StorageFailure::Unavailable(
             "down".into()
         ))));
-        assert!(transient(CoreError::Store(StoreError::Database("boom".into()))));
+        assert!(transient(CoreError::Storage(StorageFailure::Database(
+            "boom".into()
+        ))));
         assert!(!transient(CoreError::conflict(
             ErrorCode::IdentityConflict,
             "taken"

@@ -33,8 +33,36 @@ pub enum CoreError {
     CodeRejected(CodeRejection),
     #[error("stored data could not be read: {0}")]
     Corrupt(String),
+    /// The database refused or failed; the edges see this, never the store's own error type.
     #[error(transparent)]
-    Store(#[from] StoreError),
+    Storage(#[from] StorageFailure),
+}
+
+/// What went wrong below the use cases, as the edges may know it.
+#[derive(Debug, thiserror::Error)]
+pub enum StorageFailure {
+    /// A concurrent request took the same unique value (an identity, an order) first.
+    #[error("conflict: {0}")]
+    Taken(String),
+    /// The record changed since it was read (an optimistic version check failed).
+    #[error("the record was changed by someone else; retry")]
+    Stale,
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
+    #[error("database error: {0}")]
+    Database(String),
+}
+
+impl From<StoreError> for CoreError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Conflict(what) => StorageFailure::Taken(what).into(),
+            StoreError::Stale => StorageFailure::Stale.into(),
+            StoreError::Unavailable(why) => StorageFailure::Unavailable(why).into(),
+            StoreError::Database(why) => StorageFailure::Database(why).into(),
+            StoreError::Corrupt(what) => CoreError::Corrupt(format!("corrupt data in {what}")),
+        }
+    }
 }
 
 impl CoreError {

@@ -30,7 +30,19 @@ use rand::Rng;
 use time::{Duration, OffsetDateTime};
 
 pub use actor::{Actor, ActorKind};
-pub use error::{CodeRejection, CoreError, ErrorCode, Result};
+
+/// What [`Core::readiness`] found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Readiness {
+    Ready,
+    /// Reachable, but `huiyuan migrate` has not run for this build.
+    MigrationsPending,
+    /// Not reachable; why, for the log.
+    Unreachable(String),
+}
+pub use error::{CodeRejection, CoreError, ErrorCode, Result, StorageFailure};
+/// The store's paging and audit filter, as the use cases take them: the edges name them here.
+pub use huiyuan_store::{AuditFilter, Page};
 
 use clock::Clock;
 use crypto::{Keyring, MasterKey};
@@ -126,7 +138,7 @@ impl Core {
     fn fault(&self, step: &str) -> Result<()> {
         match &self.faults {
             Some(hook) => hook(step).map_err(|why| {
-                CoreError::Store(huiyuan_store::StoreError::Unavailable(format!(
+                CoreError::Storage(StorageFailure::Unavailable(format!(
                     "fault injected at {step}: {why}"
                 )))
             }),
@@ -134,8 +146,20 @@ impl Core {
         }
     }
 
-    pub fn storage(&self) -> &Arc<dyn Storage> {
-        &self.storage
+    /// `sqlite` or `postgres`, for logs and health checks.
+    pub fn backend(&self) -> &'static str {
+        self.storage.backend()
+    }
+
+    /// Whether the database answers and holds every migration this build needs: the edges ask
+    /// the core, never the storage.
+    pub async fn readiness(&self) -> Readiness {
+        match self.storage.health().await {
+            Ok(h) if h.reachable && h.migrations_current => Readiness::Ready,
+            Ok(h) if h.reachable => Readiness::MigrationsPending,
+            Ok(_) => Readiness::Unreachable(String::from("the database did not answer")),
+            Err(e) => Readiness::Unreachable(e.to_string()),
+        }
     }
 
     /// After a bulk load: the planner's statistics brought up to date (see

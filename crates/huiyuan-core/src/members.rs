@@ -21,7 +21,7 @@ use utoipa::ToSchema;
 
 use crate::audit::audit_view;
 use crate::views::{IdentityView, MemberExport, MemberView};
-use crate::{Actor, CodeRejection, Core, CoreError, ErrorCode, Result};
+use crate::{Actor, CodeRejection, Core, CoreError, ErrorCode, Result, StorageFailure};
 
 /// How many times an enrolment is retried after losing a race for an identity.
 const ENROL_ATTEMPTS: usize = 3;
@@ -242,7 +242,7 @@ impl Core {
         for attempt in 1..=ENROL_ATTEMPTS {
             match self.enrol_once(actor, &valid).await {
                 // Lost a race for an identity to a concurrent enrolment: the next attempt finds it.
-                Err(CoreError::Store(StoreError::Conflict(_))) if attempt < ENROL_ATTEMPTS => continue,
+                Err(CoreError::Storage(StorageFailure::Taken(_))) if attempt < ENROL_ATTEMPTS => continue,
                 other => return other,
             }
         }
@@ -272,7 +272,7 @@ impl Core {
             let outcome = match validate_enrolment(input, today) {
                 Err(e) => Err(e.into()),
                 Ok(valid) => match self.enrol_in(&mut *tx, actor, &valid).await {
-                    Err(e @ (CoreError::Store(_) | CoreError::Corrupt(_))) => return Err(e),
+                    Err(e @ (CoreError::Storage(_) | CoreError::Corrupt(_))) => return Err(e),
                     other => other,
                 },
             };
@@ -866,7 +866,7 @@ impl Core {
             return Err(CoreError::NotFound("member"));
         }
         let enrolment = EnrolInput {
-            phone: Some(phone.e164().to_owned()),
+            phone: Some(phone.e164().into()),
             channel: Some(Channel::Pos),
             store_id: input.store_id,
             ..Default::default()

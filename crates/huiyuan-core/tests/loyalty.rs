@@ -514,8 +514,8 @@ async fn members(w: &World) -> Vec<MemberId> {
     let month = w.core.now().month() as u8;
     for n in 0..4 {
         let input = EnrolInput {
-            phone: Some(format!("1380013810{n}")),
-            birthday: (n == 0).then(|| format!("1990-{month:02}-01")),
+            phone: Some(format!("1380013810{n}").into()),
+            birthday: (n == 0).then(|| format!("1990-{month:02}-01").into()),
             ..Default::default()
         };
         match w.core.enrol(&w.actor, input).await.unwrap() {

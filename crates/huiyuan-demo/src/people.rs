@@ -121,14 +121,12 @@ pub(crate) fn enrolment(rng: &mut StdRng, p: &Person, stores: &[StoreId]) -> Enr
         .then(|| stores.get(p.home).cloned())
         .flatten();
     EnrolInput {
-        name: Some(name),
-        phone: Some(phone),
-        email: rng.gen_bool(0.3).then(|| format!("member{}@example.com", p.n)),
-        birthday: Some(format!(
-            "{year}-{:02}-{:02}",
-            rng.gen_range(1..=12),
-            rng.gen_range(1..=28)
-        )),
+        name: Some(name.into()),
+        phone: Some(phone.into()),
+        email: rng
+            .gen_bool(0.3)
+            .then(|| format!("member{}@example.com", p.n).into()),
+        birthday: Some(format!("{year}-{:02}-{:02}", rng.gen_range(1..=12), rng.gen_range(1..=28)).into()),
         gender: Some(*pick(
             rng,
             &[

@@ -7,7 +7,7 @@ use time::Date;
 
 use crate::error::Validator;
 use crate::ids::StoreId;
-use crate::pii::{Email, Phone};
+use crate::pii::{Email, Personal, Phone};
 use crate::ValidationError;
 
 /// Where a member is in their life as a record.
@@ -139,12 +139,12 @@ pub struct ExternalIdInput {
 #[derive(Debug, Clone, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EnrolInput {
-    pub name: Option<String>,
+    pub name: Option<Personal>,
     /// Any common format; numbers without a country code are mainland China numbers.
-    pub phone: Option<String>,
-    pub email: Option<String>,
+    pub phone: Option<Personal>,
+    pub email: Option<Personal>,
     /// `YYYY-MM-DD`
-    pub birthday: Option<String>,
+    pub birthday: Option<Personal>,
     pub gender: Option<Gender>,
     pub city: Option<String>,
     pub household_size: Option<u8>,
@@ -436,6 +436,27 @@ pub fn validate_attributes(attrs: &BTreeMap<String, serde_json::Value>) -> Resul
 mod tests {
     use super::*;
     use time::macros::date;
+
+    /// An input logged with `{:?}` (a tracing field, a panic, a failed assertion) shows no
+    /// personal data, while serde still reads and writes the text.
+    #[test]
+    fn personal_fields_of_inputs_are_masked_in_debug() {
+        let input: EnrolInput = serde_json::from_str(
+            r#"{"name": "王小明", "phone": "13800138000", "email": "wang@example.com",
+                "birthday": "1990-05-04"}"#,
+        )
+        .unwrap();
+        assert_eq!(input.phone.as_deref(), Some("13800138000"));
+        let shown = format!("{input:?}");
+        for secret in ["王小明", "13800138000", "0013", "wang@", "1990-05"] {
+            assert!(!shown.contains(secret), "{secret} in {shown}");
+        }
+        assert!(shown.contains("Personal(<11 characters>)"), "{shown}");
+        assert_eq!(
+            serde_json::to_value(crate::pii::Personal::from("13800138000")).unwrap(),
+            serde_json::json!("13800138000")
+        );
+    }
 
     fn input(json: &str) -> EnrolInput {
         serde_json::from_str(json).unwrap()

@@ -8,6 +8,57 @@ use serde::{Deserialize, Serialize};
 
 use crate::ValidationError;
 
+/// Personal data as a caller typed it (a phone, a name, an e-mail, a birthday), before it is
+/// parsed: it reads, compares and serialises as the text, but its `Debug` shows only how long
+/// it is, so an input logged with `{:?}` (a tracing field, a panic message, a test failure)
+/// never carries the person's data.
+#[derive(Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Personal(String);
+
+impl Personal {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    pub fn into_inner(self) -> String {
+        self.0
+    }
+}
+
+impl std::ops::Deref for Personal {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl From<String> for Personal {
+    fn from(s: String) -> Self {
+        Self(s)
+    }
+}
+
+impl From<&str> for Personal {
+    fn from(s: &str) -> Self {
+        Self(s.to_owned())
+    }
+}
+
+impl fmt::Debug for Personal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Personal(<{} characters>)", self.0.chars().count())
+    }
+}
+
+impl utoipa::PartialSchema for Personal {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        <String as utoipa::PartialSchema>::schema()
+    }
+}
+
+impl utoipa::ToSchema for Personal {}
+
 /// A phone number in E.164 form (`+8613800138000`).
 #[derive(Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(transparent)]

@@ -55,7 +55,7 @@ pub async fn setup(core: &Core, members: usize) -> Result<BenchBrand, AnyError> 
     let mut ids = Vec::with_capacity(members);
     for n in 0..members {
         let input = EnrolInput {
-            phone: Some(format!("171{:08}", n)),
+            phone: Some(format!("171{:08}", n).into()),
             channel: Some(Channel::App),
             ..Default::default()
         };

@@ -1,7 +1,7 @@
 use axum::extract::State;
 use axum::Json;
 use huiyuan_core::views::AuditView;
-use huiyuan_store::AuditFilter;
+use huiyuan_core::AuditFilter;
 use serde::Deserialize;
 
 use super::{list, page, List};

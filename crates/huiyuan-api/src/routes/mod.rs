@@ -16,7 +16,7 @@ use utoipa::ToSchema;
 
 use crate::problem::ApiError;
 use huiyuan_core::ErrorCode;
-use huiyuan_store::Page;
+use huiyuan_core::Page;
 
 /// A page of results, newest first. Pass the last item's `id` as `starting_after` for the next.
 #[derive(Debug, Serialize, ToSchema)]

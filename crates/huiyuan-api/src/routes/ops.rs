@@ -9,7 +9,7 @@ use utoipa::ToSchema;
 
 use crate::problem::{ApiError, ApiResult};
 use crate::AppState;
-use huiyuan_core::ErrorCode;
+use huiyuan_core::{ErrorCode, Readiness};
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Health {
@@ -23,7 +23,7 @@ pub struct Health {
 pub async fn healthz(State(s): State<AppState>) -> Json<Health> {
     Json(Health {
         status: "ok",
-        backend: s.core.storage().backend(),
+        backend: s.core.backend(),
         version: env!("CARGO_PKG_VERSION"),
     })
 }
@@ -32,21 +32,23 @@ pub async fn healthz(State(s): State<AppState>) -> Json<Health> {
 #[utoipa::path(get, path = "/readyz", tag = "operations",
     responses((status = 200, body = Health), (status = 503, body = crate::problem::Problem)))]
 pub async fn readyz(State(s): State<AppState>) -> ApiResult<Json<Health>> {
-    let backend = s.core.storage().backend();
-    match s.core.storage().health().await {
-        Ok(h) if h.reachable && h.migrations_current => Ok(Json(Health {
+    match s.core.readiness().await {
+        Readiness::Ready => Ok(Json(Health {
             status: "ready",
-            backend,
+            backend: s.core.backend(),
             version: env!("CARGO_PKG_VERSION"),
         })),
-        Ok(h) if h.reachable => Err(ApiError::new(
+        Readiness::MigrationsPending => Err(ApiError::new(
             ErrorCode::MigrationsPending,
             "the database needs migrating: run `huiyuan migrate`",
         )),
-        _ => Err(ApiError::new(
-            ErrorCode::DatabaseUnreachable,
-            "the database is unreachable",
-        )),
+        Readiness::Unreachable(why) => {
+            tracing::warn!(%why, "readiness: the database is unreachable");
+            Err(ApiError::new(
+                ErrorCode::DatabaseUnreachable,
+                "the database is unreachable",
+            ))
+        }
     }
 }
 

@@ -3,8 +3,7 @@
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::Response;
-use huiyuan_store::AuditFilter;
-use huiyuan_store::Page;
+use huiyuan_core::{AuditFilter, Page};
 use minijinja::context;
 use serde::Deserialize;
 

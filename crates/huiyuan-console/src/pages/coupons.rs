@@ -6,10 +6,10 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use huiyuan_core::commerce::bulk::BulkIssueInput;
 use huiyuan_core::segments::SegmentFilter;
+use huiyuan_core::Page;
 use huiyuan_domain::access::Permission;
 use huiyuan_domain::commerce::coupons::TemplateInput;
 use huiyuan_domain::ids::MemberId;
-use huiyuan_store::Page;
 use minijinja::context;
 use serde_json::json;
 

@@ -4,8 +4,8 @@ use axum::extract::{Query, State};
 use axum::response::Response;
 use huiyuan_analytics::kpi::Granularity;
 use huiyuan_core::analytics::KpiQuery;
+use huiyuan_core::Page;
 use huiyuan_domain::member::Channel;
-use huiyuan_store::Page;
 use minijinja::context;
 use serde::Deserialize;
 

@@ -6,7 +6,7 @@ use axum::extract::{Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use huiyuan_core::portal::{MemberSession, LINK_EXPIRED, LINK_USED, MEMBER_SESSION_TTL};
-use huiyuan_store::Page;
+use huiyuan_core::Page;
 use minijinja::context;
 use qrcode::render::svg;
 use qrcode::QrCode;

@@ -8,12 +8,12 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use huiyuan_core::commerce::checkout::SaleRefundInput;
 use huiyuan_core::members::TillIdentifyInput;
+use huiyuan_core::Page;
 use huiyuan_domain::access::Permission;
 use huiyuan_domain::commerce::checkout::CheckoutInput;
 use huiyuan_domain::ids::{MemberId, StoreId};
 use huiyuan_domain::loyalty::purchase::LineInput;
 use huiyuan_domain::member::Channel;
-use huiyuan_store::Page;
 use minijinja::context;
 
 use crate::forms::{FieldErrors, Form};

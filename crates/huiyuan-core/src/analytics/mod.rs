@@ -518,7 +518,7 @@ mod tests {
         let mut order = 0;
         for (i, purchases) in [1, 5, 2, 3].into_iter().enumerate() {
             let input = EnrolInput {
-                phone: Some(format!("1380013820{i}")),
+                phone: Some(format!("1380013820{i}").into()),
                 ..Default::default()
             };
             let member = match core.enrol(&actor, input).await.unwrap() {

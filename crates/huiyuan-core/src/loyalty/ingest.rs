@@ -20,7 +20,7 @@ use huiyuan_domain::member::Channel;
 use crate::commerce::plans::active_plan;
 use huiyuan_domain::member::MemberStatus;
 use huiyuan_domain::ValidationError;
-use huiyuan_store::{AccountRecord, MemberRecord, PurchaseRecord, PurchaseTotals, StoreError, Sums, Tx};
+use huiyuan_store::{AccountRecord, MemberRecord, PurchaseRecord, PurchaseTotals, Sums, Tx};
 use serde_json::json;
 use time::{Date, Duration, OffsetDateTime};
 use tokio::sync::{oneshot, Semaphore};
@@ -31,7 +31,7 @@ use super::tiers::change_view;
 use super::views::PurchaseOutcome;
 use super::{new_account, LoyaltyContext, NewLot, Posting, Writes};
 use crate::members::enum_str;
-use crate::{Actor, Core, CoreError, ErrorCode, Result};
+use crate::{Actor, Core, CoreError, ErrorCode, Result, StorageFailure};
 
 /// Most purchases accepted by one batch call.
 pub const MAX_BATCH: usize = 1_000;
@@ -412,8 +412,8 @@ impl Core {
             // Through the queue: batches in flight together share one commit.
             let outcomes = self.group_commit(&actor.brand_id, ready).await?;
             for (i, outcome) in positions.into_iter().zip(outcomes) {
-                if let Err(CoreError::Store(e)) = outcome {
-                    return Err(CoreError::Store(e));
+                if let Err(CoreError::Storage(e)) = outcome {
+                    return Err(CoreError::Storage(e));
                 }
                 slots[i] = Some(outcome);
             }
@@ -552,7 +552,7 @@ impl Core {
                     code: ErrorCode::OrderIdRace,
                     ..
                 })
-                | Err(CoreError::Store(StoreError::Stale))
+                | Err(CoreError::Storage(StorageFailure::Stale))
                     if attempt < RACE_RETRIES =>
                 {
                     attempt += 1

@@ -13,7 +13,7 @@ use huiyuan_domain::ids::{BrandId, MemberId, StoreId};
 use huiyuan_domain::loyalty::purchase::{LineInput, PurchaseInput};
 use huiyuan_domain::member::{Channel, EnrolInput, ExternalIdInput, Gender, Identity};
 use huiyuan_domain::money::parse_minor_units;
-use huiyuan_domain::pii::Phone;
+use huiyuan_domain::pii::{Personal, Phone};
 use huiyuan_domain::ValidationError;
 use serde::{Deserialize, Serialize};
 use time::{Date, OffsetDateTime, Time};
@@ -600,7 +600,7 @@ fn member_items(
         let parsed = parsed.and_then(|input| {
             let keys = [
                 ("external_id", input.external_ids.first().map(|e| e.id.clone())),
-                ("phone", input.phone.clone()),
+                ("phone", input.phone.clone().map(Personal::into_inner)),
                 ("card_number", input.card_number.clone()),
             ];
             for (field, value) in keys.iter().filter_map(|(f, v)| v.clone().map(|v| (*f, v))) {
@@ -674,10 +674,10 @@ fn member_row(
         })
         .unwrap_or_default();
     Ok(EnrolInput {
-        name: get("name").map(str::to_owned),
-        phone: get("phone").map(str::to_owned),
-        email: get("email").map(str::to_owned),
-        birthday,
+        name: get("name").map(Personal::from),
+        phone: get("phone").map(Personal::from),
+        email: get("email").map(Personal::from),
+        birthday: birthday.map(Personal::from),
         gender,
         city: get("city").map(str::to_owned),
         household_size,
@@ -909,7 +909,7 @@ fn purchase_row(
             phone: if member_id.is_some() || member_external_id.is_some() {
                 None
             } else {
-                phone
+                phone.map(Personal::from)
             },
             member_code: None,
             enrol_if_unknown: Some(options.enrol_unknown_phones),

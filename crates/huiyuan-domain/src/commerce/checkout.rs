@@ -22,6 +22,7 @@ use crate::loyalty::purchase::{
 };
 use crate::member::Channel;
 use crate::money::MAX_AMOUNT;
+use crate::pii::Personal;
 use crate::ValidationError;
 
 /// Most coupons on one sale.
@@ -35,7 +36,7 @@ pub struct CheckoutInput {
     pub order_id: Option<String>,
     /// The member: exactly one of `member_id`, `phone`, `member_code`.
     pub member_id: Option<MemberId>,
-    pub phone: Option<String>,
+    pub phone: Option<Personal>,
     /// A dynamic member code (digits or QR payload); a commit uses it up.
     pub member_code: Option<String>,
     pub store_id: Option<StoreId>,

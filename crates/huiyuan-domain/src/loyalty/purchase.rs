@@ -9,6 +9,7 @@ use crate::error::Validator;
 use crate::ids::{MemberId, StoreId};
 use crate::member::{validate_text, Channel};
 use crate::money::MAX_AMOUNT;
+use crate::pii::Personal;
 use crate::ValidationError;
 
 pub const MAX_LINES: usize = 500;
@@ -24,7 +25,7 @@ pub struct PurchaseInput {
     pub order_id: String,
     /// The member: exactly one of `member_id`, `phone`, `member_code`.
     pub member_id: Option<MemberId>,
-    pub phone: Option<String>,
+    pub phone: Option<Personal>,
     /// A dynamic member code (18 digits or the QR payload), verified and used up.
     pub member_code: Option<String>,
     /// With `phone`: enrol an unknown number ("pay and you are a member"); default true.
