@@ -4,11 +4,13 @@
 //! data. The SQL behind them is written once in [`sql`], in the subset of SQL that SQLite and
 //! PostgreSQL share; each backend crate supplies a connection that binds [`sql::Value`]s in its
 //! own native types, its own migrations, and the few places where the dialects differ
-//! ([`sql::Dialect`]). [`conformance`] is the suite both backends must pass.
+//! ([`sql::Dialect`]). `conformance` (behind the feature of that name, so the product does not
+//! carry it) is the suite both backends must pass.
 
 pub mod audit_tx;
 pub mod brands_tx;
 pub mod commerce;
+#[cfg(feature = "conformance")]
 pub mod conformance;
 pub mod error;
 pub mod jobs_tx;
