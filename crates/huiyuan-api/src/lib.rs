@@ -27,7 +27,7 @@ use utoipa_swagger_ui::SwaggerUi;
 use crate::extract::REQUEST_ID;
 use crate::middleware::RateLimits;
 use crate::problem::ApiError;
-use crate::routes::{access, analytics, audit, brand, commerce, loyalty, members, ops, transfer};
+use crate::routes::{access, analytics, audit, brand, commerce, files, loyalty, members, ops};
 use huiyuan_core::ErrorCode;
 
 /// Limits of the HTTP layer.
@@ -235,14 +235,14 @@ fn split(state: &AppState) -> (Router<AppState>, serde_json::Value) {
         .routes(routes!(analytics::member_insights))
         .routes(routes!(analytics::recommendations))
         .routes(routes!(analytics::preview_segment))
-        .routes(routes!(transfer::import_rejected))
-        .routes(routes!(transfer::export))
+        .routes(routes!(files::import_rejected))
+        .routes(routes!(files::export))
         // Uploads may be larger than other requests.
         .merge(
             OpenApiRouter::new()
-                .routes(routes!(transfer::import_members))
-                .routes(routes!(transfer::import_transactions))
-                .layer(DefaultBodyLimit::max(transfer::IMPORT_BODY_LIMIT)),
+                .routes(routes!(files::import_members))
+                .routes(routes!(files::import_transactions))
+                .layer(DefaultBodyLimit::max(files::IMPORT_BODY_LIMIT)),
         )
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),

@@ -2792,8 +2792,8 @@ async fn bad_purchases_name_the_field_and_roles_are_enforced(backend: Backend) {
 mod commerce;
 
 /// Imports and exports.
-#[path = "api/transfer.rs"]
-mod transfer;
+#[path = "api/files.rs"]
+mod files;
 
 /// Every route × every role, hostile input.
 #[path = "api/security.rs"]

@@ -1,7 +1,7 @@
 //! Background jobs: bulk coupon issues and file imports, queued with an audit record, claimed
 //! under a lease so that one process at a time works on a job, handled a chunk per
 //! transaction, resumed by the maintenance loop after a crash, and polled for progress. What a
-//! job of each kind does lives with its capability (`commerce::bulk`, `transfer::jobs`); this
+//! job of each kind does lives with its capability (`commerce::bulk`, `files::import_jobs`); this
 //! module holds what they share and hands each claimed job to its kind.
 
 use huiyuan_domain::access::Permission;
@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use time::{Duration, OffsetDateTime};
 use utoipa::ToSchema;
 
-use crate::transfer::import::{ImportKind, ImportReport};
+use crate::files::import::{ImportKind, ImportReport};
 use crate::{Actor, Core, CoreError, ErrorCode, Result};
 
 /// The kinds of job, as stored.

@@ -13,6 +13,7 @@ pub mod commerce;
 pub mod credentials;
 pub mod crypto;
 pub mod error;
+pub mod files;
 pub mod idempotency;
 pub mod jobs;
 pub mod ledger;
@@ -20,7 +21,6 @@ pub mod loyalty;
 pub mod members;
 pub mod portal;
 pub mod segments;
-pub mod transfer;
 pub mod views;
 
 use std::sync::Arc;

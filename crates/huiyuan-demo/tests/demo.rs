@@ -5,8 +5,8 @@ use std::sync::Arc;
 
 use huiyuan_core::clock::OffsetClock;
 use huiyuan_core::crypto::MasterKey;
-use huiyuan_core::transfer::export::ExportKind;
-use huiyuan_core::transfer::table::Format;
+use huiyuan_core::files::export::ExportKind;
+use huiyuan_core::files::table::Format;
 use huiyuan_core::{Actor, Core, CoreConfig};
 use huiyuan_demo::{generate, DemoBrand, DemoOptions};
 use huiyuan_store::Storage;

@@ -4,8 +4,8 @@ mod analytics;
 mod bench;
 mod config;
 mod demo;
+mod files;
 mod reliability;
-mod transfer;
 
 use std::io::Write;
 use std::net::SocketAddr;
@@ -113,7 +113,7 @@ enum Command {
         #[command(flatten)]
         storage: StorageArgs,
         #[command(flatten)]
-        args: transfer::ImportArgs,
+        args: files::ImportArgs,
     },
     /// Export members, purchases, the ledger, coupons or model results as CSV or Parquet
     /// (personal data masked unless --reveal).
@@ -121,7 +121,7 @@ enum Command {
         #[command(flatten)]
         storage: StorageArgs,
         #[command(flatten)]
-        args: transfer::ExportArgs,
+        args: files::ExportArgs,
     },
     /// Installation-level brand management.
     Brand {
@@ -378,14 +378,14 @@ async fn run(command: Command, config: &mut Config) -> Result<(), AnyError> {
         Command::Import { storage, args } => {
             apply(config, &storage);
             let (store, key) = open(config, false).await?;
-            let result = transfer::import(&core(config, store.clone(), &key), args).await;
+            let result = files::import(&core(config, store.clone(), &key), args).await;
             store.close().await;
             result
         }
         Command::Export { storage, args } => {
             apply(config, &storage);
             let (store, key) = open(config, false).await?;
-            let result = transfer::export(&core(config, store.clone(), &key), args).await;
+            let result = files::export(&core(config, store.clone(), &key), args).await;
             store.close().await;
             result
         }

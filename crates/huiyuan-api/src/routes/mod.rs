@@ -6,10 +6,10 @@ pub mod analytics;
 pub mod audit;
 pub mod brand;
 pub mod commerce;
+pub mod files;
 pub mod loyalty;
 pub mod members;
 pub mod ops;
-pub mod transfer;
 
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;

@@ -425,8 +425,8 @@ impl Core {
     }
 
     /// Every modelled member's insights as a table, by member ID (the export of `insights`).
-    pub(crate) async fn insights_table(&self, brand: &BrandId) -> Result<crate::transfer::table::Table> {
-        use crate::transfer::table::{Column, Table, Values};
+    pub(crate) async fn insights_table(&self, brand: &BrandId) -> Result<crate::files::table::Table> {
+        use crate::files::table::{Column, Table, Values};
         let model = self.brand_model(brand).await?;
         let mut members: Vec<(&MemberId, usize)> = model.index.iter().map(|(m, &i)| (m, i)).collect();
         members.sort_unstable();

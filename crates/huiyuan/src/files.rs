@@ -5,9 +5,9 @@ use std::collections::BTreeMap;
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 
-use huiyuan_core::transfer::export::ExportKind;
-use huiyuan_core::transfer::import::{FileEncoding, ImportKind, ImportOptions, Rejection};
-use huiyuan_core::transfer::table::Format;
+use huiyuan_core::files::export::ExportKind;
+use huiyuan_core::files::import::{FileEncoding, ImportKind, ImportOptions, Rejection};
+use huiyuan_core::files::table::Format;
 use huiyuan_core::{Actor, Core};
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -180,7 +180,7 @@ fn rejected_path(file: &Path) -> PathBuf {
 }
 
 fn write_rejections(path: &Path, rejected: &[Rejection]) -> Result<(), AnyError> {
-    std::fs::write(path, huiyuan_core::transfer::import::rejections_csv(rejected)?)
+    std::fs::write(path, huiyuan_core::files::import::rejections_csv(rejected)?)
         .map_err(|e| format!("{}: {e}", path.display()).into())
 }
 

@@ -3,5 +3,5 @@
 
 pub mod export;
 pub mod import;
-pub mod jobs;
+pub mod import_jobs;
 pub mod table;
