@@ -6,7 +6,7 @@
 use huiyuan_domain::access::Permission;
 use huiyuan_domain::commerce::wallet::WalletEntryKind;
 use huiyuan_domain::ids::{BrandId, MemberId};
-use huiyuan_domain::loyalty::ledger::{Deltas, EntryKind, GENESIS_HASH};
+use huiyuan_domain::loyalty::ledger::{Deltas, EntryKind, LotStatus, GENESIS_HASH};
 use huiyuan_store::{AccountRecord, Tx, WalletRecord};
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -130,13 +130,13 @@ pub async fn verify_account(
         }
     }
     let lots = tx.open_lots(brand, member).await?;
-    let lot_sum = |status: &str| {
+    let lot_sum = |status: LotStatus| {
         lots.iter()
             .filter(|l| l.status == status)
             .map(|l| l.remaining)
             .sum::<i64>()
     };
-    let (in_active, in_pending) = (lot_sum("active"), lot_sum("pending"));
+    let (in_active, in_pending) = (lot_sum(LotStatus::Active), lot_sum(LotStatus::Pending));
     if in_active != account.available {
         report.problems.push(problem(
             None,

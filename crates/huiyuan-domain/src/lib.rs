@@ -6,6 +6,7 @@
 pub mod access;
 pub mod chain;
 pub mod check_digit;
+pub mod coded;
 pub mod commerce;
 pub mod error;
 pub mod error_code;

@@ -3,6 +3,7 @@
 //! readable. The SQL is in `sql/commerce.rs`, written once for both backends.
 
 use async_trait::async_trait;
+use huiyuan_domain::commerce::coupons::CouponStatus;
 use huiyuan_domain::ids::{BrandId, MemberId};
 use time::OffsetDateTime;
 
@@ -34,8 +35,7 @@ pub struct CouponRecord {
     /// `ABCD-EFGH-JKLM-NP`; unique in the brand.
     pub code: String,
     pub member_id: MemberId,
-    /// `issued`, `redeemed`, `expired` or `void`.
-    pub status: String,
+    pub status: CouponStatus,
     pub valid_from: OffsetDateTime,
     pub valid_until: OffsetDateTime,
     /// `direct`, `bulk`, `claim` or `reward`.

@@ -732,7 +732,7 @@ pub async fn posting_writes_land_together(s: Arc<dyn Storage>) {
         id: format!("lot_{n}_{}", random()),
         brand_id: b.id.clone(),
         member_id: m.id.clone(),
-        status: "active".into(),
+        status: huiyuan_domain::loyalty::ledger::LotStatus::Active,
         source: "earn".into(),
         reference: None,
         amount: 100,

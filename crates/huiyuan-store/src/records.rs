@@ -3,6 +3,7 @@
 
 use huiyuan_domain::access::Role;
 use huiyuan_domain::ids::{ApiKeyId, AuditEventId, BrandId, MemberId, OperatorId, StoreId};
+use huiyuan_domain::loyalty::ledger::LotStatus;
 use huiyuan_domain::member::MemberStatus;
 use time::OffsetDateTime;
 
@@ -220,8 +221,7 @@ pub struct LotRecord {
     pub id: String,
     pub brand_id: BrandId,
     pub member_id: MemberId,
-    /// `pending`, `active` or `closed`.
-    pub status: String,
+    pub status: LotStatus,
     /// The entry kind that created it (`earn`, `action`, `adjustment`, `merge_in`, …).
     pub source: String,
     /// The order (for purchase points) or other reference.

@@ -353,6 +353,11 @@ impl Row {
                 .map_err(|_| StoreError::Corrupt(format!("{col} holds {s:?}"))),
         }
     }
+    /// A word-coded enum (`huiyuan_domain::coded!`): a word this build does not know is corrupt.
+    fn word<T>(&self, col: &str, parse: impl Fn(&str) -> Option<T>) -> Result<T> {
+        let s = self.text(col)?;
+        parse(&s).ok_or_else(|| StoreError::Corrupt(format!("{col} holds {s:?}")))
+    }
     fn role(&self, col: &str) -> Result<Role> {
         let s = self.text(col)?;
         Role::parse(&s).ok_or_else(|| StoreError::Corrupt(format!("{col} holds {s:?}")))

@@ -6,7 +6,7 @@ use huiyuan_domain::access::Permission;
 use huiyuan_domain::commerce::checkout::{
     commit_refusals, price, validate_checkout, Ask, Basket, CheckoutInput, Means, OfferedCoupon, Priced,
 };
-use huiyuan_domain::commerce::coupons::{Ineligible, Occasion, TemplateInput};
+use huiyuan_domain::commerce::coupons::{CouponStatus, Ineligible, Occasion, TemplateInput};
 use huiyuan_domain::commerce::wallet::{Balance, WalletEntryKind};
 use huiyuan_domain::ids::{BrandId, MemberId};
 use huiyuan_domain::loyalty::ledger::EntryKind;
@@ -697,7 +697,11 @@ impl Core {
         let (mut restored, mut expired) = (Vec::new(), Vec::new());
         for mut c in tx.get_coupons(brand, &ids).await? {
             let valid = c.valid_until > now;
-            c.status = if valid { "issued" } else { "expired" }.into();
+            c.status = if valid {
+                CouponStatus::Issued
+            } else {
+                CouponStatus::Expired
+            };
             c.redeemed_at = None;
             c.redeemed_order_id = None;
             c.redeemed_store_id = None;
@@ -844,7 +848,7 @@ impl Core {
                 format!("coupon {code} belongs to another member"),
             ));
         }
-        if record.status != "issued" {
+        if record.status != CouponStatus::Issued {
             return Err(not_usable(&record));
         }
         let template = tx

@@ -4,8 +4,8 @@
 use huiyuan_domain::access::Permission;
 use huiyuan_domain::commerce::checkout::{price, Ask, Basket, Means, OfferedCoupon};
 use huiyuan_domain::commerce::coupons::{
-    code_from_random, normalise_code, validate_template, Ineligible, Occasion, Offer, TemplateInput, Terms,
-    Validity,
+    code_from_random, normalise_code, validate_template, CouponStatus, Ineligible, Occasion, Offer,
+    TemplateInput, Terms, Validity,
 };
 use huiyuan_domain::error::Validator;
 use huiyuan_domain::ids::{BrandId, CouponId, CouponTemplateId, MemberId};
@@ -65,8 +65,7 @@ pub struct CouponView {
     pub name: String,
     pub offer: Offer,
     pub member_id: MemberId,
-    /// `issued`, `redeemed`, `expired` or `void`.
-    pub status: String,
+    pub status: CouponStatus,
     #[serde(with = "time::serde::rfc3339")]
     #[schema(value_type = String, format = DateTime)]
     pub valid_from: OffsetDateTime,
@@ -178,7 +177,7 @@ pub(crate) fn coupon_view(c: &CouponRecord, t: &TemplateInput) -> CouponView {
         name: t.name.clone(),
         offer: t.offer.clone(),
         member_id: c.member_id.clone(),
-        status: c.status.clone(),
+        status: c.status,
         valid_from: c.valid_from,
         valid_until: c.valid_until,
         stackable: t.stackable,
@@ -588,7 +587,7 @@ impl Core {
             template_id: template_id.to_owned(),
             code: code_from_random(self.random()),
             member_id: member.id.clone(),
-            status: "issued".into(),
+            status: CouponStatus::Issued,
             valid_from,
             valid_until,
             source: source.into(),
@@ -708,7 +707,9 @@ impl Core {
             .await?
             .ok_or_else(|| CoreError::Corrupt("a coupon's template vanished".into()))?;
         let definition = template_view(&template)?.definition;
-        if c.status == "redeemed" && c.redeemed_order_id.as_deref() == Some(input.order_id.as_str()) {
+        if c.status == CouponStatus::Redeemed
+            && c.redeemed_order_id.as_deref() == Some(input.order_id.as_str())
+        {
             let d = c.discount.unwrap_or(0);
             return Ok((
                 RedeemCouponOutcome {
@@ -727,7 +728,7 @@ impl Core {
                 format!("coupon {code} belongs to another member"),
             ));
         }
-        if c.status != "issued" {
+        if c.status != CouponStatus::Issued {
             return Err(not_usable(&c));
         }
         let store_code = match &input.store_id {
@@ -792,7 +793,7 @@ impl Core {
             let now = tx.get_coupon_by_code(brand, &code).await?.unwrap_or(c);
             return Err(not_usable(&now));
         }
-        c.status = "redeemed".into();
+        c.status = CouponStatus::Redeemed;
         self.emit(
             &mut *tx,
             brand,
@@ -823,7 +824,7 @@ impl Core {
             let now = self.now();
             let due = tx.coupons_past_validity(now, 500).await?;
             for mut c in due.iter().cloned() {
-                c.status = "expired".into();
+                c.status = CouponStatus::Expired;
                 tx.update_coupon_status(&c).await?;
                 self.emit(
                     &mut *tx,

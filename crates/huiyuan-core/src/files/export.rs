@@ -390,7 +390,7 @@ async fn coupons_table(tx: &mut dyn Tx, brand: &BrandId, reveal: bool) -> Result
                 }),
             ),
             text("member_id", t(&|c| Some(c.member_id.to_string()))),
-            text("status", t(&|c| Some(c.status.clone()))),
+            text("status", t(&|c| Some(c.status.to_string()))),
             text("source", t(&|c| Some(c.source.clone()))),
             time_col("valid_from", at(|c| Some(c.valid_from))),
             time_col("valid_until", at(|c| Some(c.valid_until))),

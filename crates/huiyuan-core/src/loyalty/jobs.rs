@@ -10,6 +10,7 @@
 use std::collections::BTreeMap;
 
 use huiyuan_domain::ids::{BrandId, MemberId};
+use huiyuan_domain::loyalty::ledger::LotStatus;
 use huiyuan_store::Tx;
 use serde::Serialize;
 use serde_json::json;
@@ -191,7 +192,7 @@ impl Core {
                         .lots(tx)
                         .await?
                         .iter()
-                        .filter(|l| l.status == "pending" && l.matures_at.is_some_and(|m| m <= now))
+                        .filter(|l| l.status == LotStatus::Pending && l.matures_at.is_some_and(|m| m <= now))
                         .map(|l| l.id.clone())
                         .collect();
                     for lot in &due {
@@ -227,7 +228,7 @@ impl Core {
                         .lots(tx)
                         .await?
                         .iter()
-                        .filter(|l| l.status != "closed" && l.expires_at.is_some_and(|e| e <= now))
+                        .filter(|l| l.status != LotStatus::Closed && l.expires_at.is_some_and(|e| e <= now))
                         .map(|l| l.id.clone())
                         .collect();
                     let mut points = 0;

@@ -20,8 +20,8 @@ use std::sync::{Arc, Mutex};
 
 use huiyuan_domain::ids::{BrandId, EntryId, EventId, LotId, MemberId};
 use huiyuan_domain::loyalty::ledger::{
-    consume_oldest_first, entry_hash, repay_debt_first, Deltas, EntryContent, EntryKind, GENESIS_HASH,
-    HASH_LEN,
+    consume_oldest_first, entry_hash, repay_debt_first, Deltas, EntryContent, EntryKind, LotStatus,
+    GENESIS_HASH, HASH_LEN,
 };
 use huiyuan_domain::loyalty::programme::Programme;
 use huiyuan_store::{
@@ -494,7 +494,11 @@ impl<'c> Posting<'c> {
                 id: self.core.new_id(LotId::generate).to_string(),
                 brand_id: self.account.brand_id.clone(),
                 member_id: self.account.member_id.clone(),
-                status: if pending { "pending" } else { "active" }.into(),
+                status: if pending {
+                    LotStatus::Pending
+                } else {
+                    LotStatus::Active
+                },
                 source: source.as_str().into(),
                 reference: reference.map(str::to_owned),
                 amount: rest,
@@ -605,7 +609,7 @@ impl<'c> Posting<'c> {
                 copies.push(LotRecord {
                     id: core.new_id(LotId::generate).to_string(),
                     member_id: member.clone(),
-                    status: "active".into(),
+                    status: LotStatus::Active,
                     source: EntryKind::RedeemReversal.as_str().into(),
                     reference: Some(reference.to_owned()),
                     amount: give,
@@ -619,8 +623,8 @@ impl<'c> Posting<'c> {
             lot.remaining += give;
             // Closed (spent) or expired meanwhile: active again; an expired lot is expired
             // again, with its own entry, by the next expiry run.
-            if lot.status != "active" {
-                lot.status = "active".into();
+            if lot.status != LotStatus::Active {
+                lot.status = LotStatus::Active;
             }
             restored.push((id.clone(), give));
         }
@@ -666,14 +670,14 @@ impl<'c> Posting<'c> {
         // A refunded order's own points: pending ones first (never spendable yet), then active.
         for want_pending in [true, false] {
             for (i, l) in lots.iter().enumerate() {
-                if preferred(l) && (l.status == "pending") == want_pending && l.remaining > 0 {
+                if preferred(l) && (l.status == LotStatus::Pending) == want_pending && l.remaining > 0 {
                     order.push((i, l.remaining));
                 }
             }
         }
         if any_active {
             for (i, l) in lots.iter().enumerate() {
-                if l.status == "active" && l.remaining > 0 && !order.iter().any(|(j, _)| *j == i) {
+                if l.status == LotStatus::Active && l.remaining > 0 && !order.iter().any(|(j, _)| *j == i) {
                     order.push((i, l.remaining));
                 }
             }
@@ -684,13 +688,13 @@ impl<'c> Posting<'c> {
         for (i, take) in takes {
             let lot = &mut lots[i];
             lot.remaining -= take;
-            if lot.status == "pending" {
+            if lot.status == LotStatus::Pending {
                 taken.from_pending += take;
             } else {
                 taken.from_available += take;
             }
             if lot.remaining == 0 {
-                lot.status = "closed".into();
+                lot.status = LotStatus::Closed;
             }
             taken.lots.push((lot.id.clone(), take));
             touched.push(lot.id.clone());
@@ -742,11 +746,18 @@ impl<'c> Posting<'c> {
     /// Moves a pending lot to active (its return window closed).
     pub async fn activate(&mut self, tx: &mut dyn Tx, lot_id: &str) -> Result<()> {
         let lots = self.lots(tx).await?;
-        let Some(lot) = lots.iter_mut().find(|l| l.id == lot_id && l.status == "pending") else {
+        let Some(lot) = lots
+            .iter_mut()
+            .find(|l| l.id == lot_id && l.status == LotStatus::Pending)
+        else {
             return Ok(());
         };
         let points = lot.remaining;
-        lot.status = if points > 0 { "active" } else { "closed" }.into();
+        lot.status = if points > 0 {
+            LotStatus::Active
+        } else {
+            LotStatus::Closed
+        };
         let reference = lot.reference.clone();
         self.touch(lot_id);
         if points > 0 {
@@ -769,14 +780,17 @@ impl<'c> Posting<'c> {
     /// Expires what is left of a lot.
     pub async fn expire(&mut self, tx: &mut dyn Tx, lot_id: &str) -> Result<i64> {
         let lots = self.lots(tx).await?;
-        let Some(lot) = lots.iter_mut().find(|l| l.id == lot_id && l.status != "closed") else {
+        let Some(lot) = lots
+            .iter_mut()
+            .find(|l| l.id == lot_id && l.status != LotStatus::Closed)
+        else {
             return Ok(0);
         };
         let points = lot.remaining;
-        let was_pending = lot.status == "pending";
+        let was_pending = lot.status == LotStatus::Pending;
         let expires_at = lot.expires_at;
         lot.remaining = 0;
-        lot.status = "closed".into();
+        lot.status = LotStatus::Closed;
         self.touch(lot_id);
         if points > 0 {
             let deltas = if was_pending {

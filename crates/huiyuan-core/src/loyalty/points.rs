@@ -2,7 +2,7 @@
 
 use huiyuan_domain::access::Permission;
 use huiyuan_domain::ids::MemberId;
-use huiyuan_domain::loyalty::ledger::{Deltas, EntryKind};
+use huiyuan_domain::loyalty::ledger::{Deltas, EntryKind, LotStatus};
 use huiyuan_domain::loyalty::purchase::{
     validate_adjustment, validate_redeem, validate_reference, ActionInput, AdjustmentInput, RedeemInput,
 };
@@ -364,7 +364,7 @@ impl Core {
         let lots = tx.open_lots(brand, &m.id).await?;
         let now = self.now();
         let horizon = now + EXPIRING_SOON;
-        let active = |l: &&LotRecord| l.status == "active" && l.remaining > 0;
+        let active = |l: &&LotRecord| l.status == LotStatus::Active && l.remaining > 0;
         let expiring_soon = lots
             .iter()
             .filter(active)
@@ -500,7 +500,7 @@ impl Core {
             .iter()
             .map(|lot| LotRecord {
                 remaining: 0,
-                status: "closed".into(),
+                status: LotStatus::Closed,
                 ..lot.clone()
             })
             .collect();

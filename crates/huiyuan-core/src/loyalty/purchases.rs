@@ -4,7 +4,7 @@
 use huiyuan_domain::access::Permission;
 use huiyuan_domain::ids::MemberId;
 use huiyuan_domain::loyalty::earning::{proportional_reversal, Earning};
-use huiyuan_domain::loyalty::ledger::{Deltas, EntryKind};
+use huiyuan_domain::loyalty::ledger::{Deltas, EntryKind, LotStatus};
 use huiyuan_domain::loyalty::programme::RefundPolicy;
 use huiyuan_domain::loyalty::purchase::{
     validate_purchase, validate_refund, PurchaseInput, PurchaseLine, RefundInput,
@@ -380,7 +380,7 @@ impl Core {
                         |l| {
                             l.reference.as_deref() == Some(&order)
                                 && l.source == "earn"
-                                && l.status == "pending"
+                                && l.status == LotStatus::Pending
                         },
                         false,
                     )

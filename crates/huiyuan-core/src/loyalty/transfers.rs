@@ -6,7 +6,7 @@
 
 use huiyuan_domain::access::Permission;
 use huiyuan_domain::ids::{LotId, MemberId};
-use huiyuan_domain::loyalty::ledger::{repay_debt_first, Deltas, EntryKind};
+use huiyuan_domain::loyalty::ledger::{repay_debt_first, Deltas, EntryKind, LotStatus};
 use huiyuan_domain::loyalty::purchase::{validate_transfer, TransferInput};
 use huiyuan_domain::member::MemberStatus;
 use huiyuan_domain::ValidationError;
@@ -190,7 +190,7 @@ impl Core {
                 let lot = LotRecord {
                     id: self.new_id(LotId::generate).to_string(),
                     member_id: receiver.id.clone(),
-                    status: "active".into(),
+                    status: LotStatus::Active,
                     source: EntryKind::TransferIn.as_str().into(),
                     reference: Some(input.reference.clone()),
                     amount: rest,

@@ -13,6 +13,17 @@ use crate::error::Validator;
 use crate::member::{validate_text, Channel};
 use crate::{ErrorCode, ValidationError};
 
+crate::coded! {
+    /// Where a coupon a member holds stands. Only an `Issued` coupon can be redeemed; a
+    /// redemption refunded puts it back to `Issued` while it is still valid.
+    pub enum CouponStatus {
+        Issued = "issued",
+        Redeemed = "redeemed",
+        Expired = "expired",
+        Void = "void",
+    }
+}
+
 /// Largest discount amount a template may state, minor units (1 million yuan).
 pub const MAX_COUPON_AMOUNT: i64 = 100_000_000;
 /// Longest validity a template may give, in days after issue.

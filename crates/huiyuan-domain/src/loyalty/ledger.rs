@@ -72,6 +72,16 @@ impl EntryKind {
     }
 }
 
+crate::coded! {
+    /// Where a lot of points stands: `Pending` inside the return window, `Active` (spendable
+    /// while it has points left), `Closed` (spent, expired or reversed to zero).
+    pub enum LotStatus {
+        Pending = "pending",
+        Active = "active",
+        Closed = "closed",
+    }
+}
+
 /// Changes to the three buckets of an account.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Deltas {

@@ -7,6 +7,7 @@ use time::OffsetDateTime;
 use super::{by_member_after, paginate, v, Query, Row, SqlTx, Value};
 use crate::commerce::*;
 use crate::{Page, Result, StoreError};
+use huiyuan_domain::commerce::coupons::CouponStatus;
 
 const TEMPLATE_COLS: &str =
     "id, brand_id, name, definition, claim_code, stock, issued, points_price, status, created_at";
@@ -35,7 +36,7 @@ fn coupon_row(r: &Row) -> Result<CouponRecord> {
         template_id: r.text("template_id")?,
         code: r.text("code")?,
         member_id: r.parsed("member_id")?,
-        status: r.text("status")?,
+        status: r.word("status", CouponStatus::parse)?,
         valid_from: r.time("valid_from")?,
         valid_until: r.time("valid_until")?,
         source: r.text("source")?,
@@ -55,7 +56,7 @@ fn coupon_values(c: &CouponRecord) -> Vec<Value> {
         v(&c.template_id),
         v(&c.code),
         v(c.member_id.as_str()),
-        v(&c.status),
+        v(c.status.as_str()),
         v(c.valid_from),
         v(c.valid_until),
         v(&c.source),
@@ -487,7 +488,7 @@ impl CommerceTx for SqlTx {
             vec![
                 v(c.brand_id.as_str()),
                 v(&c.id),
-                v(&c.status),
+                v(c.status.as_str()),
                 v(c.redeemed_at),
                 v(c.redeemed_order_id.as_deref()),
                 v(c.redeemed_store_id.as_deref()),

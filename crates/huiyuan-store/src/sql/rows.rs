@@ -2,6 +2,7 @@
 //! encodes into values, shared by the queries of every area.
 
 use huiyuan_domain::ids::{BrandId, MemberId};
+use huiyuan_domain::loyalty::ledger::LotStatus;
 use huiyuan_domain::member::MemberStatus;
 
 use super::table::table;
@@ -169,7 +170,7 @@ pub(super) fn lot_values(l: &LotRecord) -> Vec<Value> {
         v(&l.id),
         v(l.brand_id.as_str()),
         v(l.member_id.as_str()),
-        v(&l.status),
+        v(l.status.as_str()),
         v(&l.source),
         v(l.reference.clone()),
         v(l.amount),
@@ -232,7 +233,7 @@ pub(super) fn lot_row(r: &Row) -> Result<LotRecord> {
         id: r.text("id")?,
         brand_id: r.parsed("brand_id")?,
         member_id: r.parsed("member_id")?,
-        status: r.text("status")?,
+        status: r.word("status", LotStatus::parse)?,
         source: r.text("source")?,
         reference: r.opt_text("reference")?,
         amount: r.i64("amount")?,
