@@ -1,11 +1,9 @@
 //! `huiyuan`: one binary for the API, the console (later) and background jobs.
 
 mod analytics;
-mod bench;
 mod config;
 mod demo;
 mod files;
-mod reliability;
 
 use std::io::Write;
 use std::net::SocketAddr;
@@ -22,6 +20,7 @@ use huiyuan_store_pg::PgStorage;
 use huiyuan_store_sqlite::SqliteStorage;
 
 use crate::config::Config;
+use huiyuan_tools::{bench, reliability};
 
 #[derive(Parser)]
 #[command(
