@@ -11,13 +11,13 @@ use huiyuan_domain::{FieldError, ValidationError};
 use huiyuan_store::{BrandRecord, Page, StoreError, StoreRecord};
 use serde::Deserialize;
 use serde_json::json;
-use utoipa::ToSchema;
 
 use crate::auth::{CreatedApiKey, NewApiKey, NewOperator};
 use crate::views::{BrandView, OperatorView, StoreView};
 use crate::{Actor, Core, CoreError, ErrorCode, Result};
 
-#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct NewBrand {
     /// Short lower-case name used in URLs and logs, unique in the installation.
@@ -29,7 +29,8 @@ pub struct NewBrand {
     pub timezone: Option<String>,
 }
 
-#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Default, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct BrandChanges {
     pub name: Option<String>,
@@ -37,7 +38,8 @@ pub struct BrandChanges {
     pub timezone: Option<String>,
 }
 
-#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct NewStore {
     /// The brand's own code for the store, as its POS knows it; unique within the brand.
@@ -47,7 +49,8 @@ pub struct NewStore {
     pub region: Option<String>,
 }
 
-#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Default, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct StoreChanges {
     pub name: Option<String>,

@@ -16,7 +16,6 @@ use huiyuan_store::{MemberCodeRecord, Tx};
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
-use utoipa::ToSchema;
 
 use crate::crypto::random_token;
 use crate::views::MemberView;
@@ -26,29 +25,32 @@ const QR_VERSION: &str = "HY1";
 /// Short codes are 17 random digits and a Damm check digit: ~56 bits, typed in one go.
 const SHORT_CODE_DIGITS: usize = 17;
 
-#[derive(Debug, Clone, Serialize, ToSchema)]
+#[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct MemberCode {
     /// 18 digits to type at a till (the last is a check digit).
     pub code: String,
     /// The string to render as a QR code.
     pub qr_payload: String,
     #[serde(with = "time::serde::rfc3339")]
-    #[schema(value_type = String, format = DateTime)]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     pub expires_at: OffsetDateTime,
 }
 
-#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct VerifyCodeInput {
     /// The typed digits or the scanned QR payload.
     pub code: String,
 }
 
-#[derive(Debug, Clone, Serialize, ToSchema)]
+#[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct VerifiedCode {
     pub member: MemberView,
     #[serde(with = "time::serde::rfc3339")]
-    #[schema(value_type = String, format = DateTime)]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     pub verified_at: OffsetDateTime,
 }
 

@@ -9,7 +9,6 @@ use huiyuan_domain::ids::BulkJobId;
 use huiyuan_store::BulkJobRecord;
 use serde::{Deserialize, Serialize};
 use time::{Duration, OffsetDateTime};
-use utoipa::ToSchema;
 
 use crate::files::import::{ImportKind, ImportReport};
 use crate::{Actor, Core, CoreError, ErrorCode, Result};
@@ -48,7 +47,8 @@ fn import_summary(job: &BulkJobRecord) -> Result<Option<ImportReport>> {
 }
 
 /// One item a job could not handle (a member, a line of a file), and why.
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct BulkFailure {
     pub item: String,
     pub code: String,
@@ -56,7 +56,8 @@ pub struct BulkFailure {
 }
 
 /// A background job and its progress.
-#[derive(Debug, Clone, Serialize, ToSchema)]
+#[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct BulkJobView {
     pub id: String,
     pub kind: String,
@@ -75,10 +76,10 @@ pub struct BulkJobView {
     /// For an import: what it did so far.
     pub import: Option<ImportReport>,
     #[serde(with = "time::serde::rfc3339")]
-    #[schema(value_type = String, format = DateTime)]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     pub created_at: OffsetDateTime,
     #[serde(with = "time::serde::rfc3339::option")]
-    #[schema(value_type = Option<String>, format = DateTime)]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = DateTime))]
     pub finished_at: Option<OffsetDateTime>,
 }
 

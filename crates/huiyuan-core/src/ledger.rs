@@ -9,14 +9,14 @@ use huiyuan_domain::ids::{BrandId, MemberId};
 use huiyuan_domain::loyalty::ledger::{Deltas, EntryKind, LotStatus, GENESIS_HASH};
 use huiyuan_store::{AccountRecord, Tx, WalletRecord};
 use serde::Serialize;
-use utoipa::ToSchema;
 
 use crate::commerce::wallet::entry_hash;
 use crate::loyalty::record_hash;
 use crate::{Actor, Core, Result};
 
 /// One thing wrong with a member's ledger.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct LedgerProblem {
     pub brand_id: BrandId,
     pub member_id: MemberId,
@@ -26,7 +26,8 @@ pub struct LedgerProblem {
     pub problem: String,
 }
 
-#[derive(Debug, Clone, Default, Serialize, ToSchema)]
+#[derive(Debug, Clone, Default, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct VerifyReport {
     pub accounts: u64,
     pub entries: u64,

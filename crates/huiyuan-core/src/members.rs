@@ -17,7 +17,6 @@ use huiyuan_domain::{FieldError, ValidationError};
 use huiyuan_store::{IdentityRecord, MemberFilter, MemberRecord, Page, StoreError, Tx};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-use utoipa::ToSchema;
 
 use crate::audit::audit_view;
 use crate::views::{IdentityView, MemberExport, MemberView};
@@ -37,7 +36,8 @@ pub enum Enrolment {
 }
 
 /// Search criteria as the API accepts them; at most one identity criterion is used.
-#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Default, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct MemberQuery {
     pub phone: Option<String>,
@@ -52,7 +52,8 @@ pub struct MemberQuery {
 }
 
 /// Till step 1: find the member by code, phone or card — and enrol an unknown phone.
-#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Default, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct TillIdentifyInput {
     /// A dynamic member code: the 18 digits or the scanned QR payload.
@@ -65,7 +66,8 @@ pub struct TillIdentifyInput {
     pub enrol_if_unknown: Option<bool>,
 }
 
-#[derive(Debug, Clone, Serialize, ToSchema)]
+#[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TillIdentity {
     pub member: MemberView,
     /// True when this call enrolled the member.

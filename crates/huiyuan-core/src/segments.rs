@@ -12,7 +12,6 @@ use huiyuan_domain::member::Channel;
 use huiyuan_domain::ValidationError;
 use huiyuan_store::records::{SegmentQuery, TierSet};
 use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
 
 use crate::members::parse_enum;
 use crate::{Actor, Core, Result};
@@ -23,7 +22,8 @@ const PAGE: u32 = 5_000;
 const SAMPLE: usize = 20;
 
 /// Who is in a segment. Leave a part out to ask nothing of it; `{}` is every active member.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct SegmentFilter {
     /// Tier codes of the programme; the lowest tier includes members who never earned.
@@ -42,14 +42,15 @@ pub struct SegmentFilter {
 }
 
 /// How many members a segment holds now, and some of them.
-#[derive(Debug, Clone, Serialize, ToSchema)]
+#[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SegmentPreview {
     pub members: u64,
     /// The first members by ID.
     pub sample: Vec<MemberId>,
     /// The date of the model behind `rfm_segments` and `lifecycle_stages`, when asked; the
     /// model is rebuilt every few minutes.
-    #[schema(value_type = Option<String>, format = Date)]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = Date))]
     pub model_as_of: Option<String>,
 }
 

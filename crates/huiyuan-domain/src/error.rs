@@ -3,7 +3,8 @@
 use serde::Serialize;
 
 /// One invalid field: a JSON-pointer-like path and a human-readable reason.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct FieldError {
     /// Path of the offending field, e.g. `phone` or `lines[2].amount`.
     pub field: String,

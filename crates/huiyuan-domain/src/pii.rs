@@ -51,12 +51,14 @@ impl fmt::Debug for Personal {
     }
 }
 
+#[cfg(feature = "openapi")]
 impl utoipa::PartialSchema for Personal {
     fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
         <String as utoipa::PartialSchema>::schema()
     }
 }
 
+#[cfg(feature = "openapi")]
 impl utoipa::ToSchema for Personal {}
 
 /// A phone number in E.164 form (`+8613800138000`).

@@ -25,7 +25,6 @@ use huiyuan_store::records::{Page, PurchaseFilter};
 use huiyuan_store::Tx;
 use serde::Serialize;
 use time::{Date, OffsetDateTime};
-use utoipa::ToSchema;
 
 use super::{enrolments, BrandTransactions, ByMember, PAGE};
 use crate::loyalty::calendar::BrandCalendar;
@@ -126,7 +125,8 @@ struct BrandModel {
     catalogue: Catalogue,
 }
 
-#[derive(Debug, Clone, Serialize, ToSchema)]
+#[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct MemberRfmView {
     pub recency_days: i64,
     pub frequency: u64,
@@ -141,7 +141,8 @@ pub struct MemberRfmView {
     pub name_en: String,
 }
 
-#[derive(Debug, Clone, Serialize, ToSchema)]
+#[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct MemberLifetimeView {
     /// Probability that the member is still a customer (BG/NBD).
     pub p_alive: f64,
@@ -155,14 +156,15 @@ pub struct MemberLifetimeView {
 }
 
 /// What the models say about one member, as of the model's date.
-#[derive(Debug, Clone, Serialize, ToSchema)]
+#[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct MemberInsightsView {
     pub member_id: MemberId,
-    #[schema(value_type = String, format = Date)]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = Date))]
     pub as_of: String,
     /// When the brand's model was built; it is rebuilt after a few minutes.
     #[serde(with = "time::serde::rfc3339")]
-    #[schema(value_type = String, format = DateTime)]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     pub computed_at: OffsetDateTime,
     /// Absent for a member without a purchase.
     pub rfm: Option<MemberRfmView>,
@@ -173,7 +175,8 @@ pub struct MemberInsightsView {
     pub lifetime_unavailable: Option<String>,
 }
 
-#[derive(Debug, Clone, Serialize, ToSchema)]
+#[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RecommendationView {
     pub sku: String,
     pub category: Option<String>,
@@ -184,17 +187,19 @@ pub struct RecommendationView {
     pub because_sku: Option<String>,
 }
 
-#[derive(Debug, Clone, Serialize, ToSchema)]
+#[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RecommendationsView {
     pub member_id: MemberId,
     /// When the brand's model was built; the member's own purchases are read fresh.
     #[serde(with = "time::serde::rfc3339")]
-    #[schema(value_type = String, format = DateTime)]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     pub computed_at: OffsetDateTime,
     pub items: Vec<RecommendationView>,
 }
 
-#[derive(Debug, Clone, Serialize, ToSchema)]
+#[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct StageCountView {
     pub stage: String,
     pub name_zh: String,
@@ -202,15 +207,16 @@ pub struct StageCountView {
     pub members: u64,
 }
 
-#[derive(Debug, Clone, Serialize, ToSchema)]
+#[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct LifecycleView {
-    #[schema(value_type = String, format = Date)]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = Date))]
     pub as_of: String,
     /// Members enrolled by the date.
     pub members: u64,
     /// new, active, at_risk, dormant, churned: all five, in that order.
     pub stages: Vec<StageCountView>,
-    #[schema(value_type = Object)]
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
     pub rules: LifecycleRules,
     /// The churn model behind `churned`; absent when it cannot be fitted yet (then nobody is
     /// churned and the reason is in `churn_model_unavailable`).
@@ -218,9 +224,10 @@ pub struct LifecycleView {
     pub churn_model_unavailable: Option<String>,
 }
 
-#[derive(Debug, Clone, Serialize, ToSchema)]
+#[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ClvView {
-    #[schema(value_type = String, format = Date)]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = Date))]
     pub as_of: String,
     /// Model periods: weeks, Monday to Sunday.
     pub period: String,

@@ -20,7 +20,6 @@ use huiyuan_store::records::{BrandRecord, MemberEnrolment, PurchaseFilter};
 use huiyuan_store::Tx;
 use serde::Serialize;
 use time::Date;
-use utoipa::ToSchema;
 
 use crate::loyalty::calendar::BrandCalendar;
 use crate::members::enum_str;
@@ -181,7 +180,8 @@ impl BrandTransactions {
     }
 }
 
-#[derive(Debug, Clone, Serialize, ToSchema)]
+#[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SegmentView {
     /// `important_value`, `important_development`, `important_retain`, `important_win_back`,
     /// `general_value`, `general_development`, `general_retain`, `general_win_back`.
@@ -194,9 +194,10 @@ pub struct SegmentView {
 }
 
 /// The brand's RFM segments (see docs/analytics.md for the definitions).
-#[derive(Debug, Clone, Serialize, ToSchema)]
+#[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RfmView {
-    #[schema(value_type = String, format = Date)]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = Date))]
     pub as_of: String,
     /// Members with a purchase on or before the date.
     pub members: u64,
@@ -208,7 +209,8 @@ pub struct RfmView {
     pub segments: Vec<SegmentView>,
 }
 
-#[derive(Debug, Clone, Serialize, ToSchema)]
+#[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CohortView {
     /// First-purchase month, `YYYY-MM`.
     pub month: String,
@@ -231,7 +233,8 @@ pub struct KpiQuery {
     pub channel: Option<Channel>,
 }
 
-#[derive(Debug, Clone, Serialize, ToSchema)]
+#[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TierCountView {
     pub code: String,
     pub name: String,
@@ -239,7 +242,8 @@ pub struct TierCountView {
     pub members: u64,
 }
 
-#[derive(Debug, Clone, Serialize, ToSchema)]
+#[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct KpiView {
     pub currency: String,
     pub timezone: String,

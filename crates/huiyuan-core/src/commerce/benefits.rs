@@ -16,7 +16,6 @@ use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use time::{Date, Duration, OffsetDateTime};
-use utoipa::ToSchema;
 
 use super::plans::active_plan;
 use crate::loyalty::LoyaltyContext;
@@ -43,7 +42,8 @@ pub(crate) struct Standing<'c> {
 }
 
 /// A clerk hands a member a perk of their tier or plan (free gift wrap, a lounge visit).
-#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct PerkUseInput {
     /// The perk, as the programme names it.
@@ -53,7 +53,8 @@ pub struct PerkUseInput {
     pub store_id: Option<StoreId>,
 }
 
-#[derive(Debug, Clone, Serialize, ToSchema)]
+#[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct BenefitUseView {
     pub id: String,
     pub member_id: MemberId,
@@ -68,7 +69,7 @@ pub struct BenefitUseView {
     pub store_id: Option<String>,
     pub reference: String,
     #[serde(with = "time::serde::rfc3339")]
-    #[schema(value_type = String, format = DateTime)]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     pub used_at: OffsetDateTime,
 }
 
@@ -87,7 +88,8 @@ fn use_view(u: BenefitUseRecord) -> BenefitUseView {
 }
 
 /// One benefit of one tier (or plan) in the usage report.
-#[derive(Debug, Clone, Serialize, ToSchema)]
+#[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct BenefitUsageLine {
     /// `tier_discount`, `points_multiplier`, `perk`, `partner_code`, `plan_discount`,
     /// `plan_points_multiplier` or `plan_perk`.
@@ -110,13 +112,14 @@ pub struct BenefitUsageLine {
     pub below_threshold: bool,
 }
 
-#[derive(Debug, Clone, Serialize, ToSchema)]
+#[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct BenefitUsageReport {
     #[serde(serialize_with = "huiyuan_analytics::iso_date")]
-    #[schema(value_type = String, format = Date)]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = Date))]
     pub from: Date,
     #[serde(serialize_with = "huiyuan_analytics::iso_date")]
-    #[schema(value_type = String, format = Date)]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = Date))]
     pub to: Date,
     pub threshold: f64,
     pub lines: Vec<BenefitUsageLine>,

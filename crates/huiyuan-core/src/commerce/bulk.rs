@@ -8,7 +8,6 @@ use huiyuan_domain::loyalty::purchase::validate_reference;
 use huiyuan_domain::ValidationError;
 use huiyuan_store::BulkJobRecord;
 use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
 
 use crate::jobs::{view, BulkFailure, BulkJobView, ISSUE_COUPONS, LEASE};
 use crate::segments::SegmentFilter;
@@ -21,7 +20,8 @@ const CHUNK: usize = 200;
 /// Failures kept in a job's report; the count covers them all.
 const KEPT_ERRORS: usize = 100;
 /// Issue a template's coupons to a list of members or to a segment (one of the two).
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct BulkIssueInput {
     #[serde(default)]

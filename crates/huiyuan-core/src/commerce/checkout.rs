@@ -18,7 +18,6 @@ use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use time::OffsetDateTime;
-use utoipa::ToSchema;
 
 use super::benefits::{Standing, PLAN_DISCOUNT, TIER_DISCOUNT};
 use super::coupons::{not_usable, template_view, terms_of, CouponView};
@@ -32,19 +31,20 @@ use crate::members::enum_str;
 use crate::{Actor, Core, CoreError, ErrorCode, Result};
 
 /// Who is buying, as the till knows them.
-#[derive(Debug, Clone, Serialize, ToSchema)]
+#[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct QuoteMember {
     /// Absent for a phone number that is not a member yet (a commit enrols it).
     pub member_id: Option<MemberId>,
     pub tier_code: String,
     pub tier_name: String,
-    #[schema(value_type = String)]
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub tier_discount_percent: Decimal,
     pub perks: Vec<String>,
     /// The paid membership plan running now, if any.
     pub plan: Option<String>,
     /// The discount this member gets: the better of the tier's and the plan's.
-    #[schema(value_type = String)]
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub discount_percent: Decimal,
     pub points_available: i64,
     pub points_pending: i64,
@@ -52,14 +52,16 @@ pub struct QuoteMember {
 }
 
 /// A coupon of the member's that this basket could use, and what it would take off alone.
-#[derive(Debug, Clone, Serialize, ToSchema)]
+#[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CouponChoice {
     pub coupon: CouponView,
     pub discount: i64,
 }
 
 /// A coupon of the member's that this basket cannot use, and why.
-#[derive(Debug, Clone, Serialize, ToSchema)]
+#[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CouponRefusal {
     pub coupon: CouponView,
     pub reason: Ineligible,
@@ -67,7 +69,8 @@ pub struct CouponRefusal {
 }
 
 /// The answer to a quote: nothing was changed.
-#[derive(Debug, Clone, Serialize, ToSchema)]
+#[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Quote {
     pub member: QuoteMember,
     /// The basket priced with the coupons, points and wallet asked for.
@@ -83,7 +86,8 @@ pub struct Quote {
 }
 
 /// What a committed sale did; returned again, unchanged, when the same order is sent again.
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Sale {
     pub order_id: String,
     pub member_id: MemberId,
@@ -103,12 +107,13 @@ pub struct Sale {
     /// `completed` or `refunded`.
     pub status: String,
     #[serde(with = "time::serde::rfc3339")]
-    #[schema(value_type = String, format = DateTime)]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     pub created_at: OffsetDateTime,
 }
 
 /// Refund a whole till sale; `refund_id` makes it idempotent.
-#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct SaleRefundInput {
     pub refund_id: String,
@@ -116,7 +121,8 @@ pub struct SaleRefundInput {
 }
 
 /// What a refund of a till sale gave back.
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SaleRefund {
     pub refund_id: String,
     pub order_id: String,
@@ -135,7 +141,7 @@ pub struct SaleRefund {
     /// The reversal of the points the sale earned.
     pub points: RefundOutcome,
     #[serde(with = "time::serde::rfc3339")]
-    #[schema(value_type = String, format = DateTime)]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     pub created_at: OffsetDateTime,
 }
 

@@ -18,14 +18,14 @@ use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use time::OffsetDateTime;
-use utoipa::ToSchema;
 
 use crate::loyalty::Posting;
 use crate::members::enum_str;
 use crate::{Actor, Core, CoreError, ErrorCode, Result};
 
 /// A template as shown to operators, with its usage.
-#[derive(Debug, Clone, Serialize, ToSchema)]
+#[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TemplateView {
     pub id: String,
     #[serde(flatten)]
@@ -35,12 +35,13 @@ pub struct TemplateView {
     /// `active`, or `archived` (no more issuing).
     pub status: String,
     #[serde(with = "time::serde::rfc3339")]
-    #[schema(value_type = String, format = DateTime)]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     pub created_at: OffsetDateTime,
 }
 
 /// How a template's coupons were used: the benefit usage report's line.
-#[derive(Debug, Clone, Serialize, ToSchema)]
+#[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TemplateUsage {
     pub template: TemplateView,
     pub issued: i64,
@@ -57,7 +58,8 @@ pub struct TemplateUsage {
 }
 
 /// One coupon, as the member and the till see it.
-#[derive(Debug, Clone, Serialize, ToSchema)]
+#[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CouponView {
     pub id: String,
     pub code: String,
@@ -67,18 +69,18 @@ pub struct CouponView {
     pub member_id: MemberId,
     pub status: CouponStatus,
     #[serde(with = "time::serde::rfc3339")]
-    #[schema(value_type = String, format = DateTime)]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     pub valid_from: OffsetDateTime,
     #[serde(with = "time::serde::rfc3339")]
-    #[schema(value_type = String, format = DateTime)]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     pub valid_until: OffsetDateTime,
     pub stackable: bool,
     pub source: String,
     #[serde(with = "time::serde::rfc3339")]
-    #[schema(value_type = String, format = DateTime)]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     pub issued_at: OffsetDateTime,
     #[serde(with = "time::serde::rfc3339::option")]
-    #[schema(value_type = Option<String>, format = DateTime)]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = DateTime))]
     pub redeemed_at: Option<OffsetDateTime>,
     pub redeemed_order_id: Option<String>,
     pub redeemed_store_id: Option<String>,
@@ -87,7 +89,8 @@ pub struct CouponView {
 }
 
 /// Issue one coupon of a template to a member. `reference` makes it idempotent.
-#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct IssueInput {
     pub template_id: String,
@@ -95,14 +98,16 @@ pub struct IssueInput {
 }
 
 /// A member claims a coupon with a template's public claim code.
-#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct ClaimInput {
     pub claim_code: String,
 }
 
 /// Spend points on a template in the rewards catalogue; `reference` makes it idempotent.
-#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct RewardInput {
     pub template_id: String,
@@ -110,7 +115,8 @@ pub struct RewardInput {
 }
 
 /// Redeem a coupon on an order placed elsewhere (an online shop that prices its own baskets).
-#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct RedeemCouponInput {
     pub order_id: String,
@@ -123,7 +129,8 @@ pub struct RedeemCouponInput {
     pub shipping: i64,
 }
 
-#[derive(Debug, Clone, Serialize, ToSchema)]
+#[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RedeemCouponOutcome {
     pub coupon: CouponView,
     /// What it takes off the order.

@@ -11,7 +11,6 @@ use huiyuan_store::{Page, PartnerCodeRecord, PartnerPoolRecord};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use time::OffsetDateTime;
-use utoipa::ToSchema;
 
 use super::benefits::PARTNER_CODE;
 use crate::{Actor, Core, CoreError, ErrorCode, Result};
@@ -19,7 +18,8 @@ use crate::{Actor, Core, CoreError, ErrorCode, Result};
 /// Most codes in one import.
 pub const MAX_IMPORT: usize = 10_000;
 
-#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct PoolInput {
     pub name: String,
@@ -28,7 +28,8 @@ pub struct PoolInput {
     pub description: Option<String>,
 }
 
-#[derive(Debug, Clone, Serialize, ToSchema)]
+#[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PoolView {
     pub id: String,
     pub name: String,
@@ -39,18 +40,20 @@ pub struct PoolView {
     pub handed_out: i64,
     pub left: i64,
     #[serde(with = "time::serde::rfc3339")]
-    #[schema(value_type = String, format = DateTime)]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     pub created_at: OffsetDateTime,
 }
 
 /// Codes to add to a pool, as the partner sent them.
-#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct ImportInput {
     pub codes: Vec<String>,
 }
 
-#[derive(Debug, Clone, Serialize, ToSchema)]
+#[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ImportOutcome {
     pub added: u64,
     /// Already in the pool (or twice in this import): skipped.
@@ -59,20 +62,22 @@ pub struct ImportOutcome {
 }
 
 /// Give a member one code of a pool; `reference` makes it idempotent.
-#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct HandOutInput {
     pub pool_id: String,
     pub reference: String,
 }
 
-#[derive(Debug, Clone, Serialize, ToSchema)]
+#[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PartnerCodeView {
     pub pool_id: String,
     pub code: String,
     pub member_id: Option<MemberId>,
     #[serde(with = "time::serde::rfc3339::option")]
-    #[schema(value_type = Option<String>, format = DateTime)]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = DateTime))]
     pub assigned_at: Option<OffsetDateTime>,
 }
 

@@ -14,14 +14,14 @@ use huiyuan_store::{MembershipRecord, OperationRecord, Tx};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use time::OffsetDateTime;
-use utoipa::ToSchema;
 
 use super::wallet::WalletPosting;
 use crate::loyalty::LoyaltyContext;
 use crate::{Actor, Core, CoreError, ErrorCode, Result};
 
 /// Buy (or renew) a plan. `reference` — the payment's ID — makes it idempotent.
-#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct BuyPlanInput {
     pub plan: String,
@@ -31,7 +31,8 @@ pub struct BuyPlanInput {
     pub pay_with: PayWith,
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum PayWith {
     #[default]
@@ -40,22 +41,24 @@ pub enum PayWith {
 }
 
 /// Refund a term; `refund_id` makes it idempotent.
-#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct PlanRefundInput {
     pub refund_id: String,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TermView {
     pub id: String,
     pub member_id: MemberId,
     pub plan: String,
     #[serde(with = "time::serde::rfc3339")]
-    #[schema(value_type = String, format = DateTime)]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     pub starts_at: OffsetDateTime,
     #[serde(with = "time::serde::rfc3339")]
-    #[schema(value_type = String, format = DateTime)]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     pub ends_at: OffsetDateTime,
     pub fee: i64,
     pub paid_with: String,
@@ -68,19 +71,21 @@ pub struct TermView {
 }
 
 /// A member's plans: every term, and the plan that holds now.
-#[derive(Debug, Clone, Serialize, ToSchema)]
+#[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct MembershipView {
     pub member_id: MemberId,
     /// The plan running now, if any.
     pub current: Option<String>,
     /// Until when the member is covered without a break (renewals bought ahead included).
     #[serde(with = "time::serde::rfc3339::option")]
-    #[schema(value_type = Option<String>, format = DateTime)]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = DateTime))]
     pub covered_until: Option<OffsetDateTime>,
     pub terms: Vec<TermView>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PlanRefundOutcome {
     pub refund_id: String,
     pub term: TermView,
@@ -89,7 +94,8 @@ pub struct PlanRefundOutcome {
 }
 
 /// The renewal-rate report's line for a plan.
-#[derive(Debug, Clone, Serialize, ToSchema)]
+#[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RenewalLine {
     pub plan: String,
     /// Terms that ended in the period.

@@ -14,12 +14,12 @@ use huiyuan_store::{OperationRecord, Page, TopUpRecord, Tx, WalletEntryRecord, W
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use time::OffsetDateTime;
-use utoipa::ToSchema;
 
 use crate::{Actor, Core, CoreError, ErrorCode, Result};
 
 /// A wallet's balance.
-#[derive(Debug, Clone, Serialize, ToSchema)]
+#[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct WalletView {
     pub member_id: MemberId,
     /// Money the member paid in, minor units.
@@ -30,7 +30,8 @@ pub struct WalletView {
     pub balance: i64,
 }
 
-#[derive(Debug, Clone, Serialize, ToSchema)]
+#[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct WalletEntryView {
     pub id: String,
     pub seq: i64,
@@ -38,17 +39,18 @@ pub struct WalletEntryView {
     pub principal_delta: i64,
     pub bonus_delta: i64,
     pub reference: String,
-    #[schema(value_type = Object)]
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
     pub detail: serde_json::Value,
     #[serde(with = "time::serde::rfc3339")]
-    #[schema(value_type = String, format = DateTime)]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     pub created_at: OffsetDateTime,
     /// Hex SHA-256 chained to the previous entry.
     pub hash: String,
 }
 
 /// Money into the wallet; `reference` (the payment's ID) makes it idempotent.
-#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct TopUpInput {
     pub reference: String,
@@ -56,7 +58,8 @@ pub struct TopUpInput {
     pub amount: i64,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TopUpOutcome {
     pub reference: String,
     pub member_id: MemberId,
@@ -65,12 +68,13 @@ pub struct TopUpOutcome {
     pub principal_after: i64,
     pub bonus_after: i64,
     #[serde(with = "time::serde::rfc3339")]
-    #[schema(value_type = String, format = DateTime)]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     pub created_at: OffsetDateTime,
 }
 
 /// Refund all or part of a top-up; `refund_id` makes it idempotent.
-#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct TopUpRefundInput {
     pub refund_id: String,
@@ -78,7 +82,8 @@ pub struct TopUpRefundInput {
     pub amount: Option<i64>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TopUpRefundOutcome {
     pub refund_id: String,
     pub top_up: String,

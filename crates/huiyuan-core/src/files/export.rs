@@ -10,7 +10,6 @@ use huiyuan_domain::ids::{BrandId, MemberId};
 use huiyuan_domain::loyalty::purchase::PurchaseLine;
 use huiyuan_store::{AccountRecord, Tx};
 use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
 
 use super::table::{Column, Format, Table, Values};
 use crate::loyalty::calendar::BrandCalendar;
@@ -20,7 +19,8 @@ use crate::{Actor, Core, CoreError, Result};
 const PAGE: u32 = 5_000;
 
 /// What to export.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum ExportKind {
     /// One row per member: profile (masked), tier and points.

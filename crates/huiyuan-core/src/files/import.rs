@@ -17,7 +17,6 @@ use huiyuan_domain::pii::{Personal, Phone};
 use huiyuan_domain::ValidationError;
 use serde::{Deserialize, Serialize};
 use time::{Date, OffsetDateTime, Time};
-use utoipa::ToSchema;
 
 use crate::loyalty::calendar::BrandCalendar;
 use crate::members::Enrolment;
@@ -29,7 +28,8 @@ pub const IMPORT_BATCH: usize = 1_000;
 pub const MAX_IMPORT_BYTES: usize = 256 * 1024 * 1024;
 
 /// What a file holds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum ImportKind {
     Members,
@@ -160,7 +160,8 @@ impl ImportKind {
 }
 
 /// How the file's bytes are text.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum FileEncoding {
     /// UTF-8 when the file is valid UTF-8 (a byte-order mark is allowed); GBK when most of its
@@ -174,7 +175,8 @@ pub enum FileEncoding {
 }
 
 /// How to read a file.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct ImportOptions {
     #[serde(default)]
@@ -193,7 +195,8 @@ pub struct ImportOptions {
 }
 
 /// A row left out, and why.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Rejection {
     /// 1-based line of the file (the header is line 1).
     pub line: u64,
@@ -203,7 +206,8 @@ pub struct Rejection {
 }
 
 /// What an import did.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ImportReport {
     /// Members, or orders (several lines may make one order).
     pub items: u64,

@@ -15,7 +15,6 @@ use huiyuan_store::Tx;
 use serde::Serialize;
 use serde_json::json;
 use time::{Duration, OffsetDateTime};
-use utoipa::ToSchema;
 
 use super::points::EXPIRING_SOON;
 use super::{job_interval, Posting, Writes};
@@ -51,7 +50,8 @@ const LOTS_PER_LISTING: u32 = 5_000;
 /// How long a lease lasts; a process that dies mid-job loses it after this.
 const LEASE: Duration = Duration::minutes(10);
 
-#[derive(Debug, Clone, Serialize, ToSchema)]
+#[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct JobRun {
     pub job: String,
     /// False when another process holds the lease or the job was not due.

@@ -11,7 +11,6 @@ use huiyuan_store::{LedgerEntryRecord, LotRecord, OperationRecord, Page, Tx};
 use serde::Serialize;
 use serde_json::json;
 use time::{Duration, OffsetDateTime};
-use utoipa::ToSchema;
 
 use super::tiers::change_view;
 use super::views::{BalanceView, EntryView, ExpiryView, PointsOutcome, TierChangeView};
@@ -23,16 +22,17 @@ use std::sync::Arc;
 pub const EXPIRING_SOON: Duration = Duration::days(30);
 
 /// An event from the outbox.
-#[derive(Debug, Clone, Serialize, ToSchema)]
+#[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct EventView {
     pub id: String,
     #[serde(rename = "type")]
     pub event_type: String,
     pub subject: String,
-    #[schema(value_type = Object)]
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
     pub payload: serde_json::Value,
     #[serde(with = "time::serde::rfc3339")]
-    #[schema(value_type = String, format = DateTime)]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     pub created_at: OffsetDateTime,
 }
 

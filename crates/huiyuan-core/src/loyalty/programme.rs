@@ -8,32 +8,33 @@ use huiyuan_store::ProgrammeRecord;
 use serde::Serialize;
 use serde_json::json;
 use time::OffsetDateTime;
-use utoipa::ToSchema;
 
 use super::calendar::BrandCalendar;
 use crate::{Actor, Core, CoreError, Result};
 
 /// What a basket would earn, and under which assumptions.
-#[derive(Debug, Clone, Serialize, ToSchema)]
+#[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct EarningPreview {
     /// The programme version previewed; absent for a draft.
     pub version: Option<i64>,
     /// The sale's date in the brand's time zone (member day and birthday month follow it).
-    #[schema(value_type = String, format = Date)]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = Date))]
     pub local_date: String,
     /// The tier the imagined member is in.
     pub tier: String,
     pub earning: Earning,
 }
 
-#[derive(Debug, Clone, Serialize, ToSchema)]
+#[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ProgrammeVersion {
     pub version: i64,
     pub programme: Programme,
     /// Who published it (`operator opr_…`, `api_key key_…` or `system`).
     pub created_by: String,
     #[serde(with = "time::serde::rfc3339")]
-    #[schema(value_type = String, format = DateTime)]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     pub created_at: OffsetDateTime,
 }
 

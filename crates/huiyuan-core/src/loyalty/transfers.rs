@@ -14,7 +14,6 @@ use huiyuan_store::{LotRecord, OperationRecord};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use time::OffsetDateTime;
-use utoipa::ToSchema;
 
 use super::{Posting, Taken};
 use crate::{Actor, Core, CoreError, ErrorCode, Result};
@@ -23,7 +22,8 @@ use crate::{Actor, Core, CoreError, ErrorCode, Result};
 const TRANSFER: &str = "transfer";
 
 /// What a transfer did; stored and returned as is when repeated.
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TransferOutcome {
     pub reference: String,
     pub from_member_id: MemberId,
@@ -36,11 +36,12 @@ pub struct TransferOutcome {
     /// The pieces moved, oldest first, each with the expiry it keeps.
     pub lots: Vec<TransferredLot>,
     #[serde(with = "time::serde::rfc3339")]
-    #[schema(value_type = String, format = DateTime)]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     pub created_at: OffsetDateTime,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TransferredLot {
     /// The sender's lot the points came from.
     pub from_lot: String,
@@ -48,7 +49,7 @@ pub struct TransferredLot {
     pub to_lot: Option<String>,
     pub points: i64,
     #[serde(with = "time::serde::rfc3339::option")]
-    #[schema(value_type = Option<String>, format = DateTime)]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = DateTime))]
     pub expires_at: Option<OffsetDateTime>,
 }
 

@@ -7,10 +7,10 @@ use huiyuan_domain::loyalty::tiers::TierMetrics;
 use huiyuan_domain::member::Channel;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
-use utoipa::ToSchema;
 
 /// A member's points at a glance.
-#[derive(Debug, Clone, Serialize, ToSchema)]
+#[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct BalanceView {
     pub member_id: MemberId,
     /// Spendable now.
@@ -22,7 +22,7 @@ pub struct BalanceView {
     /// Available points that expire within the next 30 days.
     pub expiring_soon: i64,
     #[serde(with = "time::serde::rfc3339")]
-    #[schema(value_type = String, format = DateTime)]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     pub expiring_before: OffsetDateTime,
     /// The next expiry date and how many points expire then.
     pub next_expiry: Option<ExpiryView>,
@@ -31,30 +31,32 @@ pub struct BalanceView {
     pub available_value: i64,
 }
 
-#[derive(Debug, Clone, Serialize, ToSchema)]
+#[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ExpiryView {
     #[serde(with = "time::serde::rfc3339")]
-    #[schema(value_type = String, format = DateTime)]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     pub at: OffsetDateTime,
     pub points: i64,
 }
 
 /// A member's tier, its benefits (for the till) and the progress to the next one.
-#[derive(Debug, Clone, Serialize, ToSchema)]
+#[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TierView {
     pub code: String,
     pub name: String,
     pub name_en: Option<String>,
     pub level: usize,
     #[serde(with = "time::serde::rfc3339::option")]
-    #[schema(value_type = Option<String>, format = DateTime)]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = DateTime))]
     pub since: Option<OffsetDateTime>,
     #[serde(with = "time::serde::rfc3339::option")]
-    #[schema(value_type = Option<String>, format = DateTime)]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = DateTime))]
     pub review_at: Option<OffsetDateTime>,
     /// Set when a review found the member below this tier: it is kept until then.
     #[serde(with = "time::serde::rfc3339::option")]
-    #[schema(value_type = Option<String>, format = DateTime)]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = DateTime))]
     pub grace_until: Option<OffsetDateTime>,
     pub multiplier: String,
     /// Percent off at the till (10 = 9折).
@@ -65,7 +67,8 @@ pub struct TierView {
     pub next: Option<NextTierView>,
 }
 
-#[derive(Debug, Clone, Serialize, ToSchema)]
+#[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct NextTierView {
     pub code: String,
     pub name: String,
@@ -73,19 +76,21 @@ pub struct NextTierView {
     pub missing: TierMetrics,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TierChangeView {
     pub id: String,
     pub from_tier: Option<String>,
     pub to_tier: String,
     pub reason: String,
     #[serde(with = "time::serde::rfc3339")]
-    #[schema(value_type = String, format = DateTime)]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     pub created_at: OffsetDateTime,
 }
 
 /// One line of a member's statement.
-#[derive(Debug, Clone, Serialize, ToSchema)]
+#[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct EntryView {
     pub id: String,
     pub seq: i64,
@@ -100,17 +105,18 @@ pub struct EntryView {
     pub reference: Option<String>,
     pub programme_version: Option<i64>,
     /// Why: the rules and multipliers applied, the lots consumed, the reason given.
-    #[schema(value_type = Object)]
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
     pub detail: serde_json::Value,
     #[serde(with = "time::serde::rfc3339")]
-    #[schema(value_type = String, format = DateTime)]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     pub created_at: OffsetDateTime,
     /// SHA-256 of the entry chained to the previous one (hex).
     pub hash: String,
 }
 
 /// A recorded purchase and what it earned.
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PurchaseView {
     pub id: String,
     pub order_id: String,
@@ -118,7 +124,7 @@ pub struct PurchaseView {
     pub store_id: Option<StoreId>,
     pub channel: Channel,
     #[serde(with = "time::serde::rfc3339")]
-    #[schema(value_type = String, format = DateTime)]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     pub occurred_at: OffsetDateTime,
     pub paid_amount: i64,
     /// The part of the paid amount that earned points.
@@ -133,12 +139,13 @@ pub struct PurchaseView {
     pub earning: Earning,
     pub programme_version: i64,
     #[serde(with = "time::serde::rfc3339")]
-    #[schema(value_type = String, format = DateTime)]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     pub created_at: OffsetDateTime,
 }
 
 /// The answer to `POST /v1/transactions`.
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PurchaseOutcome {
     pub purchase: PurchaseView,
     /// False when the order was already recorded: nothing changed this time.
@@ -151,7 +158,8 @@ pub struct PurchaseOutcome {
 }
 
 /// What a refund did; stored and returned as is when the refund is sent again.
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RefundOutcome {
     pub refund_id: String,
     pub order_id: String,
@@ -168,12 +176,13 @@ pub struct RefundOutcome {
     /// Not reversed at all, under the programme's refund policy.
     pub written_off: i64,
     #[serde(with = "time::serde::rfc3339")]
-    #[schema(value_type = String, format = DateTime)]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     pub created_at: OffsetDateTime,
 }
 
 /// What an adjustment, redemption or action did; stored and returned as is when repeated.
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PointsOutcome {
     pub kind: String,
     pub reference: String,
@@ -184,6 +193,6 @@ pub struct PointsOutcome {
     pub available_after: i64,
     pub entry_id: Option<String>,
     #[serde(with = "time::serde::rfc3339")]
-    #[schema(value_type = String, format = DateTime)]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     pub created_at: OffsetDateTime,
 }

@@ -29,7 +29,8 @@ use crate::ValidationError;
 pub const MAX_COUPONS: usize = 10;
 
 /// A basket at the till, for a quote or a commit.
-#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct CheckoutInput {
     /// The brand's order number: required to commit, where it makes the sale idempotent.
@@ -123,7 +124,8 @@ pub struct Means {
 }
 
 /// One line as priced.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PricedLineView {
     pub sku: String,
     pub category: Option<String>,
@@ -137,7 +139,8 @@ pub struct PricedLineView {
     pub amount: i64,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AppliedCoupon {
     pub code: String,
     /// Taken off the lines and the shipping fee together.
@@ -145,7 +148,8 @@ pub struct AppliedCoupon {
     pub shipping_discount: i64,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RefusedCoupon {
     pub code: String,
     pub reason: Ineligible,
@@ -153,7 +157,8 @@ pub struct RefusedCoupon {
     pub message: String,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PointsTender {
     pub requested: i64,
     /// The most points that can pay for this sale: what the member has, up to the amount due.
@@ -163,7 +168,8 @@ pub struct PointsTender {
     pub value: i64,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct WalletTender {
     pub requested: i64,
     /// What the wallet holds (principal and bonus).
@@ -175,7 +181,8 @@ pub struct WalletTender {
 }
 
 /// A basket priced and paid for: the quote's answer and the commit's record.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Priced {
     pub lines: Vec<PricedLineView>,
     /// Lines at list price.

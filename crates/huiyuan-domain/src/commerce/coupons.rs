@@ -30,14 +30,15 @@ pub const MAX_COUPON_AMOUNT: i64 = 100_000_000;
 pub const MAX_VALID_DAYS: u16 = 3_660;
 
 /// What a coupon takes off.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Offer {
     /// A fixed amount off the eligible lines [立減 20].
     FixedAmount { amount: i64 },
     /// A percentage off the eligible lines [9折 is 10% off], optionally capped.
     Percentage {
-        #[schema(value_type = String, example = "10")]
+        #[cfg_attr(feature = "openapi", schema(value_type = String, example = "10"))]
         percent: Decimal,
         max_discount: Option<i64>,
     },
@@ -50,16 +51,17 @@ pub enum Offer {
 }
 
 /// When an issued coupon can be used.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Validity {
     /// The same window for every coupon of the template.
     Window {
         #[serde(with = "time::serde::rfc3339")]
-        #[schema(value_type = String, format = DateTime)]
+        #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
         starts_at: OffsetDateTime,
         #[serde(with = "time::serde::rfc3339")]
-        #[schema(value_type = String, format = DateTime)]
+        #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
         ends_at: OffsetDateTime,
     },
     /// From issue, for this many days.
@@ -77,7 +79,8 @@ impl Validity {
 }
 
 /// Where and for whom a coupon can be used. Empty lists mean "any".
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields, default)]
 pub struct Limits {
     /// Store codes.
@@ -94,7 +97,8 @@ pub struct Limits {
 }
 
 /// A coupon template as an operator writes it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct TemplateInput {
     pub name: String,
@@ -118,7 +122,8 @@ pub struct TemplateInput {
 }
 
 /// The parts of a template that decide whether and how much a coupon takes off.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Terms {
     pub offer: Offer,
     pub limits: Limits,
@@ -267,17 +272,18 @@ pub struct Occasion<'a> {
 }
 
 /// Why a coupon cannot be used on this basket: said so a clerk can act on it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(tag = "reason", rename_all = "snake_case")]
 pub enum Ineligible {
     NotYetValid {
         #[serde(with = "time::serde::rfc3339")]
-        #[schema(value_type = String, format = DateTime)]
+        #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
         valid_from: OffsetDateTime,
     },
     Expired {
         #[serde(with = "time::serde::rfc3339")]
-        #[schema(value_type = String, format = DateTime)]
+        #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
         valid_until: OffsetDateTime,
     },
     Store {

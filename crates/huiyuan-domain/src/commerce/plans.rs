@@ -10,7 +10,8 @@ use crate::error::Validator;
 use crate::money::MAX_AMOUNT;
 
 /// A plan as the programme defines it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Plan {
     /// Stable identifier, e.g. `plus`.
@@ -22,11 +23,11 @@ pub struct Plan {
     pub term_months: u16,
     /// Off every line at the till; a member gets the better of this and their tier's.
     #[serde(default)]
-    #[schema(value_type = String)]
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub discount_percent: Decimal,
     /// Multiplies points earned, stacked with the programme's other multipliers.
     #[serde(default = "one")]
-    #[schema(value_type = String)]
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub points_multiplier: Decimal,
     #[serde(default)]
     pub perks: Vec<String>,
@@ -39,7 +40,8 @@ fn one() -> Decimal {
 }
 
 /// What refunding a term gives back.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct PlanRefund {
     /// The whole fee within this many days of the term's start (a term not started yet: always).

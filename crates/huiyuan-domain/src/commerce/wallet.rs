@@ -20,7 +20,8 @@ use crate::money::MAX_AMOUNT;
 use crate::ValidationError;
 
 /// A bonus for topping up at least `min_top_up` [top up 1,000, get 100].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct TopUpBonus {
     pub min_top_up: i64,
@@ -28,7 +29,8 @@ pub struct TopUpBonus {
 }
 
 /// The brand's stored-value rules (part of the programme).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields, default)]
 pub struct WalletRules {
     /// The best bonus whose threshold a top-up reaches applies (they do not add up).
@@ -105,7 +107,8 @@ impl WalletRules {
 }
 
 /// A wallet's two buckets, minor units.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Balance {
     pub principal: i64,
     pub bonus: i64,
@@ -137,7 +140,8 @@ pub fn split_payment(balance: Balance, amount: i64) -> Option<Balance> {
 }
 
 /// What refunding part of a top-up does.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TopUpRefund {
     /// Principal taken out of the wallet.
     pub principal: i64,
@@ -197,7 +201,8 @@ pub fn refund_top_up(
 }
 
 /// What happened to a wallet.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum WalletEntryKind {
     /// Money paid in (principal) and its bonus.

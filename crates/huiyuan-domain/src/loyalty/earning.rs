@@ -38,7 +38,8 @@ pub struct PurchaseFacts<'a> {
 }
 
 /// A line of the "why did I get these points" breakdown.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct EarnItem {
     /// `rule`, `multiplier` or `cap`.
     pub kind: String,
@@ -50,7 +51,8 @@ pub struct EarnItem {
 }
 
 /// The outcome of the earning rules for one purchase.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Earning {
     /// The part of the paid amount that earns points (reward lines and excluded money removed).
     pub eligible_amount: i64,

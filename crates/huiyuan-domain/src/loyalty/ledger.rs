@@ -8,7 +8,8 @@ use crate::chain::ChainHasher;
 use serde::{Deserialize, Serialize};
 
 /// What happened to a member's points.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum EntryKind {
     /// Points from a purchase (pending first, when the programme has a return window).
@@ -83,7 +84,8 @@ crate::coded! {
 }
 
 /// Changes to the three buckets of an account.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Deltas {
     pub available: i64,
     pub pending: i64,

@@ -18,7 +18,8 @@ use crate::ValidationError;
 /// the 8th, birthday month ×2, 7 pending days, 12-month expiry, 普通/銀卡/金卡/鉑金/鑽石).
 pub const DEMO_PROGRAMME_JSON: &str = include_str!("../../programmes/demo.json");
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Programme {
     /// Money value of one point in minor units, for the liability report (5 fen: 1,000 points
@@ -54,7 +55,8 @@ pub struct Programme {
 }
 
 /// Limits on point transfers between members.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct TransferPolicy {
     /// Smallest transfer.
@@ -63,7 +65,8 @@ pub struct TransferPolicy {
     pub per_day: Option<u32>,
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum Rounding {
     /// Down to a whole point (the member never gets a point they did not fully earn).
@@ -88,13 +91,14 @@ impl Rounding {
 }
 
 /// `points` for every `per_amount` minor units paid on matching lines.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct EarnRule {
     /// Stable name shown in the breakdown, e.g. `base` or `cosmetics-double`.
     pub id: String,
     pub label: String,
-    #[schema(value_type = String, example = "1")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, example = "1"))]
     pub points: Decimal,
     /// Minor units per `points` (100 = per yuan).
     pub per_amount: i64,
@@ -112,13 +116,14 @@ pub struct EarnRule {
     pub min_spend: i64,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Multipliers {
     /// Member day: a day of the month on which points are multiplied.
     pub member_day: Option<MemberDay>,
     /// Multiplier during the member's birthday month.
-    #[schema(value_type = Option<String>)]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>))]
     pub birthday_month: Option<Decimal>,
     #[serde(default)]
     pub stacking: Stacking,
@@ -131,35 +136,39 @@ pub struct Multipliers {
 }
 
 /// Rewards habit rather than basket size: "buy in three months running, earn ×1.2".
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct StreakBonus {
     pub period: StreakPeriod,
     /// Periods in a row with a purchase, this purchase's own period included (2–12).
     pub periods: u8,
-    #[schema(value_type = String)]
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub multiplier: Decimal,
 }
 
 /// Calendar periods in the brand's time zone; weeks start on Monday.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum StreakPeriod {
     Week,
     Month,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct MemberDay {
     /// 1–28, so that it exists in every month.
     pub day_of_month: u8,
-    #[schema(value_type = String)]
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub multiplier: Decimal,
 }
 
 /// How several multipliers that apply together combine.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum Stacking {
     /// ×3 on member day and ×2 in the birthday month give ×6.
@@ -171,12 +180,13 @@ pub enum Stacking {
     Max,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct CampaignBoost {
     pub id: String,
     pub label: String,
-    #[schema(value_type = String)]
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub multiplier: Decimal,
     #[serde(with = "time::serde::rfc3339")]
     pub starts_at: OffsetDateTime,
@@ -189,7 +199,8 @@ pub struct CampaignBoost {
 }
 
 /// Limits on purchase points; absent means no limit.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Caps {
     pub per_order: Option<i64>,
@@ -199,7 +210,8 @@ pub struct Caps {
     pub per_member_per_month: Option<i64>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Expiry {
     /// Points expire N months after they were earned.
@@ -214,9 +226,8 @@ pub enum Expiry {
     Never,
 }
 
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, utoipa::ToSchema,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum ActionKind {
     CheckIn,
@@ -238,7 +249,8 @@ impl ActionKind {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct ActionReward {
     pub points: i64,
@@ -248,7 +260,8 @@ pub struct ActionReward {
     pub per_member: Option<u32>,
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum RefundPolicy {
     /// Reverse everything; what the balance cannot cover becomes a debt repaid by the next
@@ -261,7 +274,8 @@ pub enum RefundPolicy {
     PendingOnly,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct TierProgramme {
     /// Whether a tier needs any one of its thresholds or all of them (a composite).
@@ -273,7 +287,8 @@ pub struct TierProgramme {
     pub levels: Vec<Tier>,
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum Qualify {
     #[default]
@@ -281,14 +296,16 @@ pub enum Qualify {
     All,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum QualifyingWindow {
     RollingMonths { months: u16 },
     CalendarYear,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct TierReview {
     /// A member's tier is reviewed this many months after it was reached or last confirmed.
@@ -297,7 +314,8 @@ pub struct TierReview {
     pub grace_days: u16,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Tier {
     /// Stable code, e.g. `gold`.
@@ -308,10 +326,10 @@ pub struct Tier {
     #[serde(default)]
     pub thresholds: Thresholds,
     /// Points multiplier for purchases while in this tier.
-    #[schema(value_type = String)]
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub multiplier: Decimal,
     /// Percent off the tier price at the till (10 = 9折).
-    #[schema(value_type = String)]
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
     #[serde(default)]
     pub discount_percent: Decimal,
     #[serde(default)]
@@ -319,7 +337,8 @@ pub struct Tier {
 }
 
 /// What a member must reach within the qualifying window; absent thresholds are not used.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Thresholds {
     /// Purchase points earned (net of refunds).

@@ -19,7 +19,8 @@ pub const MAX_POINTS: i64 = 100_000_000;
 /// A purchase to record; `order_id` is the brand's own order number and makes the call
 /// idempotent: the same order sent again returns the first result and earns nothing more.
 /// Serializable too, for clients written in Rust (the load generator, imports).
-#[derive(Debug, Clone, serde::Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, serde::Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct PurchaseInput {
     pub order_id: String,
@@ -40,7 +41,8 @@ pub struct PurchaseInput {
     pub paid_amount: i64,
 }
 
-#[derive(Debug, Clone, serde::Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, serde::Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct LineInput {
     pub sku: String,
@@ -54,7 +56,8 @@ pub struct LineInput {
 }
 
 /// A validated line, as stored with the purchase.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PurchaseLine {
     pub sku: String,
     pub category: Option<String>,
@@ -146,7 +149,8 @@ pub fn validate_basket_lines(v: &mut Validator, input: &[LineInput]) -> Vec<Purc
 /// "What would this basket earn?" — for the console's programme editor and the till, without
 /// recording anything. Everything about the member is imagined, so a draft programme can be
 /// tried on a gold member on member day before it is published.
-#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct EarningPreviewInput {
     /// A draft programme to try; absent: the brand's current one.
@@ -164,7 +168,8 @@ pub struct EarningPreviewInput {
 }
 
 /// The imagined member of a preview.
-#[derive(Debug, Clone, Default, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Default, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct PreviewMember {
     /// Tier code; default: the first tier.
@@ -222,7 +227,8 @@ pub fn validate_preview(
 }
 
 /// A refund of a recorded purchase: by lines, by amount, or (neither given) all that remains.
-#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct RefundInput {
     /// The brand's refund number: the same refund sent again changes nothing.
@@ -234,7 +240,8 @@ pub struct RefundInput {
     pub reason: Option<String>,
 }
 
-#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct RefundLineInput {
     /// Index of the line in the purchase (0-based).
@@ -270,7 +277,8 @@ pub fn validate_refund(r: &RefundInput) -> Result<(), ValidationError> {
 }
 
 /// An operator's grant (positive) or deduction (negative), with the reason the audit log keeps.
-#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct AdjustmentInput {
     pub points: i64,
@@ -294,7 +302,8 @@ pub fn validate_adjustment(a: &AdjustmentInput) -> Result<String, ValidationErro
 }
 
 /// Spending points (the rewards catalogue and checkout build on this).
-#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct RedeemInput {
     pub points: i64,
@@ -317,7 +326,8 @@ pub fn validate_redeem(r: &RedeemInput) -> Result<(), ValidationError> {
 
 /// Giving points to another member of the brand (family sharing, gifting). The points keep
 /// their expiry: a transfer never makes old points young.
-#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct TransferInput {
     pub to_member_id: MemberId,
@@ -340,7 +350,8 @@ pub fn validate_transfer(t: &TransferInput) -> Result<(), ValidationError> {
 }
 
 /// Points for an action (check-in, review, …), idempotent on `reference`.
-#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct ActionInput {
     pub action: ActionKind,

@@ -6,7 +6,8 @@ use time::{Date, Month};
 use super::programme::{Expiry, Qualify, QualifyingWindow, Thresholds, Tier, TierProgramme};
 
 /// What a member achieved inside the qualifying window (net of refunds).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TierMetrics {
     pub points: i64,
     pub spend: i64,
