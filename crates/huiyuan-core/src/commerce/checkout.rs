@@ -2,6 +2,8 @@
 //! wallet and the purchase's points in one transaction, idempotent on the order ID), and refund
 //! it (everything the sale did, reversed in one transaction).
 
+use std::sync::Arc;
+
 use huiyuan_domain::access::Permission;
 use huiyuan_domain::commerce::checkout::{
     commit_refusals, price, validate_checkout, Ask, Basket, CheckoutInput, Means, OfferedCoupon, Priced,
@@ -10,7 +12,9 @@ use huiyuan_domain::commerce::coupons::{CouponStatus, Ineligible, Occasion, Temp
 use huiyuan_domain::commerce::wallet::{Balance, WalletEntryKind};
 use huiyuan_domain::ids::{BrandId, MemberId};
 use huiyuan_domain::loyalty::ledger::EntryKind;
-use huiyuan_domain::loyalty::purchase::{validate_reference, LineInput, PurchaseInput, RefundInput};
+use huiyuan_domain::loyalty::purchase::{
+    validate_reference, LineInput, PurchaseInput, PurchaseLine, RefundInput,
+};
 use huiyuan_domain::member::Identity;
 use huiyuan_domain::pii::Phone;
 use huiyuan_store::{CouponRecord, MemberRecord, SaleRecord, Tx};
@@ -25,8 +29,8 @@ use super::plans::active_plan;
 use super::wallet::{wallet_view, WalletPosting, WalletView};
 use crate::loyalty::ingest::SaleFacts;
 use crate::loyalty::purchases::Prepared;
-use crate::loyalty::views::{PurchaseView, RefundOutcome, TierChangeView};
-use crate::loyalty::{new_account, Posting};
+use crate::loyalty::views::{PurchaseOutcome, PurchaseView, RefundOutcome, TierChangeView};
+use crate::loyalty::{new_account, LoyaltyContext, Posting};
 use crate::members::enum_str;
 use crate::{Actor, Core, CoreError, ErrorCode, Result};
 
@@ -150,6 +154,25 @@ enum Buyer {
     Member(Box<MemberRecord>),
     /// A phone number that is not a member yet.
     NewPhone,
+}
+
+/// A sale being committed, once priced: what the later phases read.
+struct SaleInProgress {
+    member_id: MemberId,
+    ctx: Arc<LoyaltyContext>,
+    tier: huiyuan_domain::loyalty::programme::Tier,
+    plan: Option<huiyuan_domain::commerce::plans::Plan>,
+    coupons: Vec<SaleCoupon>,
+    priced: Priced,
+    now: OffsetDateTime,
+}
+
+/// What the phases of a commit produced, for the sale's record.
+struct SaleParts {
+    enrolled: bool,
+    coupon_ids: Vec<String>,
+    points_lots: Vec<(String, i64)>,
+    outcome: PurchaseOutcome,
 }
 
 /// A coupon on the sale, with its template.
@@ -343,38 +366,25 @@ impl Core {
     /// Commits a sale: redeems the coupons, spends the points, pays from the wallet and records
     /// the purchase (earning points on the money paid), all in one transaction. The same order
     /// sent again returns the first sale; sent with a different basket, it is refused.
+    ///
+    /// The phases, each its own method: who is buying ([`Core::sale_buyer`]); in one write
+    /// transaction, the basket priced as a quote would price it ([`Core::price_sale`]), then
+    /// the coupons ([`Core::redeem_sale_coupons`]), the points and the wallet
+    /// ([`Core::pay_sale`]), the purchase with its earning ([`Core::record_sale_purchase`]),
+    /// and the sale itself with its benefit use and event ([`Core::save_sale`]). A test's fault
+    /// hook runs between the phases.
     pub async fn commit_sale(&self, actor: &Actor, input: CheckoutInput) -> Result<(Sale, bool)> {
         actor.require(Permission::Checkout)?;
         let (lines, codes) = validate_checkout(&input, true)?;
         let order_id = input.order_id.clone().unwrap_or_default();
         let brand = &actor.brand_id;
-        // Who: by ID, by phone (enrolled now if unknown), or by a member code (used up, so
-        // only once it is known that this order is new).
         {
             let mut tx = self.storage.read().await?;
             if let Some(sale) = tx.get_sale(brand, &order_id).await? {
                 return replay(&sale, &input, &lines, &codes).map(|s| (s, false));
             }
         }
-        let (member_id, enrolled) = match (&input.member_id, &input.phone, &input.member_code) {
-            (Some(id), _, _) => (id.clone(), false),
-            (None, Some(_), _) => {
-                let mut tx = self.storage.read().await?;
-                match self.find_buyer(&mut *tx, actor, &input).await? {
-                    Buyer::Member(m) => (m.id, false),
-                    Buyer::NewPhone => {
-                        drop(tx);
-                        self.enrol_at_till(actor, &input).await?
-                    }
-                }
-            }
-            (None, None, Some(code)) => (self.verify_code(actor, code).await?.member.id, false),
-            (None, None, None) => {
-                return Err(CoreError::Corrupt(
-                    "a checkout without a member passed validation".into(),
-                ))
-            }
-        };
+        let (member_id, enrolled) = self.sale_buyer(actor, &input).await?;
         let mut tx = self.storage.write().await?;
         if let Some(sale) = tx.get_sale(brand, &order_id).await? {
             return replay(&sale, &input, &lines, &codes).map(|s| (s, false));
@@ -385,19 +395,91 @@ impl Core {
                 format!("order {order_id} was already recorded as a purchase; use a new order_id"),
             ));
         }
-        let member = self.active_member(&mut *tx, brand, &member_id, true).await?;
+        let (sale, posting, wallet) = self
+            .price_sale(&mut *tx, actor, &input, &lines, &codes, &member_id)
+            .await?;
+        commit_refusals(&sale.priced)?;
+        self.fault("priced")?;
+        let coupon_ids = self
+            .redeem_sale_coupons(&mut *tx, brand, &order_id, &input, &sale)
+            .await?;
+        self.fault("coupons")?;
+        let points_lots = self.pay_sale(&mut *tx, &order_id, &sale, posting, wallet).await?;
+        let outcome = self
+            .record_sale_purchase(&mut *tx, actor, &order_id, &input, &sale, enrolled)
+            .await?;
+        self.fault("purchase")?;
+        let sale = self
+            .save_sale(
+                &mut *tx,
+                brand,
+                &order_id,
+                &input,
+                sale,
+                SaleParts {
+                    enrolled,
+                    coupon_ids,
+                    points_lots,
+                    outcome,
+                },
+            )
+            .await?;
+        self.fault("before_commit")?;
+        tx.commit().await?;
+        Ok((sale, true))
+    }
+
+    /// Who is buying: by ID, by phone (enrolled now if unknown), or by a member code (used up,
+    /// so only once it is known that this order is new). Returns the member and whether this
+    /// sale enrolled them.
+    async fn sale_buyer(&self, actor: &Actor, input: &CheckoutInput) -> Result<(MemberId, bool)> {
+        Ok(match (&input.member_id, &input.phone, &input.member_code) {
+            (Some(id), _, _) => (id.clone(), false),
+            (None, Some(_), _) => {
+                let mut tx = self.storage.read().await?;
+                match self.find_buyer(&mut *tx, actor, input).await? {
+                    Buyer::Member(m) => (m.id, false),
+                    Buyer::NewPhone => {
+                        drop(tx);
+                        self.enrol_at_till(actor, input).await?
+                    }
+                }
+            }
+            (None, None, Some(code)) => (self.verify_code(actor, code).await?.member.id, false),
+            (None, None, None) => {
+                return Err(CoreError::Corrupt(
+                    "a checkout without a member passed validation".into(),
+                ))
+            }
+        })
+    }
+
+    /// The basket priced inside the sale's transaction, under the member's, points account's
+    /// and wallet's locks: the member's tier or plan price, the coupons, and the points and
+    /// wallet asked for against what the member holds now.
+    async fn price_sale(
+        &self,
+        tx: &mut dyn Tx,
+        actor: &Actor,
+        input: &CheckoutInput,
+        lines: &[PurchaseLine],
+        codes: &[String],
+        member_id: &MemberId,
+    ) -> Result<(SaleInProgress, Posting<'_>, WalletPosting<'_>)> {
+        let brand = &actor.brand_id;
+        let member = self.active_member(&mut *tx, brand, member_id, true).await?;
         let ctx = self.loyalty_context(&mut *tx, brand).await?;
-        let store_code = self.store_code(&mut *tx, brand, &input).await?;
-        let mut posting = Posting::open(self, &mut *tx, brand, &member.id, &actor.label()).await?;
-        let mut wallet = WalletPosting::open(self, &mut *tx, brand, &member.id, &actor.label()).await?;
+        let store_code = self.store_code(&mut *tx, brand, input).await?;
+        let posting = Posting::open(self, &mut *tx, brand, &member.id, &actor.label()).await?;
+        let wallet = WalletPosting::open(self, &mut *tx, brand, &member.id, &actor.label()).await?;
         let tier = ctx.programme.tiers.levels[ctx.level_of(&posting.account)].clone();
         let terms = self
             .plan_terms(&mut *tx, &ctx, brand, std::slice::from_ref(&member.id))
             .await?;
-        let plan = active_plan(&ctx.programme, &terms, &member.id, self.now());
-        let discount_percent = best_discount(tier.discount_percent, plan);
+        let plan = active_plan(&ctx.programme, &terms, &member.id, self.now()).cloned();
+        let discount_percent = best_discount(tier.discount_percent, plan.as_ref());
         let mut coupons = Vec::with_capacity(codes.len());
-        for code in &codes {
+        for code in codes {
             coupons.push(self.sale_coupon(&mut *tx, brand, &member.id, code).await?);
         }
         let terms: Vec<_> = coupons.iter().map(|c| terms_of(&c.template)).collect();
@@ -421,7 +503,7 @@ impl Core {
         };
         let priced = price(
             &Basket {
-                lines: &lines,
+                lines,
                 shipping: input.shipping,
                 tier_discount_percent: discount_percent,
                 coupons: &offered,
@@ -437,15 +519,33 @@ impl Core {
                 wallet: wallet.balance(),
             },
         );
-        commit_refusals(&priced)?;
-        self.fault("priced")?;
+        let sale = SaleInProgress {
+            member_id: member.id,
+            ctx,
+            tier,
+            plan,
+            coupons,
+            priced,
+            now,
+        };
+        Ok((sale, posting, wallet))
+    }
 
-        // 1. The coupons: each at most once, whatever else is going on.
-        let mut coupon_ids = Vec::with_capacity(coupons.len());
-        for (c, applied) in coupons.iter().zip(&priced.coupons) {
+    /// Phase 1, the coupons: each at most once, whatever else is going on. Returns their IDs.
+    async fn redeem_sale_coupons(
+        &self,
+        tx: &mut dyn Tx,
+        brand: &BrandId,
+        order_id: &str,
+        input: &CheckoutInput,
+        sale: &SaleInProgress,
+    ) -> Result<Vec<String>> {
+        let member_id = &sale.member_id;
+        let mut coupon_ids = Vec::with_capacity(sale.coupons.len());
+        for (c, applied) in sale.coupons.iter().zip(&sale.priced.coupons) {
             let mut used = c.record.clone();
-            used.redeemed_at = Some(now);
-            used.redeemed_order_id = Some(order_id.clone());
+            used.redeemed_at = Some(sale.now);
+            used.redeemed_order_id = Some(order_id.to_owned());
             used.redeemed_store_id = input.store_id.as_ref().map(|s| s.to_string());
             used.redeemed_channel = Some(enum_str(input.channel));
             used.discount = Some(applied.discount);
@@ -457,8 +557,8 @@ impl Core {
                 &mut *tx,
                 brand,
                 "coupon.redeemed",
-                member.id.as_str(),
-                json!({ "coupon_id": c.record.id, "template_id": c.record.template_id, "member_id": member.id,
+                member_id.as_str(),
+                json!({ "coupon_id": c.record.id, "template_id": c.record.template_id, "member_id": member_id,
                         "order_id": order_id, "discount": applied.discount, "channel": used.redeemed_channel,
                         "store_id": used.redeemed_store_id }),
                 None,
@@ -466,51 +566,70 @@ impl Core {
             .await?;
             coupon_ids.push(c.record.id.clone());
         }
-        self.fault("coupons")?;
+        Ok(coupon_ids)
+    }
 
-        // 2. The points, oldest first.
+    /// Phases 2 and 3: the points, oldest first, then the wallet. Returns the lots the points
+    /// came from (a refund gives them back to the same lots).
+    async fn pay_sale(
+        &self,
+        tx: &mut dyn Tx,
+        order_id: &str,
+        sale: &SaleInProgress,
+        mut posting: Posting<'_>,
+        mut wallet: WalletPosting<'_>,
+    ) -> Result<Vec<(String, i64)>> {
         let mut points_lots = Vec::new();
-        if priced.points.used > 0 {
+        if sale.priced.points.used > 0 {
             let taken = posting
                 .spend(
                     &mut *tx,
                     EntryKind::Redeem,
-                    priced.points.used,
-                    &order_id,
-                    Some(ctx.version),
-                    json!({ "order_id": order_id, "value": priced.points.value }),
+                    sale.priced.points.used,
+                    order_id,
+                    Some(sale.ctx.version),
+                    json!({ "order_id": order_id, "value": sale.priced.points.value }),
                 )
                 .await?;
             points_lots = taken.lots;
         }
         posting.save(&mut *tx).await?;
         self.fault("points")?;
-
-        // 3. The wallet.
-        if priced.wallet.used > 0 {
+        if sale.priced.wallet.used > 0 {
             wallet.append(
                 WalletEntryKind::Pay,
-                -priced.wallet.from_principal,
-                -priced.wallet.from_bonus,
-                &order_id,
-                json!({ "order_id": order_id, "amount": priced.wallet.used }),
+                -sale.priced.wallet.from_principal,
+                -sale.priced.wallet.from_bonus,
+                order_id,
+                json!({ "order_id": order_id, "amount": sale.priced.wallet.used }),
             )?;
         }
         wallet.save(&mut *tx).await?;
         self.fault("wallet")?;
+        Ok(points_lots)
+    }
 
-        // 4. The purchase, earning on the money paid (the wallet included, points not).
-        let purchase_lines = priced.purchase_lines();
+    /// Phase 4, the purchase, earning on the money paid (the wallet included, points not).
+    async fn record_sale_purchase(
+        &self,
+        tx: &mut dyn Tx,
+        actor: &Actor,
+        order_id: &str,
+        input: &CheckoutInput,
+        sale: &SaleInProgress,
+        enrolled: bool,
+    ) -> Result<PurchaseOutcome> {
+        let purchase_lines = sale.priced.purchase_lines();
         let prepared = Prepared {
             input: PurchaseInput {
-                order_id: order_id.clone(),
-                member_id: Some(member.id.clone()),
+                order_id: order_id.to_owned(),
+                member_id: Some(sale.member_id.clone()),
                 phone: None,
                 member_code: None,
                 enrol_if_unknown: None,
                 store_id: input.store_id.clone(),
                 channel: input.channel,
-                occurred_at: Some(now),
+                occurred_at: Some(sale.now),
                 lines: purchase_lines
                     .iter()
                     .map(|l| LineInput {
@@ -521,24 +640,48 @@ impl Core {
                         reward: l.reward,
                     })
                     .collect(),
-                paid_amount: priced.paid_amount(),
+                paid_amount: sale.priced.paid_amount(),
             },
             lines: purchase_lines,
-            member_id: member.id.clone(),
+            member_id: sale.member_id.clone(),
             enrolled,
             actor: actor.label(),
         };
-        let outcome = self
-            .record_batch(&mut *tx, &ctx, brand, std::slice::from_ref(&prepared))
+        let brand = &actor.brand_id;
+        self.record_batch(&mut *tx, &sale.ctx, brand, std::slice::from_ref(&prepared))
             .await?
             .pop()
-            .ok_or_else(|| CoreError::Corrupt("no outcome for the sale's purchase".into()))??;
-        self.fault("purchase")?;
+            .ok_or_else(|| CoreError::Corrupt("no outcome for the sale's purchase".into()))?
+    }
 
-        // 5. The sale, so that a refund can reverse exactly this.
+    /// Phase 5, the sale, so that a refund can reverse exactly this; with the member price's
+    /// benefit use and the `sale.committed` event.
+    async fn save_sale(
+        &self,
+        tx: &mut dyn Tx,
+        brand: &BrandId,
+        order_id: &str,
+        input: &CheckoutInput,
+        done: SaleInProgress,
+        parts: SaleParts,
+    ) -> Result<Sale> {
+        let SaleInProgress {
+            member_id,
+            tier,
+            plan,
+            priced,
+            now,
+            ..
+        } = done;
+        let SaleParts {
+            enrolled,
+            coupon_ids,
+            points_lots,
+            outcome,
+        } = parts;
         let sale = Sale {
-            order_id: order_id.clone(),
-            member_id: member.id.clone(),
+            order_id: order_id.to_owned(),
+            member_id: member_id.clone(),
             member_enrolled: enrolled,
             coupon_ids: coupon_ids.clone(),
             points_spent: priced.points.used,
@@ -553,8 +696,8 @@ impl Core {
         };
         let record = SaleRecord {
             brand_id: brand.clone(),
-            order_id: order_id.clone(),
-            member_id: member.id.clone(),
+            order_id: order_id.to_owned(),
+            member_id: member_id.clone(),
             store_id: input.store_id.as_ref().map(|s| s.to_string()),
             channel: enum_str(input.channel),
             priced: to_json(&sale.priced)?,
@@ -578,17 +721,22 @@ impl Core {
         }
         if sale.priced.tier_discount > 0 {
             // The member price came from the plan when its discount beat the tier's.
-            let by_plan = plan.is_some_and(|p| p.discount_percent > tier.discount_percent);
+            let by_plan = plan
+                .as_ref()
+                .is_some_and(|p| p.discount_percent > tier.discount_percent);
             let benefit = if by_plan { PLAN_DISCOUNT } else { TIER_DISCOUNT };
-            let standing = Standing { tier: &tier, plan };
+            let standing = Standing {
+                tier: &tier,
+                plan: plan.as_ref(),
+            };
             self.record_benefit_use(
                 &mut *tx,
                 brand,
-                &member.id,
+                &member_id,
                 (benefit, ""),
                 &standing,
                 record.store_id.as_deref(),
-                &order_id,
+                order_id,
             )
             .await?;
         }
@@ -596,16 +744,14 @@ impl Core {
             &mut *tx,
             brand,
             "sale.committed",
-            member.id.as_str(),
-            json!({ "order_id": order_id, "member_id": member.id, "total": sale.priced.total,
+            member_id.as_str(),
+            json!({ "order_id": order_id, "member_id": member_id, "total": sale.priced.total,
                     "money": sale.money, "points_spent": sale.points_spent,
                     "wallet": sale.wallet_principal + sale.wallet_bonus, "coupons": coupon_ids }),
             None,
         )
         .await?;
-        self.fault("before_commit")?;
-        tx.commit().await?;
-        Ok((sale, true))
+        Ok(sale)
     }
 
     /// A committed sale, by order ID.
