@@ -4,6 +4,7 @@
 
 use async_trait::async_trait;
 use huiyuan_domain::commerce::coupons::CouponStatus;
+use huiyuan_domain::commerce::plans::MembershipStatus;
 use huiyuan_domain::ids::{BrandId, MemberId};
 use time::OffsetDateTime;
 
@@ -199,8 +200,7 @@ pub struct MembershipRecord {
     pub fee: i64,
     /// `money` or `wallet`.
     pub paid_with: String,
-    /// `active` or `refunded`.
-    pub status: String,
+    pub status: MembershipStatus,
     /// The caller's reference: buying again with it buys nothing more.
     pub reference: String,
     /// The term this one renews.

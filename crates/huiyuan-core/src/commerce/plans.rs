@@ -4,7 +4,7 @@
 //! points multiplier on every purchase.
 
 use huiyuan_domain::access::Permission;
-use huiyuan_domain::commerce::plans::{refund_amount, term_end, Plan};
+use huiyuan_domain::commerce::plans::{refund_amount, term_end, MembershipStatus, Plan};
 use huiyuan_domain::commerce::wallet::{split_payment, WalletEntryKind};
 use huiyuan_domain::ids::{BrandId, MemberId, MembershipId};
 use huiyuan_domain::loyalty::programme::Programme;
@@ -62,8 +62,7 @@ pub struct TermView {
     pub ends_at: OffsetDateTime,
     pub fee: i64,
     pub paid_with: String,
-    /// `active` or `refunded`.
-    pub status: String,
+    pub status: MembershipStatus,
     pub reference: String,
     /// The term this one renews.
     pub renewal_of: Option<String>,
@@ -114,7 +113,7 @@ fn term_view(m: &MembershipRecord) -> TermView {
         ends_at: m.ends_at,
         fee: m.fee,
         paid_with: m.paid_with.clone(),
-        status: m.status.clone(),
+        status: m.status,
         reference: m.reference.clone(),
         renewal_of: m.renewal_of.clone(),
         refunded_amount: m.refunded_amount,
@@ -128,9 +127,9 @@ pub(crate) fn active_plan<'p>(
     member: &MemberId,
     at: OffsetDateTime,
 ) -> Option<&'p Plan> {
-    let term = terms
-        .iter()
-        .find(|t| t.member_id == *member && t.status == "active" && t.starts_at <= at && at < t.ends_at)?;
+    let term = terms.iter().find(|t| {
+        t.member_id == *member && t.status == MembershipStatus::Active && t.starts_at <= at && at < t.ends_at
+    })?;
     programme.plans.iter().find(|p| p.code == term.plan_code)
 }
 
@@ -144,7 +143,7 @@ fn coverage<'t>(
 ) -> Option<&'t MembershipRecord> {
     let mut mine: Vec<&MembershipRecord> = terms
         .iter()
-        .filter(|t| t.member_id == *member && t.plan_code == plan && t.status == "active")
+        .filter(|t| t.member_id == *member && t.plan_code == plan && t.status == MembershipStatus::Active)
         .collect();
     mine.sort_by_key(|t| t.starts_at);
     let mut last: Option<&MembershipRecord> = None;
@@ -222,7 +221,7 @@ impl Core {
                 PayWith::Wallet => "wallet",
             }
             .into(),
-            status: "active".into(),
+            status: MembershipStatus::Active,
             reference: input.reference.clone(),
             renewal_of: renews.map(|t| t.id.clone()),
             refunded_amount: 0,
@@ -301,7 +300,7 @@ impl Core {
             .await?
             .filter(|t| t.member_id == record.id)
             .ok_or(CoreError::NotFound("membership term"))?;
-        if term.status != "active" {
+        if term.status != MembershipStatus::Active {
             return Err(CoreError::conflict(
                 ErrorCode::AlreadyRefunded,
                 format!("term {reference} was already refunded"),
@@ -349,7 +348,7 @@ impl Core {
             )?;
             wallet.save(&mut *tx).await?;
         }
-        term.status = "refunded".into();
+        term.status = MembershipStatus::Refunded;
         term.refunded_amount = amount;
         tx.update_membership(&term).await?;
         let outcome = PlanRefundOutcome {
@@ -400,7 +399,7 @@ impl Core {
         let now = self.now();
         let current = terms
             .iter()
-            .find(|t| t.status == "active" && t.starts_at <= now && now < t.ends_at)
+            .find(|t| t.status == MembershipStatus::Active && t.starts_at <= now && now < t.ends_at)
             .map(|t| t.plan_code.clone());
         let covered_until = current
             .as_deref()

@@ -130,6 +130,14 @@ pub fn refund_amount(
     Some((i128::from(fee) * i128::from(left) / i128::from(total)) as i64)
 }
 
+crate::coded! {
+    /// A paid plan's term: `Active` until it ends, or `Refunded` (ended early, money back).
+    pub enum MembershipStatus {
+        Active = "active",
+        Refunded = "refunded",
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -8,6 +8,7 @@ use super::{by_member_after, paginate, v, Query, Row, SqlTx, Value};
 use crate::commerce::*;
 use crate::{Page, Result, StoreError};
 use huiyuan_domain::commerce::coupons::CouponStatus;
+use huiyuan_domain::commerce::plans::MembershipStatus;
 
 const TEMPLATE_COLS: &str =
     "id, brand_id, name, definition, claim_code, stock, issued, points_price, status, created_at";
@@ -216,7 +217,7 @@ fn membership_row(r: &Row) -> Result<MembershipRecord> {
         ends_at: r.time("ends_at")?,
         fee: r.i64("fee")?,
         paid_with: r.text("paid_with")?,
-        status: r.text("status")?,
+        status: r.word("status", MembershipStatus::parse)?,
         reference: r.text("reference")?,
         renewal_of: r.opt_text("renewal_of")?,
         refunded_amount: r.i64("refunded_amount")?,
@@ -956,7 +957,7 @@ impl CommerceTx for SqlTx {
                     v(m.ends_at),
                     v(m.fee),
                     v(&m.paid_with),
-                    v(&m.status),
+                    v(m.status.as_str()),
                     v(&m.reference),
                     v(m.renewal_of.as_deref()),
                     v(m.refunded_amount),
@@ -1001,7 +1002,12 @@ impl CommerceTx for SqlTx {
     async fn update_membership(&mut self, m: &MembershipRecord) -> Result<()> {
         self.exec(
             "UPDATE memberships SET status = $2, refunded_amount = $3, lapse_notified = $4 WHERE id = $1",
-            vec![v(&m.id), v(&m.status), v(m.refunded_amount), v(m.lapse_notified)],
+            vec![
+                v(&m.id),
+                v(m.status.as_str()),
+                v(m.refunded_amount),
+                v(m.lapse_notified),
+            ],
         )
         .await
         .map(drop)
