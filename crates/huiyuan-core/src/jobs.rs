@@ -6,6 +6,7 @@
 
 use huiyuan_domain::access::Permission;
 use huiyuan_domain::ids::BulkJobId;
+use huiyuan_domain::jobs::JobStatus;
 use huiyuan_store::BulkJobRecord;
 use serde::{Deserialize, Serialize};
 use time::{Duration, OffsetDateTime};
@@ -62,8 +63,7 @@ pub struct BulkJobView {
     pub id: String,
     pub kind: String,
     pub reference: String,
-    /// `queued`, `running`, `done` or `failed`.
-    pub status: String,
+    pub status: JobStatus,
     pub total: i64,
     pub processed: i64,
     pub succeeded: i64,
@@ -89,7 +89,7 @@ pub(crate) fn view(j: &BulkJobRecord) -> Result<BulkJobView> {
         id: j.id.clone(),
         kind: j.kind.clone(),
         reference: j.reference.clone(),
-        status: j.status.clone(),
+        status: j.status,
         total: j.total,
         processed: j.processed,
         succeeded: j.succeeded,
@@ -144,7 +144,7 @@ impl Core {
             brand_id: actor.brand_id.clone(),
             kind: kind.into(),
             reference: reference.into(),
-            status: "queued".into(),
+            status: JobStatus::Queued,
             input: String::new(),
             total,
             processed: 0,

@@ -11,6 +11,7 @@ pub mod commerce;
 pub mod error;
 pub mod error_code;
 pub mod ids;
+pub mod jobs;
 pub mod loyalty;
 pub mod member;
 pub mod money;

@@ -6,6 +6,7 @@ use async_trait::async_trait;
 use huiyuan_domain::commerce::coupons::CouponStatus;
 use huiyuan_domain::commerce::plans::MembershipStatus;
 use huiyuan_domain::ids::{BrandId, MemberId};
+use huiyuan_domain::jobs::JobStatus;
 use time::OffsetDateTime;
 
 use crate::{Page, Result};
@@ -145,8 +146,7 @@ pub struct BulkJobRecord {
     pub kind: String,
     /// The caller's reference: the same one again returns this job.
     pub reference: String,
-    /// `queued`, `running`, `done` or `failed`.
-    pub status: String,
+    pub status: JobStatus,
     /// What to do, JSON (for `coupons.issue`: the template and the members).
     pub input: String,
     pub total: i64,

@@ -4,6 +4,7 @@
 
 use huiyuan_domain::access::Permission;
 use huiyuan_domain::ids::MemberId;
+use huiyuan_domain::jobs::JobStatus;
 use huiyuan_domain::loyalty::purchase::validate_reference;
 use huiyuan_domain::ValidationError;
 use huiyuan_store::BulkJobRecord;
@@ -172,7 +173,7 @@ impl Core {
             job.lease_until = Some(now + LEASE);
             job.lease_owner = Some(owner.to_owned());
             if let Some(why) = stop {
-                job.status = "failed".into();
+                job.status = JobStatus::Failed;
                 job.failed += job.total - job.processed;
                 errors.push(BulkFailure {
                     item: "the rest".into(),
@@ -182,9 +183,9 @@ impl Core {
                 job.errors = serde_json::to_string(&errors).map_err(|e| CoreError::Corrupt(e.to_string()))?;
                 job.processed = job.total;
             } else if job.processed == job.total {
-                job.status = "done".into();
+                job.status = JobStatus::Done;
             }
-            if job.status != "running" {
+            if job.status != JobStatus::Running {
                 job.finished_at = Some(now);
                 job.lease_owner = None;
                 job.lease_until = None;

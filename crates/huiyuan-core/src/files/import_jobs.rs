@@ -6,6 +6,7 @@
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
+use huiyuan_domain::jobs::JobStatus;
 use huiyuan_domain::loyalty::purchase::validate_reference;
 use huiyuan_store::BulkJobRecord;
 use serde::{Deserialize, Serialize};
@@ -161,7 +162,7 @@ impl Core {
             let now = self.now();
             let done = job.processed as usize >= items.len();
             if done {
-                job.status = "done".into();
+                job.status = JobStatus::Done;
                 job.finished_at = Some(now);
                 job.lease_owner = None;
                 job.lease_until = None;

@@ -9,6 +9,7 @@ use crate::commerce::*;
 use crate::{Page, Result, StoreError};
 use huiyuan_domain::commerce::coupons::CouponStatus;
 use huiyuan_domain::commerce::plans::MembershipStatus;
+use huiyuan_domain::jobs::JobStatus;
 
 const TEMPLATE_COLS: &str =
     "id, brand_id, name, definition, claim_code, stock, issued, points_price, status, created_at";
@@ -163,7 +164,7 @@ fn bulk_row(r: &Row) -> Result<BulkJobRecord> {
         brand_id: r.parsed("brand_id")?,
         kind: r.text("kind")?,
         reference: r.text("reference")?,
-        status: r.text("status")?,
+        status: r.word("status", JobStatus::parse)?,
         input: r.text("input")?,
         total: r.i64("total")?,
         processed: r.i64("processed")?,
@@ -702,7 +703,7 @@ impl CommerceTx for SqlTx {
                     v(j.brand_id.as_str()),
                     v(&j.kind),
                     v(&j.reference),
-                    v(&j.status),
+                    v(j.status.as_str()),
                     v(&j.input),
                     v(j.total),
                     v(j.processed),
@@ -788,7 +789,7 @@ impl CommerceTx for SqlTx {
              lease_owner = $7, lease_until = $8, updated_at = $9, finished_at = $10, input = $11 WHERE id = $1",
             vec![
                 v(&j.id),
-                v(&j.status),
+                v(j.status.as_str()),
                 v(j.processed),
                 v(j.succeeded),
                 v(j.failed),
