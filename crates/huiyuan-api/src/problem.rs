@@ -3,11 +3,9 @@
 
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use huiyuan_core::ErrorCode;
-use huiyuan_core::{CoreError, StorageFailure};
+use huiyuan_core::{CoreError, ErrorCode, StorageFailure};
 use huiyuan_domain::ids::MemberId;
 use huiyuan_domain::FieldError;
-
 use serde::Serialize;
 use utoipa::ToSchema;
 

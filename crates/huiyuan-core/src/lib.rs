@@ -30,6 +30,12 @@ use rand::Rng;
 use time::{Duration, OffsetDateTime};
 
 pub use actor::{Actor, ActorKind};
+pub use error::{CodeRejection, CoreError, ErrorCode, Result, StorageFailure};
+/// The store's paging and audit filter, as the use cases take them: the edges name them here.
+pub use huiyuan_store::{AuditFilter, Page};
+
+use clock::Clock;
+use crypto::{Keyring, MasterKey};
 
 /// What [`Core::readiness`] found.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -40,12 +46,6 @@ pub enum Readiness {
     /// Not reachable; why, for the log.
     Unreachable(String),
 }
-pub use error::{CodeRejection, CoreError, ErrorCode, Result, StorageFailure};
-/// The store's paging and audit filter, as the use cases take them: the edges name them here.
-pub use huiyuan_store::{AuditFilter, Page};
-
-use clock::Clock;
-use crypto::{Keyring, MasterKey};
 
 /// Tunables with the defaults the SPEC and the API conventions name.
 #[derive(Debug, Clone)]

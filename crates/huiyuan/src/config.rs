@@ -36,6 +36,10 @@ pub struct Config {
     /// year end) and for the tests; never on a live installation, whose records would carry the
     /// rehearsed times. Unset: the system clock.
     pub clock_start: Option<String>,
+    /// `clock_start` less the system clock, worked out once when the configuration is loaded,
+    /// so that every `Core` this process makes (the demo's, the server's) shares one timeline.
+    #[serde(skip)]
+    clock_offset: Option<time::Duration>,
 }
 
 impl Default for Config {
@@ -53,6 +57,7 @@ impl Default for Config {
             body_limit_bytes: api.body_limit_bytes,
             credential_cache_seconds: 5,
             clock_start: None,
+            clock_offset: None,
         }
     }
 }
@@ -78,31 +83,26 @@ impl Config {
             Some(f) => fig = fig.merge(Toml::file_exact(f)),
             None => fig = fig.merge(Toml::file("huiyuan.toml")),
         }
-        let config: Self = fig
+        let mut config: Self = fig
             .merge(Env::prefixed("HUIYUAN_").ignore(NOT_SETTINGS))
             .extract()
             .map_err(Box::new)?;
-        config
-            .clock_start()
-            .map_err(|e| Box::new(figment::Error::from(e)))?;
+        if let Some(start) = config.clock_start.as_deref() {
+            let start = huiyuan_core::clock::parse_start(start)
+                .map_err(|e| Box::new(figment::Error::from(format!("clock_start: {e}"))))?;
+            config.clock_offset = Some(start - time::OffsetDateTime::now_utc());
+        }
         Ok(config)
     }
 
-    /// The instant `clock_start` names, if set.
-    fn clock_start(&self) -> Result<Option<time::OffsetDateTime>, String> {
-        self.clock_start
-            .as_deref()
-            .map(|s| huiyuan_core::clock::parse_start(s).map_err(|e| format!("clock_start: {e}")))
-            .transpose()
-    }
-
-    /// The clock the engine runs on: the system's, or one started at `clock_start`.
+    /// The clock the engine runs on: the system's, or the one `clock_start` started.
     pub fn clock(&self) -> Arc<dyn Clock> {
-        match self
-            .clock_start()
-            .expect("checked when the configuration was loaded")
-        {
-            Some(start) => Arc::new(OffsetClock::starting_at(start)),
+        match self.clock_offset {
+            Some(offset) => {
+                let clock = OffsetClock::default();
+                clock.advance(offset);
+                Arc::new(clock)
+            }
             None => Arc::new(SystemClock),
         }
     }
