@@ -9,6 +9,10 @@ macro_rules! coded {
         $(#[$meta])*
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
         #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+        // The OpenAPI schema reads the words from `rename_all`, not from each variant's
+        // `rename` (whose literal comes through the macro), so the two must agree: the words
+        // are the variants' names in snake_case.
+        #[serde(rename_all = "snake_case")]
         pub enum $name {
             $($(#[$vmeta])* #[serde(rename = $word)] $variant,)*
         }
@@ -39,4 +43,35 @@ macro_rules! coded {
             }
         }
     };
+}
+
+#[cfg(test)]
+mod tests {
+    /// The OpenAPI schema names each word as the variant in snake_case (`rename_all`), the
+    /// store and the API as the declared word: the two must be the same for every coded enum.
+    fn words_are_snake_case_names<T: std::fmt::Debug + Copy>(all: &[T], word: impl Fn(T) -> &'static str) {
+        for &v in all {
+            let name = format!("{v:?}");
+            let mut snake = String::new();
+            for (i, c) in name.chars().enumerate() {
+                if c.is_ascii_uppercase() && i > 0 {
+                    snake.push('_');
+                }
+                snake.push(c.to_ascii_lowercase());
+            }
+            assert_eq!(word(v), snake, "{name}");
+        }
+    }
+
+    #[test]
+    fn every_coded_word_matches_its_schema_name() {
+        use crate::commerce::coupons::CouponStatus;
+        use crate::commerce::plans::MembershipStatus;
+        use crate::jobs::JobStatus;
+        use crate::loyalty::ledger::LotStatus;
+        words_are_snake_case_names(LotStatus::ALL, LotStatus::as_str);
+        words_are_snake_case_names(CouponStatus::ALL, CouponStatus::as_str);
+        words_are_snake_case_names(MembershipStatus::ALL, MembershipStatus::as_str);
+        words_are_snake_case_names(JobStatus::ALL, JobStatus::as_str);
+    }
 }
