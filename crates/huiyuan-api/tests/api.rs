@@ -49,9 +49,9 @@ impl Location {
     async fn new(backend: Backend) -> Self {
         match backend {
             Backend::Sqlite => {
-                let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
-                    .join(format!("huiyuan-api-{}", std::process::id()));
-                std::fs::create_dir_all(&dir).unwrap();
+                let dir = huiyuan_store_sqlite::testing::scratch_dir(std::path::Path::new(env!(
+                    "CARGO_TARGET_TMPDIR"
+                )));
                 Location::Sqlite(dir.join(format!("{}.db", huiyuan_core::crypto::random_token(8))))
             }
             // Its own database: tests move their clock and run the installation-wide jobs,

@@ -27,9 +27,7 @@ struct Site {
 
 /// A demo brand (300 members, two months) served with the console on a free port.
 async fn site() -> Site {
-    let dir =
-        std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("console-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = huiyuan_store_sqlite::testing::scratch_dir(std::path::Path::new(env!("CARGO_TARGET_TMPDIR")));
     let file = dir.join(format!("{}.db", huiyuan_core::crypto::random_token(8)));
     let storage: Arc<dyn huiyuan_store::Storage> =
         Arc::new(huiyuan_store_sqlite::SqliteStorage::open(&file).await.unwrap());

@@ -42,8 +42,8 @@ async fn world_in(backend: Backend, zone: Option<&str>, start: time::OffsetDateT
     let mut pg_options = None;
     let (storage, sqlite_file): (Arc<dyn Storage>, _) = match backend {
         Backend::Sqlite => {
-            let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("huiyuan-loyalty");
-            std::fs::create_dir_all(&dir).unwrap();
+            let dir =
+                huiyuan_store_sqlite::testing::scratch_dir(std::path::Path::new(env!("CARGO_TARGET_TMPDIR")));
             let file = dir.join(format!("{}.db", huiyuan_core::crypto::random_token(8)));
             (
                 Arc::new(huiyuan_store_sqlite::SqliteStorage::open(&file).await.unwrap()),

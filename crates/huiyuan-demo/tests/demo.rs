@@ -13,8 +13,7 @@ use huiyuan_store::Storage;
 use time::macros::date;
 
 async fn sqlite() -> Arc<dyn Storage> {
-    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("huiyuan-demo");
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = huiyuan_store_sqlite::testing::scratch_dir(std::path::Path::new(env!("CARGO_TARGET_TMPDIR")));
     let file = dir.join(format!("{}.db", huiyuan_core::crypto::random_token(8)));
     Arc::new(huiyuan_store_sqlite::SqliteStorage::open(&file).await.unwrap())
 }

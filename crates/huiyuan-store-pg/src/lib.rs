@@ -234,35 +234,42 @@ pub mod testing {
     /// A database of the caller's own, for tests that brand isolation cannot separate: the
     /// maintenance jobs work across every brand, so a test that moves its clock a year ahead
     /// and runs them would mature and expire other tests' points in a shared database.
-    /// Private databases older than an hour (left by earlier runs) are dropped on the way.
+    ///
+    /// Its name carries the creating process's id, and every call first drops the private
+    /// databases whose process has ended, whatever their schema (see `huiyuan_store::testing`).
     pub async fn private_test_database() -> PgConnectOptions {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or_default();
-        let prefix = format!("huiyuan_priv_{:08x}_", migrations_digest() as u32);
         let pool = admin_pool().await;
-        let old: Vec<String> =
+        let names: Vec<String> =
             sqlx::query_scalar("SELECT datname::text FROM pg_database WHERE datname LIKE $1")
-                .bind(format!("{prefix}%"))
+                .bind(format!("{PRIVATE_PREFIX}%"))
                 .fetch_all(&pool)
                 .await
                 .expect("query pg_database");
-        for name in old {
-            let created = name[prefix.len()..]
-                .split('_')
-                .next()
-                .and_then(|t| t.parse::<u64>().ok());
-            if created.is_some_and(|t| t + 3600 < now) {
-                // Still in use by a run that long? Then it stays; the next run tries again.
-                let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name}"))
-                    .execute(&pool)
-                    .await;
-            }
+        for name in names.iter().filter(|n| left_behind(n)) {
+            // Another test may be dropping it too; either way it goes.
+            let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                .execute(&pool)
+                .await;
         }
         pool.close().await;
-        let suffix: u32 = rand_suffix();
-        prepare_database(&format!("{prefix}{now}_{suffix:08x}")).await
+        prepare_database(&format!(
+            "{PRIVATE_PREFIX}{:08x}_{}_{:08x}",
+            migrations_digest() as u32,
+            std::process::id(),
+            rand_suffix()
+        ))
+        .await
+    }
+
+    const PRIVATE_PREFIX: &str = "huiyuan_priv_";
+
+    /// Whether a private database's process has ended. Names from before the process id was
+    /// in them held the creation time there, which is no live process either.
+    fn left_behind(name: &str) -> bool {
+        name.strip_prefix(PRIVATE_PREFIX)
+            .and_then(|rest| rest.split('_').nth(1))
+            .and_then(|pid| pid.parse::<u32>().ok())
+            .is_some_and(huiyuan_store::testing::process_has_ended)
     }
 
     fn migrations_digest() -> u64 {

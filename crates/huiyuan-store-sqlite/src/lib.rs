@@ -675,6 +675,35 @@ fn map_err(e: rusqlite::Error) -> StoreError {
     }
 }
 
+/// Helpers for the test suites of this and the crates above it.
+pub mod testing {
+    use std::path::{Path, PathBuf};
+
+    /// A directory of this test process's own under `base` (a test crate's
+    /// `CARGO_TARGET_TMPDIR`), for its database files and whatever else it writes. The
+    /// directories of test processes that have ended are removed first (see
+    /// `huiyuan_store::testing`): a suite run leaves the last few behind, not one per test.
+    pub fn scratch_dir(base: &Path) -> PathBuf {
+        let scratch = base.join("huiyuan-scratch");
+        if let Ok(entries) = std::fs::read_dir(&scratch) {
+            for entry in entries.flatten() {
+                let ended = entry
+                    .file_name()
+                    .to_str()
+                    .and_then(|name| name.parse::<u32>().ok())
+                    .is_some_and(huiyuan_store::testing::process_has_ended);
+                if ended {
+                    // Another test may be removing it too; either way it goes.
+                    let _ = std::fs::remove_dir_all(entry.path());
+                }
+            }
+        }
+        let dir = scratch.join(std::process::id().to_string());
+        std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("cannot create {}: {e}", dir.display()));
+        dir
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::sqlite_placeholders;

@@ -6,12 +6,7 @@ use huiyuan_store::Storage;
 use huiyuan_store_sqlite::SqliteStorage;
 
 async fn open() -> Arc<dyn Storage> {
-    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!(
-        "huiyuan-conf-{}-{:?}",
-        std::process::id(),
-        std::thread::current().id()
-    ));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = huiyuan_store_sqlite::testing::scratch_dir(std::path::Path::new(env!("CARGO_TARGET_TMPDIR")));
     let file = dir.join(format!(
         "{}.db",
         std::time::SystemTime::now()
@@ -28,9 +23,7 @@ huiyuan_store::conformance_tests!(open);
 #[tokio::test]
 async fn audit_log_is_append_only_in_the_database() {
     use sqlx::Connection;
-    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
-        .join(format!("huiyuan-audit-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = huiyuan_store_sqlite::testing::scratch_dir(std::path::Path::new(env!("CARGO_TARGET_TMPDIR")));
     let file = dir.join("audit.db");
     let _ = std::fs::remove_file(&file);
     let storage = SqliteStorage::open(&file).await.unwrap();

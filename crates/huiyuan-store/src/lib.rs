@@ -18,6 +18,7 @@ pub mod loyalty_tx;
 pub mod members_tx;
 pub mod records;
 pub mod sql;
+pub mod testing;
 
 use async_trait::async_trait;
 

@@ -17,6 +17,11 @@ fn huiyuan() -> Command {
     command
 }
 
+/// This test process's own directory for the folders and files it gives the binary.
+fn scratch_dir() -> std::path::PathBuf {
+    huiyuan_store_sqlite::testing::scratch_dir(std::path::Path::new(env!("CARGO_TARGET_TMPDIR")))
+}
+
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -99,9 +104,7 @@ fn stop(mut child: Child) -> std::process::ExitStatus {
 
 #[tokio::test]
 async fn demo_serves_keeps_no_plaintext_and_reuses_its_folder() {
-    let data = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
-        .join(format!("huiyuan-demo-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&data);
+    let data = scratch_dir().join("demo");
     let port = free_port();
     let base = format!("http://127.0.0.1:{port}");
     let (child, key) = start_demo(&data, port);
@@ -287,9 +290,7 @@ fn bad_configuration_is_refused_with_the_reason() {
 
 #[test]
 fn brand_create_then_migrate_on_the_same_folder() {
-    let data = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
-        .join(format!("huiyuan-brand-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&data);
+    let data = scratch_dir().join("brand");
     let run = |args: &[&str]| {
         huiyuan()
             .args(args)

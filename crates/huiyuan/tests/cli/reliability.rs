@@ -4,9 +4,7 @@
 use super::*;
 
 fn scratch(name: &str) -> std::path::PathBuf {
-    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
-        .join(format!("huiyuan-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
+    let dir = scratch_dir().join(name);
     std::fs::create_dir_all(&dir).unwrap();
     dir
 }
