@@ -17,7 +17,7 @@ use huiyuan_domain::loyalty::purchase::{
 };
 use huiyuan_domain::member::Identity;
 use huiyuan_domain::pii::Phone;
-use huiyuan_store::{CouponRecord, MemberRecord, SaleRecord, Tx};
+use huiyuan_store::{AccountRecord, CouponRecord, MemberRecord, SaleRecord, Tx, WalletRecord};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -156,6 +156,28 @@ enum Buyer {
     NewPhone,
 }
 
+/// Who a quote is for: a member, or a phone that is not one yet (`member` is `None`; the
+/// account is a fresh one under an unused ID).
+struct QuoteBuyer {
+    member: Option<Box<MemberRecord>>,
+    member_id: MemberId,
+    account: AccountRecord,
+    wallet: Option<WalletRecord>,
+}
+
+impl QuoteBuyer {
+    fn birth_month(&self) -> Option<u8> {
+        self.member.as_ref().and_then(|m| m.birth_month)
+    }
+
+    fn balance(&self) -> Balance {
+        self.wallet.as_ref().map_or(Balance::default(), |w| Balance {
+            principal: w.principal,
+            bonus: w.bonus,
+        })
+    }
+}
+
 /// A sale being committed, once priced: what the later phases read.
 struct SaleInProgress {
     member_id: MemberId,
@@ -184,6 +206,11 @@ struct SaleCoupon {
 impl Core {
     /// Prices a basket for a member with the coupons, points and wallet asked for, and lists
     /// the member's coupons this basket could and could not use. Changes nothing.
+    ///
+    /// In phases, in one read transaction: who is buying and what they hold
+    /// ([`Core::quote_buyer`]); the coupons asked for ([`Core::asked_coupons`]); the basket
+    /// priced as a commit would price it; each of the member's coupons tried alone on it
+    /// ([`Core::coupon_choices`]); the points the sale would earn.
     pub async fn quote(&self, actor: &Actor, input: CheckoutInput) -> Result<Quote> {
         actor.require(Permission::Checkout)?;
         let (lines, codes) = validate_checkout(&input, false)?;
@@ -198,52 +225,21 @@ impl Core {
         let brand = &actor.brand_id;
         let mut tx = self.storage.read().await?;
         let ctx = self.loyalty_context(&mut *tx, brand).await?;
-        let buyer = self.find_buyer(&mut *tx, actor, &input).await?;
+        let buyer = self.quote_buyer(&mut *tx, actor, &input).await?;
         let store_code = self.store_code(&mut *tx, brand, &input).await?;
-        let (member_id, birth_month) = match &buyer {
-            Buyer::Member(m) => (m.id.clone(), m.birth_month),
-            // Earning for someone with no history: an ID nobody has.
-            Buyer::NewPhone => (self.new_id(MemberId::generate), None),
-        };
-        let account = match &buyer {
-            Buyer::Member(m) => tx.get_account(brand, &m.id).await?,
-            Buyer::NewPhone => None,
-        }
-        .unwrap_or_else(|| new_account(brand, &member_id, self.now()));
-        let wallet = match &buyer {
-            Buyer::Member(m) => tx.get_wallet(brand, &m.id).await?,
-            Buyer::NewPhone => None,
-        };
-        let balance = wallet.as_ref().map_or(Balance::default(), |w| Balance {
-            principal: w.principal,
-            bonus: w.bonus,
-        });
-        let tier = &ctx.programme.tiers.levels[ctx.level_of(&account)];
+        let tier = &ctx.programme.tiers.levels[ctx.level_of(&buyer.account)];
         let terms = self
-            .plan_terms(&mut *tx, &ctx, brand, std::slice::from_ref(&member_id))
+            .plan_terms(&mut *tx, &ctx, brand, std::slice::from_ref(&buyer.member_id))
             .await?;
-        let plan = active_plan(&ctx.programme, &terms, &member_id, self.now());
+        let plan = active_plan(&ctx.programme, &terms, &buyer.member_id, self.now());
         let discount_percent = best_discount(tier.discount_percent, plan);
-        // The coupons asked for; those that cannot be used at all are reported, not applied.
-        let mut unusable = Vec::new();
-        let mut asked = Vec::new();
-        for code in &codes {
-            match self.sale_coupon(&mut *tx, brand, &member_id, code).await {
-                Ok(c) => asked.push(c),
-                Err(e) => unusable.push((code.clone(), e.to_string())),
-            }
-        }
-        let occasion = Occasion {
-            store_code: store_code.as_deref(),
-            channel: input.channel,
-            tier_code: &tier.code,
-            at: self.now(),
-            shipping: input.shipping,
-        };
+        let (asked, unusable) = self
+            .asked_coupons(&mut *tx, brand, &buyer.member_id, &codes)
+            .await;
         let means = Means {
-            points_available: account.available,
+            points_available: buyer.account.available,
             point_value_minor: ctx.programme.point_value_minor,
-            wallet: balance,
+            wallet: buyer.balance(),
         };
         let terms: Vec<_> = asked.iter().map(|c| terms_of(&c.template)).collect();
         let offered: Vec<OfferedCoupon<'_>> = asked
@@ -256,16 +252,22 @@ impl Core {
                 valid_until: c.record.valid_until,
             })
             .collect();
-        let ask = Ask {
-            points: input.points,
-            wallet: input.wallet,
-        };
         let basket = Basket {
             lines: &lines,
             shipping: input.shipping,
             tier_discount_percent: discount_percent,
             coupons: &offered,
-            occasion,
+            occasion: Occasion {
+                store_code: store_code.as_deref(),
+                channel: input.channel,
+                tier_code: &tier.code,
+                at: self.now(),
+                shipping: input.shipping,
+            },
+        };
+        let ask = Ask {
+            points: input.points,
+            wallet: input.wallet,
         };
         let mut priced = price(&basket, ask, means);
         for (code, message) in unusable {
@@ -277,55 +279,17 @@ impl Core {
                     message,
                 });
         }
-        // Each of the member's issued coupons, alone on this basket.
-        let (mut usable_coupons, mut unusable_coupons) = (Vec::new(), Vec::new());
-        if let Buyer::Member(m) = &buyer {
-            let mine = tx
-                .list_member_coupons(brand, &m.id, Some("issued"), &huiyuan_store::Page::first(200))
-                .await?;
-            for view in self.coupon_views(&mut *tx, &mine).await? {
-                let record = mine.iter().find(|c| c.id == view.id).cloned();
-                let Some(record) = record else { continue };
-                let template = tx
-                    .get_coupon_template(brand, &record.template_id)
-                    .await?
-                    .ok_or_else(|| CoreError::Corrupt("a coupon's template vanished".into()))?;
-                let t = terms_of(&template_view(&template)?.definition);
-                let one = [OfferedCoupon {
-                    code: &record.code,
-                    terms: &t,
-                    valid_from: record.valid_from,
-                    valid_until: record.valid_until,
-                }];
-                let alone = price(
-                    &Basket {
-                        coupons: &one,
-                        ..basket.clone()
-                    },
-                    Ask::default(),
-                    means,
-                );
-                match (alone.coupons.first(), alone.refused_coupons.first()) {
-                    (Some(applied), _) => usable_coupons.push(CouponChoice {
-                        coupon: view,
-                        discount: applied.discount,
-                    }),
-                    (None, Some(r)) => unusable_coupons.push(CouponRefusal {
-                        coupon: view,
-                        reason: r.reason.clone(),
-                        message: r.message.clone(),
-                    }),
-                    (None, None) => {}
-                }
-            }
-        }
+        let (usable_coupons, unusable_coupons) = match &buyer.member {
+            Some(m) => self.coupon_choices(&mut *tx, brand, m, &basket, means).await?,
+            None => (Vec::new(), Vec::new()),
+        };
         let purchase_lines = priced.purchase_lines();
         let earning = self
             .estimate_earning(
                 &mut *tx,
                 &ctx,
-                (&member_id, birth_month),
-                &account,
+                (&buyer.member_id, buyer.birth_month()),
+                &buyer.account,
                 &SaleFacts {
                     lines: &purchase_lines,
                     paid_amount: priced.paid_amount(),
@@ -336,10 +300,7 @@ impl Core {
             .await?;
         Ok(Quote {
             member: QuoteMember {
-                member_id: match &buyer {
-                    Buyer::Member(m) => Some(m.id.clone()),
-                    Buyer::NewPhone => None,
-                },
+                member_id: buyer.member.as_ref().map(|m| m.id.clone()),
                 tier_code: tier.code.clone(),
                 tier_name: tier.name.clone(),
                 tier_discount_percent: tier.discount_percent,
@@ -351,16 +312,119 @@ impl Core {
                     .collect(),
                 plan: plan.map(|p| p.code.clone()),
                 discount_percent,
-                points_available: account.available,
-                points_pending: account.pending,
-                wallet: wallet.as_ref().map(wallet_view),
+                points_available: buyer.account.available,
+                points_pending: buyer.account.pending,
+                wallet: buyer.wallet.as_ref().map(wallet_view),
             },
-            points_value: account.available * ctx.programme.point_value_minor,
+            points_value: buyer.account.available * ctx.programme.point_value_minor,
             priced,
             usable_coupons,
             unusable_coupons,
             points_to_earn: earning.points,
         })
+    }
+
+    /// Who a quote is for, with their points account and wallet. A phone that is not a member
+    /// yet is quoted as a new member: a fresh account under an ID nobody has.
+    async fn quote_buyer(&self, tx: &mut dyn Tx, actor: &Actor, input: &CheckoutInput) -> Result<QuoteBuyer> {
+        let brand = &actor.brand_id;
+        let member = match self.find_buyer(tx, actor, input).await? {
+            Buyer::Member(m) => Some(m),
+            Buyer::NewPhone => None,
+        };
+        let member_id = member
+            .as_ref()
+            .map_or_else(|| self.new_id(MemberId::generate), |m| m.id.clone());
+        let (account, wallet) = match &member {
+            Some(m) => (
+                tx.get_account(brand, &m.id).await?,
+                tx.get_wallet(brand, &m.id).await?,
+            ),
+            None => (None, None),
+        };
+        let account = account.unwrap_or_else(|| new_account(brand, &member_id, self.now()));
+        Ok(QuoteBuyer {
+            member,
+            member_id,
+            account,
+            wallet,
+        })
+    }
+
+    /// The coupons a quote asks for that exist and are the member's to use, and for each of
+    /// the others its code and why not: those are reported, not applied.
+    async fn asked_coupons(
+        &self,
+        tx: &mut dyn Tx,
+        brand: &BrandId,
+        member_id: &MemberId,
+        codes: &[String],
+    ) -> (Vec<SaleCoupon>, Vec<(String, String)>) {
+        let (mut asked, mut unusable) = (Vec::new(), Vec::new());
+        for code in codes {
+            match self.sale_coupon(tx, brand, member_id, code).await {
+                Ok(c) => asked.push(c),
+                Err(e) => unusable.push((code.clone(), e.to_string())),
+            }
+        }
+        (asked, unusable)
+    }
+
+    /// Each of the member's issued coupons tried alone on the basket (without points or
+    /// wallet): those it would discount, with the discount, and those it would not, with why.
+    async fn coupon_choices(
+        &self,
+        tx: &mut dyn Tx,
+        brand: &BrandId,
+        member: &MemberRecord,
+        basket: &Basket<'_>,
+        means: Means,
+    ) -> Result<(Vec<CouponChoice>, Vec<CouponRefusal>)> {
+        let (mut usable, mut unusable) = (Vec::new(), Vec::new());
+        let mine = tx
+            .list_member_coupons(
+                brand,
+                &member.id,
+                Some("issued"),
+                &huiyuan_store::Page::first(200),
+            )
+            .await?;
+        for view in self.coupon_views(tx, &mine).await? {
+            let record = mine.iter().find(|c| c.id == view.id).cloned();
+            let Some(record) = record else { continue };
+            let template = tx
+                .get_coupon_template(brand, &record.template_id)
+                .await?
+                .ok_or_else(|| CoreError::Corrupt("a coupon's template vanished".into()))?;
+            let t = terms_of(&template_view(&template)?.definition);
+            let one = [OfferedCoupon {
+                code: &record.code,
+                terms: &t,
+                valid_from: record.valid_from,
+                valid_until: record.valid_until,
+            }];
+            let alone = price(
+                &Basket {
+                    coupons: &one,
+                    ..basket.clone()
+                },
+                Ask::default(),
+                means,
+            );
+            match (alone.coupons.first(), alone.refused_coupons.first()) {
+                (Some(applied), _) => usable.push(CouponChoice {
+                    coupon: view,
+                    discount: applied.discount,
+                }),
+                (None, Some(r)) => unusable.push(CouponRefusal {
+                    coupon: view,
+                    reason: r.reason.clone(),
+                    message: r.message.clone(),
+                }),
+                (None, None) => {}
+            }
+        }
+        Ok((usable, unusable))
     }
 
     /// Commits a sale: redeems the coupons, spends the points, pays from the wallet and records

@@ -20,7 +20,9 @@ use huiyuan_domain::member::Channel;
 use crate::commerce::plans::active_plan;
 use huiyuan_domain::member::MemberStatus;
 use huiyuan_domain::ValidationError;
-use huiyuan_store::{AccountRecord, MemberRecord, PurchaseRecord, PurchaseTotals, Sums, Tx};
+use huiyuan_store::{
+    AccountRecord, MemberRecord, MembershipRecord, PurchaseRecord, PurchaseTotals, Sums, TierChangeRecord, Tx,
+};
 use serde_json::json;
 use time::{Date, Duration, OffsetDateTime};
 use tokio::sync::{oneshot, Semaphore};
@@ -243,6 +245,38 @@ impl Totals {
 }
 
 /// When a sale happened and the period starts its caps and streak bonus look at.
+/// What [`Core::record_batch`] reads before its first sale.
+struct BatchReads {
+    /// Sales already recorded under the batch's order IDs.
+    existing: HashMap<String, PurchaseRecord>,
+    members: HashMap<MemberId, MemberRecord>,
+    /// Each store named, with its code (`None`: not a store of this brand).
+    stores: HashMap<StoreId, Option<String>>,
+    /// The locked accounts of the members who can earn, taken out as their first sale posts.
+    accounts: HashMap<MemberId, AccountRecord>,
+    /// Where the tier window starts.
+    window: OffsetDateTime,
+    /// Per sale, in the batch's order.
+    times: Vec<SaleTimes>,
+    totals: Totals,
+    terms: Vec<MembershipRecord>,
+}
+
+/// A sale whose order ID was recorded before: the earlier outcome when it is the same sale of
+/// the same member, refused when the ID is reused for another.
+fn repeated_sale(earlier: &PurchaseRecord, p: &Prepared) -> Result<PurchaseOutcome> {
+    if earlier.member_id != p.member_id {
+        return Err(CoreError::conflict(
+            ErrorCode::OrderIdReused,
+            format!(
+                "order {} was recorded for another member; use a new order_id",
+                p.input.order_id
+            ),
+        ));
+    }
+    same_sale(earlier, &p.input, &p.lines).and_then(|()| replay(earlier))
+}
+
 struct SaleTimes {
     at: OffsetDateTime,
     local_date: Date,
@@ -565,6 +599,10 @@ impl Core {
     /// Records a brand's sales in the caller's transaction. Each sale gets an outcome; a sale
     /// refused (unknown member, store, an order ID reused for another sale) writes nothing.
     /// An error of the whole (the database, a broken invariant) must roll the transaction back.
+    ///
+    /// In phases: everything the batch needs is read at once ([`Core::read_batch`]); then each
+    /// sale in turn is checked against earlier ones and its parties, earns, is credited and may
+    /// lift the member's tier, its rows gathered in [`Writes`]; then they are written together.
     pub(crate) async fn record_batch(
         &self,
         tx: &mut dyn Tx,
@@ -573,7 +611,106 @@ impl Core {
         items: &[Prepared],
     ) -> Result<Vec<Result<PurchaseOutcome>>> {
         let now = self.now();
-        let programme = &ctx.programme;
+        let mut reads = self.read_batch(tx, ctx, brand, items, now).await?;
+        let mut postings: HashMap<MemberId, Posting<'_>> = HashMap::with_capacity(reads.accounts.len());
+        // Room for a purchase, a lot, an entry and two events per sale, made once.
+        let mut writes = Writes::with_capacity(items.len(), reads.accounts.len());
+        // A long batch on SQLite: its rows go to the writer's thread while the next sales'
+        // rules run on this one.
+        let ahead = tx.writes_ahead() && items.len() > AHEAD_EVERY;
+        let mut recorded: HashMap<String, usize> = HashMap::with_capacity(items.len());
+        let mut outcomes = Vec::with_capacity(items.len());
+        for (p, times) in items.iter().zip(&reads.times) {
+            let order_id = &p.input.order_id;
+            let earlier = reads
+                .existing
+                .get(order_id)
+                .or_else(|| recorded.get(order_id).map(|&i| &writes.purchases[i]));
+            if let Some(earlier) = earlier {
+                outcomes.push(repeated_sale(earlier, p));
+                continue;
+            }
+            let (member, store_code) = match self
+                .sale_parties(tx, brand, &reads.members, &reads.stores, p)
+                .await
+            {
+                Ok(parties) => parties,
+                Err(refused) => {
+                    outcomes.push(Err(refused));
+                    continue;
+                }
+            };
+            let posting = match postings.entry(member.id.clone()) {
+                std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+                std::collections::hash_map::Entry::Vacant(e) => {
+                    let account = reads.accounts.remove(&member.id).ok_or_else(|| {
+                        CoreError::Corrupt("an active member's account was not locked".into())
+                    })?;
+                    e.insert(Posting::with_account(self, account, &p.actor))
+                }
+            };
+            posting.actor.clone_from(&p.actor);
+            let earning = sale_earning(
+                ctx,
+                &reads.totals,
+                (&member.id, member.birth_month),
+                &posting.account,
+                times,
+                &SaleFacts {
+                    lines: &p.lines,
+                    paid_amount: p.input.paid_amount,
+                    store_code: store_code.as_deref(),
+                    channel: p.input.channel,
+                },
+                active_plan(&ctx.programme, &reads.terms, &member.id, times.at),
+            );
+            let (record, lines) = self.purchase_record(ctx, brand, p, member, &earning, times.at, now)?;
+            let debt_repaid = self.credit_sale(ctx, brand, posting, &record, &earning, &mut writes)?;
+            reads
+                .totals
+                .add(&member.id, times.at, earning.points, p.input.paid_amount);
+            let tier_change = self.tier_after_sale(ctx, posting, &reads, order_id, &mut writes);
+            writes.events.push(self.event(
+                brand,
+                "purchase.recorded",
+                member.id.as_str(),
+                json!({ "member_id": member.id, "order_id": order_id, "paid_amount": record.paid_amount,
+                        "store_id": record.store_id, "channel": record.channel }),
+            ));
+            outcomes.push(Ok(PurchaseOutcome {
+                purchase: view_of(&record, lines, earning)?,
+                created: true,
+                member_enrolled: p.enrolled,
+                debt_repaid,
+                tier_change: tier_change.as_ref().map(change_view),
+            }));
+            recorded.insert(order_id.clone(), writes.purchases.len());
+            writes.purchases.push(record);
+            if ahead && writes.purchases.len().is_multiple_of(AHEAD_EVERY) {
+                for posting in postings.values_mut() {
+                    posting.hand_over_new_rows(&mut writes);
+                }
+                writes.send_ahead(tx).await?;
+            }
+        }
+        for (_, posting) in postings {
+            posting.stage(&mut writes);
+        }
+        writes.flush(tx).await?;
+        Ok(outcomes)
+    }
+
+    /// The batch's reads, a few statements for all its sales: earlier sales under its order
+    /// IDs, its members and stores, the accounts of the members who can earn (locked), the
+    /// totals its caps and tier window need, and the members' plan terms.
+    async fn read_batch(
+        &self,
+        tx: &mut dyn Tx,
+        ctx: &LoyaltyContext,
+        brand: &BrandId,
+        items: &[Prepared],
+        now: OffsetDateTime,
+    ) -> Result<BatchReads> {
         let order_ids: Vec<String> = unique(items.iter().map(|p| p.input.order_id.clone()));
         let existing: HashMap<String, PurchaseRecord> = tx
             .get_purchases(brand, &order_ids)
@@ -599,7 +736,7 @@ impl Core {
             .filter(|id| members.get(*id).is_some_and(|m| m.status == MemberStatus::Active))
             .cloned()
             .collect();
-        let mut accounts = self.lock_accounts(tx, brand, &earners).await?;
+        let accounts = self.lock_accounts(tx, brand, &earners).await?;
         // The periods the caps and the tier window cover, summed per member in one query each.
         let window = ctx.window_start(now);
         // Each sale's time, (with caps) the start of its local day and month and (with a streak
@@ -612,195 +749,166 @@ impl Core {
         for t in &times {
             instants.extend(t.instants());
         }
-        let mut totals = Totals::read(tx, brand, &earners, instants).await?;
+        let totals = Totals::read(tx, brand, &earners, instants).await?;
         let terms = self.plan_terms(tx, ctx, brand, &earners).await?;
-        let mut postings: HashMap<MemberId, Posting<'_>> = HashMap::with_capacity(earners.len());
-        // Room for a purchase, a lot, an entry and two events per sale, made once.
-        let mut writes = Writes::with_capacity(items.len(), earners.len());
-        // A long batch on SQLite: its rows go to the writer's thread while the next sales'
-        // rules run on this one.
-        let ahead = tx.writes_ahead() && items.len() > AHEAD_EVERY;
-        let mut recorded: HashMap<String, usize> = HashMap::with_capacity(items.len());
-        let mut outcomes = Vec::with_capacity(items.len());
-        for (p, times) in items.iter().zip(&times) {
-            let occurred_at = times.at;
-            let order_id = &p.input.order_id;
-            let earlier = existing
-                .get(order_id)
-                .or_else(|| recorded.get(order_id).map(|&i| &writes.purchases[i]));
-            if let Some(earlier) = earlier {
-                let outcome = if earlier.member_id == p.member_id {
-                    same_sale(earlier, &p.input, &p.lines).and_then(|()| replay(earlier))
-                } else {
-                    Err(CoreError::conflict(
-                        ErrorCode::OrderIdReused,
-                        format!("order {order_id} was recorded for another member; use a new order_id"),
-                    ))
-                };
-                outcomes.push(outcome);
-                continue;
+        Ok(BatchReads {
+            existing,
+            members,
+            stores,
+            accounts,
+            window,
+            times,
+            totals,
+            terms,
+        })
+    }
+
+    /// The sale's member and store code, or why the sale is refused: a member unknown, merged
+    /// (naming the survivor) or erased; a store not of this brand.
+    async fn sale_parties<'m>(
+        &self,
+        tx: &mut dyn Tx,
+        brand: &BrandId,
+        members: &'m HashMap<MemberId, MemberRecord>,
+        stores: &HashMap<StoreId, Option<String>>,
+        p: &Prepared,
+    ) -> Result<(&'m MemberRecord, Option<String>)> {
+        let member = match members.get(&p.member_id) {
+            None => return Err(CoreError::NotFound("member")),
+            Some(m) if m.status == MemberStatus::Merged => {
+                // Names the survivor (following merges), as every other use case does.
+                return self
+                    .active_member(tx, brand, &m.id, false)
+                    .await
+                    .and_then(|_| Err(CoreError::Corrupt("a merged member read as active".into())));
             }
-            let member = match members.get(&p.member_id) {
-                None => {
-                    outcomes.push(Err(CoreError::NotFound("member")));
-                    continue;
-                }
-                Some(m) if m.status == MemberStatus::Merged => {
-                    // Names the survivor (following merges), as every other use case does.
-                    outcomes.push(
-                        self.active_member(tx, brand, &m.id, false)
-                            .await
-                            .and_then(|_| Err(CoreError::Corrupt("a merged member read as active".into()))),
-                    );
-                    continue;
-                }
-                Some(m) if m.status == MemberStatus::Erased => {
-                    outcomes.push(Err(CoreError::conflict(
-                        ErrorCode::MemberErased,
-                        "the member was erased and cannot earn points",
-                    )));
-                    continue;
-                }
-                Some(m) => m,
-            };
-            let store_code = match &p.input.store_id {
-                None => None,
-                Some(id) => match stores.get(id).cloned().flatten() {
-                    Some(code) => Some(code),
-                    None => {
-                        outcomes.push(Err(ValidationError::field(
-                            "store_id",
-                            "no such store in this brand",
-                        )
-                        .into()));
-                        continue;
-                    }
-                },
-            };
-            let posting = match postings.entry(member.id.clone()) {
-                std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
-                std::collections::hash_map::Entry::Vacant(e) => {
-                    let account = accounts.remove(&member.id).ok_or_else(|| {
-                        CoreError::Corrupt("an active member's account was not locked".into())
-                    })?;
-                    e.insert(Posting::with_account(self, account, &p.actor))
-                }
-            };
-            posting.actor.clone_from(&p.actor);
-            let earning = sale_earning(
-                ctx,
-                &totals,
-                (&member.id, member.birth_month),
-                &posting.account,
-                times,
-                &SaleFacts {
-                    lines: &p.lines,
-                    paid_amount: p.input.paid_amount,
-                    store_code: store_code.as_deref(),
-                    channel: p.input.channel,
-                },
-                active_plan(programme, &terms, &member.id, occurred_at),
-            );
-            let mut lines = p.lines.clone();
-            for (line, points) in lines.iter_mut().zip(&earning.line_points) {
-                line.points = *points;
+            Some(m) if m.status == MemberStatus::Erased => {
+                return Err(CoreError::conflict(
+                    ErrorCode::MemberErased,
+                    "the member was erased and cannot earn points",
+                ))
             }
-            let record = PurchaseRecord {
-                brand_id: brand.clone(),
-                order_id: order_id.clone(),
-                id: self.new_id(PurchaseId::generate).to_string(),
-                member_id: member.id.clone(),
-                store_id: p.input.store_id.clone(),
-                channel: enum_str(p.input.channel),
-                occurred_at,
-                paid_amount: p.input.paid_amount,
-                eligible_amount: earning.eligible_amount,
-                points: earning.points,
-                points_reversed: 0,
-                refunded_amount: 0,
-                status: "completed".into(),
-                // Serialised straight from the types (not through a `serde_json::Value` tree).
-                lines: to_json(&lines)?,
-                earning: to_json(&earning)?,
-                programme_version: ctx.version,
-                created_at: now,
-            };
-            let mut debt_repaid = 0;
-            if earning.points > 0 {
-                let matures_at = occurred_at + Duration::days(i64::from(programme.pending_days));
-                let (repaid, pending) = posting.credit(
-                    earning.points,
-                    NewLot {
-                        source: EntryKind::Earn,
-                        reference: Some(order_id),
-                        earned_at: occurred_at,
-                        matures_at: Some(matures_at),
-                        expires_at: ctx.expires_at(occurred_at),
-                    },
-                    Some(ctx.version),
-                    json!({
-                        "purchase_id": record.id,
-                        "eligible_amount": earning.eligible_amount,
-                        "items": earning.items,
-                    }),
-                )?;
-                debt_repaid = repaid;
-                writes.events.push(self.event(
-                    brand,
-                    "points.earned",
-                    member.id.as_str(),
-                    json!({ "member_id": member.id, "order_id": order_id, "points": earning.points,
-                            "pending": pending, "debt_repaid": repaid }),
-                ));
-            }
-            totals.add(&member.id, occurred_at, earning.points, p.input.paid_amount);
-            let window_totals = totals.since(&member.id, window);
-            let metrics = TierMetrics {
-                points: window_totals.points,
-                spend: window_totals.spend,
-                visits: window_totals.visits,
-            };
-            let change = self
-                .upgrade_to_qualified(
-                    ctx,
-                    &mut posting.account,
-                    &metrics,
-                    &format!("purchase {order_id}"),
-                )
-                .map(|(change, event)| {
-                    writes.events.push(event);
-                    writes.tier_changes.push(change.clone());
-                    change
-                });
-            writes.events.push(self.event(
-                brand,
-                "purchase.recorded",
-                member.id.as_str(),
-                json!({ "member_id": member.id, "order_id": order_id, "paid_amount": record.paid_amount,
-                        "store_id": record.store_id, "channel": record.channel }),
-            ));
-            let view = view_of(&record, lines, earning)?;
-            outcomes.push(Ok(PurchaseOutcome {
-                purchase: view,
-                created: true,
-                member_enrolled: p.enrolled,
-                debt_repaid,
-                tier_change: change.as_ref().map(change_view),
-            }));
-            recorded.insert(order_id.clone(), writes.purchases.len());
-            writes.purchases.push(record);
-            if ahead && writes.purchases.len().is_multiple_of(AHEAD_EVERY) {
-                for posting in postings.values_mut() {
-                    posting.hand_over_new_rows(&mut writes);
-                }
-                writes.send_ahead(tx).await?;
-            }
+            Some(m) => m,
+        };
+        let store_code = match &p.input.store_id {
+            None => None,
+            Some(id) => Some(
+                stores
+                    .get(id)
+                    .cloned()
+                    .flatten()
+                    .ok_or_else(|| ValidationError::field("store_id", "no such store in this brand"))?,
+            ),
+        };
+        Ok((member, store_code))
+    }
+
+    /// The purchase row of a new sale, and its lines with the points each earned.
+    #[allow(clippy::too_many_arguments)]
+    fn purchase_record(
+        &self,
+        ctx: &LoyaltyContext,
+        brand: &BrandId,
+        p: &Prepared,
+        member: &MemberRecord,
+        earning: &Earning,
+        occurred_at: OffsetDateTime,
+        now: OffsetDateTime,
+    ) -> Result<(PurchaseRecord, Vec<PurchaseLine>)> {
+        let mut lines = p.lines.clone();
+        for (line, points) in lines.iter_mut().zip(&earning.line_points) {
+            line.points = *points;
         }
-        for (_, posting) in postings {
-            posting.stage(&mut writes);
+        let record = PurchaseRecord {
+            brand_id: brand.clone(),
+            order_id: p.input.order_id.clone(),
+            id: self.new_id(PurchaseId::generate).to_string(),
+            member_id: member.id.clone(),
+            store_id: p.input.store_id.clone(),
+            channel: enum_str(p.input.channel),
+            occurred_at,
+            paid_amount: p.input.paid_amount,
+            eligible_amount: earning.eligible_amount,
+            points: earning.points,
+            points_reversed: 0,
+            refunded_amount: 0,
+            status: "completed".into(),
+            // Serialised straight from the types (not through a `serde_json::Value` tree).
+            lines: to_json(&lines)?,
+            earning: to_json(earning)?,
+            programme_version: ctx.version,
+            created_at: now,
+        };
+        Ok((record, lines))
+    }
+
+    /// Credits what a sale earned (pending until it matures; debt repaid first) and returns
+    /// the debt it repaid.
+    fn credit_sale(
+        &self,
+        ctx: &LoyaltyContext,
+        brand: &BrandId,
+        posting: &mut Posting<'_>,
+        record: &PurchaseRecord,
+        earning: &Earning,
+        writes: &mut Writes,
+    ) -> Result<i64> {
+        if earning.points <= 0 {
+            return Ok(0);
         }
-        writes.flush(tx).await?;
-        Ok(outcomes)
+        let occurred_at = record.occurred_at;
+        let matures_at = occurred_at + Duration::days(i64::from(ctx.programme.pending_days));
+        let (repaid, pending) = posting.credit(
+            earning.points,
+            NewLot {
+                source: EntryKind::Earn,
+                reference: Some(&record.order_id),
+                earned_at: occurred_at,
+                matures_at: Some(matures_at),
+                expires_at: ctx.expires_at(occurred_at),
+            },
+            Some(ctx.version),
+            json!({
+                "purchase_id": record.id,
+                "eligible_amount": earning.eligible_amount,
+                "items": earning.items,
+            }),
+        )?;
+        writes.events.push(self.event(
+            brand,
+            "points.earned",
+            record.member_id.as_str(),
+            json!({ "member_id": record.member_id, "order_id": record.order_id, "points": earning.points,
+                    "pending": pending, "debt_repaid": repaid }),
+        ));
+        Ok(repaid)
+    }
+
+    /// The tier the member qualifies for after this sale (window totals including it), when
+    /// higher than theirs; the change and its event go into `writes`.
+    fn tier_after_sale(
+        &self,
+        ctx: &LoyaltyContext,
+        posting: &mut Posting<'_>,
+        reads: &BatchReads,
+        order_id: &str,
+        writes: &mut Writes,
+    ) -> Option<TierChangeRecord> {
+        let window_totals = reads.totals.since(&posting.account.member_id, reads.window);
+        let metrics = TierMetrics {
+            points: window_totals.points,
+            spend: window_totals.spend,
+            visits: window_totals.visits,
+        };
+        let (change, event) = self.upgrade_to_qualified(
+            ctx,
+            &mut posting.account,
+            &metrics,
+            &format!("purchase {order_id}"),
+        )?;
+        writes.events.push(event);
+        writes.tier_changes.push(change.clone());
+        Some(change)
     }
 
     /// Locks the members' accounts (creating those that do not exist yet), by member.
