@@ -73,5 +73,11 @@ mod tests {
         words_are_snake_case_names(CouponStatus::ALL, CouponStatus::as_str);
         words_are_snake_case_names(MembershipStatus::ALL, MembershipStatus::as_str);
         words_are_snake_case_names(JobStatus::ALL, JobStatus::as_str);
+        use crate::commerce::checkout::SaleStatus;
+        use crate::commerce::coupons::TemplateStatus;
+        use crate::loyalty::purchase::PurchaseStatus;
+        words_are_snake_case_names(SaleStatus::ALL, SaleStatus::as_str);
+        words_are_snake_case_names(TemplateStatus::ALL, TemplateStatus::as_str);
+        words_are_snake_case_names(PurchaseStatus::ALL, PurchaseStatus::as_str);
     }
 }

@@ -3,7 +3,8 @@
 //! readable. The SQL is in `sql/commerce.rs`, written once for both backends.
 
 use async_trait::async_trait;
-use huiyuan_domain::commerce::coupons::CouponStatus;
+use huiyuan_domain::commerce::checkout::SaleStatus;
+use huiyuan_domain::commerce::coupons::{CouponStatus, TemplateStatus};
 use huiyuan_domain::commerce::plans::MembershipStatus;
 use huiyuan_domain::ids::{BrandId, MemberId};
 use huiyuan_domain::jobs::JobStatus;
@@ -24,8 +25,7 @@ pub struct CouponTemplateRecord {
     /// Coupons issued so far (the stock's counter).
     pub issued: i64,
     pub points_price: Option<i64>,
-    /// `active` or `archived` (no more issuing).
-    pub status: String,
+    pub status: TemplateStatus,
     pub created_at: OffsetDateTime,
 }
 
@@ -83,6 +83,8 @@ pub struct WalletEntryRecord {
     pub brand_id: BrandId,
     pub member_id: MemberId,
     pub seq: i64,
+    /// A `WalletEntryKind`'s word, kept as stored: the entry's hash covers these bytes, and
+    /// `ledger verify` reports a word it does not know instead of failing to read the chain.
     pub kind: String,
     pub principal_delta: i64,
     pub bonus_delta: i64,
@@ -128,8 +130,7 @@ pub struct SaleRecord {
     pub wallet_principal: i64,
     pub wallet_bonus: i64,
     pub money: i64,
-    /// `completed` or `refunded`.
-    pub status: String,
+    pub status: SaleStatus,
     /// The answer of the commit (and, once refunded, of the refund), JSON.
     pub outcome: String,
     pub refund_outcome: Option<String>,
@@ -272,7 +273,12 @@ pub trait CommerceTx: Send {
     /// Counts `n` more coupons as issued unless that would pass the stock; false (nothing
     /// changed) when it would. On PostgreSQL the row stays locked until the transaction ends.
     async fn take_coupon_stock(&mut self, brand: &BrandId, id: &str, n: i64) -> Result<bool>;
-    async fn set_template_status(&mut self, brand: &BrandId, id: &str, status: &str) -> Result<bool>;
+    async fn set_template_status(
+        &mut self,
+        brand: &BrandId,
+        id: &str,
+        status: TemplateStatus,
+    ) -> Result<bool>;
     /// The template's coupons by state, and the discount its redemptions gave.
     async fn coupon_counts(&mut self, brand: &BrandId, template: &str) -> Result<CouponCounts>;
 

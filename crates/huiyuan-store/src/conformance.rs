@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use huiyuan_domain::access::Role;
 use huiyuan_domain::ids::{ApiKeyId, AuditEventId, BrandId, MemberId, OperatorId, StoreId};
+use huiyuan_domain::loyalty::purchase::PurchaseStatus;
 use huiyuan_domain::member::MemberStatus;
 use time::{Duration, OffsetDateTime};
 
@@ -856,7 +857,7 @@ fn sale(m: &MemberRecord, n: u32, at: OffsetDateTime) -> PurchaseRecord {
         points: 50,
         points_reversed: 0,
         refunded_amount: 0,
-        status: "completed".into(),
+        status: PurchaseStatus::Completed,
         lines: "[]".into(),
         earning: "{}".into(),
         programme_version: 1,
@@ -1059,11 +1060,10 @@ pub async fn purchase_facts_page_by_member_then_time(s: Arc<dyn Storage>) {
         points_reversed: 0,
         refunded_amount: refunded,
         status: if refunded == 1_000 * n {
-            "refunded"
+            PurchaseStatus::Refunded
         } else {
-            "completed"
-        }
-        .into(),
+            PurchaseStatus::Completed
+        },
         lines: "[]".into(),
         earning: "{}".into(),
         programme_version: 1,
@@ -1254,30 +1254,32 @@ pub async fn analytics_readers_filter_sum_and_count(s: Arc<dyn Storage>) {
     for m in members.iter().chain([&outsider]) {
         tx.insert_member(m).await.unwrap();
     }
-    let purchase = |m: &MemberRecord, store: Option<&StoreId>, channel: &str, status: &str| PurchaseRecord {
-        brand_id: m.brand_id.clone(),
-        order_id: format!("A-{}", random()),
-        id: format!("pur_{}", random()),
-        member_id: m.id.clone(),
-        store_id: store.cloned(),
-        channel: channel.into(),
-        occurred_at: t1,
-        paid_amount: 1_000,
-        eligible_amount: 1_000,
-        points: 10,
-        points_reversed: 0,
-        refunded_amount: 0,
-        status: status.into(),
-        lines: r#"[{"sku":"TEE-001","category":"apparel","quantity":1,"amount":1000,"reward":false}]"#.into(),
-        earning: "{}".into(),
-        programme_version: 1,
-        created_at: now(),
-    };
+    let purchase =
+        |m: &MemberRecord, store: Option<&StoreId>, channel: &str, status: PurchaseStatus| PurchaseRecord {
+            brand_id: m.brand_id.clone(),
+            order_id: format!("A-{}", random()),
+            id: format!("pur_{}", random()),
+            member_id: m.id.clone(),
+            store_id: store.cloned(),
+            channel: channel.into(),
+            occurred_at: t1,
+            paid_amount: 1_000,
+            eligible_amount: 1_000,
+            points: 10,
+            points_reversed: 0,
+            refunded_amount: 0,
+            status,
+            lines: r#"[{"sku":"TEE-001","category":"apparel","quantity":1,"amount":1000,"reward":false}]"#
+                .into(),
+            earning: "{}".into(),
+            programme_version: 1,
+            created_at: now(),
+        };
     let rows = vec![
-        purchase(&members[0], Some(&store.id), "pos", "completed"),
-        purchase(&members[0], None, "app", "completed"),
-        purchase(&members[1], Some(&store.id), "pos", "refunded"),
-        purchase(&outsider, None, "app", "completed"),
+        purchase(&members[0], Some(&store.id), "pos", PurchaseStatus::Completed),
+        purchase(&members[0], None, "app", PurchaseStatus::Completed),
+        purchase(&members[1], Some(&store.id), "pos", PurchaseStatus::Refunded),
+        purchase(&outsider, None, "app", PurchaseStatus::Completed),
     ];
     let writes = crate::PostingWrites {
         purchases: &rows,

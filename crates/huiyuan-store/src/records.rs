@@ -4,6 +4,7 @@
 use huiyuan_domain::access::Role;
 use huiyuan_domain::ids::{ApiKeyId, AuditEventId, BrandId, MemberId, OperatorId, StoreId};
 use huiyuan_domain::loyalty::ledger::LotStatus;
+use huiyuan_domain::loyalty::purchase::PurchaseStatus;
 use huiyuan_domain::member::MemberStatus;
 use time::OffsetDateTime;
 
@@ -241,6 +242,8 @@ pub struct LedgerEntryRecord {
     pub brand_id: BrandId,
     pub member_id: MemberId,
     pub seq: i64,
+    /// An `EntryKind`'s word, kept as stored: the entry's hash covers these bytes, and
+    /// `ledger verify` reports a word it does not know instead of failing to read the chain.
     pub kind: String,
     pub available_delta: i64,
     pub pending_delta: i64,
@@ -271,8 +274,7 @@ pub struct PurchaseRecord {
     pub points: i64,
     pub points_reversed: i64,
     pub refunded_amount: i64,
-    /// `completed`, `partially_refunded` or `refunded`.
-    pub status: String,
+    pub status: PurchaseStatus,
     /// JSON array of lines with their points and refunded quantities.
     pub lines: String,
     /// JSON of the earning breakdown.

@@ -155,7 +155,7 @@ async fn member_360(
         core.list_coupon_templates(a, &Page::first(100))
             .await?
             .into_iter()
-            .filter(|t| t.status == "active")
+            .filter(|t| t.status == huiyuan_domain::commerce::coupons::TemplateStatus::Active)
             .collect()
     } else {
         Vec::new()

@@ -9,6 +9,7 @@
 //! Recommendations exclude what the member bought up to this moment (read fresh), not only what
 //! the model saw.
 
+use huiyuan_domain::loyalty::purchase::PurchaseStatus;
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
@@ -566,7 +567,7 @@ impl Core {
         };
         let model = self.brand_model(&actor.brand_id).await?;
         let mut history = Vec::new();
-        for p in bought.iter().filter(|p| p.status != "refunded") {
+        for p in bought.iter().filter(|p| p.status != PurchaseStatus::Refunded) {
             for l in kept_skus(&p.lines)? {
                 if let Some(&i) = model.catalogue.index.get(&l.sku) {
                     history.push(i);

@@ -2,6 +2,7 @@
 //! wallet and the purchase's points in one transaction, idempotent on the order ID), and refund
 //! it (everything the sale did, reversed in one transaction).
 
+use huiyuan_domain::commerce::checkout::SaleStatus;
 use std::sync::Arc;
 
 use huiyuan_domain::access::Permission;
@@ -108,8 +109,7 @@ pub struct Sale {
     /// The purchase as recorded, with the points it earned.
     pub purchase: PurchaseView,
     pub tier_change: Option<TierChangeView>,
-    /// `completed` or `refunded`.
-    pub status: String,
+    pub status: SaleStatus,
     #[serde(with = "time::serde::rfc3339")]
     #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     pub created_at: OffsetDateTime,
@@ -755,7 +755,7 @@ impl Core {
             purchase: outcome.purchase,
             tier_change: outcome.tier_change,
             priced,
-            status: "completed".into(),
+            status: SaleStatus::Completed,
             created_at: now,
         };
         let record = SaleRecord {
@@ -771,7 +771,7 @@ impl Core {
             wallet_principal: sale.wallet_principal,
             wallet_bonus: sale.wallet_bonus,
             money: sale.money,
-            status: "completed".into(),
+            status: SaleStatus::Completed,
             outcome: to_json(&sale)?,
             refund_outcome: None,
             created_at: now,
@@ -958,7 +958,7 @@ impl Core {
             points,
             created_at: now,
         };
-        sale.status = "refunded".into();
+        sale.status = SaleStatus::Refunded;
         sale.refunded_at = Some(now);
         sale.refund_outcome = Some(to_json(&outcome)?);
         tx.update_sale(&sale).await?;
@@ -1087,7 +1087,7 @@ fn replay(
 ) -> Result<Sale> {
     let mut sale: Sale =
         serde_json::from_str(&record.outcome).map_err(|e| CoreError::Corrupt(e.to_string()))?;
-    sale.status = record.status.clone();
+    sale.status = record.status;
     let same_member = input.member_id.as_ref().is_none_or(|m| *m == sale.member_id);
     let same_lines = sale.priced.lines.len() == lines.len()
         && sale

@@ -3,6 +3,7 @@
 
 use huiyuan_domain::access::Permission;
 use huiyuan_domain::commerce::checkout::{price, Ask, Basket, Means, OfferedCoupon};
+use huiyuan_domain::commerce::coupons::TemplateStatus;
 use huiyuan_domain::commerce::coupons::{
     code_from_random, normalise_code, validate_template, CouponStatus, Ineligible, Occasion, Offer,
     TemplateInput, Terms, Validity,
@@ -32,8 +33,7 @@ pub struct TemplateView {
     pub definition: TemplateInput,
     /// Coupons issued so far (counted against the stock).
     pub issued: i64,
-    /// `active`, or `archived` (no more issuing).
-    pub status: String,
+    pub status: TemplateStatus,
     #[serde(with = "time::serde::rfc3339")]
     #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     pub created_at: OffsetDateTime,
@@ -144,7 +144,7 @@ pub(crate) fn template_view(r: &CouponTemplateRecord) -> Result<TemplateView> {
         id: r.id.clone(),
         definition,
         issued: r.issued,
-        status: r.status.clone(),
+        status: r.status,
         created_at: r.created_at,
     })
 }
@@ -159,7 +159,7 @@ pub(crate) async fn active_template(
         .get_coupon_template(brand, id)
         .await?
         .ok_or(CoreError::NotFound("coupon template"))?;
-    if template.status != "active" {
+    if template.status != TemplateStatus::Active {
         return Err(CoreError::conflict(
             ErrorCode::TemplateArchived,
             format!("{} is archived and issues no more coupons", template.name),
@@ -258,7 +258,7 @@ impl Core {
             stock: t.stock,
             issued: 0,
             points_price: t.points_price,
-            status: "active".into(),
+            status: TemplateStatus::Active,
             created_at: self.now(),
         };
         let mut tx = self.storage.write().await?;
@@ -306,7 +306,10 @@ impl Core {
     pub async fn archive_coupon_template(&self, actor: &Actor, id: &str) -> Result<TemplateView> {
         actor.require(Permission::CouponsManage)?;
         let mut tx = self.storage.write().await?;
-        if !tx.set_template_status(&actor.brand_id, id, "archived").await? {
+        if !tx
+            .set_template_status(&actor.brand_id, id, TemplateStatus::Archived)
+            .await?
+        {
             return Err(CoreError::NotFound("coupon template"));
         }
         let t = tx

@@ -286,7 +286,7 @@ async fn purchases_table(tx: &mut dyn Tx, brand: &BrandId) -> Result<Table> {
             money("refunded_amount", i(|p| p.refunded_amount)),
             int("points", i(|p| p.points)),
             int("points_reversed", i(|p| p.points_reversed)),
-            text("status", t(|p| Some(p.status.clone()))),
+            text("status", t(|p| Some(p.status.as_str().to_owned()))),
             int("programme_version", i(|p| p.programme_version)),
         ],
     })

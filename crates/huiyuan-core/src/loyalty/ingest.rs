@@ -5,6 +5,7 @@
 //! together are grouped into such batches (group commit): one durable commit serves them all,
 //! so durability is kept while throughput grows with load.
 
+use huiyuan_domain::loyalty::purchase::PurchaseStatus;
 use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 
@@ -832,7 +833,7 @@ impl Core {
             points: earning.points,
             points_reversed: 0,
             refunded_amount: 0,
-            status: "completed".into(),
+            status: PurchaseStatus::Completed,
             // Serialised straight from the types (not through a `serde_json::Value` tree).
             lines: to_json(&lines)?,
             earning: to_json(earning)?,

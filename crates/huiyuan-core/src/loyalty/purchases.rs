@@ -6,6 +6,7 @@ use huiyuan_domain::ids::MemberId;
 use huiyuan_domain::loyalty::earning::{proportional_reversal, Earning};
 use huiyuan_domain::loyalty::ledger::{Deltas, EntryKind, LotStatus};
 use huiyuan_domain::loyalty::programme::RefundPolicy;
+use huiyuan_domain::loyalty::purchase::PurchaseStatus;
 use huiyuan_domain::loyalty::purchase::{
     validate_purchase, validate_refund, PurchaseInput, PurchaseLine, RefundInput,
 };
@@ -62,7 +63,7 @@ pub(super) fn view_of(
         points: r.points,
         points_reversed: r.points_reversed,
         refunded_amount: r.refunded_amount,
-        status: r.status.clone(),
+        status: r.status,
         lines,
         earning,
         programme_version: r.programme_version,
@@ -281,7 +282,7 @@ impl Core {
             serde_json::from_str(&purchase.lines).map_err(|e| CoreError::Corrupt(e.to_string()))?;
         let remaining_amount = purchase.paid_amount - purchase.refunded_amount;
         let all_lines_back = |lines: &[PurchaseLine]| lines.iter().all(|l| l.refunded_quantity >= l.quantity);
-        if remaining_amount <= 0 && (purchase.status == "refunded" || all_lines_back(&lines)) {
+        if remaining_amount <= 0 && (purchase.status == PurchaseStatus::Refunded || all_lines_back(&lines)) {
             return Err(CoreError::conflict(
                 ErrorCode::AlreadyRefunded,
                 format!("order {order_id} was already refunded in full"),
@@ -379,7 +380,7 @@ impl Core {
                         reverse,
                         |l| {
                             l.reference.as_deref() == Some(&order)
-                                && l.source == "earn"
+                                && l.source == EntryKind::Earn.as_str()
                                 && l.status == LotStatus::Pending
                         },
                         false,
@@ -391,7 +392,7 @@ impl Core {
                     .take_points(
                         &mut *tx,
                         reverse,
-                        |l| l.reference.as_deref() == Some(&order) && l.source == "earn",
+                        |l| l.reference.as_deref() == Some(&order) && l.source == EntryKind::Earn.as_str(),
                         true,
                     )
                     .await?
@@ -433,7 +434,11 @@ impl Core {
         }
         purchase.refunded_amount += amount;
         purchase.points_reversed += reverse;
-        purchase.status = if fully { "refunded" } else { "partially_refunded" }.into();
+        purchase.status = if fully {
+            PurchaseStatus::Refunded
+        } else {
+            PurchaseStatus::PartiallyRefunded
+        };
         purchase.lines = json!(lines).to_string();
         tx.update_purchase_refund(&purchase).await?;
         let detail = serde_json::to_string(&outcome).map_err(|e| CoreError::Corrupt(e.to_string()))?;

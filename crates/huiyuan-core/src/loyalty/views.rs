@@ -132,8 +132,7 @@ pub struct PurchaseView {
     pub points: i64,
     pub points_reversed: i64,
     pub refunded_amount: i64,
-    /// `completed`, `partially_refunded` or `refunded`.
-    pub status: String,
+    pub status: huiyuan_domain::loyalty::purchase::PurchaseStatus,
     pub lines: Vec<PurchaseLine>,
     /// The itemised breakdown: which rule, multiplier and cap gave or took how many points.
     pub earning: Earning,

@@ -22,6 +22,14 @@ use crate::loyalty::purchase::{
 };
 use crate::member::Channel;
 use crate::money::MAX_AMOUNT;
+
+crate::coded! {
+    /// A till sale is refunded whole.
+    pub enum SaleStatus {
+        Completed = "completed",
+        Refunded = "refunded",
+    }
+}
 use crate::pii::Personal;
 use crate::ValidationError;
 

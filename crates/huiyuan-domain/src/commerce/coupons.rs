@@ -24,6 +24,15 @@ crate::coded! {
     }
 }
 
+crate::coded! {
+    /// Whether coupons can still be issued from a template. Coupons already issued from an
+    /// archived one stay valid.
+    pub enum TemplateStatus {
+        Active = "active",
+        Archived = "archived",
+    }
+}
+
 /// Largest discount amount a template may state, minor units (1 million yuan).
 pub const MAX_COUPON_AMOUNT: i64 = 100_000_000;
 /// Longest validity a template may give, in days after issue.

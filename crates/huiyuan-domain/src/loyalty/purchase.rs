@@ -12,6 +12,15 @@ use crate::money::MAX_AMOUNT;
 use crate::pii::Personal;
 use crate::ValidationError;
 
+crate::coded! {
+    /// Where a recorded purchase stands after its refunds, line by line or whole.
+    pub enum PurchaseStatus {
+        Completed = "completed",
+        PartiallyRefunded = "partially_refunded",
+        Refunded = "refunded",
+    }
+}
+
 pub const MAX_LINES: usize = 500;
 /// Largest number of points moved by one operation.
 pub const MAX_POINTS: i64 = 100_000_000;

@@ -7,7 +7,8 @@ use time::OffsetDateTime;
 use super::{by_member_after, paginate, v, Query, Row, SqlTx, Value};
 use crate::commerce::*;
 use crate::{Page, Result, StoreError};
-use huiyuan_domain::commerce::coupons::CouponStatus;
+use huiyuan_domain::commerce::checkout::SaleStatus;
+use huiyuan_domain::commerce::coupons::{CouponStatus, TemplateStatus};
 use huiyuan_domain::commerce::plans::MembershipStatus;
 use huiyuan_domain::jobs::JobStatus;
 
@@ -23,7 +24,7 @@ fn template_row(r: &Row) -> Result<CouponTemplateRecord> {
         stock: r.opt_i64("stock")?,
         issued: r.i64("issued")?,
         points_price: r.opt_i64("points_price")?,
-        status: r.text("status")?,
+        status: r.word("status", TemplateStatus::parse)?,
         created_at: r.time("created_at")?,
     })
 }
@@ -147,7 +148,7 @@ fn sale_row(r: &Row) -> Result<SaleRecord> {
         wallet_principal: r.i64("wallet_principal")?,
         wallet_bonus: r.i64("wallet_bonus")?,
         money: r.i64("money")?,
-        status: r.text("status")?,
+        status: r.word("status", SaleStatus::parse)?,
         outcome: r.text("outcome")?,
         refund_outcome: r.opt_text("refund_outcome")?,
         created_at: r.time("created_at")?,
@@ -241,7 +242,7 @@ impl CommerceTx for SqlTx {
                 v(t.stock),
                 v(t.issued),
                 v(t.points_price),
-                v(&t.status),
+                v(t.status.as_str()),
                 v(t.created_at),
             ],
         )
@@ -299,11 +300,16 @@ impl CommerceTx for SqlTx {
         Ok(changed == 1)
     }
 
-    async fn set_template_status(&mut self, brand: &BrandId, id: &str, status: &str) -> Result<bool> {
+    async fn set_template_status(
+        &mut self,
+        brand: &BrandId,
+        id: &str,
+        status: TemplateStatus,
+    ) -> Result<bool> {
         let changed = self
             .exec(
                 "UPDATE coupon_templates SET status = $3 WHERE brand_id = $1 AND id = $2",
-                vec![v(brand.as_str()), v(id), v(status)],
+                vec![v(brand.as_str()), v(id), v(status.as_str())],
             )
             .await?;
         Ok(changed == 1)
@@ -1175,7 +1181,7 @@ impl CommerceTx for SqlTx {
             vec![
                 v(s.brand_id.as_str()),
                 v(&s.order_id),
-                v(&s.status),
+                v(s.status.as_str()),
                 v(s.refund_outcome.as_deref()),
                 v(s.refunded_at),
             ],
@@ -1216,7 +1222,7 @@ fn sale_values(s: &SaleRecord) -> Vec<Value> {
         v(s.wallet_principal),
         v(s.wallet_bonus),
         v(s.money),
-        v(&s.status),
+        v(s.status.as_str()),
         v(&s.outcome),
         v(s.refund_outcome.as_deref()),
         v(s.created_at),

@@ -2,6 +2,7 @@
 //! purchases and refunds, point operations, tier history, and the analytics and export readers.
 
 use super::*;
+use huiyuan_domain::loyalty::purchase::PurchaseStatus;
 
 #[async_trait]
 impl LoyaltyTx for SqlTx {
@@ -371,7 +372,7 @@ impl LoyaltyTx for SqlTx {
                 v(&p.order_id),
                 v(p.points_reversed),
                 v(p.refunded_amount),
-                v(&p.status),
+                v(p.status.as_str()),
                 v(&p.lines),
             ],
         )
@@ -423,7 +424,7 @@ impl LoyaltyTx for SqlTx {
                 member_id: r.parsed("member_id")?,
                 occurred_at: r.time("occurred_at")?,
                 net_amount: r.i64("net")?,
-                refunded: r.text("status")? == "refunded",
+                refunded: r.word("status", PurchaseStatus::parse)? == PurchaseStatus::Refunded,
             })
         })
         .await
@@ -448,7 +449,7 @@ impl LoyaltyTx for SqlTx {
                     member_id: r.parsed("member_id")?,
                     occurred_at: r.time("occurred_at")?,
                     lines: r.text("lines")?,
-                    refunded: r.text("status")? == "refunded",
+                    refunded: r.word("status", PurchaseStatus::parse)? == PurchaseStatus::Refunded,
                 })
             },
         )

@@ -3,6 +3,7 @@
 
 use huiyuan_domain::ids::{BrandId, MemberId};
 use huiyuan_domain::loyalty::ledger::LotStatus;
+use huiyuan_domain::loyalty::purchase::PurchaseStatus;
 use huiyuan_domain::member::MemberStatus;
 
 use super::table::table;
@@ -217,7 +218,7 @@ pub(super) fn purchase_values(p: &PurchaseRecord) -> Vec<Value> {
         v(p.points),
         v(p.points_reversed),
         v(p.refunded_amount),
-        v(&p.status),
+        v(p.status.as_str()),
         v(&p.lines),
         v(&p.earning),
         v(p.programme_version),
@@ -285,7 +286,7 @@ pub(super) fn purchase_row(r: &Row) -> Result<PurchaseRecord> {
         points: r.i64("points")?,
         points_reversed: r.i64("points_reversed")?,
         refunded_amount: r.i64("refunded_amount")?,
-        status: r.text("status")?,
+        status: r.word("status", PurchaseStatus::parse)?,
         lines: r.text("lines")?,
         earning: r.text("earning")?,
         programme_version: r.i64("programme_version")?,
