@@ -66,6 +66,11 @@ pub struct CoreConfig {
     /// the same records: for the demo generator and tests only — seeded codes can be guessed
     /// by anyone who knows the seed.
     pub seed: Option<u64>,
+    /// How far back a sale sent live (the API's purchase routes, the till) may be dated:
+    /// late sales from an offline till or a reconciliation. Older history goes through a
+    /// purchase import, which takes any date up to now. Points a backdated sale earns that
+    /// have already expired are never spendable (spending expires due lots first).
+    pub backdate_window: Duration,
     /// Start background work (a bulk job right after it is queued) on its own task. The demo
     /// generator turns it off and runs that work itself, in order, so a seed gives one result.
     pub background: bool,
@@ -79,6 +84,7 @@ impl Default for CoreConfig {
             idempotency_ttl: Duration::hours(24),
             analytics_ttl: Duration::minutes(10),
             credential_cache_ttl: Duration::seconds(5),
+            backdate_window: Duration::days(180),
             seed: None,
             background: true,
         }

@@ -596,7 +596,83 @@ async fn hostile_search_input_is_answered_safely(backend: Backend) {
     assert_eq!(still["tags"], json!(["vip"]));
 }
 
+/// The largest deduction of all, `points: i64::MIN`, once passed the bound check (`abs()`
+/// wraps) and left the ledger and the audit log disagreeing. Refused, naming the field, and
+/// nothing changes.
+async fn an_adjustment_at_the_extremes_is_refused(backend: Backend) {
+    let h = Harness::start(backend).await;
+    h.publish_demo_programme().await;
+    let m = h.member_id("13800138091").await;
+    let path = format!("/v1/members/{m}/points/adjustments");
+    for points in [i64::MIN, i64::MIN + 1, i64::MAX, -100_000_001] {
+        let (s, b) = post(
+            &h,
+            &path,
+            json!({"points": points, "reason": "x", "reference": format!("EX{points}")}),
+        )
+        .await;
+        assert_problem(s, &b, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed");
+        assert_eq!(field_of(&b), "points", "{b}");
+    }
+    assert_eq!(h.balance(&m).await["available"], 0);
+    let (_, audit) = h
+        .admin(Method::GET, "/v1/audit-events?action=points.adjusted", None)
+        .await;
+    assert_eq!(audit["data"], json!([]), "{audit}");
+    h.verify_ok().await;
+}
+
+/// A sale dated 1900 once earned points available at once, past their expiry, and spendable.
+/// Live sales may be dated at most `backdate_window` back (180 days by default; the harness
+/// allows [`BACKDATE_WINDOW`]); history comes in by
+/// import, where points already expired are never spendable: spending expires due lots first,
+/// without waiting for the expiry job.
+async fn backdated_sales_earn_nothing_spendable(backend: Backend) {
+    let h = Harness::start(backend).await;
+    h.publish_demo_programme().await;
+    let m = h.member_id("13800138090").await;
+    let mut s = sale("BD-1", &m, 500);
+    s["occurred_at"] = json!("1900-01-01T12:00:00+08:00");
+    let (status, b) = h.buy(s).await;
+    assert_problem(status, &b, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed");
+    assert_eq!(field_of(&b), "occurred_at", "{b}");
+    let mut s = sale("BD-2", &m, 500);
+    s["occurred_at"] = json!((h.core.now() - BACKDATE_WINDOW - time::Duration::days(1))
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap());
+    assert_eq!(h.buy(s).await.0, StatusCode::UNPROCESSABLE_ENTITY);
+
+    // By import, a sale of three years ago is history: recorded, its points (12 months' life
+    // in the demo programme) long expired.
+    let day = (h.core.now() - time::Duration::days(3 * 365)).date();
+    let file =
+        format!("order_id,phone,occurred_at,sku,quantity,amount\nBD-3,13800138090,{day} 12:00,TEE,1,500\n");
+    let (s, job) = h.upload("/v1/imports/transactions", file.into_bytes()).await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{job}");
+    let done =
+        super::commerce::wait_for_job(&h, &format!("/v1/bulk-jobs/{}", job["id"].as_str().unwrap())).await;
+    assert_eq!(done["import"]["imported"], 1, "{done}");
+    // Before the expiry job has run, none of them can be spent.
+    let (s, b) = post(
+        &h,
+        &format!("/v1/members/{m}/points/redemptions"),
+        json!({"points": 100, "reference": "BD-r"}),
+    )
+    .await;
+    assert_problem(s, &b, StatusCode::CONFLICT, "insufficient_points");
+    h.run_jobs().await;
+    let balance = h.balance(&m).await;
+    assert_eq!(
+        (&balance["available"], &balance["pending"]),
+        (&json!(0), &json!(0)),
+        "{balance}"
+    );
+    h.verify_ok().await;
+}
+
 both_backends!(
     every_route_answers_each_role_as_written,
     hostile_search_input_is_answered_safely,
+    an_adjustment_at_the_extremes_is_refused,
+    backdated_sales_earn_nothing_spendable,
 );

@@ -534,7 +534,10 @@ impl Core {
         let member = self.active_member(&mut *tx, brand, member_id, true).await?;
         let ctx = self.loyalty_context(&mut *tx, brand).await?;
         let store_code = self.store_code(&mut *tx, brand, input).await?;
-        let posting = Posting::open(self, &mut *tx, brand, &member.id, &actor.label()).await?;
+        let mut posting = Posting::open(self, &mut *tx, brand, &member.id, &actor.label()).await?;
+        if input.points > 0 {
+            posting.expire_due(&mut *tx).await?;
+        }
         let wallet = WalletPosting::open(self, &mut *tx, brand, &member.id, &actor.label()).await?;
         let tier = ctx.programme.tiers.levels[ctx.level_of(&posting.account)].clone();
         let terms = self

@@ -449,6 +449,7 @@ impl Core {
         })?;
         let ctx = self.loyalty_context(&mut *tx, brand).await?;
         let mut posting = Posting::open(self, &mut *tx, brand, &record.id, &actor.label()).await?;
+        posting.expire_due(&mut *tx).await?;
         if posting.account.available < price {
             return Err(CoreError::conflict(
                 ErrorCode::InsufficientPoints,

@@ -19,6 +19,7 @@ use serde::{Deserialize, Serialize};
 use time::{Date, OffsetDateTime, Time};
 
 use crate::loyalty::calendar::BrandCalendar;
+use crate::loyalty::purchases::SaleSource;
 use crate::members::Enrolment;
 use crate::{Actor, Core, CoreError, Result};
 
@@ -1050,7 +1051,10 @@ impl Core {
             }
         }
         if !purchases.is_empty() {
-            for (line, outcome) in lines.iter().zip(self.record_purchases(actor, purchases).await?) {
+            for (line, outcome) in lines.iter().zip(
+                self.record_purchases_from(actor, purchases, SaleSource::History)
+                    .await?,
+            ) {
                 match outcome {
                     Ok(o) if o.created => report.imported += 1,
                     Ok(_) => report.unchanged += 1,

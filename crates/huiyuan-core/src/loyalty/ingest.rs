@@ -29,7 +29,7 @@ use time::{Date, Duration, OffsetDateTime};
 use tokio::sync::{oneshot, Semaphore};
 
 use super::calendar::BrandCalendar;
-use super::purchases::{replay, same_sale, view_of, Preparation, Prepared};
+use super::purchases::{replay, same_sale, view_of, Preparation, Prepared, SaleSource};
 use super::tiers::change_view;
 use super::views::PurchaseOutcome;
 use super::{new_account, LoyaltyContext, NewLot, Posting, Writes};
@@ -403,7 +403,7 @@ impl Core {
     /// Sales arriving together share a transaction (group commit).
     pub async fn record_purchase(&self, actor: &Actor, input: PurchaseInput) -> Result<PurchaseOutcome> {
         actor.require(Permission::PurchasesRecord)?;
-        match self.prepare_purchase(actor, input).await? {
+        match self.prepare_purchase(actor, input, SaleSource::Live).await? {
             Preparation::Replay(outcome) => Ok(*outcome),
             Preparation::Ready(p) => self
                 .group_commit(&actor.brand_id, vec![*p])
@@ -421,6 +421,16 @@ impl Core {
         actor: &Actor,
         inputs: Vec<PurchaseInput>,
     ) -> Result<Vec<Result<PurchaseOutcome>>> {
+        self.record_purchases_from(actor, inputs, SaleSource::Live).await
+    }
+
+    /// [`Core::record_purchases`] for sales from `source`: a purchase import records history.
+    pub(crate) async fn record_purchases_from(
+        &self,
+        actor: &Actor,
+        inputs: Vec<PurchaseInput>,
+        source: SaleSource,
+    ) -> Result<Vec<Result<PurchaseOutcome>>> {
         actor.require(Permission::PurchasesRecord)?;
         if inputs.is_empty() || inputs.len() > MAX_BATCH {
             return Err(ValidationError::field(
@@ -433,7 +443,7 @@ impl Core {
         let mut ready = Vec::new();
         let mut positions = Vec::new();
         for (i, input) in inputs.into_iter().enumerate() {
-            match self.prepare_purchase(actor, input).await {
+            match self.prepare_purchase(actor, input, source).await {
                 Ok(Preparation::Ready(p)) => {
                     ready.push(*p);
                     positions.push(i);

@@ -222,29 +222,10 @@ impl Core {
             },
             |core, tx, brand, member, writes| {
                 Box::pin(async move {
-                    let now = core.now();
                     let mut posting = Posting::open(core, tx, brand, member, SYSTEM).await?;
-                    let due: Vec<String> = posting
-                        .lots(tx)
-                        .await?
-                        .iter()
-                        .filter(|l| l.status != LotStatus::Closed && l.expires_at.is_some_and(|e| e <= now))
-                        .map(|l| l.id.clone())
-                        .collect();
-                    let mut points = 0;
-                    for lot in &due {
-                        points += posting.expire(tx, lot).await?;
-                    }
-                    if points > 0 {
-                        writes.events.push(core.event(
-                            brand,
-                            "points.expired",
-                            member.as_str(),
-                            json!({ "member_id": member, "points": points }),
-                        ));
-                    }
+                    let lots = posting.expire_due(tx).await?;
                     posting.stage(writes);
-                    Ok(due.len() as u64)
+                    Ok(lots as u64)
                 })
             },
         )

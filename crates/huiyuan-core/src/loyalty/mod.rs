@@ -349,6 +349,8 @@ pub(crate) struct Posting<'c> {
     pub actor: String,
     /// Entries appended by this posting, oldest first.
     pub entries: Vec<LedgerEntryRecord>,
+    /// Events of what the posting did on its own (points it expired), written with it.
+    events: Vec<OutboxRecord>,
 }
 
 impl<'c> Posting<'c> {
@@ -374,7 +376,37 @@ impl<'c> Posting<'c> {
             dirty_lots: Vec::new(),
             actor: actor.into(),
             entries: Vec::new(),
+            events: Vec::new(),
         }
+    }
+
+    /// Expires every lot whose expiry has passed, as the expiry job does (with its
+    /// `points.expired` event), and returns how many lots it closed. Whatever spends points calls
+    /// this first: the job runs every few minutes, and in between, or for a sale imported
+    /// after its points' life had ended, expired points must not be spendable.
+    pub async fn expire_due(&mut self, tx: &mut dyn Tx) -> Result<usize> {
+        let now = self.core.now();
+        let due: Vec<String> = self
+            .lots(tx)
+            .await?
+            .iter()
+            .filter(|l| l.status != LotStatus::Closed && l.expires_at.is_some_and(|e| e <= now))
+            .map(|l| l.id.clone())
+            .collect();
+        let mut points = 0;
+        for lot in &due {
+            points += self.expire(tx, lot).await?;
+        }
+        if points > 0 {
+            let member = &self.account.member_id;
+            self.events.push(self.core.event(
+                &self.account.brand_id,
+                "points.expired",
+                member.as_str(),
+                json!({ "member_id": member, "points": points }),
+            ));
+        }
+        Ok(due.len())
     }
 
     /// The member's open lots, oldest first, with this posting's changes and new lots.
@@ -740,6 +772,7 @@ impl<'c> Posting<'c> {
             }
         }
         writes.entries.extend(self.entries);
+        writes.events.extend(self.events);
         writes.accounts.push(self.account);
     }
 

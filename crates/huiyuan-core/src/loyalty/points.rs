@@ -210,6 +210,7 @@ impl Core {
                 .credit(input.points, lot, Some(op.ctx.version), detail)?;
         } else {
             let want = -input.points;
+            op.posting.expire_due(&mut *op.tx).await?;
             if op.posting.account.available < want {
                 return Err(CoreError::conflict(
                     ErrorCode::InsufficientPoints,
@@ -259,6 +260,7 @@ impl Core {
             Begun::Replay(o) => return Ok((o, false)),
             Begun::Fresh(op) => op,
         };
+        op.posting.expire_due(&mut *op.tx).await?;
         if op.posting.account.available < input.points {
             return Err(CoreError::conflict(
                 ErrorCode::InsufficientPoints,

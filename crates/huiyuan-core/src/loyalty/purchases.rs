@@ -25,6 +25,15 @@ use crate::{Actor, Core, CoreError, ErrorCode, Result};
 /// How far in the future a sale's time may be (till clocks drift).
 const MAX_CLOCK_SKEW: Duration = Duration::minutes(5);
 
+/// Where a sale comes from, which decides how far back it may be dated.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum SaleSource {
+    /// The API or the till: within [`crate::CoreConfig::backdate_window`].
+    Live,
+    /// A purchase import: any time up to now.
+    History,
+}
+
 /// A purchase checked and resolved to a member, ready for the transaction.
 #[derive(Clone)]
 pub(crate) struct Prepared {
@@ -123,10 +132,26 @@ impl Core {
     /// code again), a code is verified, an unknown phone enrolled — all before the purchase's
     /// transaction, which must not open another one. A sale by member ID needs nothing here:
     /// its transaction checks the member, the store and a replay, for a whole batch at once.
-    pub(super) async fn prepare_purchase(&self, actor: &Actor, input: PurchaseInput) -> Result<Preparation> {
+    pub(super) async fn prepare_purchase(
+        &self,
+        actor: &Actor,
+        input: PurchaseInput,
+        source: SaleSource,
+    ) -> Result<Preparation> {
         let lines = validate_purchase(&input)?;
         if input.occurred_at.is_some_and(|t| t > self.now() + MAX_CLOCK_SKEW) {
             return Err(ValidationError::field("occurred_at", "is in the future").into());
+        }
+        let window = self.config.backdate_window;
+        if source == SaleSource::Live && input.occurred_at.is_some_and(|t| t < self.now() - window) {
+            return Err(ValidationError::field(
+                "occurred_at",
+                format!(
+                    "is more than {} days ago: older sales are imported (POST /v1/imports/transactions)",
+                    window.whole_days()
+                ),
+            )
+            .into());
         }
         let brand = &actor.brand_id;
         let (member_id, enrolled) = match (&input.member_id, &input.phone, &input.member_code) {

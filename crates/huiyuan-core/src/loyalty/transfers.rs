@@ -148,6 +148,7 @@ impl Core {
                 ));
             }
         }
+        out.expire_due(&mut *tx).await?;
         if out.account.available < input.points {
             return Err(CoreError::conflict(
                 ErrorCode::InsufficientPoints,

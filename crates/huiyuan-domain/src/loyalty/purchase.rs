@@ -24,6 +24,8 @@ crate::coded! {
 pub const MAX_LINES: usize = 500;
 /// Largest number of points moved by one operation.
 pub const MAX_POINTS: i64 = 100_000_000;
+/// Most units of one line of a basket (and so of a return).
+pub const MAX_QUANTITY: i64 = 1_000_000;
 
 /// A purchase to record; `order_id` is the brand's own order number and makes the call
 /// idempotent: the same order sent again returns the first result and earns nothing more.
@@ -133,8 +135,11 @@ pub fn validate_basket_lines(v: &mut Validator, input: &[LineInput]) -> Vec<Purc
             .category
             .as_deref()
             .and_then(|c| v.check(validate_text(&format!("lines[{i}].category"), c, 64)));
-        if !(1..=1_000_000).contains(&l.quantity) {
-            v.push(format!("lines[{i}].quantity"), "must be between 1 and 1000000");
+        if !(1..=MAX_QUANTITY).contains(&l.quantity) {
+            v.push(
+                format!("lines[{i}].quantity"),
+                format!("must be between 1 and {MAX_QUANTITY}"),
+            );
         }
         if !(0..=MAX_AMOUNT).contains(&l.amount) {
             v.push(
@@ -274,8 +279,11 @@ pub fn validate_refund(r: &RefundInput) -> Result<(), ValidationError> {
             v.push("lines", format!("must have between 1 and {MAX_LINES} lines"));
         }
         for (i, l) in lines.iter().enumerate() {
-            if l.quantity < 1 {
-                v.push(format!("lines[{i}].quantity"), "must be at least 1");
+            if !(1..=MAX_QUANTITY).contains(&l.quantity) {
+                v.push(
+                    format!("lines[{i}].quantity"),
+                    format!("must be between 1 and {MAX_QUANTITY}"),
+                );
             }
         }
     }
@@ -298,7 +306,9 @@ pub struct AdjustmentInput {
 
 pub fn validate_adjustment(a: &AdjustmentInput) -> Result<String, ValidationError> {
     let mut v = Validator::default();
-    if a.points == 0 || a.points.abs() > MAX_POINTS {
+    // `unsigned_abs`: `abs` of i64::MIN is i64::MIN again (in a release build), which is
+    // below the bound, so the largest deduction of all would pass.
+    if a.points == 0 || a.points.unsigned_abs() > MAX_POINTS.unsigned_abs() {
         v.push(
             "points",
             format!("must be non-zero and at most {MAX_POINTS} either way"),
@@ -382,6 +392,44 @@ pub fn validate_reference(field: &str, s: &str) -> Result<String, ValidationErro
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Every numeric input of the points and purchase requests, over the whole i64 range:
+        /// validation never panics and accepts only values inside the bound it states (an
+        /// `abs()` let i64::MIN through as a deduction once).
+        #[test]
+        fn numeric_inputs_are_bounded_at_the_extremes(
+            n in prop_oneof![Just(i64::MIN), Just(i64::MIN + 1), Just(-1i64), Just(0i64),
+                             Just(i64::MAX), any::<i64>()],
+        ) {
+            let reference = "R-1".to_owned();
+            let adjusted = validate_adjustment(&AdjustmentInput {
+                points: n, reason: "support".into(), reference: reference.clone() });
+            prop_assert_eq!(adjusted.is_ok(), n != 0 && (-MAX_POINTS..=MAX_POINTS).contains(&n));
+            let redeemed = validate_redeem(&RedeemInput {
+                points: n, reference: reference.clone(), description: None });
+            prop_assert_eq!(redeemed.is_ok(), (1..=MAX_POINTS).contains(&n));
+            let transferred = validate_transfer(&TransferInput {
+                to_member_id: "mem_01JABCDEFGHJKMNPQRSTVWXYZ0".parse().unwrap(),
+                points: n, reference: reference.clone(), note: None });
+            prop_assert_eq!(transferred.is_ok(), (1..=MAX_POINTS).contains(&n));
+            let by_amount = validate_refund(&RefundInput {
+                refund_id: reference.clone(), amount: Some(n), lines: None, reason: None });
+            prop_assert_eq!(by_amount.is_ok(), (1..=MAX_AMOUNT).contains(&n));
+            let by_line = validate_refund(&RefundInput {
+                refund_id: reference.clone(), amount: None,
+                lines: Some(vec![RefundLineInput { line: 0, quantity: n }]), reason: None });
+            prop_assert_eq!(by_line.is_ok(), (1..=MAX_QUANTITY).contains(&n));
+            let sale = |paid: i64, quantity: i64, amount: i64| input(serde_json::json!({
+                "order_id": "O-1", "member_id": "mem_01JABCDEFGHJKMNPQRSTVWXYZ0", "channel": "pos",
+                "paid_amount": paid, "lines": [{"sku": "A", "quantity": quantity, "amount": amount}]
+            }));
+            let amount_ok = (0..=MAX_AMOUNT).contains(&n);
+            prop_assert_eq!(validate_purchase(&sale(n, 1, n)).is_ok(), amount_ok);
+            prop_assert_eq!(validate_purchase(&sale(100, n, 100)).is_ok(), (1..=MAX_QUANTITY).contains(&n));
+        }
+    }
 
     fn input(json: serde_json::Value) -> PurchaseInput {
         serde_json::from_value(json).unwrap()
