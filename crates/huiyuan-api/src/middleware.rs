@@ -18,7 +18,7 @@ use huiyuan_core::Actor;
 use sha2::{Digest, Sha256};
 
 use crate::extract::{bearer_token, request_id};
-use crate::problem::{ApiError, Transient};
+use crate::problem::{ApiError, ShownOnce, Transient};
 use crate::AppState;
 use huiyuan_core::ErrorCode;
 
@@ -208,6 +208,10 @@ pub async fn idempotency(State(state): State<AppState>, req: Request, next: Next
                 res_parts.status.is_server_error() || res_parts.extensions.get::<Transient>().is_some();
             let stored = if retryable {
                 state.core.release_idempotency(&actor, &key).await
+            } else if res_parts.extensions.get::<ShownOnce>().is_some() {
+                // A secret is never stored: the key's answer from now on says it was shown.
+                let (status, body) = shown_once_answer().await;
+                state.core.complete_idempotency(&actor, &key, status, &body).await
             } else {
                 state
                     .core
@@ -220,6 +224,22 @@ pub async fn idempotency(State(state): State<AppState>, req: Request, next: Next
             Response::from_parts(res_parts, Body::from(res_bytes))
         }
     }
+}
+
+/// What a replay of a response that carried a secret answers: its status and problem body.
+async fn shown_once_answer() -> (u16, Vec<u8>) {
+    let problem = ApiError::new(
+        ErrorCode::SecretShownOnce,
+        "the first request with this Idempotency-Key succeeded; its response held a secret, \
+         which was shown then and is not kept (list what it made, or make another)",
+    )
+    .into_response();
+    let status = problem.status().as_u16();
+    let body = axum::body::to_bytes(problem.into_body(), usize::MAX)
+        .await
+        .map(|b| b.to_vec())
+        .unwrap_or_default();
+    (status, body)
 }
 
 /// Runs the rest of the request on its own task, so a client that disconnects cannot cancel it

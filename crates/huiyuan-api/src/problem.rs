@@ -34,6 +34,11 @@ pub struct Problem {
 #[derive(Debug, Clone, Copy)]
 pub struct Transient;
 
+/// Marks a response that carries a secret shown once (a new API key, a member code). The
+/// idempotency layer keeps no copy of it: a replay of its key answers `secret_shown_once`.
+#[derive(Debug, Clone, Copy)]
+pub struct ShownOnce;
+
 impl ApiError {
     fn is_transient(&self) -> bool {
         let status = self.status();

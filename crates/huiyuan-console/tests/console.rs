@@ -377,7 +377,11 @@ async fn console() {
     let html = html.replace("&#x2f;", "/");
     let at = html.find("/m/sign-in?token=").expect("the page shows the link");
     let link = html[at..].split(['<', '"']).next().unwrap().replace("&amp;", "&");
-    let member_browser = reqwest::Client::builder().cookie_store(true).build().unwrap();
+    let jar = Arc::new(reqwest::cookie::Jar::default());
+    let member_browser = reqwest::Client::builder()
+        .cookie_provider(jar.clone())
+        .build()
+        .unwrap();
     let res = member_browser
         .get(format!("{}{link}", site.base))
         .send()
@@ -395,6 +399,22 @@ async fn console() {
     assert!(qr.text().await.unwrap().starts_with("<svg"));
     let again = reqwest::get(format!("{}{link}", site.base)).await.unwrap();
     assert_eq!(again.status(), StatusCode::UNAUTHORIZED, "a link works once");
+    // Signing out ends the session itself: a copy of the cookie (another tab, a shared
+    // computer's history) no longer opens the card.
+    let copied = reqwest::cookie::CookieStore::cookies(&*jar, &site.base.parse().unwrap())
+        .expect("the member is signed in");
+    member_browser
+        .post(format!("{}/m/sign-out", site.base))
+        .send()
+        .await
+        .unwrap();
+    let replayed = reqwest::Client::new()
+        .get(format!("{}/m/", site.base))
+        .header(reqwest::header::COOKIE, copied)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(replayed.status(), StatusCode::UNAUTHORIZED, "the session ended");
     assert_eq!(
         reqwest::get(format!("{}/m/", site.base)).await.unwrap().status(),
         StatusCode::UNAUTHORIZED

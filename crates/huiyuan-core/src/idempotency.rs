@@ -68,6 +68,16 @@ impl Core {
         })
     }
 
+    /// Whether `key` was claimed for `actor` (and not released): a marker other use cases
+    /// set once, such as a member session ended.
+    pub(crate) async fn idempotency_key_used(&self, actor: &Actor, key: &str) -> Result<bool> {
+        let mut tx = self.storage.read().await?;
+        Ok(tx
+            .get_idempotency_key(&actor.brand_id, &scope(actor), key)
+            .await?
+            .is_some())
+    }
+
     pub async fn complete_idempotency(
         &self,
         actor: &Actor,

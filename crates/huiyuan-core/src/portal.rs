@@ -17,7 +17,9 @@ use crate::idempotency::IdempotencyClaim;
 use crate::{Actor, Core, CoreError, Result};
 
 const LINK_PREFIX: &str = "ml1";
-const SESSION_PREFIX: &str = "ms1";
+/// `ms2.<brand>.<member>.<expires>.<nonce>.<mac>`: the nonce names the session, so that
+/// signing out can end it (`ms1` sessions, which had none, are no longer accepted).
+const SESSION_PREFIX: &str = "ms2";
 
 /// How long a sign-in link may wait before it is used.
 pub const LINK_TTL: Duration = Duration::minutes(30);
@@ -131,36 +133,96 @@ impl Core {
         .await?;
         tx.commit().await?;
         let exp = (self.now() + MEMBER_SESSION_TTL).unix_timestamp().to_string();
-        let parts = [SESSION_PREFIX, brand.as_str(), member.as_str(), &exp];
+        let nonce = random_token(12);
+        let parts = [SESSION_PREFIX, brand.as_str(), member.as_str(), &exp, &nonce];
         Ok(format!("{}.{}", parts.join("."), self.portal_mac(&parts)))
     }
 
-    /// The member a session token stands for; the member must still be active.
+    /// The member a session token stands for; the member must still be active and the
+    /// session not signed out.
     pub async fn member_session(&self, token: &str) -> Result<MemberSession> {
+        let session = self.session_token(token)?;
+        if self
+            .idempotency_key_used(&session.actor, &ended_key(&session.nonce))
+            .await?
+        {
+            return Err(CoreError::Unauthenticated(
+                "you signed out; sign in with a new link",
+            ));
+        }
+        // Erased or merged members are signed out.
+        let profile = self.get_member(&session.actor, &session.member, false).await?;
+        Ok(MemberSession {
+            profile,
+            actor: session.actor,
+            member: session.member,
+            expires_at: session.expires_at,
+        })
+    }
+
+    /// Signs a member out: the session ends for every copy of its cookie, not only in the
+    /// browser that signed out (a session is a signed token, so the end is recorded against
+    /// its nonce, kept longer than the session lives). Audited; ending it twice is a no-op.
+    pub async fn end_member_session(&self, token: &str) -> Result<()> {
+        let session = self.session_token(token)?;
+        let key = ended_key(&session.nonce);
+        if self
+            .claim_idempotency(&session.actor, &key, b"ended".to_vec())
+            .await?
+            != IdempotencyClaim::Proceed
+        {
+            return Ok(());
+        }
+        self.complete_idempotency(&session.actor, &key, 200, b"").await?;
+        let mut tx = self.storage.write().await?;
+        self.audit(
+            &mut *tx,
+            &session.actor,
+            "member.signed_out",
+            ("member", session.member.as_str()),
+            json!({}),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// A session token's fields, once its MAC and expiry are checked.
+    fn session_token(&self, token: &str) -> Result<SessionToken> {
         let invalid = || CoreError::Unauthenticated("sign in with the link you were given");
-        let (parts, mac) = split_token(token, SESSION_PREFIX, 3).ok_or_else(invalid)?;
+        let (parts, mac) = split_token(token, SESSION_PREFIX, 4).ok_or_else(invalid)?;
         if !self.check_mac(&parts, mac) {
             return Err(invalid());
         }
-        let expires = parts[3]
+        let expires_at = parts[3]
             .parse::<i64>()
             .ok()
             .and_then(|s| OffsetDateTime::from_unix_timestamp(s).ok())
             .ok_or_else(invalid)?;
-        if self.now() >= expires {
+        if self.now() >= expires_at {
             return Err(CoreError::Unauthenticated("the session has expired"));
         }
-        let actor = Actor::system(parts[1].parse()?);
-        let member: MemberId = parts[2].parse()?;
-        // Erased or merged members are signed out.
-        let profile = self.get_member(&actor, &member, false).await?;
-        Ok(MemberSession {
-            profile,
-            actor,
-            member,
-            expires_at: expires,
+        Ok(SessionToken {
+            actor: Actor::system(parts[1].parse()?),
+            member: parts[2].parse()?,
+            expires_at,
+            nonce: parts[4].to_owned(),
         })
     }
+}
+
+/// What a member session token says.
+struct SessionToken {
+    actor: Actor,
+    member: MemberId,
+    expires_at: OffsetDateTime,
+    nonce: String,
+}
+
+/// The marker of a session that was signed out. Idempotency keys are kept for a day
+/// (`CoreConfig::idempotency_ttl`), longer than a session lives ([`MEMBER_SESSION_TTL`]).
+fn ended_key(nonce: &str) -> String {
+    format!("member-session-ended:{nonce}")
 }
 
 #[cfg(test)]

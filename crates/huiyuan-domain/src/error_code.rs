@@ -64,6 +64,7 @@ error_codes! {
     ConcurrentUpdate = "concurrent_update", 409, "the record changed while it was being updated; retry";
     IdempotencyKeyInUse = "idempotency_key_in_use", 409, "a request with this `Idempotency-Key` is still running";
     IdempotencyKeyReused = "idempotency_key_reused", 409, "this `Idempotency-Key` was used for another request";
+    SecretShownOnce = "secret_shown_once", 409, "a replay of a response that held a secret (a new API key, a member code): the secret was shown once and is not kept";
     ReferenceReused = "reference_reused", 409, "this reference was used for another request, or is in use right now";
     // Members.
     IdentityConflict = "identity_conflict", 409, "the identities given belong to different members";

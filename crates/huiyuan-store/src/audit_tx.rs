@@ -31,6 +31,12 @@ pub trait AuditTx: Send {
         status: u16,
         body: &[u8],
     ) -> Result<()>;
+    async fn get_idempotency_key(
+        &mut self,
+        brand: &BrandId,
+        scope: &str,
+        key: &str,
+    ) -> Result<Option<IdempotencyRecord>>;
     async fn release_idempotency_key(&mut self, brand: &BrandId, scope: &str, key: &str) -> Result<()>;
     async fn purge_idempotency_keys(&mut self, created_before: OffsetDateTime) -> Result<u64>;
 }

@@ -527,7 +527,11 @@ pub async fn idempotency_keys_claim_complete_release(s: Arc<dyn Storage>) {
         created_at: now(),
     };
     let mut tx = s.write().await.unwrap();
+    let unseen = tx.get_idempotency_key(&b.id, "key_x", "k1").await.unwrap();
+    assert_eq!(unseen, None);
     assert_eq!(tx.claim_idempotency_key(&claim).await.unwrap(), None);
+    let seen = tx.get_idempotency_key(&b.id, "key_x", "k1").await.unwrap();
+    assert_eq!(seen.map(|r| r.request_hash), Some(vec![1; 32]));
     let again = tx.claim_idempotency_key(&claim).await.unwrap().unwrap();
     assert_eq!(again.status, None, "still in progress");
     tx.complete_idempotency_key(&b.id, "key_x", "k1", 201, b"{\"id\":1}")

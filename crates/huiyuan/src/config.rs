@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use huiyuan_core::clock::{Clock, OffsetClock, SystemClock};
+use huiyuan_core::CoreConfig;
 
 use figment::providers::{Env, Format, Serialized, Toml};
 use figment::Figment;
@@ -31,6 +32,9 @@ pub struct Config {
     /// How long an authenticated API key or session is trusted before it is read again; a
     /// key revoked through another process stops working within this time. 0: every request.
     pub credential_cache_seconds: u32,
+    /// How many days back a sale sent live (API, till) may be dated; older history is
+    /// imported. 0: no backdating at all.
+    pub backdate_days: u16,
     /// Start the clock at this instant and let it run on from there: `now`, an RFC 3339 instant
     /// or a date (10:00 in UTC+8). For rehearsing a date on a copy of the data (a member day, a
     /// year end) and for the tests; never on a live installation, whose records would carry the
@@ -56,6 +60,7 @@ impl Default for Config {
             sign_in_per_minute: api.sign_in_per_minute,
             body_limit_bytes: api.body_limit_bytes,
             credential_cache_seconds: 5,
+            backdate_days: CoreConfig::default().backdate_window.whole_days() as u16,
             clock_start: None,
             clock_offset: None,
         }

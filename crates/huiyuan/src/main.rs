@@ -692,6 +692,7 @@ fn apply(config: &mut Config, args: &StorageArgs) {
 fn core(config: &Config, storage: Arc<dyn Storage>, key: &MasterKey) -> Core {
     let core_config = CoreConfig {
         credential_cache_ttl: time::Duration::seconds(i64::from(config.credential_cache_seconds)),
+        backdate_window: time::Duration::days(i64::from(config.backdate_days)),
         ..CoreConfig::default()
     };
     Core::new(storage, key, config.clock(), core_config)

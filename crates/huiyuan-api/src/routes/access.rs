@@ -2,7 +2,7 @@
 
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
-use axum::Json;
+use axum::{Extension, Json};
 use huiyuan_core::auth::{CreatedApiKey, LoginInput, NewApiKey, NewOperator, OperatorChanges, Session};
 use huiyuan_core::views::{ApiKeyView, OperatorView};
 use huiyuan_core::ActorKind;
@@ -14,7 +14,7 @@ use utoipa::ToSchema;
 use super::{list, page, List, PageQuery};
 use crate::extract::{bearer_token, path_id, request_id, ApiJson, ApiQuery, Auth};
 
-use crate::problem::{ApiResult, Problem};
+use crate::problem::{ApiResult, Problem, ShownOnce};
 use crate::AppState;
 
 /// Signs an operator in and returns a session token (valid 12 hours).
@@ -132,16 +132,19 @@ pub async fn list_api_keys(
     Ok(Json(list(s.core.list_api_keys(&actor, &p).await?, limit)))
 }
 
-/// Creates an API key for a role. The secret is in this response only.
+/// Creates an API key for a role. The secret is in this response only: it is not kept, not
+/// even for an `Idempotency-Key` replay, which answers `409 secret_shown_once`.
 #[utoipa::path(post, path = "/v1/api-keys", tag = "api keys", request_body = NewApiKey,
-    responses((status = 201, body = CreatedApiKey), (status = 403, body = Problem)))]
+    responses((status = 201, body = CreatedApiKey), (status = 403, body = Problem),
+        (status = 409, body = Problem, description = "A replay: the secret was shown once")))]
 pub async fn create_api_key(
     State(s): State<AppState>,
     Auth(actor): Auth,
     ApiJson(input): ApiJson<NewApiKey>,
-) -> ApiResult<(StatusCode, Json<CreatedApiKey>)> {
+) -> ApiResult<(StatusCode, Extension<ShownOnce>, Json<CreatedApiKey>)> {
     Ok((
         StatusCode::CREATED,
+        Extension(ShownOnce),
         Json(s.core.create_api_key(&actor, input).await?),
     ))
 }

@@ -3,7 +3,7 @@
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::Json;
+use axum::{Extension, Json};
 use huiyuan_core::codes::{MemberCode, VerifiedCode, VerifyCodeInput};
 use huiyuan_core::members::{Enrolment, MemberQuery, TillIdentifyInput, TillIdentity};
 use huiyuan_core::views::{MemberExport, MemberView};
@@ -15,7 +15,7 @@ use utoipa::ToSchema;
 
 use super::{list, page, List};
 use crate::extract::{path_id, ApiJson, ApiQuery, Auth};
-use crate::problem::{ApiError, ApiResult, Problem};
+use crate::problem::{ApiError, ApiResult, Problem, ShownOnce};
 use crate::AppState;
 
 /// Enrols a member — or, when any of the identities (phone, email, card, external ID) is
@@ -199,17 +199,21 @@ pub async fn export_member(
     ))
 }
 
-/// Issues a dynamic member code: 18 digits and a signed QR payload, valid 60 seconds, usable once.
+/// Issues a dynamic member code: 18 digits and a signed QR payload, valid 60 seconds, usable
+/// once. The code is not kept for an `Idempotency-Key` replay (`409 secret_shown_once`): ask
+/// for a new one.
 #[utoipa::path(post, path = "/v1/members/{id}/code", tag = "member codes",
     params(("id" = String, Path, description = "Member ID")),
-    responses((status = 201, body = MemberCode), (status = 404, body = Problem)))]
+    responses((status = 201, body = MemberCode), (status = 404, body = Problem),
+        (status = 409, body = Problem, description = "A replay: the code was shown once")))]
 pub async fn issue_code(
     State(s): State<AppState>,
     Auth(actor): Auth,
     Path(id): Path<String>,
-) -> ApiResult<(StatusCode, Json<MemberCode>)> {
+) -> ApiResult<(StatusCode, Extension<ShownOnce>, Json<MemberCode>)> {
     Ok((
         StatusCode::CREATED,
+        Extension(ShownOnce),
         Json(s.core.issue_code(&actor, &path_id(&id, "member")?).await?),
     ))
 }

@@ -32,7 +32,7 @@ impl Harness {
     }
 
     /// A GET whose body is a file, not JSON.
-    async fn download(&self, key: &str, path: &str) -> (StatusCode, Vec<u8>) {
+    pub(super) async fn download(&self, key: &str, path: &str) -> (StatusCode, Vec<u8>) {
         let res = self
             .http
             .get(format!("{}{path}", self.base))

@@ -670,7 +670,95 @@ async fn backdated_sales_earn_nothing_spendable(backend: Backend) {
     h.verify_ok().await;
 }
 
+/// A new API key's secret was kept in clear with its idempotency key and sent again on a
+/// replay. A response that holds a secret (a new key, a member code) is not stored: the replay
+/// answers `secret_shown_once`, nothing is made twice, and (SQLite, whose files the test can
+/// read) the secret is nowhere in the database or its write-ahead log.
+async fn secrets_are_shown_once_even_to_a_replay(backend: Backend) {
+    let h = Harness::start(backend).await;
+    let m = h.member_id("13800138092").await;
+    let mut shown = Vec::new();
+    for (path, body, field) in [
+        (
+            "/v1/api-keys".to_owned(),
+            json!({"name": "till-7", "role": "clerk"}),
+            "secret",
+        ),
+        (format!("/v1/members/{m}/code"), json!({}), "code"),
+    ] {
+        let headers = [("idempotency-key", field)];
+        let send = || {
+            h.call_full(
+                Some(&h.admin_key),
+                Method::POST,
+                &path,
+                Some(body.clone()),
+                &headers,
+            )
+        };
+        let (s, _, first) = send().await;
+        assert_eq!(s, StatusCode::CREATED, "{first}");
+        let secret = first[field].as_str().unwrap().to_owned();
+        let (s, replayed, again) = send().await;
+        assert_problem(s, &again, StatusCode::CONFLICT, "secret_shown_once");
+        assert_eq!(replayed.get("idempotent-replayed").unwrap(), "true");
+        assert!(!again.to_string().contains(&secret), "{again}");
+        shown.push(secret);
+    }
+    let keys = h.admin(Method::GET, "/v1/api-keys", None).await.1;
+    let made = keys["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|k| k["name"] == "till-7")
+        .count();
+    assert_eq!(made, 1, "{keys}");
+    if let Location::Sqlite(file) = &h.location {
+        for suffix in ["", "-wal"] {
+            let mut name = file.clone().into_os_string();
+            name.push(suffix);
+            let bytes = std::fs::read(&name).unwrap_or_default();
+            for secret in &shown {
+                let found = bytes.windows(secret.len()).any(|w| w == secret.as_bytes());
+                assert!(!found, "a secret is in {name:?}");
+            }
+        }
+    }
+}
+
+/// A name `=cmd|' /C calc'!A0`, a tag `=1+2` and a city `@SUM(1+1)` came out of the member
+/// export as formulas a spreadsheet would run. Every text cell of every export, masked or
+/// revealed, now starts inert (a leading `'`); plain numbers keep their signs.
+async fn exports_never_hand_a_spreadsheet_a_formula(backend: Backend) {
+    let h = Harness::start(backend).await;
+    let name = "=cmd|' /C calc'!A0";
+    h.enrol(json!({"phone": "13800138093", "name": name, "city": "@SUM(1+1)", "tags": ["=1+2"]}))
+        .await;
+    for path in ["/v1/exports/members?reveal=true", "/v1/exports/members"] {
+        let (s, file) = h.download(&h.admin_key, path).await;
+        assert_eq!(s, StatusCode::OK);
+        let mut cells = Vec::new();
+        for record in ::csv::Reader::from_reader(file.as_slice()).records() {
+            cells.extend(record.unwrap().iter().map(str::to_owned));
+        }
+        let live: Vec<&String> = cells
+            .iter()
+            .filter(|c| {
+                c.starts_with(['=', '@', '\t', '\r'])
+                    || (c.starts_with(['+', '-']) && c.parse::<f64>().is_err())
+            })
+            .collect();
+        assert!(live.is_empty(), "{path}: {live:?}");
+        if path.contains("reveal") {
+            assert!(cells.contains(&format!("'{name}")), "{cells:?}");
+            assert!(cells.iter().any(|c| c == "'@SUM(1+1)"), "{cells:?}");
+        }
+    }
+}
+
 both_backends!(
+    exports_never_hand_a_spreadsheet_a_formula,
+    secrets_are_shown_once_even_to_a_replay,
     every_route_answers_each_role_as_written,
     hostile_search_input_is_answered_safely,
     an_adjustment_at_the_extremes_is_refused,

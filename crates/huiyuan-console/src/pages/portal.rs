@@ -168,7 +168,13 @@ pub async fn code(State(state): State<ConsoleState>, headers: HeaderMap) -> Resp
         .into_response()
 }
 
-pub async fn sign_out() -> Response {
+/// Ends the member's session everywhere (a copied cookie stops working too), then clears the
+/// cookie.
+pub async fn sign_out(State(state): State<ConsoleState>, headers: HeaderMap) -> Response {
+    if let Some(token) = cookie(&headers, MEMBER_COOKIE) {
+        // A session already expired or ended has nothing left to end.
+        let _ = state.core.end_member_session(token).await;
+    }
     (
         [(
             header::SET_COOKIE,

@@ -18,6 +18,7 @@ use huiyuan_domain::ValidationError;
 use serde::{Deserialize, Serialize};
 use time::{Date, OffsetDateTime, Time};
 
+use crate::files::table::spreadsheet_safe;
 use crate::loyalty::calendar::BrandCalendar;
 use crate::loyalty::purchases::SaleSource;
 use crate::members::Enrolment;
@@ -937,8 +938,8 @@ pub fn rejections_csv(rejected: &[Rejection]) -> Result<Vec<u8>> {
     for r in rejected {
         w.write_record([
             r.line.to_string().as_str(),
-            r.field.as_deref().unwrap_or(""),
-            r.reason.as_str(),
+            &spreadsheet_safe(r.field.as_deref().unwrap_or("")),
+            &spreadsheet_safe(&r.reason),
         ])
         .map_err(failed)?;
     }

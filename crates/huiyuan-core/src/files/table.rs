@@ -16,6 +16,28 @@ use time::OffsetDateTime;
 
 use crate::{CoreError, Result};
 
+/// A text cell as a spreadsheet will not run it. Excel, LibreOffice and Sheets read a cell
+/// that starts with `=`, `+`, `-` or `@` (or a tab or carriage return before one) as a formula,
+/// so a member named `=cmd|' /C calc'!A0` would run a command on the analyst's machine ("CSV
+/// injection"). Such a cell gets a leading `'`, as OWASP recommends, unless it is a plain
+/// number (`-5`, `+8613800138000`): a spreadsheet reads those as numbers, never formulas, and
+/// they stay as they were. Numbers in typed columns are never text, so their signs are kept.
+pub(crate) fn spreadsheet_safe(cell: &str) -> std::borrow::Cow<'_, str> {
+    let triggers = ['=', '+', '-', '@', '\t', '\r'];
+    let plain_number = |s: &str| {
+        let digits = s.strip_prefix(['+', '-']).unwrap_or(s);
+        !digits.is_empty()
+            && digits.chars().all(|c| c.is_ascii_digit() || c == '.')
+            && digits.chars().filter(|&c| c == '.').count() <= 1
+            && digits.chars().any(|c| c.is_ascii_digit())
+    };
+    if cell.starts_with(triggers) && !plain_number(cell) {
+        std::borrow::Cow::Owned(format!("'{cell}"))
+    } else {
+        std::borrow::Cow::Borrowed(cell)
+    }
+}
+
 /// The values of one column.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Values {
@@ -119,7 +141,11 @@ impl Table {
             record.clear();
             for c in &self.columns {
                 record.push(match &c.values {
-                    Values::Text(v) => v[i].clone().unwrap_or_default(),
+                    Values::Text(v) => v[i]
+                        .as_deref()
+                        .map(spreadsheet_safe)
+                        .unwrap_or_default()
+                        .into_owned(),
                     Values::Int(v) => v[i].map(|x| x.to_string()).unwrap_or_default(),
                     Values::Money(v) => v[i].map(format_minor_units).unwrap_or_default(),
                     Values::Real(v) => v[i].map(|x| format!("{x:.6}")).unwrap_or_default(),
@@ -246,6 +272,71 @@ mod tests {
                 },
             ],
         }
+    }
+
+    /// A name, tag or city that a spreadsheet would run comes out inert; numbers, in typed
+    /// columns or as plain text (a phone in E.164), keep their signs.
+    #[test]
+    fn csv_cells_never_start_a_formula() {
+        let hostile = [
+            "=cmd|' /C calc'!A0",
+            "=1+2",
+            "@SUM(1+1)",
+            "+1+cmd|x",
+            "-2+3",
+            "\t=1",
+            "\r=1",
+        ];
+        let mut texts: Vec<Option<String>> = hostile.iter().map(|s| Some((*s).to_owned())).collect();
+        texts.extend([
+            Some("-5".into()),
+            Some("+8613800138000".into()),
+            Some("a=b".into()),
+        ]);
+        let n = texts.len();
+        let table = Table {
+            columns: vec![
+                Column {
+                    name: "text",
+                    values: Values::Text(texts),
+                },
+                Column {
+                    name: "int",
+                    values: Values::Int(vec![Some(-7); n]),
+                },
+                Column {
+                    name: "money",
+                    values: Values::Money(vec![Some(-12_850); n]),
+                },
+            ],
+        };
+        let csv = table.write(Format::Csv, &|t| t).unwrap();
+        let mut reader = csv::Reader::from_reader(csv.as_slice());
+        let rows: Vec<csv::StringRecord> = reader.records().map(|r| r.unwrap()).collect();
+        for (row, cell) in rows.iter().zip(hostile) {
+            assert_eq!(&row[0], format!("'{cell}"));
+        }
+        let plain: Vec<&str> = rows[hostile.len()..].iter().map(|r| &r[0]).collect();
+        assert_eq!(plain, ["-5", "+8613800138000", "a=b"]);
+        assert!(rows.iter().all(|r| &r[1] == "-7" && &r[2] == "-128.50"));
+        let report = rejections_report(&hostile);
+        for row in csv::Reader::from_reader(report.as_bytes()).records() {
+            let row = row.unwrap();
+            assert!(row[1].starts_with('\'') && row[2].starts_with('\''), "{report}");
+        }
+    }
+
+    fn rejections_report(reasons: &[&str]) -> String {
+        let rejected: Vec<crate::files::import::Rejection> = reasons
+            .iter()
+            .enumerate()
+            .map(|(i, r)| crate::files::import::Rejection {
+                line: i as u64 + 2,
+                field: Some((*r).to_owned()),
+                reason: (*r).to_owned(),
+            })
+            .collect();
+        String::from_utf8(crate::files::import::rejections_csv(&rejected).unwrap()).unwrap()
     }
 
     #[test]

@@ -48,14 +48,24 @@ impl AuditTx for SqlTx {
         if inserted == 1 {
             return Ok(None);
         }
+        self.get_idempotency_key(&c.brand_id, &c.scope, &c.key)
+            .await?
+            .map(Some)
+            .ok_or_else(|| StoreError::Database("idempotency key vanished while claimed".into()))
+    }
+
+    async fn get_idempotency_key(
+        &mut self,
+        brand: &BrandId,
+        scope: &str,
+        key: &str,
+    ) -> Result<Option<IdempotencyRecord>> {
         self.one(
             &format!("SELECT {IDEMPOTENCY_COLS} FROM idempotency_keys WHERE brand_id = $1 AND scope = $2 AND idem_key = $3"),
-            vec![v(c.brand_id.as_str()), v(&c.scope), v(&c.key)],
+            vec![v(brand.as_str()), v(scope), v(key)],
             idempotency_row,
         )
-        .await?
-        .map(Some)
-        .ok_or_else(|| StoreError::Database("idempotency key vanished while claimed".into()))
+        .await
     }
 
     async fn complete_idempotency_key(
