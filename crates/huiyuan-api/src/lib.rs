@@ -37,8 +37,6 @@ pub struct ApiConfig {
     pub body_limit_bytes: usize,
     /// Requests a minute per API key or operator (also the burst).
     pub rate_limit_per_minute: u32,
-    /// Sign-in attempts a minute per client address.
-    pub sign_in_per_minute: u32,
 }
 
 impl Default for ApiConfig {
@@ -46,7 +44,6 @@ impl Default for ApiConfig {
         Self {
             body_limit_bytes: 1024 * 1024,
             rate_limit_per_minute: 1200,
-            sign_in_per_minute: 20,
         }
     }
 }
@@ -63,10 +60,7 @@ pub struct AppState {
 
 impl AppState {
     pub fn new(core: Core, config: ApiConfig) -> Self {
-        let limits = Arc::new(RateLimits::new(
-            config.rate_limit_per_minute,
-            config.sign_in_per_minute,
-        ));
+        let limits = Arc::new(RateLimits::new(config.rate_limit_per_minute));
         Self {
             core: Arc::new(core),
             config: Arc::new(config),
@@ -252,13 +246,8 @@ fn split(state: &AppState) -> (Router<AppState>, serde_json::Value) {
             state.clone(),
             middleware::authenticate,
         ));
-    let sign_in =
-        OpenApiRouter::new()
-            .routes(routes!(access::login))
-            .layer(axum::middleware::from_fn_with_state(
-                state.clone(),
-                middleware::limit_sign_in,
-            ));
+    // Sign-in attempts are limited by `Core::login` itself, for the console's form too.
+    let sign_in = OpenApiRouter::new().routes(routes!(access::login));
     let operations = OpenApiRouter::new()
         .routes(routes!(ops::healthz))
         .routes(routes!(ops::readyz))

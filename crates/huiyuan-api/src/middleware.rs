@@ -1,12 +1,11 @@
 //! Cross-cutting request handling: authentication, rate limits, idempotency keys and metrics.
 
-use std::net::SocketAddr;
 use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::Instant;
 
 use axum::body::Body;
-use axum::extract::{ConnectInfo, MatchedPath, Request, State};
+use axum::extract::{MatchedPath, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -29,25 +28,20 @@ type KeyedLimiter = RateLimiter<
     StateInformationMiddleware,
 >;
 
-/// Per-caller request budgets (one per API key or operator, and one per client address for
-/// sign-in attempts).
+/// Per-caller request budgets, one per API key or operator. (Sign-in attempts are limited by
+/// `Core::login`, which the console's form uses too.)
 pub struct RateLimits {
     per_caller: KeyedLimiter,
     per_caller_limit: u32,
-    sign_in: KeyedLimiter,
-    sign_in_limit: u32,
     clock: DefaultClock,
 }
 
 impl RateLimits {
-    pub fn new(per_minute: u32, sign_in_per_minute: u32) -> Self {
-        let quota = |n: u32| Quota::per_minute(NonZeroU32::new(n.max(1)).unwrap_or(NonZeroU32::MIN));
+    pub fn new(per_minute: u32) -> Self {
+        let quota = Quota::per_minute(NonZeroU32::new(per_minute.max(1)).unwrap_or(NonZeroU32::MIN));
         Self {
-            per_caller: RateLimiter::keyed(quota(per_minute)).with_middleware::<StateInformationMiddleware>(),
+            per_caller: RateLimiter::keyed(quota).with_middleware::<StateInformationMiddleware>(),
             per_caller_limit: per_minute.max(1),
-            sign_in: RateLimiter::keyed(quota(sign_in_per_minute))
-                .with_middleware::<StateInformationMiddleware>(),
-            sign_in_limit: sign_in_per_minute.max(1),
             clock: DefaultClock::default(),
         }
     }
@@ -78,7 +72,6 @@ impl RateLimits {
     /// Drops the state of callers that have been idle long enough to have a full budget again.
     pub fn shrink(&self) {
         self.per_caller.retain_recent();
-        self.sign_in.retain_recent();
     }
 }
 
@@ -106,24 +99,6 @@ pub async fn authenticate(State(state): State<AppState>, mut req: Request, next:
     let mut res = next.run(req).await;
     res.headers_mut().extend(headers);
     res
-}
-
-/// Limits sign-in attempts per client address.
-pub async fn limit_sign_in(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    let addr = req
-        .extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|c| c.0.ip().to_string())
-        .unwrap_or_else(|| "unknown".into());
-    let limits = &state.limits;
-    match limits.check(&limits.sign_in, limits.sign_in_limit, addr) {
-        Ok(headers) => {
-            let mut res = next.run(req).await;
-            res.headers_mut().extend(headers);
-            res
-        }
-        Err(e) => e.into_response(),
-    }
 }
 
 /// `Idempotency-Key`: the first request runs; a retry with the same key and body gets the same

@@ -117,6 +117,11 @@ impl From<CoreError> for ApiError {
                 err
             }
             CoreError::CodeRejected(r) => ApiError::new(r.code(), r.message()),
+            e @ CoreError::TooManyAttempts { retry_after_seconds } => {
+                let mut err = ApiError::new(ErrorCode::RateLimited, e.to_string());
+                err.retry_after = Some(retry_after_seconds);
+                err
+            }
             CoreError::Storage(StorageFailure::Taken(_)) => ApiError::new(
                 ErrorCode::Conflict,
                 "a concurrent request changed the same record; retry",

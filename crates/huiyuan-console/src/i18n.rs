@@ -288,6 +288,7 @@ pub const MESSAGES: &[(&str, &str)] = &[
     ("Timeline", "时间线"),
     ("To", "结束"),
     ("To pay", "应付"),
+    ("Too many sign-in attempts; wait a few minutes and try again", "登录尝试过多，请几分钟后再试"),
     ("Top tier", "最高等级"),
     ("Total", "合计"),
     ("Username", "用户名"),

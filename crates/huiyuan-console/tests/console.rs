@@ -581,3 +581,61 @@ async fn browser_journey(site: &Site, phone: &str) {
     );
     println!("{stdout}\nscreenshots in {}", shots.display());
 }
+
+/// The console's form had no attempt limit (100 guesses in 4 s). Now the form and the API share
+/// one: after 10 failures on an account, from any address, the right password is refused too,
+/// with the same answer as for an account that does not exist; and one address gets 20
+/// attempts a minute whatever accounts it names.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sign_in_attempts_are_limited_on_the_form_and_the_api() {
+    let site = site().await;
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let form = |username: &'static str, password: String| {
+        let request = http.post(format!("{}/console/login", site.base)).form(&[
+            ("username", username),
+            ("password", &password),
+            ("next", "/console/"),
+        ]);
+        async move { request.send().await.unwrap().status() }
+    };
+    for i in 0..10 {
+        assert_eq!(
+            form("clerk-1", format!("guess-{i}")).await,
+            StatusCode::UNAUTHORIZED
+        );
+    }
+    // The 11th, even with the right password, and through the API as well.
+    assert_eq!(
+        form("clerk-1", PASSWORD.into()).await,
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    let api = http
+        .post(format!("{}/v1/auth/login", site.base))
+        .json(&serde_json::json!({"username": "clerk-1", "password": PASSWORD}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(api.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert!(api.headers().contains_key("retry-after"));
+    let body: serde_json::Value = api.json().await.unwrap();
+    assert_eq!(body["code"], "rate_limited");
+    // An account that does not exist answers the same way once guessed at as often.
+    for i in 0..10 {
+        assert_eq!(
+            form("nobody-here", format!("guess-{i}")).await,
+            StatusCode::UNAUTHORIZED
+        );
+    }
+    assert_eq!(
+        form("nobody-here", "x".into()).await,
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    // This address has made its 20 attempts this minute: even another account is refused.
+    assert_eq!(
+        form("analyst-1", PASSWORD.into()).await,
+        StatusCode::TOO_MANY_REQUESTS
+    );
+}

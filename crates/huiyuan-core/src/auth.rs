@@ -157,8 +157,25 @@ fn api_key_view(k: &ApiKeyRecord) -> ApiKeyView {
 impl Core {
     /// Signs an operator in. Unknown user, wrong password and disabled account get the same
     /// answer, so the response does not reveal which usernames exist.
-    pub async fn login(&self, input: LoginInput, request_id: Option<String>) -> Result<Session> {
+    ///
+    /// `address` is the client's, for the per-address attempt limit; with the per-account limit
+    /// it refuses (`TooManyAttempts`) before the password is hashed.
+    pub async fn login(
+        &self,
+        input: LoginInput,
+        request_id: Option<String>,
+        address: Option<&str>,
+    ) -> Result<Session> {
         let username = input.username.trim().to_lowercase();
+        let limits = (
+            self.config.sign_in_per_minute,
+            self.config.sign_in_failures_per_account,
+        );
+        if let Err(wait) = self.sign_ins.admit(self.now(), address, &username, limits) {
+            return Err(CoreError::TooManyAttempts {
+                retry_after_seconds: wait.whole_seconds().max(1) as u64,
+            });
+        }
         let operator = {
             let mut tx = self.storage.read().await?;
             tx.find_operator_by_username(&username).await?
@@ -168,6 +185,7 @@ impl Core {
             .map_or(DUMMY_HASH.to_owned(), |o| o.password_hash.clone());
         let ok = verify_password(input.password, hash).await;
         let Some(operator) = operator.filter(|o| ok && !o.disabled) else {
+            self.sign_ins.failed(self.now(), &username);
             return Err(CoreError::Unauthenticated("wrong username or password"));
         };
         let token = format!("{SESSION_PREFIX}{}", random_token(32));

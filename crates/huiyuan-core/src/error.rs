@@ -31,6 +31,10 @@ pub enum CoreError {
     Merged { from: MemberId, into: MemberId },
     #[error("{}", .0.message())]
     CodeRejected(CodeRejection),
+    /// Too many sign-in attempts from this address or on this account; the same answer for
+    /// either, and whether or not the account exists.
+    #[error("too many sign-in attempts; try again in {retry_after_seconds} seconds")]
+    TooManyAttempts { retry_after_seconds: u64 },
     #[error("stored data could not be read: {0}")]
     Corrupt(String),
     /// The database refused or failed; the edges see this, never the store's own error type.

@@ -21,6 +21,7 @@ pub mod loyalty;
 pub mod members;
 pub mod portal;
 pub mod segments;
+mod sign_in_limits;
 pub mod views;
 
 use std::sync::Arc;
@@ -66,6 +67,11 @@ pub struct CoreConfig {
     /// the same records: for the demo generator and tests only — seeded codes can be guessed
     /// by anyone who knows the seed.
     pub seed: Option<u64>,
+    /// Sign-in attempts a client address may make a minute (API and console alike).
+    pub sign_in_per_minute: u32,
+    /// Failed sign-ins after which an account takes no more attempts, from anywhere, until the
+    /// oldest is 15 minutes old.
+    pub sign_in_failures_per_account: u32,
     /// How far back a sale sent live (the API's purchase routes, the till) may be dated:
     /// late sales from an offline till or a reconciliation. Older history goes through a
     /// purchase import, which takes any date up to now. Points a backdated sale earns that
@@ -85,6 +91,8 @@ impl Default for CoreConfig {
             analytics_ttl: Duration::minutes(10),
             credential_cache_ttl: Duration::seconds(5),
             backdate_window: Duration::days(180),
+            sign_in_per_minute: 20,
+            sign_in_failures_per_account: 10,
             seed: None,
             background: true,
         }
@@ -102,6 +110,7 @@ pub struct Core {
     purchase_queue: Arc<loyalty::ingest::PurchaseQueue>,
     insights: Arc<analytics::insights::InsightsCache>,
     credentials: Arc<credentials::CredentialCache>,
+    sign_ins: Arc<sign_in_limits::SignInLimits>,
     faults: Option<commerce::FaultHook>,
     /// Set with [`CoreConfig::seed`].
     seeded: Option<Arc<std::sync::Mutex<rand::rngs::StdRng>>>,
@@ -128,6 +137,7 @@ impl Core {
             purchase_queue: Arc::new(loyalty::ingest::PurchaseQueue::new(writers)),
             insights: Arc::default(),
             credentials: Arc::default(),
+            sign_ins: Arc::default(),
             faults: None,
             seeded: config_seed.map(|s| Arc::new(std::sync::Mutex::new(rand::SeedableRng::seed_from_u64(s)))),
             last_id: Arc::default(),

@@ -27,7 +27,10 @@ pub struct Config {
     /// PostgreSQL pool size per process.
     pub database_max_connections: u32,
     pub rate_limit_per_minute: u32,
+    /// Sign-in attempts a minute per client address (API and console).
     pub sign_in_per_minute: u32,
+    /// Failed sign-ins after which an account is closed to attempts for up to 15 minutes.
+    pub sign_in_failures_per_account: u32,
     pub body_limit_bytes: usize,
     /// How long an authenticated API key or session is trusted before it is read again; a
     /// key revoked through another process stops working within this time. 0: every request.
@@ -57,7 +60,8 @@ impl Default for Config {
             log_format: "json".into(),
             database_max_connections: 16,
             rate_limit_per_minute: api.rate_limit_per_minute,
-            sign_in_per_minute: api.sign_in_per_minute,
+            sign_in_per_minute: CoreConfig::default().sign_in_per_minute,
+            sign_in_failures_per_account: CoreConfig::default().sign_in_failures_per_account,
             body_limit_bytes: api.body_limit_bytes,
             credential_cache_seconds: 5,
             backdate_days: CoreConfig::default().backdate_window.whole_days() as u16,
@@ -116,7 +120,6 @@ impl Config {
         huiyuan_api::ApiConfig {
             body_limit_bytes: self.body_limit_bytes,
             rate_limit_per_minute: self.rate_limit_per_minute,
-            sign_in_per_minute: self.sign_in_per_minute,
         }
     }
 }

@@ -693,6 +693,8 @@ fn core(config: &Config, storage: Arc<dyn Storage>, key: &MasterKey) -> Core {
     let core_config = CoreConfig {
         credential_cache_ttl: time::Duration::seconds(i64::from(config.credential_cache_seconds)),
         backdate_window: time::Duration::days(i64::from(config.backdate_days)),
+        sign_in_per_minute: config.sign_in_per_minute,
+        sign_in_failures_per_account: config.sign_in_failures_per_account,
         ..CoreConfig::default()
     };
     Core::new(storage, key, config.clock(), core_config)

@@ -1,6 +1,8 @@
 //! Sign-in, the caller, operators and API keys.
 
-use axum::extract::{Path, State};
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::{Extension, Json};
 use huiyuan_core::auth::{CreatedApiKey, LoginInput, NewApiKey, NewOperator, OperatorChanges, Session};
@@ -22,12 +24,14 @@ use crate::AppState;
     responses((status = 200, body = Session), (status = 401, body = Problem), (status = 429, body = Problem)))]
 pub async fn login(
     State(s): State<AppState>,
+    ConnectInfo(client): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     ApiJson(input): ApiJson<LoginInput>,
 ) -> ApiResult<Json<Session>> {
+    let address = client.ip().to_string();
     Ok(Json(
         s.core
-            .login(input, request_id(&headers).map(str::to_owned))
+            .login(input, request_id(&headers).map(str::to_owned), Some(&address))
             .await?,
     ))
 }

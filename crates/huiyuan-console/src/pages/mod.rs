@@ -8,7 +8,9 @@ pub mod portal;
 pub mod programme;
 pub mod till;
 
-use axum::extract::{Path, Query, State};
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, Path, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use huiyuan_core::auth::LoginInput;
@@ -60,6 +62,7 @@ pub async fn login_page(headers: HeaderMap, Query(q): Query<NextQuery>) -> Respo
 
 pub async fn login(
     State(state): State<ConsoleState>,
+    ConnectInfo(client): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Response {
@@ -70,7 +73,8 @@ pub async fn login(
         username: form.get("username").unwrap_or_default().to_owned(),
         password: form.get("password").unwrap_or_default().to_owned(),
     };
-    match state.core.login(input, None).await {
+    let address = client.ip().to_string();
+    match state.core.login(input, None, Some(&address)).await {
         Ok(session) => {
             let ttl = (session.expires_at - state.core.now()).whole_seconds().max(0);
             (
@@ -84,12 +88,18 @@ pub async fn login(
         }
         Err(e) => {
             // The same words for an unknown user and a wrong password.
-            let message = match e {
-                huiyuan_core::CoreError::Unauthenticated(_) => "Wrong username or password",
-                _ => "Signing in failed; try again",
+            let (status, message) = match e {
+                huiyuan_core::CoreError::Unauthenticated(_) => {
+                    (StatusCode::UNAUTHORIZED, "Wrong username or password")
+                }
+                huiyuan_core::CoreError::TooManyAttempts { .. } => (
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "Too many sign-in attempts; wait a few minutes and try again",
+                ),
+                _ => (StatusCode::UNAUTHORIZED, "Signing in failed; try again"),
             };
             render::page(
-                StatusCode::UNAUTHORIZED,
+                status,
                 "login.html",
                 context! {
                     lang => lang.code(),
