@@ -274,6 +274,7 @@ pub const MESSAGES: &[(&str, &str)] = &[
     ("The form could not be read", "无法读取表单"),
     ("The request was refused", "请求被拒绝"),
     ("This form has expired. Go back, reload the page and try again.", "表单已过期。请返回、刷新页面后重试。"),
+    ("This form was sent from another site and was refused", "此表单来自其他网站，已拒绝"),
     ("This member was merged into another", "该会员已合并到另一会员"),
     ("This sign-in link has expired", "此登录链接已过期"),
     ("This sign-in link is not valid", "此登录链接无效"),

@@ -5,6 +5,7 @@
 //! the vendored chart library and a few lines that refresh the member's QR code.
 
 mod forms;
+mod guard;
 mod i18n;
 mod pages;
 mod render;
@@ -79,10 +80,12 @@ pub fn router(core: Arc<Core>) -> Router {
         .route("/m/sign-in", get(pages::portal::sign_in))
         .route("/m/code.svg", get(pages::portal::code))
         .route("/m/sign-out", post(pages::portal::sign_out))
+        .layer(axum::middleware::from_fn(guard::refuse_cross_site_posts))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             session::finish_page,
         ))
+        .layer(axum::middleware::from_fn(guard::security_headers))
         .with_state(state)
 }
 

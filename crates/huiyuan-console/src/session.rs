@@ -216,9 +216,13 @@ impl FromRequest<ConsoleState> for Posted {
 /// Why a page could not be shown; rendered in the reader's language by [`finish_page`].
 #[derive(Debug)]
 pub enum PageError {
-    SignIn { next: String },
+    SignIn {
+        next: String,
+    },
     BadForm,
     StaleForm,
+    /// A form posted from a page of another site (see `guard`).
+    CrossSite,
     Core(CoreError),
 }
 
@@ -235,6 +239,11 @@ impl PageError {
             PageError::BadForm => (
                 StatusCode::BAD_REQUEST,
                 "The form could not be read",
+                String::new(),
+            ),
+            PageError::CrossSite => (
+                StatusCode::FORBIDDEN,
+                "This form was sent from another site and was refused",
                 String::new(),
             ),
             PageError::StaleForm => (

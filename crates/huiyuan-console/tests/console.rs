@@ -639,3 +639,74 @@ async fn sign_in_attempts_are_limited_on_the_form_and_the_api() {
         StatusCode::TOO_MANY_REQUESTS
     );
 }
+
+/// A sign-in form posted from another site was accepted (login CSRF); a `next` with CR/LF after
+/// a good sign-in answered 500 and stranded the new session; pages had no CSP, framing or
+/// caching headers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pages_refuse_cross_site_posts_and_carry_security_headers() {
+    let site = site().await;
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let login = |origin: Option<String>, next: &'static str| {
+        let mut request = http.post(format!("{}/console/login", site.base)).form(&[
+            ("username", "admin"),
+            ("password", site.admin_password.as_str()),
+            ("next", next),
+        ]);
+        if let Some(origin) = origin {
+            request = request.header(reqwest::header::ORIGIN, origin);
+        }
+        async move { request.send().await.unwrap() }
+    };
+    let forged = login(Some("https://evil.example".into()), "/console/").await;
+    assert_eq!(forged.status(), StatusCode::FORBIDDEN);
+    assert!(forged.headers().get(reqwest::header::SET_COOKIE).is_none());
+    let page = forged.text().await.unwrap();
+    assert!(
+        page.contains("其他网站") || page.contains("another site"),
+        "{page}"
+    );
+
+    let opaque = login(Some("null".into()), "/console/").await;
+    assert_eq!(
+        opaque.status(),
+        StatusCode::FORBIDDEN,
+        "an opaque origin is not ours"
+    );
+    let ours = login(Some(site.base.clone()), "/console/").await;
+    assert_eq!(
+        ours.status(),
+        StatusCode::SEE_OTHER,
+        "a form of this server signs in"
+    );
+
+    let split = login(None, "/console/members\r\nSet-Cookie: planted=1").await;
+    assert_eq!(split.status(), StatusCode::SEE_OTHER);
+    assert_eq!(split.headers()[reqwest::header::LOCATION], "/console/");
+    let cookies: Vec<_> = split
+        .headers()
+        .get_all(reqwest::header::SET_COOKIE)
+        .iter()
+        .collect();
+    assert_eq!(cookies.len(), 1, "only the session cookie: {cookies:?}");
+
+    for path in [
+        "/console/login",
+        "/m/",
+        "/console/members/mem_01JABCDEFGHJKMNPQRSTVWXYZ0",
+    ] {
+        let res = http.get(format!("{}{path}", site.base)).send().await.unwrap();
+        let h = res.headers();
+        let csp = h[reqwest::header::CONTENT_SECURITY_POLICY].to_str().unwrap();
+        assert!(
+            csp.contains("frame-ancestors 'none'") && csp.contains("script-src 'self'"),
+            "{path}: {csp}"
+        );
+        assert_eq!(h[reqwest::header::X_FRAME_OPTIONS], "DENY", "{path}");
+        assert_eq!(h[reqwest::header::CACHE_CONTROL], "no-store", "{path}");
+        assert_eq!(h[reqwest::header::REFERRER_POLICY], "same-origin", "{path}");
+    }
+}

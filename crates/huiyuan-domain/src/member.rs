@@ -320,7 +320,19 @@ pub fn validate_text(field: &str, s: &str, max_chars: usize) -> Result<String, V
     if t.chars().any(char::is_control) {
         return Err(ValidationError::field(field, "contains control characters"));
     }
+    if t.chars().any(is_bidi_control) {
+        return Err(ValidationError::field(
+            field,
+            "contains a bidirectional control character (U+202E and the like), which makes text display as other text",
+        ));
+    }
     Ok(t.to_owned())
+}
+
+/// Unicode's `Bidi_Control` characters: invisible, they reorder what follows, so a name
+/// `\u{202E}moc.elgoog` displays as `google.com` in a console or an export.
+pub fn is_bidi_control(c: char) -> bool {
+    matches!(c, '\u{061C}' | '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
 }
 
 pub fn validate_household_size(h: u8) -> Result<u8, ValidationError> {
@@ -397,7 +409,7 @@ pub fn validate_tags(field: &str, tags: &[String]) -> Result<Vec<String>, Valida
     }
     for (i, t) in tags.iter().enumerate() {
         let t = t.trim();
-        if t.is_empty() || t.chars().count() > 64 || t.chars().any(|c| c.is_control()) {
+        if t.is_empty() || t.chars().count() > 64 || t.chars().any(|c| c.is_control() || is_bidi_control(c)) {
             return Err(ValidationError::field(
                 format!("{field}[{i}]"),
                 "must be 1 to 64 printable characters",

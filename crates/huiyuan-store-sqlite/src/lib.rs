@@ -54,6 +54,7 @@ pub struct SqliteStorage {
 impl SqliteStorage {
     /// Opens (creating if needed) the database file and applies pending migrations.
     pub async fn open(path: &Path) -> Result<Self> {
+        make_private(path).map_err(|e| StoreError::Unavailable(format!("{}: {e}", path.display())))?;
         migrate(path).await?;
         let writer = Worker::open("huiyuan-sqlite-writer", path.to_owned(), false).await?;
         let checkpointer = Checkpointer::start(path.to_owned())?;
@@ -73,6 +74,29 @@ impl SqliteStorage {
             }),
         })
     }
+}
+
+/// Makes the database file readable by its owner only, creating it empty if need be (an empty
+/// file is an empty database), as its folder is: it holds the ledger, keyed hashes of phones
+/// and, encrypted, personal data. SQLite gives its `-wal` and `-shm` files the database file's
+/// permissions.
+fn make_private(path: &Path) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+        if path.exists() {
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+        } else {
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(path)?;
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = path;
+    Ok(())
 }
 
 /// Applies the migrations through sqlx's migrator (whose `_sqlx_migrations` table earlier

@@ -291,7 +291,8 @@ pub struct RefundRecord {
     pub member_id: MemberId,
     pub amount: i64,
     pub points_reversed: i64,
-    /// JSON of the refund's outcome, returned as is when the refund is sent again.
+    /// JSON of the refund's outcome, returned when the refund is sent again, with (under
+    /// `request`) what it asked for, which the retry must repeat.
     pub detail: String,
     pub created_at: OffsetDateTime,
 }

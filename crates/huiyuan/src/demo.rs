@@ -3,7 +3,7 @@
 //! the same folder reuses what the first made.
 
 use std::io::IsTerminal;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -25,6 +25,11 @@ pub struct Credentials {
 
 const CREDENTIALS_FILE: &str = "demo-credentials.json";
 
+/// Where the demo keeps its admin login and API key (mode 0600).
+pub fn credentials_file(data: &Path) -> PathBuf {
+    data.join(CREDENTIALS_FILE)
+}
+
 /// Makes the demo brand on first run, or reads the credentials of the one already there. The
 /// credentials are written last: a folder without them holds an unfinished demo.
 pub async fn prepare(
@@ -33,7 +38,7 @@ pub async fn prepare(
     data: &Path,
     options: &DemoOptions,
 ) -> Result<Credentials, crate::AnyError> {
-    let file = data.join(CREDENTIALS_FILE);
+    let file = credentials_file(data);
     if file.exists() {
         return Ok(serde_json::from_str(&std::fs::read_to_string(&file)?)?);
     }

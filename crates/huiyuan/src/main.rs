@@ -5,7 +5,7 @@ mod config;
 mod demo;
 mod files;
 
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -361,14 +361,24 @@ async fn run(command: Command, config: &mut Config) -> Result<(), AnyError> {
                 until,
             };
             let creds = demo::prepare(store.clone(), &key, &data, &options).await?;
-            let member_link = demo::member_link(&core(config, store.clone(), &key), &creds).await?;
+            // The password, the key and a member's sign-in link go to a terminal only: output
+            // sent to a file (a log, usually readable by others) names the private file instead.
+            let banner = if std::io::stdout().is_terminal() {
+                let member_link = demo::member_link(&core(config, store.clone(), &key), &creds).await?;
+                format!(
+                    "\nHuiyuan demo is running\n  Console:  http://{addr}/console/\n  API docs: http://{addr}/docs\n  \
+                     Login:    {} / {}\n  Member:   http://{addr}{member_link}\n            (a member's own page; the link works once, for 30 minutes)\n\
+                     API key: {}\n\nTry: curl -H 'Authorization: Bearer {}' http://{addr}/v1/members\n",
+                    creds.username, creds.password, creds.api_key, creds.api_key
+                )
+            } else {
+                format!(
+                    "\nHuiyuan demo is running\n  Console:  http://{addr}/console/\n  API docs: http://{addr}/docs\n  \
+                     Login and API key: in {} (readable by you only; not printed, as this output is not a terminal)\n",
+                    demo::credentials_file(&data).display()
+                )
+            };
             // Not `println!`: a closed stdout (`huiyuan demo | head`) must not stop the server.
-            let banner = format!(
-                "\nHuiyuan demo is running\n  Console:  http://{addr}/console/\n  API docs: http://{addr}/docs\n  \
-                 Login:    {} / {}\n  Member:   http://{addr}{member_link}\n            (a member's own page; the link works once, for 30 minutes)\n\
-                 API key: {}\n\nTry: curl -H 'Authorization: Bearer {}' http://{addr}/v1/members\n",
-                creds.username, creds.password, creds.api_key, creds.api_key
-            );
             let mut out = std::io::stdout().lock();
             let _ = out.write_all(banner.as_bytes()).and_then(|()| out.flush());
             drop(out);

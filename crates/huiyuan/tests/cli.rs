@@ -52,14 +52,33 @@ fn start_demo(data: &std::path::Path, port: u16) -> (Child, String) {
     // Keep reading until the demo exits, as a terminal would.
     std::thread::spawn(move || {
         for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if let Some(k) = line.strip_prefix("API key: ") {
-                let _ = tx.send(k.trim().to_owned());
-            }
+            let _ = tx.send(line);
         }
     });
-    let key = rx
-        .recv_timeout(Duration::from_secs(120))
-        .expect("demo printed `API key: <key>`");
+    // Its output is not a terminal: it names the credentials file and prints no secret.
+    let mut printed = Vec::new();
+    while !printed
+        .iter()
+        .any(|l: &String| l.contains("Huiyuan demo is running"))
+    {
+        printed.push(
+            rx.recv_timeout(Duration::from_secs(120))
+                .expect("demo says it is running"),
+        );
+    }
+    while let Ok(line) = rx.recv_timeout(Duration::from_millis(200)) {
+        printed.push(line);
+    }
+    let credentials: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(data.join("demo-credentials.json")).unwrap()).unwrap();
+    let key = credentials["api_key"].as_str().unwrap().to_owned();
+    let password = credentials["password"].as_str().unwrap();
+    let shown = printed.join("\n");
+    assert!(
+        !shown.contains(&key) && !shown.contains(password) && !shown.contains("/m/sign-in"),
+        "{shown}"
+    );
+    assert!(shown.contains("demo-credentials.json"), "{shown}");
     (child, key)
 }
 
@@ -149,6 +168,16 @@ async fn demo_serves_keeps_no_plaintext_and_reuses_its_folder() {
         .unwrap();
     assert_eq!(found.status(), 200);
     assert!(stop(child).success(), "graceful shutdown exits 0");
+    // The folder and every file in it are its owner's alone.
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&data), 0o700);
+        for entry in std::fs::read_dir(&data).unwrap() {
+            let path = entry.unwrap().path();
+            assert_eq!(mode(&path), 0o600, "{}", path.display());
+        }
+    }
     let log = std::fs::read_to_string(data.with_extension("log")).unwrap();
     assert!(
         log.contains("\"route\":\"/v1/members/search\""),

@@ -756,7 +756,54 @@ async fn exports_never_hand_a_spreadsheet_a_formula(backend: Backend) {
     }
 }
 
+/// A reused `refund_id` with a different amount replayed the first refund as if it were the
+/// one asked for; it is refused like a reused idempotency key. The same refund sent again is
+/// still answered with its first outcome.
+async fn a_refund_id_reused_for_another_amount_is_refused(backend: Backend) {
+    let h = Harness::start(backend).await;
+    h.publish_demo_programme().await;
+    let m = h.member_id("13800138094").await;
+    assert_eq!(h.buy(sale("RF-1", &m, 500)).await.0, StatusCode::CREATED);
+    let refund = |amount: i64| json!({"refund_id": "RF-1-a", "amount": amount});
+    let (s, first) = post(&h, "/v1/transactions/RF-1/refunds", refund(10_000)).await;
+    assert_eq!(s, StatusCode::CREATED, "{first}");
+    let (s, again) = post(&h, "/v1/transactions/RF-1/refunds", refund(10_000)).await;
+    assert!(s.is_success(), "{again}");
+    assert_eq!(again["amount"], first["amount"], "{again}");
+    let (s, other) = post(&h, "/v1/transactions/RF-1/refunds", refund(20_000)).await;
+    assert_problem(s, &other, StatusCode::CONFLICT, "refund_id_reused");
+    let (_, purchase) = h.admin(Method::GET, "/v1/transactions/RF-1", None).await;
+    assert_eq!(purchase["refunded_amount"], 10_000, "{purchase}");
+}
+
+/// U+202E and the other bidirectional controls were accepted in names: `\u{202E}moc.elgoog`
+/// displays as `google.com`. Refused in every display field (names, cities, tags), naming it.
+async fn bidirectional_controls_are_refused_in_display_fields(backend: Backend) {
+    let h = Harness::start(backend).await;
+    for (body, field) in [
+        (
+            json!({"phone": "13800138095", "name": "\u{202E}moc.elgoog"}),
+            "name",
+        ),
+        (
+            json!({"phone": "13800138095", "city": "Shanghai\u{2066}"}),
+            "city",
+        ),
+        (
+            json!({"phone": "13800138095", "tags": ["vip\u{200F}"]}),
+            "tags[0]",
+        ),
+    ] {
+        let (s, b) = h.admin(Method::POST, "/v1/members", Some(body)).await;
+        assert_problem(s, &b, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed");
+        assert_eq!(field_of(&b), field, "{b}");
+    }
+    assert_eq!(h.member_count().await, 0);
+}
+
 both_backends!(
+    a_refund_id_reused_for_another_amount_is_refused,
+    bidirectional_controls_are_refused_in_display_fields,
     exports_never_hand_a_spreadsheet_a_formula,
     secrets_are_shown_once_even_to_a_replay,
     every_route_answers_each_role_as_written,

@@ -38,9 +38,15 @@ pub struct NextQuery {
 
 /// Only a path of the console is a place to go back to after signing in (no open redirect).
 fn safe_next(next: Option<&str>) -> String {
-    next.filter(|n| n.starts_with("/console/") && !n.starts_with("//") && !n.contains('\\'))
-        .unwrap_or("/console/")
-        .to_owned()
+    // A control character (CR/LF) would end the `Location` header: refused, like another site.
+    next.filter(|n| {
+        n.starts_with("/console/")
+            && !n.starts_with("//")
+            && !n.contains('\\')
+            && !n.chars().any(char::is_control)
+    })
+    .unwrap_or("/console/")
+    .to_owned()
 }
 
 /// The console's or the member pages' path to return to after switching language.

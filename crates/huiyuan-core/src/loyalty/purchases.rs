@@ -25,6 +25,17 @@ use crate::{Actor, Core, CoreError, ErrorCode, Result};
 /// How far in the future a sale's time may be (till clocks drift).
 const MAX_CLOCK_SKEW: Duration = Duration::minutes(5);
 
+/// What a refund asked for, kept with it: the same `refund_id` sent again must ask the same.
+fn refund_request(input: &RefundInput) -> serde_json::Value {
+    let lines = input.lines.as_ref().map(|lines| {
+        lines
+            .iter()
+            .map(|l| json!({ "line": l.line, "quantity": l.quantity }))
+            .collect::<Vec<_>>()
+    });
+    json!({ "amount": input.amount, "lines": lines })
+}
+
 /// Where a sale comes from, which decides how far back it may be dated.
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub(crate) enum SaleSource {
@@ -294,8 +305,19 @@ impl Core {
                     ),
                 ));
             }
-            let outcome =
+            let detail: serde_json::Value =
                 serde_json::from_str(&existing.detail).map_err(|e| CoreError::Corrupt(e.to_string()))?;
+            // Refunds recorded before the request was kept have none to compare.
+            if detail.get("request").is_some_and(|r| *r != refund_request(input)) {
+                return Err(CoreError::conflict(
+                    ErrorCode::RefundIdReused,
+                    format!(
+                        "refund {} was made for another amount or other lines; a new refund needs a new refund_id",
+                        existing.refund_id
+                    ),
+                ));
+            }
+            let outcome = serde_json::from_value(detail).map_err(|e| CoreError::Corrupt(e.to_string()))?;
             return Ok((outcome, false));
         }
         // Read again under the lock: another refund may have landed since.
@@ -466,7 +488,10 @@ impl Core {
         };
         purchase.lines = json!(lines).to_string();
         tx.update_purchase_refund(&purchase).await?;
-        let detail = serde_json::to_string(&outcome).map_err(|e| CoreError::Corrupt(e.to_string()))?;
+        // The outcome, answered again to a retry, and the request, which a retry must repeat.
+        let mut detail = serde_json::to_value(&outcome).map_err(|e| CoreError::Corrupt(e.to_string()))?;
+        detail["request"] = refund_request(input);
+        let detail = detail.to_string();
         let inserted = tx
             .insert_refund(&RefundRecord {
                 brand_id: brand.clone(),
