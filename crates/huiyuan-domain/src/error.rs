@@ -55,6 +55,11 @@ impl Validator {
         }
     }
 
+    /// Whether nothing was refused so far (checks that combine fields run only then).
+    pub fn is_empty(&self) -> bool {
+        self.errors.is_empty()
+    }
+
     pub fn finish(self) -> Result<(), ValidationError> {
         if self.errors.is_empty() {
             Ok(())

@@ -801,7 +801,33 @@ async fn bidirectional_controls_are_refused_in_display_fields(backend: Backend) 
     assert_eq!(h.member_count().await, 0);
 }
 
+/// A programme of 10,000 points per 0.01 yuan with no cap validated, and a purchase of 10^12
+/// minor units then crashed with a 500 (decimal overflow). It is refused, naming the rule, and
+/// the same rule with a per-order cap publishes and earns the cap.
+async fn a_programme_that_could_overflow_a_sale_is_refused(backend: Backend) {
+    let h = Harness::start(backend).await;
+    let mut doc: Value =
+        serde_json::from_str(huiyuan_domain::loyalty::programme::DEMO_PROGRAMME_JSON).unwrap();
+    doc["earn_rules"][0]["points"] = json!("10000");
+    doc["earn_rules"][0]["per_amount"] = json!(1);
+    doc["caps"] = json!({});
+    let (s, b) = h.admin(Method::PUT, "/v1/programme", Some(doc.clone())).await;
+    assert_problem(s, &b, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed");
+    assert_eq!(field_of(&b), "earn_rules[0].points", "{b}");
+    doc["caps"] = json!({"per_order": 1_000_000});
+    let (s, b) = h.admin(Method::PUT, "/v1/programme", Some(doc)).await;
+    assert_eq!(s, StatusCode::CREATED, "{b}");
+    let m = h.member_id("13800138096").await;
+    let huge = json!({"order_id": "BIG-1", "member_id": m, "channel": "pos",
+        "paid_amount": 1_000_000_000_000i64,
+        "lines": [{"sku": "GOLD", "quantity": 1, "amount": 1_000_000_000_000i64}]});
+    let (s, b) = h.buy(huge).await;
+    assert_eq!(s, StatusCode::CREATED, "{b}");
+    assert_eq!(b["purchase"]["points"], 1_000_000, "{b}");
+}
+
 both_backends!(
+    a_programme_that_could_overflow_a_sale_is_refused,
     a_refund_id_reused_for_another_amount_is_refused,
     bidirectional_controls_are_refused_in_display_fields,
     exports_never_hand_a_spreadsheet_a_formula,

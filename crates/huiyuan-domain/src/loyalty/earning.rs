@@ -101,12 +101,14 @@ pub fn evaluate(programme: &Programme, facts: &PurchaseFacts<'_>, so_far: Earned
             }
             continue;
         }
-        let share =
-            Decimal::from(line.amount) * Decimal::from(eligible_total) / Decimal::from(earnable_total);
-        let points = share * rule.points / Decimal::from(rule.per_amount);
+        // Saturating: a validated programme stays far below the limits (`MAX_SALE_POINTS`), and
+        // an unvalidated one must not panic a sale; `Rounding::apply` saturates to i64 too.
+        let share = Decimal::from(line.amount).saturating_mul(Decimal::from(eligible_total))
+            / Decimal::from(earnable_total);
+        let points = share.saturating_mul(rule.points) / Decimal::from(rule.per_amount);
         line_base[li] = points;
         match per_rule.iter_mut().find(|(i, _)| *i == ri) {
-            Some((_, sum)) => *sum += points,
+            Some((_, sum)) => *sum = sum.saturating_add(points),
             None => per_rule.push((ri, points)),
         }
     }
@@ -117,7 +119,7 @@ pub fn evaluate(programme: &Programme, facts: &PurchaseFacts<'_>, so_far: Earned
     for (ri, points) in &per_rule {
         let rule = &programme.earn_rules[*ri];
         let p = programme.rounding.apply(*points);
-        base += p;
+        base = base.saturating_add(p);
         items.push(EarnItem {
             kind: "rule".into(),
             source: rule.id.clone(),
@@ -136,10 +138,12 @@ pub fn evaluate(programme: &Programme, facts: &PurchaseFacts<'_>, so_far: Earned
     };
     for (source, label, factor) in applied {
         cumulative = match programme.multipliers.stacking {
-            Stacking::Multiply | Stacking::Max => cumulative * factor,
-            Stacking::Add => cumulative + (factor - Decimal::ONE),
+            Stacking::Multiply | Stacking::Max => cumulative.saturating_mul(*factor),
+            Stacking::Add => cumulative.saturating_add(*factor - Decimal::ONE),
         };
-        let total = programme.rounding.apply(Decimal::from(base) * cumulative);
+        let total = programme
+            .rounding
+            .apply(Decimal::from(base).saturating_mul(cumulative));
         let extra = total - running;
         running = total;
         items.push(EarnItem {
@@ -274,19 +278,27 @@ fn multipliers(programme: &Programme, facts: &PurchaseFacts<'_>) -> Vec<(String,
 /// Splits `total` over lines in proportion to `weights` by largest remainder, so the parts are
 /// whole points that sum to exactly `total`.
 pub fn allocate(total: i64, weights: &[Decimal]) -> Vec<i64> {
-    let sum: Decimal = weights.iter().copied().sum();
+    let sum: Decimal = weights.iter().fold(Decimal::ZERO, |a, w| a.saturating_add(*w));
     if weights.is_empty() {
         return Vec::new();
     }
     if sum <= Decimal::ZERO || total == 0 {
         return vec![0; weights.len()];
     }
-    let exact: Vec<Decimal> = weights.iter().map(|w| Decimal::from(total) * *w / sum).collect();
+    // Exact as `total × w / sum`; where that product would overflow (only a programme that
+    // skipped validation gets there), as `total × (w / sum)`.
+    let exact: Vec<Decimal> = weights
+        .iter()
+        .map(|w| match Decimal::from(total).checked_mul(*w) {
+            Some(product) => product / sum,
+            None => Decimal::from(total).saturating_mul(*w / sum),
+        })
+        .collect();
     let mut parts: Vec<i64> = exact
         .iter()
         .map(|e| rust_decimal::prelude::ToPrimitive::to_i64(&e.floor()).unwrap_or(0))
         .collect();
-    let mut left = total - parts.iter().sum::<i64>();
+    let mut left = total.saturating_sub(parts.iter().fold(0i64, |a, p| a.saturating_add(*p)));
     let mut order: Vec<usize> = (0..weights.len()).collect();
     order.sort_by(|&a, &b| {
         let ra = exact[a] - exact[a].floor();
@@ -348,6 +360,48 @@ mod tests {
             streak: 1,
             plan: None,
         }
+    }
+
+    /// 10,000 points per 0.01 yuan with no cap, a purchase of 10^12 minor units and every
+    /// multiplier at 100 once panicked a sale (decimal overflow). The validator refuses such a
+    /// programme, naming the rule, unless a per-order cap bounds it; and the arithmetic
+    /// saturates, so even a programme that skipped validation cannot panic a sale.
+    #[test]
+    fn the_largest_sale_cannot_overflow_the_earning() {
+        use crate::loyalty::programme::MAX_SALE_POINTS;
+        use crate::money::MAX_AMOUNT;
+        let mut p = Programme::demo();
+        p.caps = Default::default();
+        p.earn_rules[0].points = Decimal::from(10_000);
+        p.earn_rules[0].per_amount = 1;
+        let err = p.validate().unwrap_err();
+        assert_eq!(err.errors[0].field, "earn_rules[0].points", "{err:?}");
+        p.caps.per_order = Some(MAX_SALE_POINTS);
+        p.validate().unwrap();
+        assert!(
+            Programme::demo().validate().is_ok(),
+            "the demo programme is far below the bound"
+        );
+
+        let hundred = Decimal::from(100);
+        p.caps = Default::default();
+        p.multipliers.member_day.as_mut().unwrap().multiplier = hundred;
+        p.multipliers.birthday_month = Some(hundred);
+        for i in 0..8 {
+            p.multipliers.campaigns.push(CampaignBoost {
+                id: format!("c{i}"),
+                label: "x".into(),
+                multiplier: hundred,
+                starts_at: datetime!(2026-01-01 00:00 UTC),
+                ends_at: datetime!(2027-01-01 00:00 UTC),
+                stores: vec![],
+                channels: vec![],
+            });
+        }
+        let lines = [line("apparel", MAX_AMOUNT)];
+        let f = facts(&lines, MAX_AMOUNT, date!(2026 - 11 - 08), None);
+        let e = evaluate(&p, &f, EarnedSoFar::default());
+        assert_eq!(e.points, i64::MAX, "saturated, not wrapped or panicked");
     }
 
     #[test]

@@ -12,6 +12,7 @@ use time::OffsetDateTime;
 
 use crate::error::Validator;
 use crate::member::Channel;
+use crate::money::MAX_AMOUNT;
 use crate::ValidationError;
 
 /// The demo programme, with the defaults the SPEC names (1 yuan = 1 point, member day ×3 on
@@ -357,6 +358,8 @@ impl Thresholds {
 
 /// Longest programme document accepted, in bytes.
 pub const MAX_PROGRAMME_BYTES: usize = 256 * 1024;
+/// Most points one sale may earn under a programme (see `Programme::check_largest_sale`).
+pub const MAX_SALE_POINTS: i64 = 1_000_000_000_000;
 const MAX_RULES: usize = 200;
 
 impl Programme {
@@ -506,7 +509,64 @@ impl Programme {
             }
         }
         self.tiers.validate(&mut v, one, hundred, max_mult);
+        if v.is_empty() {
+            self.check_largest_sale(&mut v);
+        }
         v.finish()
+    }
+
+    /// Refuses a programme under which one sale could earn more than [`MAX_SALE_POINTS`]: the
+    /// fastest rule on a sale of the largest amount, with every multiplier there is at once (the
+    /// tier's and plan's largest), under the per-order cap if there is one. Below that bound the
+    /// earning arithmetic cannot overflow, and no balance nears `i64`'s limit.
+    fn check_largest_sale(&self, v: &mut Validator) {
+        let Some((i, rate)) = self
+            .earn_rules
+            .iter()
+            .map(|r| r.points / Decimal::from(r.per_amount))
+            .enumerate()
+            .max_by(|a, b| a.1.cmp(&b.1))
+        else {
+            return;
+        };
+        let m = &self.multipliers;
+        let mut factors: Vec<Decimal> = [
+            m.member_day.as_ref().map(|d| d.multiplier),
+            m.birthday_month,
+            m.streak.as_ref().map(|s| s.multiplier),
+            self.tiers.levels.iter().map(|t| t.multiplier).max(),
+            self.plans.iter().map(|p| p.points_multiplier).max(),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        factors.extend(m.campaigns.iter().map(|c| c.multiplier));
+        let factor = match m.stacking {
+            Stacking::Max => factors.into_iter().max(),
+            Stacking::Multiply => factors
+                .into_iter()
+                .try_fold(Decimal::ONE, |a, f| a.checked_mul(f)),
+            Stacking::Add => factors
+                .into_iter()
+                .try_fold(Decimal::ONE, |a, f| a.checked_add(f - Decimal::ONE)),
+        };
+        // `None` on the way: beyond what a decimal holds, so beyond the bound.
+        let largest = factor
+            .and_then(|f| f.max(Decimal::ONE).checked_mul(rate))
+            .and_then(|d| d.checked_mul(Decimal::from(MAX_AMOUNT)))
+            .unwrap_or(Decimal::MAX);
+        let capped = self.caps.per_order.is_some_and(|cap| cap <= MAX_SALE_POINTS);
+        if !capped && largest > Decimal::from(MAX_SALE_POINTS) {
+            v.push(
+                format!("earn_rules[{i}].points"),
+                format!(
+                    "with every multiplier at once, a sale of {MAX_AMOUNT} minor units would earn \
+                     about {} points, more than {MAX_SALE_POINTS}: lower the rate or the \
+                     multipliers, or set caps.per_order",
+                    largest.round()
+                ),
+            );
+        }
     }
 
     /// Position of a tier by code.
