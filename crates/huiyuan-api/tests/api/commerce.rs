@@ -5,13 +5,13 @@ use std::sync::{Arc, Mutex};
 use super::*;
 
 impl Harness {
-    async fn template(&self, body: Value) -> Value {
+    pub(super) async fn template(&self, body: Value) -> Value {
         let (s, b) = self.admin(Method::POST, "/v1/coupon-templates", Some(body)).await;
         assert_eq!(s, StatusCode::CREATED, "{b}");
         b
     }
 
-    async fn issue(&self, member: &str, template: &Value, reference: &str) -> Value {
+    pub(super) async fn issue(&self, member: &str, template: &Value, reference: &str) -> Value {
         let (s, b) = self
             .admin(
                 Method::POST,
@@ -70,7 +70,7 @@ impl Harness {
 }
 
 /// 滿100減20.
-fn threshold_coupon() -> Value {
+pub(super) fn threshold_coupon() -> Value {
     json!({"name": "滿100減20", "offer": {"kind": "threshold", "min_spend": 10_000, "amount": 2_000},
            "validity": {"kind": "days_after_issue", "days": 30}, "cost_per_redemption": 2_000})
 }

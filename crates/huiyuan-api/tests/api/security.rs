@@ -826,7 +826,36 @@ async fn a_programme_that_could_overflow_a_sale_is_refused(backend: Backend) {
     assert_eq!(b["purchase"]["points"], 1_000_000, "{b}");
 }
 
+/// Analysts and auditors read usable coupon codes in clear (`GET /v1/members/{id}/coupons`)
+/// though exports masked them. One rule now: a code is shown in full to the roles that may
+/// redeem coupons, masked to the others, wherever a coupon is shown.
+async fn coupon_codes_are_shown_only_to_roles_that_redeem(backend: Backend) {
+    let h = Harness::start(backend).await;
+    let m = h.member_id("13800138097").await;
+    let t = h.template(super::commerce::threshold_coupon()).await;
+    let code = h.issue(&m, &t, "CODE-1").await["code"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let path = format!("/v1/members/{m}/coupons");
+    for role in ["analyst", "auditor", "clerk", "marketer"] {
+        let key = h.key_for(role).await;
+        let (s, b) = h.call(Some(&key), Method::GET, &path, None).await;
+        assert_eq!(s, StatusCode::OK, "{b}");
+        let shown = b["data"][0]["code"].as_str().unwrap();
+        let may_redeem = matches!(role, "clerk" | "marketer");
+        assert_eq!(shown == code, may_redeem, "{role} sees {shown}");
+        if !may_redeem {
+            assert!(
+                shown.starts_with("****") && code.ends_with(&shown[4..]),
+                "{role}: {shown}"
+            );
+        }
+    }
+}
+
 both_backends!(
+    coupon_codes_are_shown_only_to_roles_that_redeem,
     a_programme_that_could_overflow_a_sale_is_refused,
     a_refund_id_reused_for_another_amount_is_refused,
     bidirectional_controls_are_refused_in_display_fields,

@@ -280,7 +280,7 @@ impl Core {
                 });
         }
         let (usable_coupons, unusable_coupons) = match &buyer.member {
-            Some(m) => self.coupon_choices(&mut *tx, brand, m, &basket, means).await?,
+            Some(m) => self.coupon_choices(&mut *tx, actor, m, &basket, means).await?,
             None => (Vec::new(), Vec::new()),
         };
         let purchase_lines = priced.purchase_lines();
@@ -375,11 +375,12 @@ impl Core {
     async fn coupon_choices(
         &self,
         tx: &mut dyn Tx,
-        brand: &BrandId,
+        actor: &Actor,
         member: &MemberRecord,
         basket: &Basket<'_>,
         means: Means,
     ) -> Result<(Vec<CouponChoice>, Vec<CouponRefusal>)> {
+        let brand = &actor.brand_id;
         let (mut usable, mut unusable) = (Vec::new(), Vec::new());
         let mine = tx
             .list_member_coupons(
@@ -389,7 +390,7 @@ impl Core {
                 &huiyuan_store::Page::first(200),
             )
             .await?;
-        for view in self.coupon_views(tx, &mine).await? {
+        for view in self.coupon_views(tx, actor, &mine).await? {
             let record = mine.iter().find(|c| c.id == view.id).cloned();
             let Some(record) = record else { continue };
             let template = tx

@@ -176,10 +176,35 @@ pub(crate) fn terms_of(t: &TemplateInput) -> Terms {
     }
 }
 
-pub(crate) fn coupon_view(c: &CouponRecord, t: &TemplateInput) -> CouponView {
+/// A coupon code with all but its last four characters hidden.
+pub(crate) fn masked_code(code: &str) -> String {
+    let keep: String = code
+        .chars()
+        .rev()
+        .take(4)
+        .collect::<Vec<_>>()
+        .into_iter()
+        .rev()
+        .collect();
+    format!("****{keep}")
+}
+
+/// Who sees a coupon's code in full: a code is money to whoever holds it, so the roles that may
+/// redeem coupons (admin, marketer, clerk; the member, through the system actor of their own
+/// pages) see it, and the rest (analyst, auditor) see [`masked_code`], in every view of a
+/// coupon. Exports mask it unless revealed (see `files::export`).
+pub(crate) fn visible_code(actor: &Actor, code: &str) -> String {
+    if actor.role.allows(Permission::CouponsRedeem) {
+        code.to_owned()
+    } else {
+        masked_code(code)
+    }
+}
+
+pub(crate) fn coupon_view(actor: &Actor, c: &CouponRecord, t: &TemplateInput) -> CouponView {
     CouponView {
         id: c.id.clone(),
-        code: c.code.clone(),
+        code: visible_code(actor, &c.code),
         template_id: c.template_id.clone(),
         name: t.name.clone(),
         offer: t.offer.clone(),
@@ -434,7 +459,7 @@ impl Core {
             .get_coupon_by_reference(brand, "reward", &input.reference)
             .await?
         {
-            return self.replayed_issue(&mut *tx, member, existing).await;
+            return self.replayed_issue(&mut *tx, actor, member, existing).await;
         }
         let record = self.active_member(&mut *tx, brand, member, true).await?;
         let template = tx
@@ -497,7 +522,7 @@ impl Core {
     ) -> Result<(CouponView, bool)> {
         let brand = &actor.brand_id;
         if let Some(existing) = tx.get_coupon_by_reference(brand, source, reference).await? {
-            return self.replayed_issue(tx, member, existing).await;
+            return self.replayed_issue(tx, actor, member, existing).await;
         }
         let record = self.active_member(tx, brand, member, true).await?;
         if record.status == MemberStatus::Erased {
@@ -556,12 +581,13 @@ impl Core {
             json!({ "template_id": template.id, "member_id": record.id, "source": source, "reference": reference }),
         )
         .await?;
-        Ok((coupon_view(&coupon, &definition), true))
+        Ok((coupon_view(actor, &coupon, &definition), true))
     }
 
     async fn replayed_issue(
         &self,
         tx: &mut dyn Tx,
+        actor: &Actor,
         member: &MemberId,
         existing: CouponRecord,
     ) -> Result<(CouponView, bool)> {
@@ -576,7 +602,7 @@ impl Core {
             .await?
             .ok_or_else(|| CoreError::Corrupt("a coupon's template vanished".into()))?;
         Ok((
-            coupon_view(&existing, &template_view(&template)?.definition),
+            coupon_view(actor, &existing, &template_view(&template)?.definition),
             false,
         ))
     }
@@ -635,13 +661,14 @@ impl Core {
         let coupons = tx
             .list_member_coupons(&actor.brand_id, &record.id, status, page)
             .await?;
-        self.coupon_views(&mut *tx, &coupons).await
+        self.coupon_views(&mut *tx, actor, &coupons).await
     }
 
     /// Views of coupons, each with its template.
     pub(crate) async fn coupon_views(
         &self,
         tx: &mut dyn Tx,
+        actor: &Actor,
         coupons: &[CouponRecord],
     ) -> Result<Vec<CouponView>> {
         let mut templates: Vec<(String, TemplateInput)> = Vec::new();
@@ -655,7 +682,7 @@ impl Core {
                 templates.push((t.id.clone(), template_view(&t)?.definition));
             }
             if let Some((_, t)) = templates.iter().find(|(id, _)| *id == c.template_id) {
-                out.push(coupon_view(c, t));
+                out.push(coupon_view(actor, c, t));
             }
         }
         Ok(out)
@@ -674,7 +701,7 @@ impl Core {
         }
         let mut tx = self.storage.read().await?;
         let coupons = tx.list_redeemed_coupons(&actor.brand_id, template, limit).await?;
-        self.coupon_views(&mut *tx, &coupons).await
+        self.coupon_views(&mut *tx, actor, &coupons).await
     }
 
     /// A coupon by its code (as typed or scanned).
@@ -686,7 +713,7 @@ impl Core {
             .get_coupon_by_code(&actor.brand_id, &code)
             .await?
             .ok_or(CoreError::NotFound("coupon"))?;
-        Ok(self.coupon_views(&mut *tx, &[c]).await?.remove(0))
+        Ok(self.coupon_views(&mut *tx, actor, &[c]).await?.remove(0))
     }
 
     /// Redeems a coupon on an order priced elsewhere (an online shop): checks its rules
@@ -724,7 +751,7 @@ impl Core {
             let d = c.discount.unwrap_or(0);
             return Ok((
                 RedeemCouponOutcome {
-                    coupon: coupon_view(&c, &definition),
+                    coupon: coupon_view(actor, &c, &definition),
                     discount: d,
                 },
                 false,
@@ -819,7 +846,7 @@ impl Core {
         tx.commit().await?;
         Ok((
             RedeemCouponOutcome {
-                coupon: coupon_view(&c, &definition),
+                coupon: coupon_view(actor, &c, &definition),
                 discount: d.discount,
             },
             true,

@@ -87,17 +87,9 @@ fn time_col(name: &'static str, v: Vec<Option<time::OffsetDateTime>>) -> Column 
     }
 }
 
-/// A coupon code with all but its last four characters hidden.
+/// (The coupon code's mask is the one rule in `commerce::coupons::masked_code`.)
 fn mask_code(code: &str) -> String {
-    let keep: String = code
-        .chars()
-        .rev()
-        .take(4)
-        .collect::<Vec<_>>()
-        .into_iter()
-        .rev()
-        .collect();
-    format!("****{keep}")
+    crate::commerce::coupons::masked_code(code)
 }
 
 pub(crate) fn hex(bytes: &[u8]) -> String {
