@@ -9,7 +9,6 @@
 //! Recommendations exclude what the member bought up to this moment (read fresh), not only what
 //! the model saw.
 
-use huiyuan_domain::loyalty::purchase::PurchaseStatus;
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
@@ -21,7 +20,7 @@ use huiyuan_analytics::summary::{summarise, Period};
 use huiyuan_analytics::{bgnbd::BgNbd, gamma_gamma::GammaGamma};
 use huiyuan_domain::access::Permission;
 use huiyuan_domain::ids::{BrandId, MemberId};
-use huiyuan_domain::loyalty::purchase::PurchaseLine;
+use huiyuan_domain::loyalty::purchase::{PurchaseLine, PurchaseStatus};
 use huiyuan_store::records::{Page, PurchaseFilter};
 use huiyuan_store::Tx;
 use serde::Serialize;

@@ -2,12 +2,12 @@
 //! wallet and the purchase's points in one transaction, idempotent on the order ID), and refund
 //! it (everything the sale did, reversed in one transaction).
 
-use huiyuan_domain::commerce::checkout::SaleStatus;
 use std::sync::Arc;
 
 use huiyuan_domain::access::Permission;
 use huiyuan_domain::commerce::checkout::{
     commit_refusals, price, validate_checkout, Ask, Basket, CheckoutInput, Means, OfferedCoupon, Priced,
+    SaleStatus,
 };
 use huiyuan_domain::commerce::coupons::{CouponStatus, Ineligible, Occasion, TemplateInput};
 use huiyuan_domain::commerce::wallet::{Balance, WalletEntryKind};
@@ -25,7 +25,7 @@ use serde_json::json;
 use time::OffsetDateTime;
 
 use super::benefits::{Standing, PLAN_DISCOUNT, TIER_DISCOUNT};
-use super::coupons::{not_usable, template_view, terms_of, CouponView};
+use super::coupons::{not_usable, offered, template_view, terms_of, CouponView};
 use super::plans::active_plan;
 use super::wallet::{wallet_view, WalletPosting, WalletView};
 use crate::loyalty::ingest::SaleFacts;
@@ -245,12 +245,7 @@ impl Core {
         let offered: Vec<OfferedCoupon<'_>> = asked
             .iter()
             .zip(&terms)
-            .map(|(c, t)| OfferedCoupon {
-                code: &c.record.code,
-                terms: t,
-                valid_from: c.record.valid_from,
-                valid_until: c.record.valid_until,
-            })
+            .map(|(c, t)| offered(&c.record, t))
             .collect();
         let basket = Basket {
             lines: &lines,
@@ -398,12 +393,7 @@ impl Core {
                 .await?
                 .ok_or_else(|| CoreError::Corrupt("a coupon's template vanished".into()))?;
             let t = terms_of(&template_view(&template)?.definition);
-            let one = [OfferedCoupon {
-                code: &record.code,
-                terms: &t,
-                valid_from: record.valid_from,
-                valid_until: record.valid_until,
-            }];
+            let one = [offered(&record, &t)];
             let alone = price(
                 &Basket {
                     coupons: &one,
@@ -554,12 +544,7 @@ impl Core {
         let offered: Vec<OfferedCoupon<'_>> = coupons
             .iter()
             .zip(&terms)
-            .map(|(c, t)| OfferedCoupon {
-                code: &c.record.code,
-                terms: t,
-                valid_from: c.record.valid_from,
-                valid_until: c.record.valid_until,
-            })
+            .map(|(c, t)| offered(&c.record, t))
             .collect();
         let now = self.now();
         let occasion = Occasion {

@@ -3,10 +3,9 @@
 
 use huiyuan_domain::access::Permission;
 use huiyuan_domain::commerce::checkout::{price, Ask, Basket, Means, OfferedCoupon};
-use huiyuan_domain::commerce::coupons::TemplateStatus;
 use huiyuan_domain::commerce::coupons::{
     code_from_random, normalise_code, validate_template, CouponStatus, Ineligible, Occasion, Offer,
-    TemplateInput, Terms, Validity,
+    TemplateInput, TemplateStatus, Terms, Validity,
 };
 use huiyuan_domain::error::Validator;
 use huiyuan_domain::ids::{BrandId, CouponId, CouponTemplateId, MemberId};
@@ -173,6 +172,16 @@ pub(crate) fn terms_of(t: &TemplateInput) -> Terms {
         offer: t.offer.clone(),
         limits: t.limits.clone(),
         stackable: t.stackable,
+    }
+}
+
+/// A coupon as the pricing function takes it, with its template's terms.
+pub(crate) fn offered<'a>(c: &'a CouponRecord, terms: &'a Terms) -> OfferedCoupon<'a> {
+    OfferedCoupon {
+        code: &c.code,
+        terms,
+        valid_from: c.valid_from,
+        valid_until: c.valid_until,
     }
 }
 
@@ -791,12 +800,7 @@ impl Core {
         };
         // Priced by the till's own function: the shop's lines at their price, this coupon alone.
         let terms = terms_of(&definition);
-        let offered = [OfferedCoupon {
-            code: &c.code,
-            terms: &terms,
-            valid_from: c.valid_from,
-            valid_until: c.valid_until,
-        }];
+        let offered = [offered(&c, &terms)];
         let priced = price(
             &Basket {
                 lines: &lines,

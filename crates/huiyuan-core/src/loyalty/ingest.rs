@@ -5,7 +5,6 @@
 //! together are grouped into such batches (group commit): one durable commit serves them all,
 //! so durability is kept while throughput grows with load.
 
-use huiyuan_domain::loyalty::purchase::PurchaseStatus;
 use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 
@@ -14,7 +13,7 @@ use huiyuan_domain::commerce::plans::Plan;
 use huiyuan_domain::ids::{BrandId, MemberId, PurchaseId, StoreId};
 use huiyuan_domain::loyalty::earning::{evaluate, EarnLine, EarnedSoFar, Earning, PurchaseFacts};
 use huiyuan_domain::loyalty::ledger::EntryKind;
-use huiyuan_domain::loyalty::purchase::{PurchaseInput, PurchaseLine};
+use huiyuan_domain::loyalty::purchase::{PurchaseInput, PurchaseLine, PurchaseStatus};
 use huiyuan_domain::loyalty::tiers::TierMetrics;
 use huiyuan_domain::member::Channel;
 
