@@ -308,7 +308,7 @@ pub trait CommerceTx: Send {
         &mut self,
         brand: &BrandId,
         member: &MemberId,
-        status: Option<&str>,
+        status: Option<CouponStatus>,
         page: &Page,
     ) -> Result<Vec<CouponRecord>>;
     /// The brand's redeemed coupons, latest redemption first; of one template when given.

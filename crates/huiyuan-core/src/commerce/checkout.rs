@@ -381,7 +381,7 @@ impl Core {
             .list_member_coupons(
                 brand,
                 &member.id,
-                Some("issued"),
+                Some(CouponStatus::Issued),
                 &huiyuan_store::Page::first(200),
             )
             .await?;

@@ -656,13 +656,12 @@ impl Core {
         page: &Page,
     ) -> Result<Vec<CouponView>> {
         actor.require(Permission::MembersRead)?;
-        if let Some(s) = status {
-            if !["issued", "redeemed", "expired", "void"].contains(&s) {
-                return Err(
-                    ValidationError::field("status", "must be issued, redeemed, expired or void").into(),
-                );
-            }
-        }
+        let status = match status {
+            None => None,
+            Some(s) => Some(CouponStatus::parse(s).ok_or_else(|| {
+                ValidationError::field("status", "must be issued, redeemed, expired or void")
+            })?),
+        };
         let mut tx = self.storage.read().await?;
         let record = self
             .active_member(&mut *tx, &actor.brand_id, member, false)

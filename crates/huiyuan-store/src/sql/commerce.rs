@@ -414,7 +414,7 @@ impl CommerceTx for SqlTx {
         &mut self,
         brand: &BrandId,
         member: &MemberId,
-        status: Option<&str>,
+        status: Option<CouponStatus>,
         page: &Page,
     ) -> Result<Vec<CouponRecord>> {
         let mut q = Query::new(&format!("SELECT {COUPON_COLS} FROM coupons WHERE brand_id = "));
@@ -422,7 +422,7 @@ impl CommerceTx for SqlTx {
             .push(" AND member_id = ")
             .bind(member.as_str());
         if let Some(s) = status {
-            q.push(" AND status = ").bind(s);
+            q.push(" AND status = ").bind(s.as_str());
         }
         paginate(&mut q, "id", page);
         self.query_all(q, coupon_row).await
