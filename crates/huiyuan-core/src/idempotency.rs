@@ -68,8 +68,18 @@ impl Core {
         })
     }
 
-    /// Whether `key` was claimed for `actor` (and not released): a marker other use cases
-    /// set once, such as a member session ended.
+    /// Sets `key` for `actor` as a marker that can be set once (a sign-in link used, a member
+    /// session ended); true when this call set it, false when it was set already.
+    pub(crate) async fn mark_once(&self, actor: &Actor, key: &str, request_hash: &[u8]) -> Result<bool> {
+        if self.claim_idempotency(actor, key, request_hash.to_vec()).await? != IdempotencyClaim::Proceed {
+            return Ok(false);
+        }
+        self.complete_idempotency(actor, key, 200, b"").await?;
+        Ok(true)
+    }
+
+    /// Whether `key` was claimed for `actor` (and not released): a marker set by
+    /// [`Core::mark_once`], such as a member session ended.
     pub(crate) async fn idempotency_key_used(&self, actor: &Actor, key: &str) -> Result<bool> {
         let mut tx = self.storage.read().await?;
         Ok(tx

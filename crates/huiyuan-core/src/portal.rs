@@ -13,7 +13,6 @@ use subtle::ConstantTimeEq;
 use time::{Duration, OffsetDateTime};
 
 use crate::crypto::random_token;
-use crate::idempotency::IdempotencyClaim;
 use crate::{Actor, Core, CoreError, Result};
 
 const LINK_PREFIX: &str = "ml1";
@@ -114,14 +113,9 @@ impl Core {
         let member: MemberId = parts[2].parse()?;
         let system = Actor::system(brand.clone());
         let key = format!("member-link:{}", parts[4]);
-        match self
-            .claim_idempotency(&system, &key, mac.as_bytes().to_vec())
-            .await?
-        {
-            IdempotencyClaim::Proceed => {}
-            _ => return Err(CoreError::Unauthenticated(LINK_USED)),
+        if !self.mark_once(&system, &key, mac.as_bytes()).await? {
+            return Err(CoreError::Unauthenticated(LINK_USED));
         }
-        self.complete_idempotency(&system, &key, 200, b"").await?;
         let mut tx = self.storage.write().await?;
         self.audit(
             &mut *tx,
@@ -166,14 +160,9 @@ impl Core {
     pub async fn end_member_session(&self, token: &str) -> Result<()> {
         let session = self.session_token(token)?;
         let key = ended_key(&session.nonce);
-        if self
-            .claim_idempotency(&session.actor, &key, b"ended".to_vec())
-            .await?
-            != IdempotencyClaim::Proceed
-        {
+        if !self.mark_once(&session.actor, &key, b"ended").await? {
             return Ok(());
         }
-        self.complete_idempotency(&session.actor, &key, 200, b"").await?;
         let mut tx = self.storage.write().await?;
         self.audit(
             &mut *tx,
