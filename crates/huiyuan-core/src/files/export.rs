@@ -12,6 +12,7 @@ use huiyuan_store::{AccountRecord, Tx};
 use serde::{Deserialize, Serialize};
 
 use super::table::{Column, Format, Table, Values};
+use crate::commerce::coupons::masked_code;
 use crate::loyalty::calendar::BrandCalendar;
 use crate::{Actor, Core, CoreError, Result};
 
@@ -85,11 +86,6 @@ fn time_col(name: &'static str, v: Vec<Option<time::OffsetDateTime>>) -> Column 
         name,
         values: Values::Time(v),
     }
-}
-
-/// (The coupon code's mask is the one rule in `commerce::coupons::masked_code`.)
-fn mask_code(code: &str) -> String {
-    crate::commerce::coupons::masked_code(code)
 }
 
 pub(crate) fn hex(bytes: &[u8]) -> String {
@@ -377,7 +373,7 @@ async fn coupons_table(tx: &mut dyn Tx, brand: &BrandId, reveal: bool) -> Result
                     Some(if reveal {
                         c.code.clone()
                     } else {
-                        mask_code(&c.code)
+                        masked_code(&c.code)
                     })
                 }),
             ),
@@ -400,6 +396,9 @@ async fn coupons_table(tx: &mut dyn Tx, brand: &BrandId, reveal: bool) -> Result
 mod tests {
     #[test]
     fn coupon_codes_keep_their_last_four() {
-        assert_eq!(super::mask_code("ABCD-EFGH-JKLM-NP"), "****M-NP");
+        assert_eq!(
+            crate::commerce::coupons::masked_code("ABCD-EFGH-JKLM-NP"),
+            "****M-NP"
+        );
     }
 }
